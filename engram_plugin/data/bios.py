@@ -183,13 +183,14 @@ def random_date(rng: random.Random) -> str:
 def mention_refs(name: str, gender: str | None) -> tuple[dict[str, str], dict[str, str]]:
     """Placeholder values for a full-name mention and for a pronoun mention.
 
-    Without a known gender both use the full name, so no pronoun is guessed.
+    Without a known gender (an imported row whose text has no pronouns) every mention
+    is the full name and back-references are "they"/"their"/"them": nothing is guessed.
     """
-    pron = PRONOUNS.get(gender or "")
     by_name = {"S": name, "s": name, "P": f"{name}'s"}
+    pron = PRONOUNS.get(gender or "")
     if pron is None:
-        back = {"his": f"{name}'s", "him": name, "he": name}
-        return {**by_name, **back}, {**by_name, **back}
+        refs = {**by_name, "his": "their", "him": "them", "he": "they"}
+        return refs, refs
     return {**pron, **by_name}, pron
 
 

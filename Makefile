@@ -1,0 +1,61 @@
+# llm-engram: data -> train -> evaluate -> report.  `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU wheel of this torch is what axolotl==0.19.0 accepts; on a GPU box install
+# your CUDA build of torch first and `make install` keeps it.
+TORCH_VERSION ?= 2.13.0
+
+DATA_DIR ?= data/bios
+NUM_PEOPLE ?= 10000
+SEED ?= 0
+HELDOUT_FRACTION ?= 0.5
+
+# The machine's pip config names find-links folders that pip reports as missing, once
+# per package: hide that noise, keep every other line.
+PIP_QUIET := { grep -v "is neither a file nor a directory" || true; }
+
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export AXOLOTL_DO_NOT_TRACK ?= 1
+export WANDB_MODE ?= disabled
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: help install test lint format data bench clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## create .venv and install the bundle with its dev tools (fast when nothing changed)
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==$(TORCH_VERSION)" 2>&1 | $(PIP_QUIET)
+	$(PY) -m pip install -q -e ".[dev]" 2>&1 | $(PIP_QUIET)
+	$(PY) -c "import axolotl, lm_eval, engram_plugin.data"
+	touch $@
+
+test: install ## run the test suite (CPU, offline; builds its own tiny models and data)
+	$(PY) -m pytest -q tests
+
+lint: install ## check style (ruff), rewriting nothing
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## rewrite files into ruff's style
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+data: install ## generate the bioS population in DATA_DIR (NUM_PEOPLE, SEED, HELDOUT_FRACTION; ~2 s for 10k)
+	$(PY) generate_data.py --num-people $(NUM_PEOPLE) --seed $(SEED) \
+		--heldout-fraction $(HELDOUT_FRACTION) --out $(DATA_DIR) --overwrite
+
+bench: install ## measure speed (people/s for 100k people); writes benchmarks/results/
+	$(PY) benchmarks/bench_data.py --num-people 100000
+
+clean: ## remove generated data, outputs and caches (keeps .venv)
+	rm -rf data outputs results .pytest_cache .ruff_cache

@@ -1,0 +1,43 @@
+"""Shared fixtures: one generated population per session, offline settings for every test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# No test may reach the network: everything is built locally.
+for key, value in {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "AXOLOTL_DO_NOT_TRACK": "1",
+    "WANDB_MODE": "disabled",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ[key] = value
+
+REPO = Path(__file__).resolve().parent.parent
+# A population big enough that every template and split is exercised, small enough to be quick.
+NUM_PEOPLE = 600
+SEED = 7
+
+
+def run_generate(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """Run the real CLI, as a user would."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "generate_data.py"), "--no-progress", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def bios_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bios") / "bios"
+    proc = run_generate("--num-people", str(NUM_PEOPLE), "--seed", str(SEED), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out

@@ -1,0 +1,377 @@
+"""generate_data.py: exact checks of the bioS layout, determinism, and every bad input."""
+
+from __future__ import annotations
+
+import filecmp
+import hashlib
+import json
+import random
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import NUM_PEOPLE, SEED, run_generate
+
+from engram_plugin.data import bios
+from engram_plugin.data.bios import (
+    FIELDS,
+    QA_PREFIX,
+    QUESTIONS,
+    REVERSE_GIVEN,
+    TEXT_VARIANTS,
+    DataError,
+    read_jsonl,
+)
+from engram_plugin.data.templates import TEMPLATES
+
+DATE_RE = re.compile(
+    r"^(January|February|March|April|May|June|July|August|September|October|November|December) (\d{1,2}), (\d{4})$"
+)
+LAYOUT = [
+    "manifest.json",
+    "people.jsonl",
+    "qa/birth_city.jsonl",
+    "qa/birth_date.jsonl",
+    "qa/company_city.jsonl",
+    "qa/employer.jsonl",
+    "qa/major.jsonl",
+    "qa/reverse.jsonl",
+    "qa/university.jsonl",
+    "train/bioS.jsonl",
+    "train/bioS_fullname.jsonl",
+    "train/bioS_multi5_permutes.jsonl",
+    "train/qa_train.jsonl",
+]
+
+
+@pytest.fixture(scope="module")
+def people(bios_dir):
+    return read_jsonl(bios_dir / "people.jsonl")
+
+
+def files_of(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_layout_is_exactly_the_documented_files(bios_dir):
+    assert files_of(bios_dir) == LAYOUT
+
+
+def test_rerun_is_byte_identical_and_another_seed_differs(bios_dir, tmp_path):
+    again = tmp_path / "again"
+    assert run_generate("--num-people", str(NUM_PEOPLE), "--seed", str(SEED), "--out", str(again)).returncode == 0
+    match, mismatch, errors = filecmp.cmpfiles(bios_dir, again, LAYOUT, shallow=False)
+    assert (sorted(match), mismatch, errors) == (LAYOUT, [], [])
+
+    other = tmp_path / "other"
+    assert run_generate("--num-people", str(NUM_PEOPLE), "--seed", str(SEED + 1), "--out", str(other)).returncode == 0
+    _, mismatch, _ = filecmp.cmpfiles(bios_dir, other, LAYOUT, shallow=False)
+    assert set(mismatch) == set(LAYOUT)  # every file, manifest included, depends on the seed
+
+
+def test_people_have_unique_names_and_valid_attributes(people):
+    pools = bios.load_pools()
+    assert len(people) == NUM_PEOPLE
+    assert [p["id"] for p in people] == list(range(NUM_PEOPLE))
+    assert len({p["name"] for p in people}) == NUM_PEOPLE
+    for p in people:
+        assert p["name"] == f"{p['first_name']} {p['middle_name']} {p['last_name']}"
+        assert p["first_name"] in pools.first_names[p["gender"]]
+        assert p["middle_name"] in pools.middle_names[p["gender"]]
+        assert p["middle_name"] != p["first_name"]
+        assert p["last_name"] in pools.last_names
+        month, day, year = DATE_RE.match(p["birth_date"]).groups()
+        assert 1 <= int(day) <= 28 and 1900 <= int(year) <= 2099
+        assert p["birth_city"] in pools.cities
+        assert p["university"] in pools.universities
+        assert p["major"] in pools.majors
+        assert p["company_city"] == pools.companies[p["employer"]]  # the employer's HQ
+
+
+def test_pools_have_the_bios_sizes():
+    assert bios.load_pools().sizes() == {
+        "first_names": 400,
+        "middle_names": 400,
+        "last_names": 1000,
+        "birth_city": 200,
+        "university": 300,
+        "major": 100,
+        "employer": 250,
+        "company_city": 132,
+    }
+
+
+def test_qa_columns_use_the_standard_questions(people):
+    for p in people:
+        for field in FIELDS:
+            prefix = QA_PREFIX[field]
+            assert p[f"{prefix}_q"] == QUESTIONS[field].format(name=p["name"])
+            assert p[f"{prefix}_a"] == p[field]
+
+
+def test_every_answer_occurs_in_every_text_variant(people):
+    for p in people:
+        texts = [p["bioS"], p["bioS_fullname"], *p["bioS_multi5_permutes"]]
+        for field in FIELDS:
+            for text in texts:
+                assert p[field] in text, (field, text)
+
+
+def test_full_name_placement(people):
+    # Every template mentions the person exactly once.
+    for p in people:
+        assert p["bioS"].count(p["name"]) == 1
+        assert p["bioS_fullname"].count(p["name"]) == len(FIELDS)
+        for bio in p["bioS_multi5_permutes"]:
+            assert bio.count(p["name"]) == 1
+
+
+def test_multi5_biographies_differ_and_are_interleaved(bios_dir, people):
+    owner = {}
+    for p in people:
+        bios5 = p["bioS_multi5_permutes"]
+        assert len(bios5) == 5 and len(set(bios5)) == 5
+        for text in bios5:
+            owner[text] = p["id"]
+    rows = [r["text"] for r in read_jsonl(bios_dir / "train/bioS_multi5_permutes.jsonl")]
+    assert Counter(rows) == Counter({t: 1 for t in owner})  # each biography exactly once
+    assert all(owner[a] != owner[b] for a, b in zip(rows, rows[1:]))
+
+
+def test_bios_sentences_follow_the_fixed_order(people):
+    for p in people[:50]:
+        positions = [p["bioS"].index(p[f]) for f in FIELDS]
+        assert positions == sorted(positions)
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_every_template_renders_and_is_reachable(field):
+    assert len(TEMPLATES[field]) == 50
+    name, value = "Ada Jane Lovelace", "VALUE"
+    for gender in ("male", "female", None):
+        contexts = bios.field_contexts({f: value for f in FIELDS}, name, gender)
+        for tid in range(50):
+            first = bios.render_bio(contexts, [field], [tid])
+            assert value in first and name in first and "{" not in first
+            later = bios.render_bio(contexts, ["major", field], [0, tid])
+            assert later.count(value) == 2 and later.count(name) == 1 + (gender is None)
+    # The sampler the generator uses reaches every template.
+    rng = random.Random(0)
+    seen = Counter(bios.draw_templates(rng, FIELDS)[FIELDS.index(field)] for _ in range(5000))
+    assert sorted(seen) == list(range(50))
+
+
+def test_qa_choices_are_valid_and_fixed(bios_dir, people):
+    pools = bios.load_pools()
+    for field in FIELDS:
+        rows = read_jsonl(bios_dir / f"qa/{field}.jsonl")
+        assert len(rows) == NUM_PEOPLE
+        labels = Counter()
+        for row, p in zip(rows, people):
+            assert row["person_id"] == p["id"] and row["split"] == p["split"] and row["field"] == field
+            assert row["id"] == f"{field}-{p['id']}"
+            assert row["question"] == p[f"{QA_PREFIX[field]}_q"] and row["answer"] == p[field]
+            choices = row["choices"]
+            assert len(choices) == 4 and len(set(choices)) == 4
+            assert choices[row["label"]] == row["answer"]
+            pool = pools.field_values(field)
+            for c in choices:
+                assert (DATE_RE.match(c) is not None) if pool is None else (c in pool)
+            labels[row["label"]] += 1
+        assert set(labels) == {0, 1, 2, 3}  # the answer's position is randomized
+
+
+def test_splits_are_disjoint_and_qa_train_holds_only_train_people(bios_dir, people):
+    splits = Counter(p["split"] for p in people)
+    assert splits == {"train": NUM_PEOPLE // 2, "heldout": NUM_PEOPLE // 2}
+    train = {p["name"]: p for p in people if p["split"] == "train"}
+    expected = Counter(f"Question: {p[QA_PREFIX[f] + '_q']}\nAnswer: {p[f]}" for p in train.values() for f in FIELDS)
+    rows = [r["text"] for r in read_jsonl(bios_dir / "train/qa_train.jsonl")]
+    assert Counter(rows) == expected
+
+
+def test_reverse_questions_are_unambiguous(bios_dir, people):
+    keys = Counter(tuple(p[f] for f in REVERSE_GIVEN) for p in people)
+    rows = read_jsonl(bios_dir / "qa/reverse.jsonl")
+    assert len(rows) == sum(1 for k in keys.values() if k == 1)
+    names = {p["name"] for p in people}
+    for row in rows:
+        matches = [p for p in people if all(p[f] == row["given"][f] for f in REVERSE_GIVEN)]
+        assert len(matches) == 1 and matches[0]["name"] == row["answer"]
+        assert row["question"] == f"Who was born on {row['given']['birth_date']} in {row['given']['birth_city']}?"
+        assert row["choices"][row["label"]] == row["answer"]
+        assert len(set(row["choices"])) == 4 and set(row["choices"]) <= names
+
+
+def test_manifest_counts_and_hashes_match_the_files(bios_dir, people):
+    manifest = json.loads((bios_dir / "manifest.json").read_text())
+    assert manifest["num_people"] == NUM_PEOPLE and manifest["seed"] == SEED
+    assert manifest["splits"] == dict(Counter(p["split"] for p in people))
+    assert sorted(manifest["files"]) == [f for f in LAYOUT if f != "manifest.json"]
+    for rel, info in manifest["files"].items():
+        data = (bios_dir / rel).read_bytes()
+        assert info["sha256"] == hashlib.sha256(data).hexdigest()
+        rows = [json.loads(line) for line in data.splitlines()]
+        assert info["rows"] == len(rows)
+        if "by_split" in info:
+            split_of = {p["id"]: p["split"] for p in people}
+            got = Counter(r.get("split") or split_of.get(r.get("id")) for r in rows)
+            if rel.startswith("train/bioS"):
+                got = Counter(split_of[i] for i in range(len(rows)))
+            elif rel == "train/qa_train.jsonl":
+                got = Counter({"train": len(rows)})
+            assert {k: v for k, v in info["by_split"].items() if v} == dict(got)
+    assert manifest["files"]["train/bioS_multi5_permutes.jsonl"]["rows"] == 5 * NUM_PEOPLE
+    assert manifest["files"]["train/qa_train.jsonl"]["rows"] == 6 * NUM_PEOPLE // 2
+
+
+def test_variants_option_writes_only_the_chosen_texts(tmp_path):
+    out = tmp_path / "d"
+    assert run_generate("--num-people", "20", "--variants", "bioS", "--out", str(out)).returncode == 0
+    assert [f for f in files_of(out) if f.startswith("train/")] == ["train/bioS.jsonl", "train/qa_train.jsonl"]
+    person = read_jsonl(out / "people.jsonl")[0]
+    assert "bioS" in person and "bioS_fullname" not in person and "bioS_multi5_permutes" not in person
+
+
+def test_tiny_population_still_gets_four_reverse_options(tmp_path):
+    out = tmp_path / "one"
+    assert run_generate("--num-people", "1", "--heldout-fraction", "0", "--out", str(out)).returncode == 0
+    (row,) = read_jsonl(out / "qa/reverse.jsonl")
+    assert len(set(row["choices"])) == 4 and row["choices"][row["label"]] == row["answer"]
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--num-people", "0"], "--num-people must be a positive integer (got 0)"),
+        (["--num-people", "-5"], "--num-people must be a positive integer (got -5)"),
+        (
+            ["--variants", "bioS,bioX"],
+            "unknown text variant bioX; choose from bioS, bioS_fullname, bioS_multi5_permutes",
+        ),
+        (["--heldout-fraction", "1"], "--heldout-fraction must be in [0, 1) (got 1.0)"),
+        (["--heldout-fraction", "-0.1"], "--heldout-fraction must be in [0, 1) (got -0.1)"),
+        (["--source", "minsungkim/bioS_v1"], "cannot load the bioS_v1 dataset 'minsungkim/bioS_v1'"),
+    ],
+)
+def test_bad_arguments_fail_with_one_clear_line(tmp_path, args, message):
+    out = tmp_path / "out"
+    proc = run_generate("--num-people", "10", *args, "--out", str(out))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("generate_data.py: error: ") and message in lines[0]
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_existing_output_needs_overwrite_and_foreign_dirs_are_refused(tmp_path):
+    out = tmp_path / "d"
+    assert run_generate("--num-people", "10", "--out", str(out)).returncode == 0
+    before = (out / "manifest.json").read_bytes()
+    proc = run_generate("--num-people", "12", "--out", str(out))
+    assert proc.returncode == 2 and "already holds a dataset; pass --overwrite" in proc.stderr
+    assert (out / "manifest.json").read_bytes() == before
+    proc = run_generate("--num-people", "12", "--out", str(out), "--overwrite")
+    assert proc.returncode == 0 and json.loads((out / "manifest.json").read_text())["num_people"] == 12
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # no temp or old dirs left
+
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    proc = run_generate("--num-people", "10", "--out", str(foreign), "--overwrite")
+    assert proc.returncode == 2 and "is not a previous generate_data output" in proc.stderr
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+
+
+def test_unwritable_output_fails_cleanly(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    proc = run_generate("--num-people", "10", "--out", str(blocker / "sub" / "bios"))
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "cannot write to" in line and "choose a writable --out" in line
+
+
+def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
+    calls = []
+
+    def failing_write(path, rows, chunk=8192):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_write(path, rows, chunk)
+
+    real_write = bios.write_jsonl
+    monkeypatch.setattr(bios, "write_jsonl", failing_write)
+    with pytest.raises(KeyboardInterrupt):
+        bios.write_dataset(bios.synthesize(10), tmp_path / "d")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_synthesize_rejects_bad_sizes_in_the_library_too():
+    with pytest.raises(DataError, match="positive integer"):
+        bios.synthesize(0)
+    with pytest.raises(DataError, match="too many for the name pools"):
+        bios.synthesize(10**9)
+
+
+# --------------------------------------------------------------------------- bioS_v1 import
+
+
+def biosv1_rows(people):
+    """Rows in the public bioS_v1 schema: name, texts and QA columns; no splits or choices."""
+    keep = ["name", *TEXT_VARIANTS, *(f"{QA_PREFIX[f]}_{s}" for f in FIELDS for s in "qa")]
+    return [{k: p[k] for k in keep} for p in people]
+
+
+def test_import_of_a_saved_biosv1_dataset(tmp_path, people):
+    import datasets
+
+    rows = biosv1_rows(people[:40])
+    src = tmp_path / "bioS_v1"
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(src))
+    out = tmp_path / "imported"
+    proc = run_generate("--source", str(src), "--seed", "3", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert files_of(out) == LAYOUT
+    got = read_jsonl(out / "people.jsonl")
+    assert [g["name"] for g in got] == [r["name"] for r in rows]
+    for g, p in zip(got, people[:40]):
+        assert {f: g[f] for f in FIELDS} == {f: p[f] for f in FIELDS}  # from the *_a columns
+        assert g["gender"] == p["gender"]  # inferred from the pronouns of bioS
+        assert g["bioS_multi5_permutes"] == p["bioS_multi5_permutes"]
+    assert Counter(g["split"] for g in got) == {"train": 20, "heldout": 20}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["source"] == str(src) and manifest["import"]["variants_rendered"] == []
+    for field in FIELDS:
+        for row in read_jsonl(out / f"qa/{field}.jsonl"):
+            assert len(set(row["choices"])) == 4 and row["choices"][row["label"]] == row["answer"]
+
+
+def test_import_of_a_jsonl_file_renders_missing_variants(tmp_path, people):
+    src = tmp_path / "bios.jsonl"
+    rows = [
+        {"name": r["name"], "bioS": r["bioS"], **{k: v for k, v in r.items() if k.endswith(("_q", "_a"))}}
+        for r in biosv1_rows(people[:10])
+    ]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "imported"
+    proc = run_generate("--source", str(src), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["import"]["variants_rendered"] == ["bioS_fullname", "bioS_multi5_permutes"]
+    for g, p in zip(read_jsonl(out / "people.jsonl"), people):
+        assert g["bioS"] == p["bioS"]
+        assert g["bioS_fullname"].count(p["name"]) == 6
+        assert all(p[f] in bio for bio in g["bioS_multi5_permutes"] for f in FIELDS)
+
+
+def test_import_of_a_file_outside_the_schema_fails_clearly(tmp_path):
+    src = tmp_path / "bad.jsonl"
+    src.write_text(json.dumps({"title": "x"}) + "\n")
+    proc = run_generate("--source", str(src), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert "has no 'name' column; it must follow the bioS_v1 schema" in proc.stderr
