@@ -41,3 +41,11 @@ def bios_dir(tmp_path_factory) -> Path:
     proc = run_generate("--num-people", str(NUM_PEOPLE), "--seed", str(SEED), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(bios_dir, tmp_path_factory) -> Path:
+    """A random tiny Llama with a tokenizer trained on the generated text (no downloads)."""
+    from engram_plugin.tiny import build_tiny_model
+
+    return build_tiny_model(bios_dir, tmp_path_factory.mktemp("models") / "tiny-llama", hidden=64, layers=2)

@@ -1,0 +1,168 @@
+"""Build a small model and its tokenizer locally from a generated bioS corpus (no downloads).
+
+Usage:
+    python -m engram_plugin.tiny --data data/bios --arch llama --out outputs/tiny-llama-init
+
+Trains a byte-level BPE tokenizer with `tokenizers` on the dataset's training text and
+QA, and saves a randomly initialized causal LM of the chosen architecture (llama, gpt2,
+gptj, gpt_neox) with `save_pretrained`, ready for `axolotl train` (``base_model: OUT``)
+and for `lm_eval --model hf --model_args pretrained=OUT`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+ARCHITECTURES = ("llama", "gpt2", "gptj", "gpt_neox")
+SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+
+
+def corpus(data_dir: Path) -> Iterator[str]:
+    """Every text the model will see: biographies, QA text, questions and options."""
+    for path in sorted((data_dir / "train").glob("*.jsonl")):
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                yield json.loads(line)["text"]
+    for path in sorted((data_dir / "qa").glob("*.jsonl")):
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                yield row["question"] + " " + " ".join(row["choices"])
+
+
+def train_tokenizer(texts, vocab_size: int = 4096):
+    """Byte-level BPE (as GPT-2 and Llama 3 use), wrapped as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=512, **SPECIAL_TOKENS)
+    fast.padding_side = "right"
+    return fast
+
+
+def model_config(arch: str, vocab_size: int, hidden: int, layers: int, heads: int, tok):
+    """A small config of ``arch``; sizes are the same knobs for every architecture."""
+    from transformers import GPT2Config, GPTJConfig, GPTNeoXConfig, LlamaConfig
+
+    ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+    if arch == "llama":
+        return LlamaConfig(
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            intermediate_size=4 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads,
+            max_position_embeddings=512,
+            tie_word_embeddings=True,
+            **ids,
+        )
+    if arch == "gpt2":
+        return GPT2Config(vocab_size=vocab_size, n_embd=hidden, n_layer=layers, n_head=heads, n_positions=512, **ids)
+    if arch == "gptj":
+        return GPTJConfig(
+            vocab_size=vocab_size,
+            n_embd=hidden,
+            n_layer=layers,
+            n_head=heads,
+            n_positions=512,
+            rotary_dim=hidden // heads // 2,
+            tie_word_embeddings=False,
+            **ids,
+        )
+    if arch == "gpt_neox":
+        return GPTNeoXConfig(
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            intermediate_size=4 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            max_position_embeddings=512,
+            rotary_pct=0.25,
+            **ids,
+        )
+    raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+
+
+def build_tiny_model(
+    data_dir: str | Path,
+    out: str | Path,
+    arch: str = "llama",
+    hidden: int = 128,
+    layers: int = 4,
+    heads: int = 4,
+    vocab_size: int = 4096,
+    seed: int = 0,
+    tokenizer_from: str | Path | None = None,
+) -> Path:
+    """Tokenizer trained on ``data_dir`` (or loaded from ``tokenizer_from``) + random model."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    data_dir, out = Path(data_dir), Path(out)
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+    if not (data_dir / "manifest.json").exists():
+        raise FileNotFoundError(f"{data_dir} is not a generated dataset (no manifest.json); run `make data` first")
+    tok = (
+        AutoTokenizer.from_pretrained(tokenizer_from)
+        if tokenizer_from
+        else train_tokenizer(corpus(data_dir), vocab_size)
+    )
+    torch.manual_seed(seed)
+    config = model_config(arch, len(tok), hidden, layers, heads, tok)
+    model = AutoModelForCausalLM.from_config(config)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engram_plugin.tiny", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="data/bios", help="generated dataset to train the tokenizer on")
+    parser.add_argument("--out", required=True, help="folder for the model and tokenizer")
+    parser.add_argument("--arch", default="llama", choices=ARCHITECTURES)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--vocab-size", type=int, default=4096)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tokenizer-from", default=None, help="reuse this tokenizer instead of training one")
+    args = parser.parse_args(argv)
+    try:
+        out = build_tiny_model(
+            args.data,
+            args.out,
+            args.arch,
+            args.hidden,
+            args.layers,
+            args.heads,
+            args.vocab_size,
+            args.seed,
+            args.tokenizer_from,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote a random {args.arch} model and its tokenizer to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
