@@ -54,8 +54,9 @@ data: install ## generate the bioS population in DATA_DIR (NUM_PEOPLE, SEED, HEL
 	$(PY) generate_data.py --num-people $(NUM_PEOPLE) --seed $(SEED) \
 		--heldout-fraction $(HELDOUT_FRACTION) --out $(DATA_DIR) --overwrite
 
-bench: install ## measure speed (people/s for 100k people); writes benchmarks/results/
+bench: install ## measure speed: data generation (100k people) and bios_qa questions/s; writes benchmarks/results/
 	$(PY) benchmarks/bench_data.py --num-people 100000
+	$(PY) benchmarks/bench_eval.py --num-people 2000 --limit 200
 
 clean: ## remove generated data, outputs and caches (keeps .venv)
 	rm -rf data outputs results .pytest_cache .ruff_cache
