@@ -24,8 +24,12 @@ export HF_DATASETS_OFFLINE ?= 1
 export AXOLOTL_DO_NOT_TRACK ?= 1
 export WANDB_MODE ?= disabled
 export TOKENIZERS_PARALLELISM ?= false
+# `axolotl train` launches `accelerate` by name: the venv's tools must be on PATH.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help install test lint format data bench clean
+TINY_MODEL ?= outputs/tiny-llama-init
+
+.PHONY: help install test lint format data tiny-model recipes bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -53,6 +57,12 @@ format: install ## rewrite files into ruff's style
 data: install ## generate the bioS population in DATA_DIR (NUM_PEOPLE, SEED, HELDOUT_FRACTION; ~2 s for 10k)
 	$(PY) generate_data.py --num-people $(NUM_PEOPLE) --seed $(SEED) \
 		--heldout-fraction $(HELDOUT_FRACTION) --out $(DATA_DIR) --overwrite
+
+tiny-model: install ## build a small random Llama + BPE tokenizer from DATA_DIR into TINY_MODEL (no downloads)
+	$(PY) -m engram_plugin.tiny --data $(DATA_DIR) --out $(TINY_MODEL)
+
+recipes: install ## validate every axolotl_configs/*.yml with Axolotl's own schema
+	$(PY) -m engram_plugin.recipes check axolotl_configs/*.yml
 
 bench: install ## measure speed: data generation (100k people) and bios_qa questions/s; writes benchmarks/results/
 	$(PY) benchmarks/bench_data.py --num-people 100000

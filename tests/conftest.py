@@ -49,3 +49,27 @@ def tiny_llama(bios_dir, tmp_path_factory) -> Path:
     from engram_plugin.tiny import build_tiny_model
 
     return build_tiny_model(bios_dir, tmp_path_factory.mktemp("models") / "tiny-llama", hidden=64, layers=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(bios_dir, tiny_llama, tmp_path_factory) -> dict[str, Path]:
+    """A tiny random model of every architecture the recipes cover, sharing one tokenizer."""
+    from engram_plugin.tiny import ARCHITECTURES, build_tiny_model
+
+    root = tmp_path_factory.mktemp("arch-models")
+    models = {"llama": tiny_llama}
+    for arch in ARCHITECTURES:
+        if arch != "llama":
+            models[arch] = build_tiny_model(
+                bios_dir, root / arch, arch=arch, hidden=64, layers=2, tokenizer_from=tiny_llama
+            )
+    return models
+
+
+def cli_env(**extra: str) -> dict:
+    """Environment for the project's command-line tools: offline, the venv's bin on PATH."""
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        **extra,
+    }

@@ -1,0 +1,111 @@
+"""Axolotl recipes: load one, validate it with Axolotl's own schema, derive a CPU variant.
+
+Usage:
+    python -m engram_plugin.recipes check axolotl_configs/*.yml
+
+The CPU variant keeps a recipe's own settings and swaps in a local model, CPU precision
+and kernel switches: it is how the tests train every architecture and method offline.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import yaml
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "axolotl_configs"
+DEFAULT_DATA_DIR = "data/bios"
+
+# GPU-only settings and what they become on a CPU: no mixed precision or TF32, the plain
+# PyTorch optimizer (fused and paged-8-bit AdamW need CUDA), no Triton LoRA kernels, no
+# flash-attention, no multi-GPU sharding. Sample packing stays as the recipe has it.
+CPU_SETTINGS = {
+    "bf16": False,
+    "fp16": False,
+    "tf32": False,
+    "optimizer": "adamw_torch",
+    "gradient_checkpointing": False,
+    "lora_mlp_kernel": False,
+    "lora_qkv_kernel": False,
+    "lora_o_kernel": False,
+}
+GPU_ONLY_KEYS = ("deepspeed", "fsdp_version", "fsdp_config", "flash_attention")
+
+
+def load_recipe(path: str | Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path} is not an Axolotl config (a YAML mapping)")
+    return cfg
+
+
+def validate(cfg: dict):
+    """Axolotl's own validation, plugins included (their args join the schema)."""
+    from axolotl.utils.config import prepare_plugins, validate_config
+    from axolotl.utils.dict import DictDefault
+
+    cfg = DictDefault(copy.deepcopy(cfg))
+    prepare_plugins(cfg)
+    return validate_config(cfg)
+
+
+def cpu_variant(
+    cfg: dict,
+    base_model: str | Path,
+    output_dir: str | Path,
+    data_dir: str | Path | None = None,
+    max_steps: int | None = None,
+) -> dict:
+    """The recipe with a local model, CPU switches and its own output folders."""
+    cfg = copy.deepcopy(cfg)
+    for key in GPU_ONLY_KEYS:
+        cfg.pop(key, None)
+    cfg.update(CPU_SETTINGS)
+    if cfg.get("attn_implementation", "").startswith("flash_attention"):
+        cfg["attn_implementation"] = "eager"  # flash-attention is CUDA-only; eager exists for every model
+    if cfg.get("adapter") == "qlora":
+        # bitsandbytes (0.50) repacks 4-bit weights for CPU inference during an evaluation
+        # pass on AVX512-BF16 CPUs; the next training step then fails on layers with a bias
+        # (GPT-J, NeoX). GPUs are unaffected. On CPU, QLoRA trains without the eval split.
+        cfg["val_set_size"] = 0.0
+    cfg["base_model"] = str(base_model)
+    cfg["special_tokens"] = {"pad_token": _pad_token(base_model)}
+    if data_dir is not None:
+        for ds in cfg.get("datasets", []):
+            ds["path"] = ds["path"].replace(DEFAULT_DATA_DIR, str(data_dir), 1)
+    output_dir = Path(output_dir)
+    cfg["output_dir"] = str(output_dir)
+    cfg["dataset_prepared_path"] = str(output_dir / "prepared")
+    if max_steps is not None:
+        cfg["max_steps"] = max_steps
+        cfg["warmup_steps"] = 0
+    return cfg
+
+
+def _pad_token(model_dir: str | Path) -> str:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir)).pad_token
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] != "check":
+        print("usage: python -m engram_plugin.recipes check RECIPE.yml [...]", file=sys.stderr)
+        return 2
+    failed = 0
+    for path in args[1:]:
+        try:
+            validate(load_recipe(path))
+            print(f"ok      {path}")
+        except Exception as exc:  # report every recipe, not only the first failure
+            failed += 1
+            print(f"FAILED  {path}: {str(exc).splitlines()[0]}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

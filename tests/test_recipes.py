@@ -1,0 +1,144 @@
+"""axolotl_configs: every recipe passes Axolotl's schema; a CPU variant of every
+architecture x method trains on a tiny local model and leaves what lm-eval can score."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+import yaml
+from conftest import cli_env
+
+from engram_plugin.recipes import RECIPES_DIR, cpu_variant, load_recipe, validate
+
+RECIPES = sorted(RECIPES_DIR.glob("*.yml"))
+# (architecture, method) -> the recipe whose CPU variant trains; every pair the recipes use.
+TRAINED = {
+    ("gpt2", "full"): "gpt2.yml",
+    ("gpt2", "lora"): "gpt2-lora.yml",
+    ("gptj", "lora"): "gptj6b.yml",
+    ("gptj", "full"): "gptj6b-full.yml",  # ZeRO-3 recipe
+    ("gptj", "qlora"): "gptj6b-qlora.yml",
+    ("gpt_neox", "qlora"): "neox20b.yml",
+    ("gpt_neox", "lora"): "neox20b-lora.yml",
+    ("gpt_neox", "full"): "neox20b-full.yml",  # FSDP2 recipe
+    ("llama", "full"): "llama1b.yml",
+    ("llama", "lora"): "llama3b.yml",
+    ("llama", "qlora"): "llama8b-qlora.yml",
+}
+HEADERS = ["# Model", "# Data", "# Adapter", "# Training", "# Evaluation"]
+
+
+def method_of(cfg: dict) -> str:
+    return {None: "full", "lora": "lora", "qlora": "qlora"}[cfg.get("adapter")]
+
+
+def family_of(cfg: dict) -> str:
+    base = cfg["base_model"]
+    for key, fam in (("gpt2", "gpt2"), ("gpt-j", "gptj"), ("neox", "gpt_neox"), ("lama", "llama")):
+        if key in base.lower():
+            return fam
+    raise AssertionError(f"unknown family for {base}")
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+def test_recipe_passes_axolotl_validation(recipe):
+    cfg = load_recipe(recipe)
+    validated = validate(cfg)
+    assert validated["base_model"] == cfg["base_model"]
+    assert validated.get("lr_scheduler") == "constant"
+    text = recipe.read_text()
+    positions = [text.index(h + "\n") for h in HEADERS]
+    assert positions == sorted(positions), "section headers out of order"
+    assert validated["val_set_size"] > 0  # validation loss is watched
+
+
+def test_every_architecture_and_method_in_use_is_trained_below():
+    used = {(family_of(c), method_of(c)) for c in map(load_recipe, RECIPES) if "tiny" not in c["base_model"]}
+    assert used == set(TRAINED)
+
+
+def test_recipes_handle_architecture_quirks():
+    for recipe in RECIPES:
+        cfg = load_recipe(recipe)
+        if recipe.name == "tiny.yml":
+            continue
+        fam = family_of(cfg)
+        assert cfg["special_tokens"]["pad_token"]
+        assert bool(cfg.get("sample_packing")) == (fam == "llama")
+        if cfg.get("adapter"):
+            expected = {
+                "gpt2": ["c_attn", "c_proj", "c_fc"],
+                "gpt_neox": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+                "gptj": ["q_proj", "k_proj", "v_proj", "out_proj", "fc_in", "fc_out"],
+            }.get(fam)
+            if expected:
+                assert cfg["lora_target_modules"] == expected
+            else:
+                assert cfg["lora_target_linear"] is True
+        assert cfg["datasets"][0]["path"] == "data/bios/train/bioS_multi5_permutes.jsonl"
+
+
+def test_shipped_deepspeed_configs_are_referenced_and_exist():
+    refs = {load_recipe(r).get("deepspeed") for r in RECIPES} - {None}
+    assert refs == {"axolotl_configs/deepspeed/zero2.json", "axolotl_configs/deepspeed/zero3.json"}
+    for ref in refs:
+        stage = json.loads((RECIPES_DIR.parent / ref).read_text())["zero_optimization"]["stage"]
+        assert f"zero{stage}.json" in ref
+
+
+def test_readme_table_matches_the_files():
+    readme = (RECIPES_DIR / "README.md").read_text()
+    rows = re.findall(r"^\| `([\w.-]+\.yml)` \| (.*?) \| (.*?) \| (.*?) \| (.*?) \| `(.*?)` \|$", readme, re.M)
+    assert sorted(r[0] for r in rows) == sorted(p.name for p in RECIPES)
+    for name, _model, _method, recommended, memory, command in rows:
+        head = (RECIPES_DIR / name).read_text().splitlines()[:6]
+        assert f"# GPU memory: {memory}" in "\n".join(head), name
+        assert any(command in line for line in head), name
+        assert (recommended == "yes") == (
+            "-" not in name or not name.rsplit("-", 1)[1].startswith(("full", "lora", "qlora"))
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("arch", "method"), list(TRAINED), ids=lambda v: str(v))
+def test_cpu_variant_trains_and_is_scored_by_lm_eval(arch, method, tiny_models, bios_dir, tmp_path):
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    from lm_eval_tasks import TASKS_DIR
+
+    recipe = load_recipe(RECIPES_DIR / TRAINED[(arch, method)])
+    model = tiny_models[arch]
+    out = tmp_path / "out"
+    cfg = cpu_variant(recipe, model, out, data_dir=bios_dir, max_steps=2)
+    for ds in cfg["datasets"]:
+        ds["split"] = "train[:256]"  # the recipes' own cap-on-samples option
+    # Everything else is the recipe's own setting.
+    for key in ("micro_batch_size", "gradient_accumulation_steps", "learning_rate", "lr_scheduler", "sequence_len"):
+        assert cfg[key] == recipe[key]
+    config_file = tmp_path / "config.yml"
+    config_file.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run(
+        ["axolotl", "train", str(config_file)], env=cli_env(), capture_output=True, text=True, cwd=tmp_path
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+
+    if method == "full":
+        assert (out / "model.safetensors").exists()
+        model_args = f"pretrained={out},dtype=float32"
+    else:
+        adapter = json.loads((out / "adapter_config.json").read_text())
+        assert (adapter["r"], adapter["lora_alpha"]) == (recipe["lora_r"], recipe["lora_alpha"])
+        if "lora_target_modules" in recipe:
+            assert set(adapter["target_modules"]) == set(recipe["lora_target_modules"])
+        model_args = f"pretrained={model},peft={out},dtype=float32"
+    tm = TaskManager(include_path=str(TASKS_DIR), metadata={"data_dir": str(bios_dir)})
+    results = simple_evaluate(
+        model="hf", model_args=model_args, tasks=["bios_qa"], limit=2, device="cpu", task_manager=tm
+    )
+    for field in ("birth_date", "birth_city", "university", "major", "employer", "company_city"):
+        assert results["results"][f"bios_qa_{field}"]["acc,none"] in (0.0, 0.5, 1.0)
+    assert "acc,none" in results["results"]["bios_qa"]
