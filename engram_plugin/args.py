@@ -1,0 +1,127 @@
+"""The engram plugin's configuration keys: one pydantic model, every key ``engram_*``.
+
+Axolotl merges this model into its config schema when a recipe lists
+``plugins: [engram_plugin.EngramPlugin]``. Axolotl drops unknown keys silently, so a
+misspelled ``engram_*`` key is rejected here, with the nearest valid key suggested.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+DEFAULT_POST_EVAL_TASKS = ["bios_qa", "bios_qa_heldout", "bios_qa_reverse"]
+
+
+class EngramArgs(BaseModel):
+    """Input args of the engram plugin (all optional)."""
+
+    engram_data_dir: str = Field(
+        default="data/bios",
+        description="Dataset written by generate_data.py: its qa/<field>.jsonl are the recall questions.",
+    )
+    # Freezing
+    engram_freeze_embeddings: bool = Field(
+        default=False,
+        description="Freeze the input embeddings (GPT-2: and position embeddings; a tied output head with them).",
+    )
+    engram_freeze_layers: list[int] | None = Field(
+        default=None, description="Indices of transformer layers to freeze (0 is the first)."
+    )
+    # Recall evaluation during training
+    engram_recall_eval: bool = Field(
+        default=True, description="Score four-option recall at the start and at every evaluation."
+    )
+    engram_eval_samples: int | None = Field(
+        default=100,
+        description="Questions per field (the first N, like lm_eval --limit N); null for all.",
+    )
+    engram_eval_heldout: bool = Field(default=False, description="Also score heldout people (never QA-trained).")
+    engram_eval_reverse: bool = Field(default=False, description="Also score the reverse (name) questions.")
+    engram_eval_batch_size: int = Field(default=32, description="Questions per forward pass.")
+    # Best checkpoint and stopping
+    engram_save_best: bool = Field(
+        default=True, description="Keep the checkpoint with the best overall recall as OUTPUT_DIR/best_model_qa_<acc>."
+    )
+    engram_early_stopping_patience: int | None = Field(
+        default=None, description="Stop when validation loss has risen for this many evaluations in a row."
+    )
+    engram_stop_at_recall: float | None = Field(
+        default=None, description="Stop once overall recall (train people) reaches this accuracy."
+    )
+    # After training
+    engram_post_eval: bool = Field(default=False, description="Run lm-eval's bios_qa family after training.")
+    engram_post_eval_model: Literal["final", "best"] = Field(
+        default="final", description="Which model the post-training evaluation scores."
+    )
+    engram_post_eval_tasks: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_POST_EVAL_TASKS), description="lm-eval tasks to run after training."
+    )
+    engram_post_eval_limit: int | None = Field(default=None, description="lm-eval --limit for the post-training run.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def reject_unknown_engram_keys(cls, data):
+        if not isinstance(data, dict):
+            return data
+        known = set(EngramArgs.model_fields)
+        for key in data:
+            if isinstance(key, str) and key.startswith("engram_") and key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(sorted(known))}"
+                raise ValueError(f"unknown engram plugin key '{key}': {hint} (Axolotl would silently ignore it)")
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def early_stopping_needs_an_eval_split(cls, data):
+        if (
+            isinstance(data, dict)
+            and data.get("engram_early_stopping_patience")
+            and not (data.get("val_set_size") or data.get("test_datasets"))
+        ):
+            raise ValueError(
+                "engram_early_stopping_patience watches validation loss: set val_set_size > 0 "
+                "(or test_datasets), or remove engram_early_stopping_patience"
+            )
+        return data
+
+    @field_validator("engram_freeze_layers")
+    @classmethod
+    def check_layers(cls, layers):
+        if layers is not None:
+            if any(i < 0 for i in layers):
+                raise ValueError(f"engram_freeze_layers must hold layer indices >= 0 (got {layers})")
+            if len(set(layers)) != len(layers):
+                raise ValueError(f"engram_freeze_layers lists a layer twice (got {layers}); list each index once")
+        return layers
+
+    @field_validator("engram_eval_samples", "engram_post_eval_limit", "engram_early_stopping_patience")
+    @classmethod
+    def check_positive(cls, value, info):
+        if value is not None and value <= 0:
+            raise ValueError(f"{info.field_name} must be a positive integer or null (got {value})")
+        return value
+
+    @field_validator("engram_eval_batch_size")
+    @classmethod
+    def check_batch(cls, value):
+        if value <= 0:
+            raise ValueError(f"engram_eval_batch_size must be a positive integer (got {value})")
+        return value
+
+    @field_validator("engram_stop_at_recall")
+    @classmethod
+    def check_target(cls, value):
+        if value is not None and not 0.0 < value <= 1.0:
+            raise ValueError(f"engram_stop_at_recall is an accuracy in (0, 1] (got {value}), e.g. 0.99")
+        return value
+
+    @field_validator("engram_post_eval_tasks")
+    @classmethod
+    def check_tasks(cls, tasks):
+        if not tasks:
+            raise ValueError("engram_post_eval_tasks is empty; list lm-eval tasks such as bios_qa")
+        return tasks

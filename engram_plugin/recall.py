@@ -1,0 +1,192 @@
+"""Fast four-option recall evaluation, with the same numbers as ``lm_eval --tasks bios_qa``.
+
+lm-eval scores each (question, option) pair as its own sequence. Here the question is
+run once, its key/value cache is repeated for the four options, and only the option
+tokens are run again (a shared prefix), with many questions in one batch. Tokenization,
+prompt, scoring and tie-breaking follow lm-eval's ``hf`` backend exactly: the context
+is ``Question: {q}\\nAnswer:``, an option is `` {choice}``, its tokens are
+``encode(context + option)[len(encode(context)):]``, ``acc`` is the argmax of the summed
+log-likelihood and ``acc_norm`` that of the sum divided by the option's length in
+characters. Under torch.distributed each rank scores a shard and the counts are summed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from engram_plugin.data.bios import FIELDS, qa_prompt, read_jsonl
+
+QUESTION_SETS = ("train", "heldout", "reverse")
+
+
+@dataclass(frozen=True)
+class Question:
+    qset: str  # "train", "heldout" or "reverse"
+    field: str
+    context: list[int]
+    options: tuple[list[int], ...]
+    option_chars: tuple[int, ...]
+    label: int
+
+
+def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """lm-eval's ``_encode_pair`` for causal models (trailing spaces move to the option)."""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    whole = tokenizer.encode(context + continuation)
+    ctx = tokenizer.encode(context)
+    return ctx, whole[len(ctx) :]
+
+
+def load_questions(
+    data_dir: str | Path,
+    tokenizer,
+    sets: Sequence[str] = ("train",),
+    limit: int | None = None,
+) -> list[Question]:
+    """The first ``limit`` questions of each field and set, in file order (lm-eval's --limit)."""
+    data_dir = Path(data_dir)
+    questions = []
+    for qset in sets:
+        if qset not in QUESTION_SETS:
+            raise ValueError(f"unknown question set {qset!r}; choose from {', '.join(QUESTION_SETS)}")
+        for field in ("reverse",) if qset == "reverse" else FIELDS:
+            path = data_dir / "qa" / f"{field}.jsonl"
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path} is missing; run `make data` or set engram_data_dir to a generated dataset"
+                )
+            rows = read_jsonl(path)
+            if qset != "reverse":
+                rows = [r for r in rows if r["split"] == qset]
+            for row in rows[:limit]:
+                context = qa_prompt(row["question"])
+                pairs = [encode_pair(tokenizer, context, " " + c) for c in row["choices"]]
+                questions.append(
+                    Question(
+                        qset=qset,
+                        field=field,
+                        context=pairs[0][0],
+                        options=tuple(p[1] for p in pairs),
+                        option_chars=tuple(len(c) for c in row["choices"]),
+                        label=row["label"],
+                    )
+                )
+    return questions
+
+
+def _left_pad(seqs: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s) :] = torch.tensor(s)
+        mask[i, width - len(s) :] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def score_batch(model, questions: Sequence[Question], pad_id: int = 0) -> torch.Tensor:
+    """Summed log-likelihood of every option: a (questions, options) tensor."""
+    device = next(model.parameters()).device
+    n_opt = len(questions[0].options)
+    ctx_ids, ctx_mask = _left_pad([q.context for q in questions], pad_id)
+    ctx_ids, ctx_mask = ctx_ids.to(device), ctx_mask.to(device)
+    positions = (ctx_mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ctx_ids, attention_mask=ctx_mask, position_ids=positions, use_cache=True)
+    first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # predicts each option's first token
+
+    options = [opt for q in questions for opt in q.options]
+    owner = torch.arange(len(options), device=device) // n_opt
+    heads = torch.tensor([opt[0] for opt in options], device=device)
+    scores = first[owner, heads].double()
+    rest = max(len(o) for o in options) - 1
+    if rest > 0:
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(n_opt)
+        ids = torch.full((len(options), rest), pad_id, dtype=torch.long)
+        targets = torch.zeros((len(options), rest), dtype=torch.long)
+        mask = torch.zeros((len(options), rest), dtype=torch.long)
+        for i, opt in enumerate(options):
+            n = len(opt) - 1
+            if n:
+                ids[i, :n] = torch.tensor(opt[:-1])
+                targets[i, :n] = torch.tensor(opt[1:])
+                mask[i, :n] = 1
+        ids, targets, mask = ids.to(device), targets.to(device), mask.to(device)
+        full_mask = torch.cat([ctx_mask.repeat_interleave(n_opt, dim=0), mask], dim=1)
+        start = ctx_mask.sum(-1).repeat_interleave(n_opt).unsqueeze(1)
+        pos = start + torch.arange(rest, device=device).unsqueeze(0)
+        logits = model(
+            input_ids=ids, attention_mask=full_mask, position_ids=pos, past_key_values=cache, use_cache=True
+        ).logits
+        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        scores += (logp * mask).double().sum(-1)
+    return scores.view(len(questions), n_opt)
+
+
+class RecallEvaluator:
+    """Per-field four-option accuracy of a model on a generated dataset's questions."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        tokenizer,
+        sets: Sequence[str] = ("train",),
+        limit: int | None = None,
+        batch_size: int = 32,
+    ):
+        self.questions = load_questions(data_dir, tokenizer, sets, limit)
+        self.sets = tuple(sets)
+        self.batch_size = batch_size
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def evaluate(self, model) -> dict[str, dict[str, float]]:
+        """``{set: {field: acc, ..., "overall": acc, "overall_norm": acc_norm}}``, exact totals
+        across ranks when torch.distributed is initialized."""
+        rank, world = 0, 1
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            rank, world = dist.get_rank(), dist.get_world_size()
+        keys = sorted({(q.qset, q.field) for q in self.questions})
+        index = {k: i for i, k in enumerate(keys)}
+        # counts[k] = (correct, correct by acc_norm, total)
+        counts = torch.zeros((len(keys), 3), dtype=torch.float64)
+        mine = self.questions[rank::world]
+        was_training = model.training
+        model.eval()
+        try:
+            # Similar lengths in a batch: less padding, the same scores.
+            order = sorted(range(len(mine)), key=lambda i: len(mine[i].context))
+            for start in range(0, len(order), self.batch_size):
+                batch = [mine[i] for i in order[start : start + self.batch_size]]
+                scores = score_batch(model, batch, self.pad_id)
+                for q, s in zip(batch, scores):
+                    chars = torch.tensor(q.option_chars, dtype=torch.float64)
+                    k = index[(q.qset, q.field)]
+                    counts[k, 0] += int(torch.argmax(s).item() == q.label)
+                    counts[k, 1] += int(torch.argmax(s / chars).item() == q.label)
+                    counts[k, 2] += 1
+        finally:
+            model.train(was_training)
+        if world > 1:
+            device = next(model.parameters()).device if dist.get_backend() == "nccl" else torch.device("cpu")
+            counts = counts.to(device)
+            dist.all_reduce(counts, op=dist.ReduceOp.SUM)
+            counts = counts.cpu()
+        results: dict[str, dict[str, float]] = {}
+        for qset in self.sets:
+            rows = [(field, counts[index[(s, field)]]) for (s, field) in keys if s == qset]
+            total = sum(c[2].item() for _, c in rows)
+            res = {field: c[0].item() / c[2].item() for field, c in rows}
+            res["overall"] = sum(c[0].item() for _, c in rows) / total
+            res["overall_norm"] = sum(c[1].item() for _, c in rows) / total
+            res["num_questions"] = total
+            results[qset] = res
+        return results
