@@ -1,0 +1,349 @@
+"""engram_plugin: config validation, freezing, recall equal to lm-eval's, best checkpoint,
+logged metrics, stopping rules, post-training lm-eval, and two-process evaluation."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import yaml
+from conftest import REPO, cli_env
+from safetensors.torch import load_file
+
+from engram_plugin.callbacks import BEST_PREFIX, SCORES_FILE, EngramCallback
+from engram_plugin.data.bios import FIELDS
+from engram_plugin.freeze import apply_freezing
+from engram_plugin.recall import RecallEvaluator
+from engram_plugin.recipes import RECIPES_DIR, load_recipe, validate
+
+EVAL_SAMPLES = 12
+
+
+def with_plugin(**keys) -> dict:
+    cfg = load_recipe(RECIPES_DIR / "tiny.yml")
+    cfg["plugins"] = ["engram_plugin.EngramPlugin"]
+    cfg.update(keys)
+    return cfg
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_readme_usage_snippet_loads_through_axolotls_schema():
+    readme = (REPO / "engram_plugin" / "README.md").read_text()
+    snippet = re.search(r"## Usage\n.*?```yaml\n(.*?)```", readme, re.S).group(1)
+    keys = yaml.safe_load(snippet)
+    validated = validate({**load_recipe(RECIPES_DIR / "tiny.yml"), **keys})
+    for key, value in keys.items():
+        if key.startswith("engram_"):
+            assert validated[key] == value, key
+    assert validated["plugins"] == ["engram_plugin.EngramPlugin"]
+
+
+def test_defaults_apply_when_only_the_plugin_is_listed():
+    validated = validate(with_plugin())
+    assert validated["engram_eval_samples"] == 100 and validated["engram_recall_eval"] is True
+    assert validated["engram_post_eval_tasks"] == ["bios_qa", "bios_qa_heldout", "bios_qa_reverse"]
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        (
+            {"engram_freez_embeddings": True},
+            "unknown engram plugin key 'engram_freez_embeddings': did you mean 'engram_freeze_embeddings'?",
+        ),
+        (
+            {"engram_eval_sample": 10},
+            "unknown engram plugin key 'engram_eval_sample': did you mean 'engram_eval_samples'?",
+        ),
+        ({"engram_stop_at_recall": 1.5}, "engram_stop_at_recall is an accuracy in (0, 1] (got 1.5)"),
+        ({"engram_eval_samples": 0}, "engram_eval_samples must be a positive integer or null (got 0)"),
+        ({"engram_freeze_layers": [-1]}, "engram_freeze_layers must hold layer indices >= 0"),
+        ({"engram_freeze_layers": [1, 1]}, "engram_freeze_layers lists a layer twice"),
+        ({"engram_post_eval_model": "last"}, "engram_post_eval_model"),
+        (
+            {"engram_early_stopping_patience": 2, "val_set_size": 0.0},
+            "engram_early_stopping_patience watches validation loss: set val_set_size > 0",
+        ),
+    ],
+)
+def test_bad_keys_fail_validation_with_the_fix(keys, message):
+    with pytest.raises(Exception) as err:
+        validate(with_plugin(**keys))
+    assert message in str(err.value)
+
+
+# --------------------------------------------------------------------------- freezing
+
+
+EXPECTED_FROZEN = {
+    "llama": ["model.embed_tokens.weight", "model.layers.0."],
+    "gpt2": ["transformer.wte.weight", "transformer.wpe.weight", "transformer.h.0."],
+    "gptj": ["transformer.wte.weight", "transformer.h.0."],
+    "gpt_neox": ["gpt_neox.embed_in.weight", "gpt_neox.layers.0."],
+}
+
+
+@pytest.mark.parametrize("arch", list(EXPECTED_FROZEN))
+def test_freezing_selects_the_right_parameters_for_every_architecture(arch, tiny_models):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_models[arch])
+    frozen = apply_freezing(model, True, [0])
+    expected = [n for n, _ in model.named_parameters() if any(n.startswith(p) for p in EXPECTED_FROZEN[arch])]
+    assert frozen == sorted(expected)
+    assert all(not p.requires_grad for n, p in model.named_parameters() if n in frozen)
+    assert all(p.requires_grad for n, p in model.named_parameters() if n not in frozen)
+    with pytest.raises(ValueError, match=r"engram_freeze_layers \[7\] out of range: the model has layers 0..1"):
+        apply_freezing(model, False, [7])
+
+    # With an adapter: the adapter weights inside a frozen block are frozen.
+    targets = {"gpt2": ["c_attn"], "gpt_neox": ["query_key_value"]}.get(arch, ["q_proj"])
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_models[arch]), LoraConfig(r=2, target_modules=targets)
+    )
+    frozen = apply_freezing(peft_model, False, [0])
+    lora = [n for n, p in peft_model.named_parameters() if "lora_" in n]
+    assert [n for n in frozen if "lora_" in n] == sorted(n for n in lora if re.search(r"\.(layers|h)\.0\.", n))
+    assert [n for n, p in peft_model.named_parameters() if p.requires_grad] == [n for n in lora if n not in frozen]
+
+
+# --------------------------------------------------------------------------- a real run
+
+
+def train(cfg: dict, tmp_path: Path) -> Path:
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run(
+        ["axolotl", "train", str(config)], env=cli_env(), capture_output=True, text=True, cwd=tmp_path
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    return Path(cfg["output_dir"])
+
+
+def run_config(model: Path, bios_dir: Path, out: Path, **extra) -> dict:
+    cfg = with_plugin(
+        base_model=str(model),
+        datasets=[
+            {
+                "path": str(bios_dir / "train/bioS_multi5_permutes.jsonl"),
+                "ds_type": "json",
+                "type": "completion",
+                "field": "text",
+                "split": "train[:384]",
+            },
+            {
+                "path": str(bios_dir / "train/qa_train.jsonl"),
+                "ds_type": "json",
+                "type": "completion",
+                "field": "text",
+                "split": "train[:384]",
+            },
+        ],
+        dataset_prepared_path=str(out / "prepared"),
+        output_dir=str(out),
+        val_set_size=0.05,
+        max_steps=6,
+        eval_steps=3,
+        save_steps=3,
+        warmup_steps=0,
+        micro_batch_size=16,
+        logging_steps=1,
+        engram_data_dir=str(bios_dir),
+        engram_eval_samples=EVAL_SAMPLES,
+        engram_eval_batch_size=8,
+    )
+    cfg.pop("evals_per_epoch", None)
+    cfg.pop("saves_per_epoch", None)
+    cfg.update(extra)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def llama_run(tiny_llama, bios_dir, tmp_path_factory) -> Path:
+    """Full fine-tuning with frozen embeddings and layer 0, which `unfrozen_parameters`
+    tries to unfreeze again; recall on all three sets; lm-eval on the best model after."""
+    tmp = tmp_path_factory.mktemp("plugin-llama")
+    cfg = run_config(
+        tiny_llama,
+        bios_dir,
+        tmp / "out",
+        unfrozen_parameters=["model.embed_tokens.*", "model.layers.*", "lm_head.*", "model.norm.*"],
+        engram_freeze_embeddings=True,
+        engram_freeze_layers=[0],
+        engram_eval_heldout=True,
+        engram_eval_reverse=True,
+        engram_post_eval=True,
+        engram_post_eval_model="best",
+        engram_post_eval_limit=EVAL_SAMPLES,
+    )
+    return train(cfg, tmp)
+
+
+@pytest.mark.slow
+def test_frozen_parameters_are_bit_identical_and_the_rest_changed(llama_run, tiny_llama):
+    before = load_file(tiny_llama / "model.safetensors")
+    after = load_file(llama_run / "model.safetensors")
+    assert set(before) == set(after)
+    frozen = [k for k in before if k.startswith(("model.embed_tokens.", "model.layers.0."))]
+    trained = [k for k in before if k.startswith("model.layers.1.") and k.endswith("proj.weight")]
+    assert frozen and trained
+    for k in frozen:
+        assert torch.equal(before[k], after[k]), k
+    for k in trained:
+        assert not torch.equal(before[k], after[k]), k
+
+
+@pytest.mark.slow
+def test_best_model_and_scores_file(llama_run):
+    (best,) = list(llama_run.glob(f"{BEST_PREFIX}*"))
+    scores = json.loads((best / SCORES_FILE).read_text())
+    assert best.name == f"{BEST_PREFIX}{scores['results']['train']['overall']:.4f}"
+    assert scores["global_step"] in (3, 6)
+    assert set(scores["results"]) == {"train", "heldout", "reverse"}
+    for qset in ("train", "heldout"):
+        assert set(scores["results"][qset]) == {*FIELDS, "overall", "overall_norm", "num_questions"}
+        assert scores["results"][qset]["num_questions"] == 6 * EVAL_SAMPLES
+    assert (best / "model.safetensors").exists() and (best / "tokenizer.json").exists()
+    assert not list(llama_run.glob(f".{BEST_PREFIX}*"))  # no temp folder left
+
+
+@pytest.mark.slow
+def test_metrics_are_in_the_trainers_log_history(llama_run):
+    state = json.loads((llama_run / "checkpoint-6" / "trainer_state.json").read_text())
+    logged = [e for e in state["log_history"] if "engram/qa_acc/overall" in e]
+    assert [e["step"] for e in logged] == [0, 3, 6]  # the baseline, then every evaluation
+    names = set().union(*logged)
+    for field in FIELDS:
+        assert f"engram/qa_acc/{field}" in names and f"engram/heldout_acc/{field}" in names
+    assert {"engram/qa_acc/overall_norm", "engram/heldout_acc/overall", "engram/reverse_acc"} <= names
+
+
+@pytest.mark.slow
+def test_in_training_recall_equals_lm_eval_on_the_same_checkpoint(llama_run):
+    (best,) = list(llama_run.glob(f"{BEST_PREFIX}*"))
+    ours = json.loads((best / SCORES_FILE).read_text())["results"]
+    # The plugin's post-training lm-eval run scored this same checkpoint and sample.
+    lm = json.loads((best / "lm_eval_results.json").read_text())["results"]
+    for field in FIELDS:
+        assert ours["train"][field] == lm[f"bios_qa_{field}"]["acc,none"], field
+        assert ours["heldout"][field] == lm[f"bios_qa_heldout_{field}"]["acc,none"], field
+    assert ours["train"]["overall"] == pytest.approx(lm["bios_qa"]["acc,none"], abs=1e-12)
+    assert ours["train"]["overall_norm"] == pytest.approx(lm["bios_qa"]["acc_norm,none"], abs=1e-12)
+    assert ours["reverse"]["overall"] == lm["bios_qa_reverse"]["acc,none"]
+    assert (best / "lm_eval_results.md").read_text().startswith("|")
+
+
+@pytest.mark.slow
+def test_adapter_freezing_on_gpt2(tiny_models, bios_dir, tmp_path):
+    cfg = run_config(
+        tiny_models["gpt2"],
+        bios_dir,
+        tmp_path / "out",
+        adapter="lora",
+        lora_r=4,
+        lora_alpha=8,
+        lora_dropout=0.0,
+        lora_target_modules=["c_attn", "c_proj", "c_fc"],
+        lora_fan_in_fan_out=True,
+        lora_mlp_kernel=False,  # Axolotl's Triton LoRA kernels need CUDA
+        lora_qkv_kernel=False,
+        lora_o_kernel=False,
+        engram_freeze_layers=[0],
+        engram_recall_eval=False,
+    )
+    out = train(cfg, tmp_path)
+    first = load_file(out / "checkpoint-3" / "adapter_model.safetensors")
+    final = load_file(out / "adapter_model.safetensors")
+    layer0 = [k for k in final if ".h.0." in k]
+    layer1 = [k for k in final if ".h.1." in k and "lora_B" in k]
+    assert layer0 and layer1
+    for k in layer0:
+        assert torch.equal(first[k], final[k]), k
+        if "lora_B" in k:
+            assert not final[k].any()  # LoRA's B starts at zero and was never updated
+    assert all(final[k].any() for k in layer1)
+
+
+# --------------------------------------------------------------------------- stopping rules
+
+
+def fake_callback(**cfg) -> EngramCallback:
+    base = {
+        "output_dir": "/nonexistent",
+        "engram_recall_eval": False,
+        "engram_early_stopping_patience": None,
+        "engram_stop_at_recall": None,
+        "engram_freeze_embeddings": False,
+        "engram_freeze_layers": None,
+        "engram_save_best": False,
+    }
+    trainer = SimpleNamespace(is_world_process_zero=lambda: True)
+    return EngramCallback(SimpleNamespace(**{**base, **cfg}), trainer)
+
+
+def test_early_stopping_needs_patience_rises_in_a_row():
+    cb = fake_callback(engram_early_stopping_patience=2)
+    control, state = SimpleNamespace(should_training_stop=False), SimpleNamespace(global_step=0)
+    for loss, stop in [(3.0, False), (2.0, False), (2.5, False), (2.4, False), (2.6, False), (2.7, True)]:
+        cb.on_evaluate(None, state, control, metrics={"eval_loss": loss})
+        assert control.should_training_stop is stop, loss
+
+
+def test_stop_at_recall(monkeypatch):
+    cb = fake_callback(engram_stop_at_recall=0.9)
+    logged = []
+    cb.trainer.log = logged.append
+    cb.evaluator = SimpleNamespace(evaluate=lambda model: {"train": {"overall": 0.95, "overall_norm": 0.9}})
+    cb.trainer.model = None
+    control = SimpleNamespace(should_training_stop=False)
+    cb._recall(SimpleNamespace(global_step=4), control)
+    assert control.should_training_stop is True
+    assert logged == [{"engram/qa_acc/overall": 0.95, "engram/qa_acc/overall_norm": 0.9}]
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_same_recall_as_one(tiny_llama, bios_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    single = RecallEvaluator(bios_dir, tok, sets=["train", "heldout", "reverse"], limit=15, batch_size=8).evaluate(
+        model
+    )
+
+    out = tmp_path / "dist.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            str(REPO / "tests/helpers/recall_dist.py"),
+            str(tiny_llama),
+            str(bios_dir),
+            "15",
+            str(out),
+        ],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dist = json.loads(out.read_text())
+    assert dist["world"] == 2 and dist["shard"] < (6 * 15 * 2 + 15)  # each rank scored a part
+    assert dist["results"] == single
