@@ -83,11 +83,8 @@ def load_questions(
 
 def _left_pad(seqs: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s) :] = torch.tensor(s)
-        mask[i, width - len(s) :] = 1
+    ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], dtype=torch.long)
     return ids, mask
 
 
@@ -99,7 +96,8 @@ def score_batch(model, questions: Sequence[Question], pad_id: int = 0) -> torch.
     ctx_ids, ctx_mask = _left_pad([q.context for q in questions], pad_id)
     ctx_ids, ctx_mask = ctx_ids.to(device), ctx_mask.to(device)
     positions = (ctx_mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ctx_ids, attention_mask=ctx_mask, position_ids=positions, use_cache=True)
+    # Only the last context position's logits are needed: skip the output layer elsewhere.
+    out = model(input_ids=ctx_ids, attention_mask=ctx_mask, position_ids=positions, use_cache=True, logits_to_keep=1)
     first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # predicts each option's first token
 
     options = [opt for q in questions for opt in q.options]
@@ -110,16 +108,10 @@ def score_batch(model, questions: Sequence[Question], pad_id: int = 0) -> torch.
     if rest > 0:
         cache = out.past_key_values
         cache.batch_repeat_interleave(n_opt)
-        ids = torch.full((len(options), rest), pad_id, dtype=torch.long)
-        targets = torch.zeros((len(options), rest), dtype=torch.long)
-        mask = torch.zeros((len(options), rest), dtype=torch.long)
-        for i, opt in enumerate(options):
-            n = len(opt) - 1
-            if n:
-                ids[i, :n] = torch.tensor(opt[:-1])
-                targets[i, :n] = torch.tensor(opt[1:])
-                mask[i, :n] = 1
-        ids, targets, mask = ids.to(device), targets.to(device), mask.to(device)
+        # Feed each option but its last token; predict each option but its first.
+        ids = torch.tensor([o[:-1] + [pad_id] * (rest + 1 - len(o)) for o in options], device=device)
+        targets = torch.tensor([o[1:] + [0] * (rest + 1 - len(o)) for o in options], device=device)
+        mask = torch.tensor([[1] * (len(o) - 1) + [0] * (rest + 1 - len(o)) for o in options], device=device)
         full_mask = torch.cat([ctx_mask.repeat_interleave(n_opt, dim=0), mask], dim=1)
         start = ctx_mask.sum(-1).repeat_interleave(n_opt).unsqueeze(1)
         pos = start + torch.arange(rest, device=device).unsqueeze(0)
@@ -162,17 +154,20 @@ class RecallEvaluator:
         was_training = model.training
         model.eval()
         try:
-            # Similar lengths in a batch: less padding, the same scores.
-            order = sorted(range(len(mine)), key=lambda i: len(mine[i].context))
+            # Similar lengths in a batch (options first: they are run four times over)
+            # means less padding; the scores are the same in any order.
+            order = sorted(range(len(mine)), key=lambda i: (max(map(len, mine[i].options)), len(mine[i].context)))
             for start in range(0, len(order), self.batch_size):
                 batch = [mine[i] for i in order[start : start + self.batch_size]]
                 scores = score_batch(model, batch, self.pad_id)
-                for q, s in zip(batch, scores):
-                    chars = torch.tensor(q.option_chars, dtype=torch.float64)
-                    k = index[(q.qset, q.field)]
-                    counts[k, 0] += int(torch.argmax(s).item() == q.label)
-                    counts[k, 1] += int(torch.argmax(s / chars).item() == q.label)
-                    counts[k, 2] += 1
+                chars = torch.tensor([q.option_chars for q in batch], dtype=torch.float64)
+                labels = torch.tensor([q.label for q in batch])
+                hit = (scores.argmax(-1) == labels).double()
+                hit_norm = ((scores / chars).argmax(-1) == labels).double()
+                rows = torch.tensor([index[(q.qset, q.field)] for q in batch])
+                counts[:, 0].index_add_(0, rows, hit)
+                counts[:, 1].index_add_(0, rows, hit_norm)
+                counts[:, 2].index_add_(0, rows, torch.ones_like(hit))
         finally:
             model.train(was_training)
         if world > 1:
