@@ -29,7 +29,25 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 TINY_MODEL ?= outputs/tiny-llama-init
 
-.PHONY: help install test lint format data tiny-model recipes bench clean
+# Runs: outputs/<model>-<method>-<bio field>/ and results/<same>/
+MODEL ?= tiny
+METHOD ?=
+BIO_FIELD ?= bioS_multi5_permutes
+MODELS ?= gpt2 llama1b
+TASKS ?= bios_qa,bios_qa_heldout,bios_qa_reverse
+COMPARE_TASKS ?= bios_qa,hellaswag,arc_easy,arc_challenge,winogrande,mmlu,truthfulqa_mc2
+LIMIT ?=
+FORCE ?=
+SET ?=
+PIPELINE := $(PY) -m engram_plugin.pipeline
+RUN_ARGS = $(if $(METHOD),--method $(METHOD)) --bio-field $(BIO_FIELD) --data-dir $(DATA_DIR)
+TRAIN_ARGS = $(RUN_ARGS) $(if $(FORCE),--force) $(if $(SET),--set $(SET))
+
+# The demo: sizes chosen so a 2-core laptop CPU memorizes far above chance in ~15 minutes.
+DEMO_PEOPLE ?= 200
+DEMO_EPOCHS ?= 20
+
+.PHONY: help install test lint format data tiny-model recipes train eval train-all eval-all report compare demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -63,6 +81,27 @@ tiny-model: install ## build a small random Llama + BPE tokenizer from DATA_DIR 
 
 recipes: install ## validate every axolotl_configs/*.yml with Axolotl's own schema
 	$(PY) -m engram_plugin.recipes check axolotl_configs/*.yml
+
+demo: install ## the main job on a CPU: data, tiny Llama, axolotl train + plugin, lm-eval, report (~15 min)
+	$(PIPELINE) demo --people $(DEMO_PEOPLE) --epochs $(DEMO_EPOCHS)
+
+train: install ## train one model: MODEL=llama3b [METHOD=lora|qlora|full] [BIO_FIELD=bioS|...] [FORCE=1] [SET="num_epochs=3"]
+	$(PIPELINE) train-all --models "$(MODEL)" $(TRAIN_ARGS)
+
+eval: install ## evaluate one trained model with lm-eval (TASKS, LIMIT) into results/<run>/
+	$(PIPELINE) eval-all --models "$(MODEL)" $(RUN_ARGS) --tasks $(TASKS) $(if $(LIMIT),--limit $(LIMIT))
+
+train-all: install ## train MODELS="gpt2 llama1b ..." in sequence; failures are reported, finished runs skipped
+	$(PIPELINE) train-all --models "$(MODELS)" $(TRAIN_ARGS)
+
+eval-all: install ## evaluate every trained model of MODELS
+	$(PIPELINE) eval-all --models "$(MODELS)" $(RUN_ARGS) --tasks $(TASKS) $(if $(LIMIT),--limit $(LIMIT))
+
+report: install ## one table of every run (Markdown, CSV, JSON) and PNG plots in results/report/
+	$(PIPELINE) report --results results --outputs outputs --out results/report
+
+compare: install ## base vs fine-tuned MODEL on bios_qa and leaderboard tasks (COMPARE_TASKS), with deltas
+	$(PIPELINE) compare --model $(MODEL) $(RUN_ARGS) --tasks $(COMPARE_TASKS) $(if $(LIMIT),--limit $(LIMIT))
 
 bench: install ## measure speed: data generation (100k people) and bios_qa questions/s; writes benchmarks/results/
 	$(PY) benchmarks/bench_data.py --num-people 100000

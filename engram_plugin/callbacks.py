@@ -16,6 +16,7 @@ from engram_plugin.recall import RecallEvaluator
 
 BEST_PREFIX = "best_model_qa_"
 SCORES_FILE = "engram_scores.json"
+HISTORY_FILE = "engram_recall.jsonl"  # one line per scoring: step, epoch and every metric
 
 
 def metric_names(results: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -91,7 +92,12 @@ class EngramCallback(TrainerCallback):
             return
         self.scored_step = state.global_step
         results = self.evaluator.evaluate(self.trainer.model)
-        self.trainer.log(metric_names(results))
+        logs = metric_names(results)
+        self.trainer.log(logs)
+        if self.trainer.is_world_process_zero():
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.output_dir / HISTORY_FILE, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
         overall = results["train"]["overall"]
         if self.cfg.engram_save_best and state.global_step > 0 and (self.best is None or overall > self.best):
             self.best = overall

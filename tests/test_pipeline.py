@@ -1,0 +1,129 @@
+"""The main job end to end: the demo at a reduced size with a real accuracy bar,
+train-all past a failing model, the report and the base-vs-tuned comparison built
+from real lm-eval result files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import cli_env
+
+from engram_plugin.pipeline import collect, compare_results, derive_config, eval_run, latest_results
+from engram_plugin.recipes import RECIPES_DIR
+
+FIELDS = ("birth_date", "birth_city", "university", "major", "employer", "company_city")
+
+
+def pipeline(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "engram_plugin.pipeline", *args], cwd=cwd, env=cli_env(), capture_output=True, text=True
+    )
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    """`make demo`'s pipeline at a reduced size: 60 people, a 2-layer model, 16 epochs."""
+    root = tmp_path_factory.mktemp("demo")
+    proc = pipeline(
+        "demo", "--people", "60", "--epochs", "16", "--hidden", "64", "--layers", "2", "--vocab-size", "1024",
+        "--learning-rate", "3e-3", "--micro-batch", "16",
+        cwd=root,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert proc.stdout.strip().splitlines()[-1] == "report: results/report/report.md"
+    return root
+
+
+@pytest.mark.slow
+def test_demo_memorizes_far_above_chance(demo):
+    (row,) = collect(demo / "results")
+    assert row["run"] == "demo"
+    assert row["overall"] >= 0.6, row  # chance is 0.25
+    for field in FIELDS:
+        assert row[field] >= 0.4, (field, row)
+    assert row["heldout"] is not None and row["reverse"] is not None
+    history = [json.loads(x) for x in (demo / "outputs/demo/model/engram_recall.jsonl").read_text().splitlines()]
+    assert history[0]["step"] == 0 and history[-1]["engram/qa_acc/overall"] > history[0]["engram/qa_acc/overall"]
+
+
+@pytest.mark.slow
+def test_report_table_matches_the_result_files(demo):
+    out = demo / "results" / "report"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "accuracy.png", "recall_over_training.png", "report.csv", "report.json", "report.md",
+    ]  # fmt: skip
+    lm = json.loads(latest_results(demo / "results" / "demo").read_text())["results"]
+    with (out / "report.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    for field in FIELDS:
+        assert float(row[field]) == lm[f"bios_qa_{field}"]["acc,none"]
+    assert float(row["overall"]) == lm["bios_qa"]["acc,none"]
+    assert float(row["heldout"]) == lm["bios_qa_heldout"]["acc,none"]
+    assert float(row["reverse"]) == lm["bios_qa_reverse"]["acc,none"]
+    md = (out / "report.md").read_text()
+    assert f"| demo | {lm['bios_qa_birth_date']['acc,none']:.3f} |" in md
+    for png in ("accuracy.png", "recall_over_training.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_compare_builds_deltas_from_real_result_files(demo, tmp_path):
+    data = demo / "data" / "demo"
+    base_out = tmp_path / "base"
+    assert eval_run(f"pretrained={demo / 'outputs/demo/init'},dtype=float32", data, base_out, ["bios_qa", "bios_qa_reverse"])
+    base_file = latest_results(base_out)
+    tuned_file = latest_results(demo / "results" / "demo")
+    proc = pipeline("compare", "--model", "tiny", "--base-results", str(base_file), "--tuned-results", str(tuned_file), cwd=demo)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tuned_file.parent / "compare.json").read_text())
+    base, tuned = json.loads(base_file.read_text())["results"], json.loads(tuned_file.read_text())["results"]
+    assert rows == compare_results({"results": base}, {"results": tuned})
+    tasks = {r["task"] for r in rows}
+    assert tasks == {"bios_qa", "bios_qa_reverse", *(f"bios_qa_{f}" for f in FIELDS)}  # shared tasks only
+    for r in rows:
+        assert r["base"] == base[r["task"]][f"{r['metric']},none"]
+        assert r["delta"] == r["tuned"] - r["base"]
+    overall = next(r for r in rows if r["task"] == "bios_qa" and r["metric"] == "acc")
+    assert overall["delta"] > 0.2  # memorization is what fine-tuning bought
+    assert f"| bios_qa | acc | {overall['base']:.4f} | {overall['tuned']:.4f} | {overall['delta']:+.4f} |" in (
+        tuned_file.parent / "compare.md"
+    ).read_text()
+
+
+@pytest.mark.slow
+def test_train_all_continues_past_a_failing_model_and_skips_finished_runs(bios_dir, tiny_llama, tmp_path):
+    # gpt2 cannot be downloaded offline, so it fails; tiny trains (its recipe's base model
+    # is outputs/tiny-llama-init, relative to the working directory).
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "tiny-llama-init").symlink_to(tiny_llama)
+    args = ["train-all", "--models", "gpt2 tiny", "--data-dir", str(bios_dir), "--set", "max_steps=2", "engram_eval_samples=4"]
+    proc = pipeline(*args, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "gpt2-full-bioS_multi5_permutes: failed: see" in proc.stdout
+    assert "tiny-full-bioS_multi5_permutes: trained" in proc.stdout
+    assert (tmp_path / "outputs/tiny-full-bioS_multi5_permutes/model/model.safetensors").exists()
+    again = pipeline(*args, cwd=tmp_path)
+    assert "tiny-full-bioS_multi5_permutes: skipped" in again.stdout and again.returncode == 1
+
+
+def test_unknown_model_method_or_field_fail_clearly(tmp_path):
+    proc = pipeline("train-all", "--models", "gpt5", cwd=tmp_path)
+    assert proc.returncode == 1 and "no recipe for MODEL=gpt5; choose from gpt2, gpt2-large" in proc.stdout
+    proc = pipeline("train-all", "--models", "gpt2", "--method", "qlora", cwd=tmp_path)
+    assert "no qlora recipe for gpt2; its recipes use full, lora" in proc.stdout
+    proc = pipeline("report", "--results", str(tmp_path / "none"), cwd=tmp_path)
+    assert proc.returncode == 2 and "no lm-eval results under" in proc.stderr
+
+
+def test_derived_config_points_at_the_data_and_bio_field(tmp_path):
+    cfg = derive_config(RECIPES_DIR / "llama3b.yml", "data/x", tmp_path / "run" / "model", "bioS_fullname")
+    assert cfg["datasets"][0]["path"] == "data/x/train/bioS_fullname.jsonl"
+    assert cfg["output_dir"] == str(tmp_path / "run" / "model")
+    assert cfg["dataset_prepared_path"] == str(tmp_path / "run" / "prepared")
+    tiny = derive_config(RECIPES_DIR / "tiny.yml", "data/x", tmp_path / "m")
+    assert tiny["engram_data_dir"] == "data/x" and tiny["datasets"][1]["path"] == "data/x/train/qa_train.jsonl"
