@@ -45,7 +45,7 @@ TRAIN_ARGS = $(RUN_ARGS) $(if $(FORCE),--force) $(if $(SET),--set $(SET))
 
 # The demo: sizes chosen so a 2-core laptop CPU memorizes far above chance in ~15 minutes.
 DEMO_PEOPLE ?= 200
-DEMO_EPOCHS ?= 20
+DEMO_EPOCHS ?= 12
 
 .PHONY: help install test lint format data tiny-model recipes train eval train-all eval-all report compare demo bench clean
 

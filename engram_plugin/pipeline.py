@@ -163,6 +163,18 @@ def latest_results(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def resolve_runs(models: list[str], method: str | None, bio_field: str, status: dict[str, str]):
+    """(recipe, run name) of each model; an unknown model or method is recorded as failed."""
+    for model in models:
+        try:
+            recipe = recipe_path(model, method)
+        except PipelineError as exc:
+            status[model] = f"failed: {exc}"
+            print(f"[engram] {model}: FAILED ({exc})", flush=True)
+            continue
+        yield recipe, run_name(model, recipe_method(load_recipe(recipe)), bio_field)
+
+
 def train_all(
     models: list[str],
     method: str | None,
@@ -175,14 +187,7 @@ def train_all(
     """Train models in sequence: a failure is reported and the rest go on; finished runs
     are skipped unless ``force``. Returns {run: "trained" | "skipped" | "failed: why"}."""
     status: dict[str, str] = {}
-    for model in models:
-        try:
-            recipe = recipe_path(model, method)
-        except PipelineError as exc:
-            status[model] = f"failed: {exc}"
-            print(f"[engram] {model}: FAILED ({exc})", flush=True)
-            continue
-        run = run_name(model, recipe_method(load_recipe(recipe)), bio_field)
+    for recipe, run in resolve_runs(models, method, bio_field, status):
         model_dir = outputs / run / "model"
         if is_trained(model_dir) and not force:
             status[run] = "skipped"
@@ -190,7 +195,9 @@ def train_all(
             continue
         if force and model_dir.exists():
             shutil.rmtree(model_dir)
-        config = write_config(derive_config(recipe, data_dir, model_dir, bio_field, overrides), outputs / run / "config.yml")
+        config = write_config(
+            derive_config(recipe, data_dir, model_dir, bio_field, overrides), outputs / run / "config.yml"
+        )
         print(f"[engram] {run}: training (log: {outputs / run / 'train.log'})", flush=True)
         ok = train_run(config, model_dir, outputs / run / "train.log")
         status[run] = "trained" if ok else f"failed: see {outputs / run / 'train.log'}"
@@ -201,13 +208,7 @@ def train_all(
 def eval_all(models: list[str], method: str | None, bio_field: str, data_dir: str, outputs: Path, results: Path,
              tasks=EVAL_TASKS, limit: int | None = None) -> dict[str, str]:  # fmt: skip
     status: dict[str, str] = {}
-    for model in models:
-        try:
-            recipe = recipe_path(model, method)
-        except PipelineError as exc:
-            status[model] = f"failed: {exc}"
-            continue
-        run = run_name(model, recipe_method(load_recipe(recipe)), bio_field)
+    for _recipe, run in resolve_runs(models, method, bio_field, status):
         model_dir = outputs / run / "model"
         if not is_trained(model_dir):
             status[run] = "failed: not trained (make train MODEL=...)"
@@ -307,7 +308,11 @@ def report(results_dir: Path, outputs: Path, out: Path) -> Path:
     if any(histories.values()):
         fig, ax = plt.subplots(figsize=(7, 4))
         for run, hist in histories.items():
-            for key, style in (("engram/qa_acc/overall", "-"), ("engram/heldout_acc/overall", "--"), ("engram/reverse_acc", ":")):
+            for key, style in (
+                ("engram/qa_acc/overall", "-"),
+                ("engram/heldout_acc/overall", "--"),
+                ("engram/reverse_acc", ":"),
+            ):
                 pts = [(h["step"], h[key]) for h in hist if key in h]
                 if pts:
                     ax.plot(*zip(*pts), style, marker="o", markersize=3, label=f"{run}: {key.split('/')[1]}")
@@ -326,7 +331,12 @@ def report(results_dir: Path, outputs: Path, out: Path) -> Path:
           "birth date and city; `gen`: greedy exact match.", "", markdown_table(rows),
           "![accuracy per field](accuracy.png)", ""]  # fmt: skip
     if plots:
-        md += ["Recall during training (the engram plugin's evaluations):", "", "![recall over training](recall_over_training.png)", ""]
+        md += [
+            "Recall during training (the engram plugin's evaluations):",
+            "",
+            "![recall over training](recall_over_training.png)",
+            "",
+        ]
     md += ["Sources: " + ", ".join(f"`{r['results_file']}`" for r in rows), ""]
     (tmp / "report.md").write_text("\n".join(md))
     if out.exists():
@@ -347,7 +357,15 @@ def compare_results(base: dict, tuned: dict) -> list[dict]:
             if not key.endswith(",none") or "_stderr" in key or key not in t:
                 continue
             if isinstance(b[key], (int, float)) and isinstance(t[key], (int, float)):
-                rows.append({"task": task, "metric": key.split(",")[0], "base": b[key], "tuned": t[key], "delta": t[key] - b[key]})
+                rows.append(
+                    {
+                        "task": task,
+                        "metric": key.split(",")[0],
+                        "base": b[key],
+                        "tuned": t[key],
+                        "delta": t[key] - b[key],
+                    }
+                )
     return rows
 
 
@@ -358,7 +376,12 @@ def write_comparison(rows: list[dict], out: Path, base_name: str, tuned_name: st
         writer = csv.DictWriter(f, fieldnames=["task", "metric", "base", "tuned", "delta"])
         writer.writeheader()
         writer.writerows(rows)
-    lines = [f"# {tuned_name} vs {base_name}", "", "| task | metric | base | fine-tuned | delta |", "| --- | --- | ---: | ---: | ---: |"]
+    lines = [
+        f"# {tuned_name} vs {base_name}",
+        "",
+        "| task | metric | base | fine-tuned | delta |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
     lines += [f"| {r['task']} | {r['metric']} | {r['base']:.4f} | {r['tuned']:.4f} | {r['delta']:+.4f} |" for r in rows]
     (out / "compare.md").write_text("\n".join(lines) + "\n")
     return out / "compare.md"
@@ -395,7 +418,9 @@ def demo(people: int, epochs: int, hidden: int, layers: int, vocab: int, data_di
     build_tiny_model(data_dir, run / "init", hidden=hidden, layers=layers, vocab_size=vocab, seed=0)
     overrides = {"base_model": str(run / "init"), "num_epochs": epochs, "learning_rate": learning_rate,
                  "micro_batch_size": micro_batch}  # fmt: skip
-    config = write_config(derive_config(RECIPES_DIR / "tiny.yml", data_dir, run / "model", None, overrides), run / "config.yml")
+    config = write_config(
+        derive_config(RECIPES_DIR / "tiny.yml", data_dir, run / "model", None, overrides), run / "config.yml"
+    )
     step(f"axolotl train {config} (log: {run / 'train.log'})")
     if not train_run(config, run / "model", run / "train.log"):
         raise PipelineError(f"training failed; see {run / 'train.log'}")
@@ -468,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
 
     d = sub.add_parser("demo", help="the main job end to end on a CPU")
     d.add_argument("--people", type=int, default=200)
-    d.add_argument("--epochs", type=int, default=20)
+    d.add_argument("--epochs", type=int, default=12)
     d.add_argument("--hidden", type=int, default=128)
     d.add_argument("--layers", type=int, default=4)
     d.add_argument("--vocab-size", type=int, default=2048)
@@ -521,7 +546,10 @@ def compare_command(args) -> int:
             raise PipelineError(f"{run} is not trained; run `make train MODEL={args.model}` first")
         out = Path(args.results) / run / "compare"
         tasks = args.tasks.split(",")
-        for side, margs in (("base", f"pretrained={cfg['base_model']},dtype=auto"), ("tuned", model_args(model_dir, cfg))):
+        for side, margs in (
+            ("base", f"pretrained={cfg['base_model']},dtype=auto"),
+            ("tuned", model_args(model_dir, cfg)),
+        ):
             if not eval_run(margs, args.data_dir, out / side, tasks, args.limit):
                 raise PipelineError(f"lm-eval failed for the {side} model; see {out / side / 'eval.log'}")
         base_file, tuned_file = latest_results(out / "base"), latest_results(out / "tuned")

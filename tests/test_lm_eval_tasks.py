@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, cli_env
 from lm_eval import simple_evaluate
 from lm_eval.api.model import LM
 from lm_eval.tasks import TaskManager
@@ -159,8 +159,13 @@ def test_env_var_points_at_the_data(bios_dir, monkeypatch):
     assert len(ds) == len(qa_rows(bios_dir, "employer", "train"))
 
 
-def cli_env(**extra) -> dict:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **extra}
+def run_eval_cli(program: list[str], model: Path, tasks: str, limit: int, out: Path, cwd: Path, env: dict, *extra: str):
+    """One lm-eval command line on the hf backend, CPU, results in ``out``."""
+    argv = [*program, "--model", "hf", "--model_args", f"pretrained={model},dtype=float32", "--tasks", tasks,
+            "--limit", str(limit), "--device", "cpu", "--batch_size", "8", "--output_path", str(out), *extra]  # fmt: skip
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
 
 
 def check_result_file(out: Path, tasks: list[str], limit: int):
@@ -179,30 +184,8 @@ def check_result_file(out: Path, tasks: list[str], limit: int):
 @pytest.mark.slow
 def test_every_task_runs_on_a_tiny_model_via_the_console_script_from_another_dir(bios_dir, tiny_llama, tmp_path):
     out = tmp_path / "results"
-    proc = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "engram-eval"),
-            "--model",
-            "hf",
-            "--model_args",
-            f"pretrained={tiny_llama},dtype=float32",
-            "--tasks",
-            ",".join(ALL_TASKS),
-            "--limit",
-            "3",
-            "--device",
-            "cpu",
-            "--batch_size",
-            "8",
-            "--output_path",
-            str(out),
-        ],
-        cwd=tmp_path,
-        env=cli_env(ENGRAM_DATA_DIR=str(bios_dir)),
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    engram_eval = [str(Path(sys.executable).parent / "engram-eval")]
+    run_eval_cli(engram_eval, tiny_llama, ",".join(ALL_TASKS), 3, out, tmp_path, cli_env(ENGRAM_DATA_DIR=str(bios_dir)))
     results = check_result_file(out, [*ALL_TASKS, *(f"bios_qa_gen_{f}" for f in FIELDS)], limit=3)
     assert "exact_match,none" in results["bios_qa_gen"]
 
@@ -210,32 +193,21 @@ def test_every_task_runs_on_a_tiny_model_via_the_console_script_from_another_dir
 @pytest.mark.slow
 def test_plain_lm_eval_with_include_path_and_simple_evaluate(bios_dir, tiny_llama, tmp_path):
     out = tmp_path / "results"
-    proc = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "lm_eval"),
-            "--model",
-            "hf",
-            "--model_args",
-            f"pretrained={tiny_llama},dtype=float32",
-            "--tasks",
-            "bios_qa",
-            "--include_path",
-            "lm_eval_tasks",
-            "--metadata",
-            json.dumps({"data_dir": str(bios_dir)}),
-            "--limit",
-            "4",
-            "--device",
-            "cpu",
-            "--output_path",
-            str(out),
-        ],
-        cwd=REPO,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
+    lm_eval = [str(Path(sys.executable).parent / "lm_eval")]
+    metadata = json.dumps({"data_dir": str(bios_dir)})
+    run_eval_cli(
+        lm_eval,
+        tiny_llama,
+        "bios_qa",
+        4,
+        out,
+        REPO,
+        cli_env(),
+        "--include_path",
+        "lm_eval_tasks",
+        "--metadata",
+        metadata,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     cli = check_result_file(out, ["bios_qa"], limit=4)
 
     tm = TaskManager(include_path=str(TASKS_DIR), metadata={"data_dir": str(bios_dir)})
@@ -245,6 +217,7 @@ def test_plain_lm_eval_with_include_path_and_simple_evaluate(bios_dir, tiny_llam
         tasks=["bios_qa"],
         limit=4,
         device="cpu",
+        batch_size=8,
         task_manager=tm,
     )["results"]
     for field in FIELDS:  # the same model and questions give the same numbers both ways
@@ -285,32 +258,10 @@ def lm_eval_0_4_13(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_tasks_work_with_lm_eval_0_4_13(bios_dir, tiny_llama, tmp_path, lm_eval_0_4_13):
     out = tmp_path / "results"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import lm_eval, sys; print(lm_eval.__version__); "
-            "from engram_plugin.eval_cli import main; main(sys.argv[1:])",
-            "--model",
-            "hf",
-            "--model_args",
-            f"pretrained={tiny_llama},dtype=float32",
-            "--tasks",
-            "bios_qa,bios_qa_letters_5shot,bios_qa_gen,bios_qa_reverse",
-            "--limit",
-            "3",
-            "--device",
-            "cpu",
-            "--batch_size",
-            "8",
-            "--output_path",
-            str(out),
-        ],
-        cwd=tmp_path,
-        env=cli_env(ENGRAM_DATA_DIR=str(bios_dir), PYTHONPATH=str(lm_eval_0_4_13)),
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    program = [sys.executable, "-c", "import lm_eval, sys; print(lm_eval.__version__); "
+               "from engram_plugin.eval_cli import main; main(sys.argv[1:])"]  # fmt: skip
+    env = cli_env(ENGRAM_DATA_DIR=str(bios_dir), PYTHONPATH=str(lm_eval_0_4_13))
+    tasks = ["bios_qa", "bios_qa_letters_5shot", "bios_qa_gen", "bios_qa_reverse"]
+    proc = run_eval_cli(program, tiny_llama, ",".join(tasks), 3, out, tmp_path, env)
     assert proc.stdout.splitlines()[0] == "0.4.13"
-    check_result_file(out, ["bios_qa", "bios_qa_letters_5shot", "bios_qa_gen", "bios_qa_reverse"], limit=3)
+    check_result_file(out, tasks, limit=3)

@@ -43,9 +43,9 @@ def demo(tmp_path_factory) -> Path:
 def test_demo_memorizes_far_above_chance(demo):
     (row,) = collect(demo / "results")
     assert row["run"] == "demo"
-    assert row["overall"] >= 0.6, row  # chance is 0.25
+    assert row["overall"] >= 0.9, row  # chance is 0.25
     for field in FIELDS:
-        assert row[field] >= 0.4, (field, row)
+        assert row[field] >= 0.7, (field, row)
     assert row["heldout"] is not None and row["reverse"] is not None
     history = [json.loads(x) for x in (demo / "outputs/demo/model/engram_recall.jsonl").read_text().splitlines()]
     assert history[0]["step"] == 0 and history[-1]["engram/qa_acc/overall"] > history[0]["engram/qa_acc/overall"]
@@ -75,10 +75,14 @@ def test_report_table_matches_the_result_files(demo):
 def test_compare_builds_deltas_from_real_result_files(demo, tmp_path):
     data = demo / "data" / "demo"
     base_out = tmp_path / "base"
-    assert eval_run(f"pretrained={demo / 'outputs/demo/init'},dtype=float32", data, base_out, ["bios_qa", "bios_qa_reverse"])
+    assert eval_run(
+        f"pretrained={demo / 'outputs/demo/init'},dtype=float32", data, base_out, ["bios_qa", "bios_qa_reverse"]
+    )
     base_file = latest_results(base_out)
     tuned_file = latest_results(demo / "results" / "demo")
-    proc = pipeline("compare", "--model", "tiny", "--base-results", str(base_file), "--tuned-results", str(tuned_file), cwd=demo)
+    proc = pipeline(
+        "compare", "--model", "tiny", "--base-results", str(base_file), "--tuned-results", str(tuned_file), cwd=demo
+    )
     assert proc.returncode == 0, proc.stderr
     rows = json.loads((tuned_file.parent / "compare.json").read_text())
     base, tuned = json.loads(base_file.read_text())["results"], json.loads(tuned_file.read_text())["results"]
@@ -90,9 +94,10 @@ def test_compare_builds_deltas_from_real_result_files(demo, tmp_path):
         assert r["delta"] == r["tuned"] - r["base"]
     overall = next(r for r in rows if r["task"] == "bios_qa" and r["metric"] == "acc")
     assert overall["delta"] > 0.2  # memorization is what fine-tuning bought
-    assert f"| bios_qa | acc | {overall['base']:.4f} | {overall['tuned']:.4f} | {overall['delta']:+.4f} |" in (
-        tuned_file.parent / "compare.md"
-    ).read_text()
+    assert (
+        f"| bios_qa | acc | {overall['base']:.4f} | {overall['tuned']:.4f} | {overall['delta']:+.4f} |"
+        in (tuned_file.parent / "compare.md").read_text()
+    )
 
 
 @pytest.mark.slow
@@ -101,7 +106,16 @@ def test_train_all_continues_past_a_failing_model_and_skips_finished_runs(bios_d
     # is outputs/tiny-llama-init, relative to the working directory).
     (tmp_path / "outputs").mkdir()
     (tmp_path / "outputs" / "tiny-llama-init").symlink_to(tiny_llama)
-    args = ["train-all", "--models", "gpt2 tiny", "--data-dir", str(bios_dir), "--set", "max_steps=2", "engram_eval_samples=4"]
+    args = [
+        "train-all",
+        "--models",
+        "gpt2 tiny",
+        "--data-dir",
+        str(bios_dir),
+        "--set",
+        "max_steps=2",
+        "engram_eval_samples=4",
+    ]
     proc = pipeline(*args, cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "gpt2-full-bioS_multi5_permutes: failed: see" in proc.stdout
