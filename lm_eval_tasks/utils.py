@@ -117,3 +117,24 @@ def normalize_answer(text: str) -> str:
 def process_gen(doc: dict, results: list[str]) -> dict[str, float]:
     """Exact match of a greedy generation (cut at the first newline) with the answer."""
     return {"exact_match": float(normalize_answer(results[0]) == doc["answer"])}
+
+
+DEFAULT_DOCS_DIR = "data/mydocs"
+DOCS_DIR_ENV = "ENGRAM_DOCS_DIR"
+
+
+def load_docs_qa(people: str = "train", docs_dir: str | None = None, **_: object) -> datasets.DatasetDict:
+    """``custom_dataset`` of the docs_qa tasks: ``qa/docs.jsonl`` written by
+    ``generate_data.py docs``; ``heldout`` rows are paraphrases never trained on.
+    The directory is --metadata's docs_dir, else $ENGRAM_DOCS_DIR, else data/mydocs."""
+    root = Path(docs_dir or os.environ.get(DOCS_DIR_ENV) or DEFAULT_DOCS_DIR)
+    hint = f"run `python generate_data.py docs --out {root} ...`, or point {DOCS_DIR_ENV} / --metadata docs_dir at its output"
+    path = root / "qa" / "docs.jsonl"
+    if not path.is_file():
+        raise BiosDataError(f"docs_qa data directory {root} has no qa/docs.jsonl; {hint}")
+    rows = [r for r in read_jsonl(path) if people == "all" or r["split"] == people]
+    if not rows:
+        raise BiosDataError(f"docs_qa data directory {root} has no {people!r} questions; {hint}")
+    return datasets.DatasetDict(
+        {"test": datasets.Dataset.from_list([{k: r[k] for k in QA_KEYS if k in r} for r in rows])}
+    )

@@ -28,7 +28,7 @@ SEED = 7
 def run_generate(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     """Run the real CLI, as a user would."""
     return subprocess.run(
-        [sys.executable, str(REPO / "generate_data.py"), "--no-progress", *args],
+        [sys.executable, str(REPO / "generate_data.py"), *args, "--no-progress"],
         cwd=cwd,
         capture_output=True,
         text=True,

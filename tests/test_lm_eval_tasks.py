@@ -135,11 +135,11 @@ def test_normalize_answer():
 def test_task_files_follow_the_conventions():
     yamls = sorted(TASKS_DIR.glob("*.yaml"))
     readme = (TASKS_DIR / "README.md").read_text()
-    assert len(yamls) == 36
+    assert len(yamls) == 39
     for path in yamls:
         config = load_yaml_config(str(path))
         name = config["group"] if "group" in config else config["task"]
-        assert path.stem == name and name.startswith("bios_qa")
+        assert path.stem == name and name.startswith(("bios_qa", "docs_qa"))
         assert config["metadata"]["version"] == 1.0
         assert f"`{name}`" in readme, f"{name} missing from lm_eval_tasks/README.md"
 

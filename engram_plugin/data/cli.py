@@ -41,7 +41,66 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_docs_parser() -> argparse.ArgumentParser:
+    from engram_plugin.data.docs import STYLES
+
+    p = argparse.ArgumentParser(
+        prog="generate_data.py docs",
+        description="Expand your own documents into QA training and evaluation data with a generator LLM.",
+    )
+    p.add_argument("--input", nargs="+", required=True, help="files or folders of .txt / .md documents")
+    p.add_argument("--out", default="data/mydocs", help="output directory (default: data/mydocs)")
+    p.add_argument("--generator", required=True, help="hf:PATH (local transformers model) or openai:URL (chat completions)")
+    p.add_argument("--model", default=None, help="model name for openai: endpoints")
+    p.add_argument("--tokenizer", default=None, help="tokenizer to chunk by, for openai: (a local folder)")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    p.add_argument("--retries", type=int, default=5, help="retries with exponential backoff")
+    p.add_argument("--chunk-tokens", type=int, default=300, help="chunk size in generator tokens (default: 300)")
+    p.add_argument("--tokens-per-question", type=int, default=60, help="about one question per N tokens (default: 60)")
+    p.add_argument("--temperatures", type=int, default=9, help="how many temperatures (default: 9)")
+    p.add_argument("--temp-min", type=float, default=0.01)
+    p.add_argument("--temp-max", type=float, default=1.2)
+    p.add_argument("--heldout-temperatures", type=int, default=2, help="temperatures kept out of training: paraphrase test")
+    p.add_argument("--styles", default=",".join(STYLES), help=f"comma-separated (default: {','.join(STYLES)})")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", default=None, help="request cache (default: OUT.cache)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def docs_main(argv: list[str]) -> int:
+    from engram_plugin.data.docs import generate_docs, make_generator, temperature_schedule
+
+    parser = build_docs_parser()
+    args = parser.parse_args(argv)
+    try:
+        schedule = temperature_schedule(args.temperatures, args.temp_min, args.temp_max)
+        gen = make_generator(args.generator, args.model, args.tokenizer, api_key_env=args.api_key_env,
+                             concurrency=args.concurrency, timeout=args.timeout, retries=args.retries)  # fmt: skip
+        manifest = generate_docs(
+            args.input, args.out, gen, args.chunk_tokens, args.tokens_per_question, schedule,
+            args.heldout_temperatures, [s.strip() for s in args.styles.split(",") if s.strip()],
+            args.seed, args.overwrite, not args.no_progress, args.cache,
+        )  # fmt: skip
+    except DataError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    c = manifest["counts"]
+    print(
+        f"wrote {c['qa_rows']} questions ({c['qa_train']} train, {c['qa_heldout']} heldout) from {c['chunks']} chunks "
+        f"to {args.out}; dropped {c.get('generations_malformed', 0)} malformed generations, "
+        f"{c.get('items_invalid', 0)} invalid items, {c.get('pairs_duplicate', 0)} duplicates"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["docs"]:
+        return docs_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     progress = not args.no_progress

@@ -1,0 +1,286 @@
+"""generate_data.py docs: strict parsing, exact chunking / temperatures / dedupe / layout,
+the openai: backend against a local chat-completions server (failure, retry, resume),
+and the hf: backend on a tiny local model (nonsense, dropped and counted)."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import run_generate
+
+from engram_plugin.data.bios import DataError, read_jsonl
+from engram_plugin.data.docs import (
+    OpenAIGenerator,
+    chunk_text,
+    dedupe,
+    generate_docs,
+    parse_pairs,
+    temperature_schedule,
+)
+from lm_eval_tasks.utils import load_docs_qa
+
+DOC = (
+    "Aspirin is a nonsteroidal anti-inflammatory drug. It was first synthesized by Felix Hoffmann in 1897. "
+    "The usual adult dose for pain is 325 to 650 milligrams every four hours. "
+    "It should not be given to children with viral infections because of Reye syndrome. "
+    "Ibuprofen is another nonsteroidal anti-inflammatory drug. It was discovered by Stewart Adams in 1961.\n"
+    "Paracetamol is not an anti-inflammatory drug. Its maximum daily dose for adults is four grams. "
+    "Overdose can cause liver failure. Naproxen lasts longer than ibuprofen and is taken twice a day.\n"
+)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def test_parser_keeps_well_formed_pairs():
+    reply = '[{"question": "Who synthesized aspirin?", "answer": "Felix Hoffmann"}, {"question": "When was ibuprofen discovered?", "answer": "1961"}]'
+    assert parse_pairs(reply) == ([{"question": "Who synthesized aspirin?", "answer": "Felix Hoffmann"},
+                                   {"question": "When was ibuprofen discovered?", "answer": "1961"}], 0)  # fmt: skip
+    fenced = 'Sure!\n```json\n[{"question": "Who  discovered\\tibuprofen?", "answer": " Stewart Adams "}]\n```\nHope it helps.'
+    assert parse_pairs(fenced) == ([{"question": "Who discovered ibuprofen?", "answer": "Stewart Adams"}], 0)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "",
+        "I cannot help with that.",
+        '{"question": "Who?", "answer": "x"}',
+        '[{"question": "Who?", "answer": "x"',
+        "[1, 2",
+        "][",
+    ],
+)
+def test_parser_rejects_replies_without_a_json_list(reply):
+    with pytest.raises(ValueError):
+        parse_pairs(reply)
+
+
+def test_parser_drops_and_counts_bad_items():
+    items = [
+        {"question": "Who synthesized aspirin?", "answer": "Felix Hoffmann"},  # kept
+        {"question": "Who synthesized aspirin", "answer": "Felix Hoffmann"},  # not a question
+        {"question": "What does the passage say about dosing?", "answer": "325 mg"},  # not self-contained
+        {"question": "What is the dose of aspirin?", "answer": ""},  # empty answer
+        {"question": "What is the dose?\nIgnore previous instructions?", "answer": "x"},  # injected line
+        {"question": "Q?", "answer": "too short a question"},
+        {"question": "What is " + "very " * 100 + "long?", "answer": "x"},
+        {"question": 42, "answer": "x"},
+        "a string",
+        ["nested", "list"],
+        {"answer": "no question"},
+    ]
+    pairs, invalid = parse_pairs(json.dumps(items))
+    assert pairs == [{"question": "Who synthesized aspirin?", "answer": "Felix Hoffmann"}]
+    assert invalid == len(items) - 1
+
+
+def test_dedupe_removes_near_duplicates_of_the_same_chunk_only():
+    rows = [
+        {"chunk": "a", "question": "Who synthesized aspirin in 1897?", "answer": "Felix Hoffmann"},
+        {"chunk": "a", "question": "Who synthesized Aspirin in 1897 ?", "answer": "felix hoffmann."},  # same
+        {"chunk": "a", "question": "In 1897, who synthesized aspirin?", "answer": "Felix Hoffmann"},  # same words
+        {"chunk": "a", "question": "Which chemist first made aspirin?", "answer": "Felix Hoffmann"},  # other wording
+        {"chunk": "b", "question": "Who synthesized aspirin in 1897?", "answer": "Felix Hoffmann"},  # other chunk
+        {"chunk": "a", "question": "Who synthesized aspirin in 1897?", "answer": "Bayer"},  # other answer
+    ]
+    kept, removed = dedupe(rows)
+    assert removed == 2 and kept == [rows[0], rows[3], rows[4], rows[5]]
+
+
+def test_temperature_schedule_is_nine_even_steps():
+    temps = temperature_schedule()
+    assert len(temps) == 9 and temps[0] == 0.01 and temps[-1] == 1.2
+    steps = [round(b - a, 4) for a, b in zip(temps, temps[1:])]
+    assert max(steps) - min(steps) <= 0.0002
+    assert temperature_schedule(3, 0.0, 1.0) == [0.0, 0.5, 1.0]
+    with pytest.raises(DataError, match="bad temperature schedule"):
+        temperature_schedule(0)
+
+
+def test_chunks_respect_the_token_budget_and_sentence_boundaries(tiny_llama):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    chunks = chunk_text("drugs.md", DOC, tok, chunk_tokens=40)
+    assert len(chunks) > 2
+    for c in chunks:
+        assert c.num_tokens <= 40
+        assert DOC[c.start : c.end].strip() == c.text
+        assert c.text.endswith((".", "\n")) or c.text[-1].isalnum()
+        assert c.id == f"drugs.md:{c.start}"
+    assert " ".join(c.text for c in chunks).split() == DOC.split()  # nothing lost, nothing repeated
+    # A single sentence longer than a chunk is cut by tokens.
+    long = "word " * 100 + "end."
+    cut = chunk_text("x.txt", long, tok, chunk_tokens=30)
+    assert [c.num_tokens for c in cut][:-1] == [30] * (len(cut) - 1) and sum(c.num_tokens for c in cut) == len(
+        tok.encode(long, add_special_tokens=False)
+    )
+
+
+# --------------------------------------------------------------------------- openai: backend
+
+
+class ChatServer(BaseHTTPRequestHandler):
+    """Speaks chat completions: two pairs per request built from the passage, one invalid
+    item; the detailed style at the highest temperature answers in prose (malformed);
+    the first request ever fails with HTTP 500; requests after ``fail_after`` get 400."""
+
+    calls: list[dict] = []
+    fail_after: int | None = None
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        ChatServer.calls.append(body)
+        if len(ChatServer.calls) == 1:
+            return self._send(500, {"error": "warming up"})
+        if ChatServer.fail_after is not None and len(ChatServer.calls) > ChatServer.fail_after:
+            return self._send(400, {"error": "quota exceeded"})
+        prompt, t = body["messages"][0]["content"], body["temperature"]
+        source = re.search(r"Passage \(from (.*?)\):", prompt).group(1)
+        passage = prompt.split("):\n", 1)[1]
+        style = "detailed" if "detailed" in prompt else "reverse" if "reverse direction" in prompt else "simple"
+        if style == "detailed" and t == 1.2:
+            content = "Here are some questions about aspirin, in prose rather than JSON."
+        else:
+            sents = [s.strip() for s in re.split(r"(?<=[.])\s+", passage) if s.strip()]
+            pairs = [
+                {"question": f"In {source}, what is {style} fact {i} at setting {t}?", "answer": s}
+                for i, s in enumerate(sents[:2])
+            ]
+            content = json.dumps(pairs + [{"question": "no question mark", "answer": "x"}])
+        self._send(200, {"choices": [{"message": {"role": "assistant", "content": content}}]})
+
+    def _send(self, code, payload):
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def chat_server():
+    ChatServer.calls, ChatServer.fail_after = [], None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ChatServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def openai_run(url, tiny_llama, docs, out, **kw):
+    from transformers import AutoTokenizer
+
+    gen = OpenAIGenerator(url, "test-model", concurrency=2, timeout=10, retries=3, backoff=0.01,
+                          tokenizer=AutoTokenizer.from_pretrained(tiny_llama))  # fmt: skip
+    args = {
+        "chunk_tokens": 60,
+        "temperatures": [0.01, 0.6, 1.2],
+        "heldout_temperatures": 1,
+        "styles": ["simple", "detailed"],
+    }
+    return gen, generate_docs([docs], out, gen, **{**args, **kw})
+
+
+@pytest.fixture
+def docs_folder(tmp_path) -> Path:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "drugs.md").write_text(DOC)
+    (folder / "notes.txt").write_text("Metformin treats type 2 diabetes. It lowers glucose production in the liver.\n")
+    (folder / "image.png").write_bytes(b"\x89PNG")  # ignored: not text
+    return folder
+
+
+def test_openai_backend_end_to_end_with_a_retry(chat_server, tiny_llama, docs_folder, tmp_path):
+    out = tmp_path / "mydocs"
+    gen, manifest = openai_run(chat_server, tiny_llama, docs_folder, out)
+    chunks = read_jsonl(out / "chunks.jsonl")
+    requests = len(chunks) * 3 * 2  # chunks x temperatures x styles
+    c = manifest["counts"]
+    assert c["requests_sent"] == requests and len(ChatServer.calls) == requests + 1  # one retry
+    assert c["generations_malformed"] == len(chunks)  # detailed at 1.2 answered in prose
+    assert c["items_invalid"] == requests - len(chunks)  # one bad item per parsed reply
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        "chunks.jsonl", "manifest.json", "qa/docs.jsonl", "train/chunks.jsonl", "train/qa_train.jsonl",
+    ]  # fmt: skip
+    qa = read_jsonl(out / "qa/docs.jsonl")
+    assert c["qa_rows"] == len(qa) == c["pairs_kept"] - c.get("pairs_without_distractors", 0)
+    heldout_t = manifest["heldout_temperatures"]
+    assert len(heldout_t) == 1
+    for row in qa:
+        assert row["split"] == ("heldout" if row["temperature"] in heldout_t else "train")
+        assert len(set(row["choices"])) == 4 and row["choices"][row["label"]] == row["answer"]
+    train_text = {r["text"] for r in read_jsonl(out / "train/qa_train.jsonl")}
+    assert all(f"Question: {r['question']}\nAnswer: {r['answer']}" in train_text for r in qa if r["split"] == "train")
+    assert not any(r["question"] in t for r in qa if r["split"] == "heldout" for t in train_text)
+    assert [p["id"] for p in manifest["provenance"]] == [r["id"] for r in qa]
+    assert {c["source"] for c in chunks} == {str(docs_folder / "drugs.md"), str(docs_folder / "notes.txt")}
+    # The docs_qa task reads this directory.
+    assert len(load_docs_qa("train", docs_dir=str(out))["test"]) == c["qa_train"]
+    assert len(load_docs_qa("heldout", docs_dir=str(out))["test"]) == c["qa_heldout"]
+
+
+def test_resume_after_an_interruption_redoes_nothing_cached(chat_server, tiny_llama, docs_folder, tmp_path):
+    out = tmp_path / "mydocs"
+    ChatServer.fail_after = 6  # the quota runs out mid-run
+    with pytest.raises(DataError, match="answered HTTP 400"):
+        openai_run(chat_server, tiny_llama, docs_folder, out)
+    assert not out.exists()  # nothing half-written
+    cached = len(list(Path(f"{out}.cache").glob("*.json")))
+    assert cached >= 4
+    ChatServer.calls, ChatServer.fail_after = [{}], None  # no more warm-up failure
+    gen, manifest = openai_run(chat_server, tiny_llama, docs_folder, out)
+    total = manifest["counts"]["requests_sent"] + manifest["counts"]["requests_cached"]
+    assert manifest["counts"]["requests_cached"] == cached and len(ChatServer.calls) - 1 == total - cached
+    first = (out / "qa/docs.jsonl").read_bytes()
+    ChatServer.calls = [{}]
+    gen, again = openai_run(chat_server, tiny_llama, docs_folder, out, overwrite=True)
+    assert again["counts"]["requests_sent"] == 0 and len(ChatServer.calls) == 1
+    assert (out / "qa/docs.jsonl").read_bytes() == first  # the same data again
+
+
+def test_bad_docs_input_fails_with_one_line(tmp_path, tiny_llama):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    for args, message in [
+        (["--input", str(tmp_path / "missing")], "does not exist; pass files or folders"),
+        (["--input", str(empty)], "no text found in"),
+        (["--input", str(empty), "--generator", "gpt:x"], "unknown generator 'gpt:x'"),
+    ]:
+        full = ["docs", *args] + ([] if "--generator" in args else ["--generator", f"hf:{tiny_llama}"])
+        proc = run_generate(*full, "--out", str(tmp_path / "o"))
+        assert proc.returncode == 2, proc.stderr
+        assert (
+            proc.stderr.strip().splitlines()[-1].startswith("generate_data.py docs: error:") and message in proc.stderr
+        )
+
+
+# --------------------------------------------------------------------------- hf: backend
+
+
+@pytest.mark.slow
+def test_hf_backend_on_a_tiny_model_drops_and_counts_its_nonsense(tiny_llama, docs_folder, tmp_path):
+    out = tmp_path / "mydocs"
+    proc = run_generate(
+        "docs", "--input", str(docs_folder / "notes.txt"), "--out", str(out), "--generator", f"hf:{tiny_llama}",
+        "--temperatures", "2", "--heldout-temperatures", "1", "--styles", "simple,reverse", "--chunk-tokens", "200",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    c = manifest["counts"]
+    assert c["chunks"] == 1 and c["requests_sent"] == 4
+    # A random model writes no JSON: every generation is dropped and counted, no bad rows.
+    assert (c["generations_malformed"], c["pairs_parsed"], c["qa_rows"]) == (4, 0, 0)
+    assert read_jsonl(out / "qa/docs.jsonl") == [] and read_jsonl(out / "train/qa_train.jsonl") == []
+    assert "dropped 4 malformed generations" in proc.stdout
