@@ -298,16 +298,18 @@ def test_early_stopping_needs_patience_rises_in_a_row():
         assert control.should_training_stop is stop, loss
 
 
-def test_stop_at_recall(monkeypatch):
-    cb = fake_callback(engram_stop_at_recall=0.9)
+def test_stop_at_recall(tmp_path):
+    cb = fake_callback(engram_stop_at_recall=0.9, output_dir=str(tmp_path))
     logged = []
     cb.trainer.log = logged.append
     cb.evaluator = SimpleNamespace(evaluate=lambda model: {"train": {"overall": 0.95, "overall_norm": 0.9}})
     cb.trainer.model = None
     control = SimpleNamespace(should_training_stop=False)
-    cb._recall(SimpleNamespace(global_step=4), control)
+    cb._recall(SimpleNamespace(global_step=4, epoch=1.0), control)
     assert control.should_training_stop is True
     assert logged == [{"engram/qa_acc/overall": 0.95, "engram/qa_acc/overall_norm": 0.9}]
+    (line,) = (tmp_path / "engram_recall.jsonl").read_text().splitlines()
+    assert json.loads(line) == {"step": 4, "epoch": 1.0, "engram/qa_acc/overall": 0.95, "engram/qa_acc/overall_norm": 0.9}
 
 
 # --------------------------------------------------------------------------- distributed
