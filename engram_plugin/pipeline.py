@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from engram_plugin.data.bios import TEXT_VARIANTS
+from engram_plugin.data.bios import FIELDS, TEXT_VARIANTS
 from engram_plugin.recipes import DEFAULT_DATA_DIR, RECIPES_DIR, load_recipe
 
 BIO_FIELDS = TEXT_VARIANTS
@@ -99,7 +99,6 @@ def write_config(cfg: dict, path: str | Path) -> Path:
 DONE_FILE = ".engram_done"
 EVAL_TASKS = ("bios_qa", "bios_qa_heldout", "bios_qa_reverse")
 LEADERBOARD_TASKS = ("hellaswag", "arc_easy", "arc_challenge", "winogrande", "mmlu", "truthfulqa_mc2")
-FIELDS = ("birth_date", "birth_city", "university", "major", "employer", "company_city")
 
 
 def _tool(name: str) -> str:
@@ -127,9 +126,10 @@ def train_run(config: Path, model_dir: Path, log: Path) -> bool:
     return code == 0
 
 
-def model_args(model_dir: Path, cfg: dict) -> str:
+def model_args(model_dir: Path, base_model: str) -> str:
+    """lm-eval's ``--model_args`` for a trained run: base + ``peft`` for an adapter."""
     if (model_dir / "adapter_config.json").exists():
-        return f"pretrained={cfg['base_model']},peft={model_dir},dtype=auto"
+        return f"pretrained={base_model},peft={model_dir},dtype=auto"
     return f"pretrained={model_dir},dtype=auto"
 
 
@@ -215,7 +215,7 @@ def eval_all(models: list[str], method: str | None, bio_field: str, data_dir: st
             print(f"[engram] {run}: not trained, skipped", flush=True)
             continue
         cfg = load_recipe(outputs / run / "config.yml")
-        ok = eval_run(model_args(model_dir, cfg), data_dir, results / run, tasks, limit)
+        ok = eval_run(model_args(model_dir, cfg["base_model"]), data_dir, results / run, tasks, limit)
         status[run] = "evaluated" if ok else f"failed: see {results / run / 'eval.log'}"
         print(f"[engram] {run}: {status[run]}", flush=True)
     return status
@@ -548,7 +548,7 @@ def compare_command(args) -> int:
         tasks = args.tasks.split(",")
         for side, margs in (
             ("base", f"pretrained={cfg['base_model']},dtype=auto"),
-            ("tuned", model_args(model_dir, cfg)),
+            ("tuned", model_args(model_dir, cfg["base_model"])),
         ):
             if not eval_run(margs, args.data_dir, out / side, tasks, args.limit):
                 raise PipelineError(f"lm-eval failed for the {side} model; see {out / side / 'eval.log'}")

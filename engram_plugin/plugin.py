@@ -11,6 +11,7 @@ from axolotl.integrations.base import BasePlugin
 
 from engram_plugin.callbacks import EngramCallback, best_dirs
 from engram_plugin.freeze import apply_freezing
+from engram_plugin.pipeline import model_args
 
 LOG = logging.getLogger("engram_plugin")
 RESULTS_FILE = "lm_eval_results.json"
@@ -59,12 +60,6 @@ class EngramPlugin(BasePlugin):
         run_post_eval(cfg, model_dir)
 
 
-def model_args_for(model_dir: Path, base_model: str) -> str:
-    if (model_dir / "adapter_config.json").exists():
-        return f"pretrained={base_model},peft={model_dir}"
-    return f"pretrained={model_dir}"
-
-
 def run_post_eval(cfg, model_dir: Path) -> dict:
     """lm-eval's bios_qa family on ``model_dir``; results written beside the model."""
     import torch
@@ -77,7 +72,7 @@ def run_post_eval(cfg, model_dir: Path) -> dict:
     tm = TaskManager(include_path=str(TASKS_DIR), metadata={"data_dir": str(cfg.engram_data_dir)})
     out = simple_evaluate(
         model="hf",
-        model_args=model_args_for(model_dir, cfg.base_model) + ",dtype=auto",
+        model_args=model_args(model_dir, cfg.base_model),
         tasks=list(cfg.engram_post_eval_tasks),
         limit=cfg.engram_post_eval_limit,
         task_manager=tm,

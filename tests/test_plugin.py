@@ -309,7 +309,12 @@ def test_stop_at_recall(tmp_path):
     assert control.should_training_stop is True
     assert logged == [{"engram/qa_acc/overall": 0.95, "engram/qa_acc/overall_norm": 0.9}]
     (line,) = (tmp_path / "engram_recall.jsonl").read_text().splitlines()
-    assert json.loads(line) == {"step": 4, "epoch": 1.0, "engram/qa_acc/overall": 0.95, "engram/qa_acc/overall_norm": 0.9}
+    assert json.loads(line) == {
+        "step": 4,
+        "epoch": 1.0,
+        "engram/qa_acc/overall": 0.95,
+        "engram/qa_acc/overall_norm": 0.9,
+    }
 
 
 # --------------------------------------------------------------------------- distributed

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from engram_plugin.data.bios import NUM_CHOICES, DataError, make_choices, qa_text
+from engram_plugin.data.bios import NUM_CHOICES, DataError, make_choices, qa_text, write_jsonl
 
 STYLES = ("simple", "detailed", "reverse")
 DOCS_GENERATOR = "llm-engram/generate_data docs"
@@ -456,15 +456,10 @@ def _write_docs(out: Path, chunks, rows, counts, spec, seed, temperatures, heldo
         (tmp / "train").mkdir()
         (tmp / "qa").mkdir()
 
-        def dump(rel: str, items: list[dict]):
-            with (tmp / rel).open("w", encoding="utf-8") as f:
-                for item in items:
-                    f.write(json.dumps(item, ensure_ascii=False) + "\n")
-
-        dump("chunks.jsonl", [c.__dict__ for c in chunks])
-        dump("train/chunks.jsonl", [{"text": c.text} for c in chunks])
-        dump("train/qa_train.jsonl", [{"text": qa_text(r["question"], r["answer"])} for r in rows if r["split"] == "train"])
-        dump("qa/docs.jsonl", qa)
+        write_jsonl(tmp / "chunks.jsonl", [c.__dict__ for c in chunks])
+        write_jsonl(tmp / "train/chunks.jsonl", [{"text": c.text} for c in chunks])
+        write_jsonl(tmp / "train/qa_train.jsonl", [{"text": qa_text(r["question"], r["answer"])} for r in rows if r["split"] == "train"])
+        write_jsonl(tmp / "qa/docs.jsonl", qa)
         manifest = {
             "generator": DOCS_GENERATOR,
             "model": spec,
