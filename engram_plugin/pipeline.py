@@ -229,8 +229,9 @@ def _metric(task_results: dict, name: str) -> float | None:
     return None if value is None or isinstance(value, str) else float(value)
 
 
-def collect(results_dir: Path) -> list[dict]:
-    """One row per run: per-field bios_qa accuracy, overall, heldout, reverse (and gen)."""
+def collect(results_dir: Path, outputs: Path | None = None) -> list[dict]:
+    """One row per run: per-field bios_qa accuracy, overall, heldout, reverse (and gen), and
+    the measured floor: the plugin's step-0 recall of the untrained model, where logged."""
     rows = []
     for run_dir in sorted(p for p in results_dir.iterdir() if p.is_dir()) if results_dir.is_dir() else []:
         path = latest_results(run_dir)
@@ -244,12 +245,14 @@ def collect(results_dir: Path) -> list[dict]:
         row["heldout"] = _metric(res.get("bios_qa_heldout", {}), "acc")
         row["reverse"] = _metric(res.get("bios_qa_reverse", {}), "acc")
         row["gen"] = _metric(res.get("bios_qa_gen", {}), "exact_match")
+        row["untrained"] = untrained_recall(recall_history(outputs, run_dir.name)) if outputs else None
         row["results_file"] = str(path)
         rows.append(row)
     return rows
 
 
-COLUMNS = (*FIELDS, "overall", "heldout", "reverse", "gen")
+COLUMNS = (*FIELDS, "overall", "heldout", "reverse", "gen", "untrained")
+CHANCE = 0.25
 
 
 def _fmt(v) -> str:
@@ -269,6 +272,12 @@ def recall_history(outputs: Path, run: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def untrained_recall(history: list[dict]) -> float | None:
+    """Recall on train people before any update (the plugin scores step 0): the floor the
+    trained number is to be read against, measured rather than assumed to be chance."""
+    return next((h["engram/qa_acc/overall"] for h in history if h["step"] == 0 and "engram/qa_acc/overall" in h), None)
+
+
 def report(results_dir: Path, outputs: Path, out: Path) -> Path:
     """report.md / report.csv / report.json, accuracy.png and recall_over_training.png."""
     import matplotlib
@@ -276,7 +285,7 @@ def report(results_dir: Path, outputs: Path, out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = collect(results_dir)
+    rows = collect(results_dir, outputs)
     if not rows:
         raise PipelineError(f"no lm-eval results under {results_dir}; run `make eval` (or `make demo`) first")
     tmp = out.with_name(f".{out.name}.tmp")
@@ -294,7 +303,11 @@ def report(results_dir: Path, outputs: Path, out: Path) -> Path:
     for i, r in enumerate(rows):
         xs = [j + i * width for j in range(len(FIELDS) + 1)]
         ax.bar(xs, [r.get(f) or 0 for f in (*FIELDS, "overall")], width, label=r["run"])
-    ax.axhline(0.25, color="grey", linestyle="--", linewidth=1, label="chance (0.25)")
+    ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label=f"chance ({CHANCE})")
+    for i, r in enumerate(rows):
+        if r.get("untrained") is not None:
+            ax.axhline(r["untrained"], color=f"C{i}", linestyle=":", linewidth=1,
+                       label=f"{r['run']}: untrained ({r['untrained']:.3f})")  # fmt: skip
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(FIELDS) + 1)], [*FIELDS, "overall"], rotation=20)
     ax.set_ylim(0, 1)
     ax.set_ylabel("four-option accuracy (bios_qa, train people)")
@@ -307,7 +320,12 @@ def report(results_dir: Path, outputs: Path, out: Path) -> Path:
     plots = []
     if any(histories.values()):
         fig, ax = plt.subplots(figsize=(7, 4))
-        for run, hist in histories.items():
+        for i, (run, hist) in enumerate(histories.items()):
+            floor = untrained_recall(hist)
+            if floor is not None:
+                ax.axhline(
+                    floor, color=f"C{i}", linestyle=":", linewidth=1, label=f"{run}: untrained, step 0 ({floor:.3f})"
+                )
             for key, style in (
                 ("engram/qa_acc/overall", "-"),
                 ("engram/heldout_acc/overall", "--"),
@@ -316,7 +334,7 @@ def report(results_dir: Path, outputs: Path, out: Path) -> Path:
                 pts = [(h["step"], h[key]) for h in hist if key in h]
                 if pts:
                     ax.plot(*zip(*pts), style, marker="o", markersize=3, label=f"{run}: {key.split('/')[1]}")
-        ax.axhline(0.25, color="grey", linestyle="--", linewidth=1)
+        ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label=f"chance ({CHANCE})")
         ax.set_xlabel("training step")
         ax.set_ylabel("four-option accuracy")
         ax.set_ylim(0, 1)
@@ -328,7 +346,9 @@ def report(results_dir: Path, outputs: Path, out: Path) -> Path:
 
     md = ["# llm-engram report", "", "Four-option accuracy (chance 0.25): `bios_qa` per field and overall on",
           "train people; `heldout`: people whose QA was never trained; `reverse`: name from",
-          "birth date and city; `gen`: greedy exact match.", "", markdown_table(rows),
+          "birth date and city; `gen`: greedy exact match; `untrained`: the same model before",
+          "training (the plugin's step-0 recall on train people), the measured floor beside chance.",
+          "", markdown_table(rows),
           "![accuracy per field](accuracy.png)", ""]  # fmt: skip
     if plots:
         md += [
@@ -430,10 +450,10 @@ def demo(people: int, epochs: int, hidden: int, layers: int, vocab: int, data_di
     if not eval_run(f"pretrained={run / 'model'},dtype=float32", data_dir, results / "demo", EVAL_TASKS, eval_limit):
         raise PipelineError(f"evaluation failed; see {results / 'demo' / 'eval.log'}")
     path = report(results, outputs, results / "report")
-    row = next(r for r in collect(results) if r["run"] == "demo")
+    row = next(r for r in collect(results, outputs) if r["run"] == "demo")
     step(
         f"done: recall on trained people {row['overall']:.3f}, heldout {row['heldout']:.3f}, "
-        f"reverse {row['reverse']:.3f} (chance 0.25)"
+        f"reverse {row['reverse']:.3f}; untrained {_fmt(row['untrained'])} (chance {CHANCE})"
     )
     print(f"report: {path}")
     return path

@@ -10,6 +10,7 @@ from pathlib import Path
 from axolotl.integrations.base import BasePlugin
 
 from engram_plugin.callbacks import EngramCallback, best_dirs
+from engram_plugin.data.bios import check_data_version
 from engram_plugin.freeze import apply_freezing
 from engram_plugin.pipeline import model_args
 
@@ -32,6 +33,7 @@ class EngramPlugin(BasePlugin):
                     f"engram_data_dir {cfg.engram_data_dir} has no qa/ folder: run `make data` "
                     "or point engram_data_dir at a dataset written by generate_data.py"
                 )
+            check_data_version(cfg.engram_data_dir)
 
     def post_model_load(self, cfg, model):
         # Early, so that a bad layer index fails before any data is processed.

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from engram_plugin.data.bios import FIELDS, qa_prompt, read_jsonl
+from engram_plugin.data.bios import FIELDS, check_data_version, qa_prompt, read_jsonl
 
 QUESTION_SETS = ("train", "heldout", "reverse")
 
@@ -52,6 +52,7 @@ def load_questions(
 ) -> list[Question]:
     """The first ``limit`` questions of each field and set, in file order (lm-eval's --limit)."""
     data_dir = Path(data_dir)
+    check_data_version(data_dir)
     questions = []
     for qset in sets:
         if qset not in QUESTION_SETS:

@@ -3,8 +3,9 @@
 Usage:
     python -m engram_plugin.tiny --data data/bios --arch llama --out outputs/tiny-llama-init
 
-Trains a byte-level BPE tokenizer with `tokenizers` on the dataset's training text and
-QA, and saves a randomly initialized causal LM of the chosen architecture (llama, gpt2,
+Trains a byte-level BPE tokenizer with `tokenizers` on the sentence templates and every
+value an option can take, each value equally often (see ``corpus``), and saves a
+randomly initialized causal LM of the chosen architecture (llama, gpt2,
 gptj, gpt_neox) with `save_pretrained`, ready for `axolotl train` (``base_model: OUT``)
 and for `lm_eval --model hf --model_args pretrained=OUT`.
 """
@@ -14,24 +15,42 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+
+from engram_plugin.data.bios import PRONOUNS, QUESTIONS, REVERSE_QUESTION, mention_refs, qa_text
+from engram_plugin.data.templates import TEMPLATES
 
 ARCHITECTURES = ("llama", "gpt2", "gptj", "gpt_neox")
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
 
 
+VALUE_REPEATS = 4  # how often each option value is seen: enough for BPE to merge its words
+
+
 def corpus(data_dir: Path) -> Iterator[str]:
-    """Every text the model will see: biographies, QA text, questions and options."""
-    for path in sorted((data_dir / "train").glob("*.jsonl")):
-        with path.open(encoding="utf-8") as f:
-            for line in f:
-                yield json.loads(line)["text"]
+    """The tokenizer's training text: everything the model reads around the facts, and
+    every value an option can take, each exactly ``VALUE_REPEATS`` times.
+
+    Trained on the population's own text, the tokenizer would give frequent values (the
+    answers, under the old options) fewer tokens than rare ones, and an untrained model,
+    which prefers short options, would beat chance. Here no value is seen more than another.
+    """
+    # Sentences as they run on in a biography (so words get their mid-text forms), values left out.
+    for templates in TEMPLATES.values():
+        for gender in PRONOUNS:
+            for refs in mention_refs("", gender):
+                yield " ".join(t.format_map({**refs, "v": ""}) for t in templates)
+    for question in (*QUESTIONS.values(), REVERSE_QUESTION):
+        yield qa_text(question.format_map(defaultdict(str)), "")
+    values: set[str] = set()
     for path in sorted((data_dir / "qa").glob("*.jsonl")):
         with path.open(encoding="utf-8") as f:
             for line in f:
-                row = json.loads(line)
-                yield row["question"] + " " + " ".join(row["choices"])
+                values.update(json.loads(line)["choices"])
+    for _ in range(VALUE_REPEATS):
+        yield from (f" {v}" for v in sorted(values))  # as scored: " " + option
 
 
 def train_tokenizer(texts, vocab_size: int = 4096):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import datasets
 
-from engram_plugin.data.bios import FIELDS, NUM_CHOICES, QUESTIONS, load_pools, make_choices, read_jsonl, synthesize
+from engram_plugin.data.bios import FIELDS, QUESTIONS, DataError, check_data_version, read_jsonl, synthesize
+from engram_plugin.data.options import NUM_CHOICES, OptionSampler, make_choices
 
 DEFAULT_DATA_DIR = "data/bios"
 DATA_DIR_ENV = "ENGRAM_DATA_DIR"
@@ -45,6 +46,7 @@ def read_qa(root: Path, name: str) -> list[dict]:
         raise BiosDataError(f"bios_qa data directory {root} does not exist; {_fix_hint(root)}")
     if not path.is_file():
         raise BiosDataError(f"bios_qa data directory {root} is malformed: {path} is missing; {_fix_hint(root)}")
+    _check_version(root)
     try:
         rows = read_jsonl(path)
     except ValueError as exc:
@@ -59,16 +61,24 @@ def read_qa(root: Path, name: str) -> list[dict]:
     return rows
 
 
+def _check_version(root: Path) -> None:
+    try:
+        check_data_version(root)
+    except DataError as exc:
+        raise BiosDataError(str(exc)) from None
+
+
 def fewshot_exemplars(field: str, all_questions: str, k: int = NUM_FEWSHOT_EXEMPLARS) -> list[dict]:
     """``k`` QA rows about strangers: people of a separately seeded population whose
-    names occur in no question of the data (``all_questions``, joined)."""
+    names occur in no question of the data (``all_questions``, joined). Their options
+    follow the data's protocol: values of the other strangers."""
     pop = synthesize(k + 50, seed=FEWSHOT_SEED, heldout_fraction=0.0, variants=["bioS"])
+    sampler = OptionSampler([p[field] for p in pop.people])
     strangers = [p for p in pop.people if p["name"] not in all_questions][:k]
     rng = random.Random(f"{FEWSHOT_SEED}:fewshot:{field}")
-    pool = load_pools().field_values(field)
     rows = []
     for i, p in enumerate(strangers):
-        choices, label = make_choices(p[field], pool, rng)
+        choices, label = make_choices(p[field], sampler, rng)
         rows.append(
             {
                 "id": f"fewshot-{field}-{i}",
@@ -132,6 +142,7 @@ def load_docs_qa(people: str = "train", docs_dir: str | None = None, **_: object
     path = root / "qa" / "docs.jsonl"
     if not path.is_file():
         raise BiosDataError(f"docs_qa data directory {root} has no qa/docs.jsonl; {hint}")
+    _check_version(root)
     rows = [r for r in read_jsonl(path) if people == "all" or r["split"] == people]
     if not rows:
         raise BiosDataError(f"docs_qa data directory {root} has no {people!r} questions; {hint}")

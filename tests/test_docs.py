@@ -284,3 +284,54 @@ def test_hf_backend_on_a_tiny_model_drops_and_counts_its_nonsense(tiny_llama, do
     assert (c["generations_malformed"], c["pairs_parsed"], c["qa_rows"]) == (4, 0, 0)
     assert read_jsonl(out / "qa/docs.jsonl") == [] and read_jsonl(out / "train/qa_train.jsonl") == []
     assert "dropped 4 malformed generations" in proc.stdout
+
+
+# --------------------------------------------------------------------------- options
+
+
+class SkewedGenerator:
+    """Six pairs per request whose answers come from 40 entities with Zipf-like weights
+    (the most common answers a tenth of the questions), every question worded apart."""
+
+    spec = "test:skewed"
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.entities = [f"Entity {chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(40)]
+        self.weights = [1 / (i + 1) ** 0.7 for i in range(40)]
+
+    def generate(self, prompts, temperature, seeds, on_reply):
+        for j, seed in enumerate(seeds):
+            rng = __import__("random").Random(seed)
+            pairs = [
+                {
+                    "question": " ".join(rng.choice(WORDS) for _ in range(6)).capitalize()
+                    + f" number {seed % 997} {k}?",
+                    "answer": rng.choices(self.entities, self.weights)[0],
+                }
+                for k in range(6)
+            ]
+            on_reply(j, json.dumps(pairs))
+
+
+WORDS = "which what where who drug dose liver acid pain heart blood trial week month cause treat".split()
+
+
+def test_docs_options_give_a_frequency_only_guesser_nothing(tiny_llama, tmp_path):
+    """Distractors are answers of other questions of the same style and split: trained
+    answers occur in qa_train and held-out ones do not, so mixing splits would leak."""
+    from helpers.guesser import frequency_guesser
+    from transformers import AutoTokenizer
+
+    docs = tmp_path / "doc.txt"
+    docs.write_text(" ".join(f"Sentence {i} is about a drug and its dose." for i in range(250)))
+    out = tmp_path / "mydocs"
+    manifest = generate_docs([docs], out, SkewedGenerator(AutoTokenizer.from_pretrained(tiny_llama)),
+                             chunk_tokens=60, temperatures=temperature_schedule(9), heldout_temperatures=3,
+                             styles=["simple", "detailed"])  # fmt: skip
+    c = manifest["counts"]
+    assert c["qa_heldout"] >= 1500 and c["pairs_without_distractors"] == 0
+    scores = frequency_guesser(out, ["docs"])["docs"]
+    assert sorted(scores) == ["heldout", "train"]
+    for split, acc in scores.items():
+        assert abs(acc - 0.25) <= 0.03, (split, acc)

@@ -127,6 +127,31 @@ def test_full_name_placement(people):
             assert bio.count(p["name"]) == 1
 
 
+@pytest.mark.parametrize("field", FIELDS)
+def test_every_template_names_its_subject_before_the_value(field):
+    # A value-first sentence ("It was in {v} that {s} was born") would teach value -> name.
+    for template in TEMPLATES[field]:
+        assert template.startswith(("{S}", "{P}")), template
+        assert template.count("{v}") == 1 and template.index("{v}") > 2, template
+        assert not re.search(r"\{s\}", template), template  # the one subject mention opens it
+
+
+def test_nothing_is_stated_before_the_full_name(people):
+    for p in people:
+        assert p["bioS"].startswith(p["name"]), p["bioS"]
+        for bio in p["bioS_multi5_permutes"]:
+            assert bio.startswith(p["name"]), bio
+
+
+def test_in_bios_fullname_each_value_follows_its_own_sentences_name(people):
+    for p in people:
+        text = p["bioS_fullname"]
+        before, *sentences = text.split(p["name"])
+        assert before == "" and len(sentences) == len(FIELDS), text
+        for field, sentence in zip(FIELDS, sentences):  # bioS_fullname keeps the fixed order
+            assert p[field] in sentence, (field, sentence)
+
+
 def test_multi5_biographies_differ_and_are_interleaved(bios_dir, people):
     owner = {}
     for p in people:
@@ -163,7 +188,10 @@ def test_every_template_renders_and_is_reachable(field):
 
 
 def test_qa_choices_are_valid_and_fixed(bios_dir, people):
-    pools = bios.load_pools()
+    held = {(p["split"], f): set() for p in people for f in FIELDS}
+    for p in people:
+        for f in FIELDS:
+            held[(p["split"], f)].add(p[f])
     for field in FIELDS:
         rows = read_jsonl(bios_dir / f"qa/{field}.jsonl")
         assert len(rows) == NUM_PEOPLE
@@ -175,9 +203,7 @@ def test_qa_choices_are_valid_and_fixed(bios_dir, people):
             choices = row["choices"]
             assert len(choices) == 4 and len(set(choices)) == 4
             assert choices[row["label"]] == row["answer"]
-            pool = pools.field_values(field)
-            for c in choices:
-                assert (DATE_RE.match(c) is not None) if pool is None else (c in pool)
+            assert set(choices) <= held[(p["split"], field)]  # values of people of the same split
             labels[row["label"]] += 1
         assert set(labels) == {0, 1, 2, 3}  # the answer's position is randomized
 
@@ -195,13 +221,13 @@ def test_reverse_questions_are_unambiguous(bios_dir, people):
     keys = Counter(tuple(p[f] for f in REVERSE_GIVEN) for p in people)
     rows = read_jsonl(bios_dir / "qa/reverse.jsonl")
     assert len(rows) == sum(1 for k in keys.values() if k == 1)
-    names = {p["name"] for p in people}
+    names = {s: {r["answer"] for r in rows if r["split"] == s} for s in ("train", "heldout")}
     for row in rows:
         matches = [p for p in people if all(p[f] == row["given"][f] for f in REVERSE_GIVEN)]
         assert len(matches) == 1 and matches[0]["name"] == row["answer"]
         assert row["question"] == f"Who was born on {row['given']['birth_date']} in {row['given']['birth_city']}?"
         assert row["choices"][row["label"]] == row["answer"]
-        assert len(set(row["choices"])) == 4 and set(row["choices"]) <= names
+        assert len(set(row["choices"])) == 4 and set(row["choices"]) <= names[row["split"]]
 
 
 def test_manifest_counts_and_hashes_match_the_files(bios_dir, people):
@@ -239,6 +265,9 @@ def test_tiny_population_still_gets_four_reverse_options(tmp_path):
     assert run_generate("--num-people", "1", "--heldout-fraction", "0", "--out", str(out)).returncode == 0
     (row,) = read_jsonl(out / "qa/reverse.jsonl")
     assert len(set(row["choices"])) == 4 and row["choices"][row["label"]] == row["answer"]
+    for field in FIELDS:  # one person: the other three options are values of nobody
+        (row,) = read_jsonl(out / f"qa/{field}.jsonl")
+        assert len(set(row["choices"])) == 4 and row["choices"][row["label"]] == row["answer"]
 
 
 # --------------------------------------------------------------------------- bad input

@@ -140,7 +140,7 @@ def test_task_files_follow_the_conventions():
         config = load_yaml_config(str(path))
         name = config["group"] if "group" in config else config["task"]
         assert path.stem == name and name.startswith(("bios_qa", "docs_qa"))
-        assert config["metadata"]["version"] == 1.0
+        assert config["metadata"]["version"] == 2.0  # 2.0: leak-free options (README changelog)
         assert f"`{name}`" in readme, f"{name} missing from lm_eval_tasks/README.md"
 
 
@@ -151,6 +151,23 @@ def test_bad_data_dir_raises_one_clear_line(tmp_path):
     (tmp_path / "half").mkdir()
     with pytest.raises(BiosDataError, match="is malformed: .*qa/major.jsonl is missing; run `make data`"):
         load_bios_qa("major", data_dir=str(tmp_path / "half"))
+
+
+def test_data_of_the_leaky_1x_generator_is_refused(bios_dir, tmp_path):
+    import shutil
+
+    from engram_plugin.data.bios import DataError
+    from engram_plugin.recall import load_questions
+
+    old = tmp_path / "old"
+    shutil.copytree(bios_dir, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    (old / "manifest.json").write_text(json.dumps({**manifest, "generator_version": "1.0"}))
+    message = f"{old} was written by generate_data 1.0, whose distractors a guesser"
+    with pytest.raises(BiosDataError, match=message):
+        load_bios_qa("major", data_dir=str(old))
+    with pytest.raises(DataError, match=message):
+        load_questions(old, tokenizer=None)
 
 
 def test_env_var_points_at_the_data(bios_dir, monkeypatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,12 +37,13 @@ def demo(tmp_path_factory) -> Path:
     )  # fmt: skip
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert proc.stdout.strip().splitlines()[-1] == "report: results/report/report.md"
+    assert re.search(r"reverse \d\.\d{3}; untrained \d\.\d{3} \(chance 0\.25\)", proc.stdout), proc.stdout
     return root
 
 
 @pytest.mark.slow
 def test_demo_memorizes_far_above_chance(demo):
-    (row,) = collect(demo / "results")
+    (row,) = collect(demo / "results", demo / "outputs")
     assert row["run"] == "demo"
     assert row["overall"] >= 0.9, row  # chance is 0.25
     for field in FIELDS:
@@ -49,6 +51,7 @@ def test_demo_memorizes_far_above_chance(demo):
     assert row["heldout"] is not None and row["reverse"] is not None
     history = [json.loads(x) for x in (demo / "outputs/demo/model/engram_recall.jsonl").read_text().splitlines()]
     assert history[0]["step"] == 0 and history[-1]["engram/qa_acc/overall"] > history[0]["engram/qa_acc/overall"]
+    assert row["untrained"] == history[0]["engram/qa_acc/overall"]  # the measured floor, reported
 
 
 @pytest.mark.slow
@@ -65,6 +68,8 @@ def test_report_table_matches_the_result_files(demo):
     assert float(row["overall"]) == lm["bios_qa"]["acc,none"]
     assert float(row["heldout"]) == lm["bios_qa_heldout"]["acc,none"]
     assert float(row["reverse"]) == lm["bios_qa_reverse"]["acc,none"]
+    history = (demo / "outputs/demo/model/engram_recall.jsonl").read_text().splitlines()
+    assert float(row["untrained"]) == json.loads(history[0])["engram/qa_acc/overall"]
     md = (out / "report.md").read_text()
     assert f"| demo | {lm['bios_qa_birth_date']['acc,none']:.3f} |" in md
     for png in ("accuracy.png", "recall_over_training.png"):

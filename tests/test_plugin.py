@@ -228,6 +228,21 @@ def test_metrics_are_in_the_trainers_log_history(llama_run):
 
 
 @pytest.mark.slow
+def test_step_0_recall_is_the_untrained_models_recall(llama_run, tiny_llama, bios_dir):
+    """The baseline the plugin logs before any update is the untrained model's own score."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engram_plugin.callbacks import HISTORY_FILE, metric_names
+
+    step0 = json.loads((llama_run / HISTORY_FILE).read_text().splitlines()[0])
+    assert step0["step"] == 0
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    evaluator = RecallEvaluator(bios_dir, AutoTokenizer.from_pretrained(tiny_llama),
+                                sets=["train", "heldout", "reverse"], limit=EVAL_SAMPLES, batch_size=8)  # fmt: skip
+    assert {k: v for k, v in step0.items() if k.startswith("engram/")} == metric_names(evaluator.evaluate(model))
+
+
+@pytest.mark.slow
 def test_in_training_recall_equals_lm_eval_on_the_same_checkpoint(llama_run):
     (best,) = list(llama_run.glob(f"{BEST_PREFIX}*"))
     ours = json.loads((best / SCORES_FILE).read_text())["results"]

@@ -34,9 +34,11 @@ from pathlib import Path
 import orjson
 from tqdm.auto import tqdm
 
+from engram_plugin.data.options import NUM_CHOICES, PROTOCOL, OptionSampler, make_choices
 from engram_plugin.data.templates import TEMPLATES
 
-GENERATOR_VERSION = "1.0"
+# 2.0: distractors from other people of the same split (options.py), subject-first templates.
+GENERATOR_VERSION = "2.0"
 MANIFEST_GENERATOR = "llm-engram/generate_data"
 
 FIELDS = ("birth_date", "birth_city", "university", "major", "employer", "company_city")
@@ -62,11 +64,20 @@ REVERSE_GIVEN = ("birth_date", "birth_city")
 
 TEXT_VARIANTS = ("bioS", "bioS_fullname", "bioS_multi5_permutes")
 SPLITS = ("train", "heldout")
-NUM_CHOICES = 4
 NUM_PERMUTES = 5
 MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 )
 YEARS = (1900, 2099)
 DAYS = (1, 28)
@@ -106,7 +117,7 @@ class Pools:
     companies: dict[str, str]  # company -> headquarters city
 
     def field_values(self, field: str) -> tuple[str, ...] | None:
-        """Distractor pool of a field; ``None`` for birth dates, which are drawn."""
+        """Every value a field can take; ``None`` for birth dates, which are drawn."""
         return {
             "birth_city": self.cities,
             "university": self.universities,
@@ -129,8 +140,7 @@ class Pools:
 
     def name_capacity(self) -> int:
         return sum(
-            len(self.first_names[g]) * len(self.middle_names[g]) * len(self.last_names)
-            for g in self.first_names
+            len(self.first_names[g]) * len(self.middle_names[g]) * len(self.last_names) for g in self.first_names
         )
 
 
@@ -283,7 +293,6 @@ def qa_columns(name: str, values: dict[str, str], questions: dict[str, str] | No
 @dataclass
 class Population:
     people: list[dict]  # people.jsonl rows
-    choice_pools: dict[str, tuple[str, ...] | None]  # field -> distractor pool (None: dates)
     pool_sizes: dict[str, int]
     seed: int
     source: str
@@ -300,8 +309,7 @@ def check_variants(variants: Iterable[str]) -> tuple[str, ...]:
     unknown = [v for v in variants if v not in TEXT_VARIANTS]
     if unknown or not variants:
         raise DataError(
-            f"unknown text variant {', '.join(unknown) or '(none given)'}; "
-            f"choose from {', '.join(TEXT_VARIANTS)}"
+            f"unknown text variant {', '.join(unknown) or '(none given)'}; choose from {', '.join(TEXT_VARIANTS)}"
         )
     return tuple(v for v in TEXT_VARIANTS if v in variants)
 
@@ -309,8 +317,7 @@ def check_variants(variants: Iterable[str]) -> tuple[str, ...]:
 def check_heldout_fraction(fraction: float) -> float:
     if not 0.0 <= fraction < 1.0:
         raise DataError(
-            f"--heldout-fraction must be in [0, 1) (got {fraction}); "
-            "use e.g. 0.5 to hold out half of the people"
+            f"--heldout-fraction must be in [0, 1) (got {fraction}); use e.g. 0.5 to hold out half of the people"
         )
     return fraction
 
@@ -383,7 +390,6 @@ def synthesize(
         )
     return Population(
         people=people,
-        choice_pools={f: pools.field_values(f) for f in FIELDS},
         pool_sizes=pools.sizes(),
         seed=seed,
         source="synthetic",
@@ -441,15 +447,14 @@ def from_records(
     heldout_fraction: float = 0.5,
     variants: Iterable[str] = TEXT_VARIANTS,
     source: str = "local",
-    pools: Pools | None = None,
     progress: bool = False,
 ) -> Population:
     """People from rows in the bioS_v1 schema, computing what the rows lack.
 
     Attributes come from ``birth_date`` ... columns or else from the ``*_a`` answers;
-    missing text variants are rendered with our templates; splits and choices are new.
+    missing text variants are rendered with our templates; splits and choices are new
+    (distractors from other imported people of the same split, as for synthetic data).
     """
-    pools = pools or load_pools()
     variants = check_variants(variants)
     check_heldout_fraction(heldout_fraction)
     text_rng = _rng(seed, "text")
@@ -502,16 +507,9 @@ def from_records(
         raise DataError(f"the dataset {source!r} has no rows")
     for person, split in zip(rows, assign_splits(len(rows), heldout_fraction, seed)):
         person["split"] = split
-    choice_pools: dict[str, tuple[str, ...] | None] = {"birth_date": None}  # dates are drawn
-    for field in FIELDS[1:]:
-        found = {p[field] for p in rows}
-        if len(found) < NUM_CHOICES:  # too few for four options: add our pool of that field
-            found |= set(pools.field_values(field))
-        choice_pools[field] = tuple(sorted(found))
     return Population(
         people=rows,
-        choice_pools=choice_pools,
-        pool_sizes={f: len(p) for f, p in choice_pools.items() if p is not None},
+        pool_sizes={f: len({p[f] for p in rows}) for f in FIELDS[1:]},
         seed=seed,
         source=source,
         variants=variants,
@@ -522,20 +520,6 @@ def from_records(
 # ---------------------------------------------------------------------------
 # Derived files
 # ---------------------------------------------------------------------------
-
-
-def make_choices(answer: str, pool: Sequence[str] | None, rng: random.Random) -> tuple[list[str], int]:
-    """Four distinct options: the answer at a seeded position, three from the pool."""
-    options: list[str] = []
-    draw = rng.random
-    size = len(pool) if pool is not None else 0
-    while len(options) < NUM_CHOICES - 1:
-        cand = random_date(rng) if pool is None else pool[int(draw() * size)]
-        if cand != answer and cand not in options:
-            options.append(cand)
-    label = int(draw() * NUM_CHOICES)
-    options.insert(label, answer)
-    return options, label
 
 
 def interleave(groups: Sequence[Sequence[str]], rng: random.Random) -> list[str]:
@@ -554,12 +538,34 @@ def interleave(groups: Sequence[Sequence[str]], rng: random.Random) -> list[str]
     return rows
 
 
-def qa_rows(pop: Population, field: str) -> list[dict]:
+def option_samplers(answers: Sequence[str], splits: Sequence[str], spare) -> dict[str, OptionSampler]:
+    """One sampler per split, drawing distractors from the answers of that split's questions.
+
+    A split with fewer than four distinct values (a tiny population) borrows the other
+    split's values, then ``spare()`` values of nobody, each as if held once.
+    """
+    everyone = sorted(set(answers))
+    samplers = {}
+    for split in sorted(set(splits)):
+        mine = [a for a, s in zip(answers, splits) if s == split]
+        if len(set(mine)) >= NUM_CHOICES:
+            samplers[split] = OptionSampler(mine)
+        else:
+            samplers[split] = OptionSampler(mine, spare=[*everyone, *spare()])
+    return samplers
+
+
+def qa_rows(pop: Population, field: str) -> tuple[list[dict], dict[str, bool]]:
+    """The field's questions, and per split whether its option design is exact (options.py)."""
     rng = _rng(pop.seed, f"choices:{field}")
     prefix = QA_PREFIX[field]
+    people = pop.people
+    samplers = option_samplers(
+        [p[field] for p in people], [p["split"] for p in people], lambda: _spare_values(pop, field)
+    )
     rows = []
-    for p in pop.people:
-        choices, label = make_choices(p[field], pop.choice_pools[field], rng)
+    for p in people:
+        choices, label = make_choices(p[field], samplers[p["split"]], rng)
         rows.append(
             {
                 "id": f"{field}-{p['id']}",
@@ -572,20 +578,19 @@ def qa_rows(pop: Population, field: str) -> list[dict]:
                 "label": label,
             }
         )
-    return rows
+    return rows, {split: sampler.exact for split, sampler in samplers.items()}
 
 
-def reverse_rows(pop: Population) -> list[dict]:
-    """Name the person from attributes, only where those attributes identify one person."""
+def reverse_rows(pop: Population) -> tuple[list[dict], dict[str, bool]]:
+    """Name the person from attributes, only where those attributes identify one person;
+    the other three names are of people of the same split who have a reverse question."""
     rng = _rng(pop.seed, "choices:reverse")
     key_count = Counter(tuple(p[f] for f in REVERSE_GIVEN) for p in pop.people)
-    names = [p["name"] for p in pop.people]
+    asked = [p for p in pop.people if key_count[tuple(p[f] for f in REVERSE_GIVEN)] == 1]
+    samplers = option_samplers([p["name"] for p in asked], [p["split"] for p in asked], lambda: _spare_names(pop, rng))
     rows = []
-    for p in pop.people:
-        if key_count[tuple(p[f] for f in REVERSE_GIVEN)] != 1:
-            continue
-        others = names if len(names) > NUM_CHOICES else names + _spare_names(pop, rng)
-        choices, label = make_choices(p["name"], others, rng)
+    for p in asked:
+        choices, label = make_choices(p["name"], samplers[p["split"]], rng)
         rows.append(
             {
                 "id": f"reverse-{p['id']}",
@@ -599,7 +604,18 @@ def reverse_rows(pop: Population) -> list[dict]:
                 "label": label,
             }
         )
-    return rows
+    return rows, {split: sampler.exact for split, sampler in samplers.items()}
+
+
+def _spare_values(pop: Population, field: str) -> list[str]:
+    """Values of ``field`` that nobody in a tiny population holds (sorted, or seeded dates)."""
+    taken = {p[field] for p in pop.people}
+    if field == "birth_date":
+        rng = _rng(pop.seed, "spare:birth_date")
+        candidates = [random_date(rng) for _ in range(4 * NUM_CHOICES)]
+    else:
+        candidates = list(load_pools().field_values(field))
+    return [v for v in dict.fromkeys(candidates) if v not in taken]
 
 
 def _spare_names(pop: Population, rng: random.Random) -> list[str]:
@@ -614,29 +630,27 @@ def _spare_names(pop: Population, rng: random.Random) -> list[str]:
     return spare
 
 
-def dataset_files(pop: Population) -> Iterator[tuple[str, list, list[str | None]]]:
+def dataset_files(pop: Population) -> Iterator[tuple[str, list, list[str | None], dict]]:
     """Every file of the layout, built one at a time: (relative path, rows, split of each
-    row or None where a row has no single person)."""
+    row or None where a row has no single person, notes for the manifest)."""
     people = pop.people
     splits = [p["split"] for p in people]
-    yield "people.jsonl", people, splits
+    yield "people.jsonl", people, splits, {}
     for v in pop.variants:
         if v == "bioS_multi5_permutes":
             texts = interleave([p[v] for p in people], _rng(pop.seed, "order:multi5"))
-            yield f"train/{v}.jsonl", [{"text": t} for t in texts], [None] * len(texts)
+            yield f"train/{v}.jsonl", [{"text": t} for t in texts], [None] * len(texts), {}
         else:
-            yield f"train/{v}.jsonl", [{"text": p[v]} for p in people], splits
+            yield f"train/{v}.jsonl", [{"text": p[v]} for p in people], splits, {}
     trained = [p for p in people if p["split"] == "train"]
-    qa_groups = [
-        [qa_text(p[f"{QA_PREFIX[f]}_q"], p[f"{QA_PREFIX[f]}_a"]) for f in FIELDS] for p in trained
-    ]
+    qa_groups = [[qa_text(p[f"{QA_PREFIX[f]}_q"], p[f"{QA_PREFIX[f]}_a"]) for f in FIELDS] for p in trained]
     qa_texts = interleave(qa_groups, _rng(pop.seed, "order:qa_train"))
-    yield "train/qa_train.jsonl", [{"text": t} for t in qa_texts], ["train"] * len(qa_texts)
+    yield "train/qa_train.jsonl", [{"text": t} for t in qa_texts], ["train"] * len(qa_texts), {}
     for field in FIELDS:
-        rows = qa_rows(pop, field)
-        yield f"qa/{field}.jsonl", rows, [r["split"] for r in rows]
-    rev = reverse_rows(pop)
-    yield "qa/reverse.jsonl", rev, [r["split"] for r in rev]
+        rows, exact = qa_rows(pop, field)
+        yield f"qa/{field}.jsonl", rows, [r["split"] for r in rows], {"options_exact": exact}
+    rev, exact = reverse_rows(pop)
+    yield "qa/reverse.jsonl", rev, [r["split"] for r in rev], {"options_exact": exact}
 
 
 def num_dataset_files(pop: Population) -> int:
@@ -646,6 +660,22 @@ def num_dataset_files(pop: Population) -> int:
 # ---------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------
+
+
+def check_data_version(root: str | os.PathLike) -> None:
+    """Refuse data whose options a frequency-only guesser can tell apart (generator < 2.0):
+    scoring it with today's tasks would mix old and new numbers under one version."""
+    path = Path(root) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text("utf-8"))
+        version = str(manifest.get("generator_version", "1.0"))
+    except (OSError, ValueError, AttributeError):
+        return  # no readable manifest: the readers' own checks say what is missing
+    if int(version.split(".")[0]) < int(GENERATOR_VERSION.split(".")[0]):
+        raise DataError(
+            f"{root} was written by generate_data {version}, whose distractors a guesser that only counts "
+            f"frequencies tells from the answer; regenerate it (make data, or generate_data.py --overwrite)"
+        )
 
 
 def is_previous_output(path: Path) -> bool:
@@ -714,11 +744,12 @@ def write_dataset(
         file_info = {}
         files = dataset_files(pop)
         bar = tqdm(files, total=num_dataset_files(pop), desc="write", unit="file", disable=not progress)
-        for rel, rows, splits in bar:
+        for rel, rows, splits, notes in bar:
             count, sha = write_jsonl(tmp / rel, rows)
             info: dict = {"rows": count}
             if all(s is not None for s in splits):
                 info["by_split"] = {s: splits.count(s) for s in SPLITS}
+            info.update(notes)
             info["sha256"] = sha
             file_info[rel] = info
         people_splits = Counter(p["split"] for p in pop.people)
@@ -734,6 +765,7 @@ def write_dataset(
             "splits": {s: people_splits.get(s, 0) for s in SPLITS},
             "pool_sizes": pop.pool_sizes,
             "num_choices": NUM_CHOICES,
+            "options": PROTOCOL,
             "qa_prompt": qa_prompt("{question}"),
             **({"import": pop.extra} if pop.extra else {}),
             "files": file_info,

@@ -50,7 +50,9 @@ def build_docs_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--input", nargs="+", required=True, help="files or folders of .txt / .md documents")
     p.add_argument("--out", default="data/mydocs", help="output directory (default: data/mydocs)")
-    p.add_argument("--generator", required=True, help="hf:PATH (local transformers model) or openai:URL (chat completions)")
+    p.add_argument(
+        "--generator", required=True, help="hf:PATH (local transformers model) or openai:URL (chat completions)"
+    )
     p.add_argument("--model", default=None, help="model name for openai: endpoints")
     p.add_argument("--tokenizer", default=None, help="tokenizer to chunk by, for openai: (a local folder)")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
@@ -62,7 +64,9 @@ def build_docs_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperatures", type=int, default=9, help="how many temperatures (default: 9)")
     p.add_argument("--temp-min", type=float, default=0.01)
     p.add_argument("--temp-max", type=float, default=1.2)
-    p.add_argument("--heldout-temperatures", type=int, default=2, help="temperatures kept out of training: paraphrase test")
+    p.add_argument(
+        "--heldout-temperatures", type=int, default=2, help="temperatures kept out of training: paraphrase test"
+    )
     p.add_argument("--styles", default=",".join(STYLES), help=f"comma-separated (default: {','.join(STYLES)})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default=None, help="request cache (default: OUT.cache)")

@@ -34,7 +34,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from engram_plugin.data.bios import NUM_CHOICES, DataError, make_choices, qa_text, write_jsonl
+from engram_plugin.data.bios import GENERATOR_VERSION, DataError, qa_text, write_jsonl
+from engram_plugin.data.options import NUM_CHOICES, PROTOCOL, OptionSampler, make_choices
 
 STYLES = ("simple", "detailed", "reverse")
 DOCS_GENERATOR = "llm-engram/generate_data docs"
@@ -80,7 +81,9 @@ def read_inputs(paths: Sequence[str | os.PathLike]) -> list[tuple[str, str]]:
             files += sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
         elif path.is_file():
             if path.suffix.lower() not in SUFFIXES:
-                raise DataError(f"cannot read {path}: only {', '.join(SUFFIXES)} files are supported; convert it to text")
+                raise DataError(
+                    f"cannot read {path}: only {', '.join(SUFFIXES)} files are supported; convert it to text"
+                )
             files.append(path)
         else:
             raise DataError(f"input {path} does not exist; pass files or folders of .txt / .md documents")
@@ -116,7 +119,9 @@ def chunk_text(source: str, text: str, tokenizer, chunk_tokens: int) -> list[Chu
         nonlocal cur_start, cur_end, cur_tokens
         if cur_start is not None:
             body = text[cur_start:cur_end]
-            chunks.append(Chunk(f"{Path(source).name}:{cur_start}", source, cur_start, cur_end, body.strip(), cur_tokens))
+            chunks.append(
+                Chunk(f"{Path(source).name}:{cur_start}", source, cur_start, cur_end, body.strip(), cur_tokens)
+            )
         cur_start, cur_end, cur_tokens = None, None, 0
 
     for start, end in sentences(text):
@@ -142,7 +147,9 @@ def chunk_text(source: str, text: str, tokenizer, chunk_tokens: int) -> list[Chu
 def temperature_schedule(count: int = 9, low: float = 0.01, high: float = 1.2) -> list[float]:
     """``count`` evenly spaced temperatures from ``low`` to ``high`` (both included)."""
     if count < 1 or low < 0 or high < low:
-        raise DataError(f"bad temperature schedule ({count} from {low} to {high}); use e.g. --temperatures 9 --temp-min 0.01 --temp-max 1.2")
+        raise DataError(
+            f"bad temperature schedule ({count} from {low} to {high}); use e.g. --temperatures 9 --temp-min 0.01 --temp-max 1.2"
+        )
     if count == 1:
         return [round(low, 4)]
     return [round(low + i * (high - low) / (count - 1), 4) for i in range(count)]
@@ -213,7 +220,10 @@ def dedupe(rows: list[dict], threshold: float = 0.85) -> tuple[list[dict], int]:
     for row in rows:
         seen = by_chunk.setdefault(row["chunk"], [])
         ans = " ".join(_norm(row["answer"]))
-        if any(" ".join(_norm(k["answer"])) == ans and near_duplicate(k["question"], row["question"], threshold) for k in seen):
+        if any(
+            " ".join(_norm(k["answer"])) == ans and near_duplicate(k["question"], row["question"], threshold)
+            for k in seen
+        ):
             removed += 1
             continue
         seen.append(row)
@@ -255,7 +265,9 @@ class HFGenerator(Generator):
 
     def _render(self, prompt: str) -> str:
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
         return prompt + "\n"
 
     def generate(self, prompts: list[str], temperature: float, seeds: list[int], on_reply) -> None:
@@ -389,7 +401,9 @@ def generate_docs(
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"cannot create the cache {cache} ({exc.strerror}); choose a writable --out or --cache") from exc
+        raise DataError(
+            f"cannot create the cache {cache} ({exc.strerror}); choose a writable --out or --cache"
+        ) from exc
     names = ("requests_sent", "requests_cached", "generations_malformed", "items_invalid", "pairs_without_distractors")
     counts: Counter = Counter(dict.fromkeys(names, 0))  # every count in the manifest, zeros too
     rows: list[dict] = []
@@ -422,7 +436,16 @@ def generate_docs(
                 counts["items_invalid"] += invalid
                 split = "heldout" if temperature in heldout_t else "train"
                 for pair in pairs:
-                    rows.append({**pair, "chunk": chunk.id, "source": chunk.source, "style": style, "temperature": temperature, "split": split})
+                    rows.append(
+                        {
+                            **pair,
+                            "chunk": chunk.id,
+                            "source": chunk.source,
+                            "style": style,
+                            "temperature": temperature,
+                            "split": split,
+                        }
+                    )
             bar.update(len(chunks))
             bar.set_postfix(kept=len(rows), dropped=counts["generations_malformed"] + counts["items_invalid"])
     bar.close()
@@ -434,18 +457,20 @@ def generate_docs(
 
 def _write_docs(out: Path, chunks, rows, counts, spec, seed, temperatures, heldout_t, styles) -> dict:
     rng = random.Random(f"{seed}:choices")
-    answers_by_style: dict[str, list[str]] = {}
+    # Distractors are answers of other questions of the same style and the same split:
+    # trained answers occur in qa_train, held-out ones do not, so mixing the splits would
+    # let a guesser that only counts occurrences pick the answer.
+    answers: dict[tuple[str, str], list[str]] = {}
     for r in rows:
-        answers_by_style.setdefault(r["style"], [])
-        if r["answer"] not in answers_by_style[r["style"]]:
-            answers_by_style[r["style"]].append(r["answer"])
+        answers.setdefault((r["style"], r["split"]), []).append(r["answer"])
+    samplers = {key: OptionSampler(a) for key, a in answers.items() if len(set(a)) >= NUM_CHOICES}
     qa = []
     for i, r in enumerate(rows):
-        pool = [a for a in answers_by_style[r["style"]] if a != r["answer"]]
-        if len(pool) < NUM_CHOICES - 1:
+        sampler = samplers.get((r["style"], r["split"]))
+        if sampler is None:
             counts["pairs_without_distractors"] += 1  # too few other answers of this kind
             continue
-        choices, label = make_choices(r["answer"], pool, rng)
+        choices, label = make_choices(r["answer"], sampler, rng)
         qa.append({"id": f"docs-{i}", "split": r["split"], "field": r["style"], "question": r["question"],
                    "answer": r["answer"], "choices": choices, "label": label, "chunk": r["chunk"],
                    "temperature": r["temperature"]})  # fmt: skip
@@ -458,19 +483,32 @@ def _write_docs(out: Path, chunks, rows, counts, spec, seed, temperatures, heldo
 
         write_jsonl(tmp / "chunks.jsonl", [c.__dict__ for c in chunks])
         write_jsonl(tmp / "train/chunks.jsonl", [{"text": c.text} for c in chunks])
-        write_jsonl(tmp / "train/qa_train.jsonl", [{"text": qa_text(r["question"], r["answer"])} for r in rows if r["split"] == "train"])
+        write_jsonl(
+            tmp / "train/qa_train.jsonl",
+            [{"text": qa_text(r["question"], r["answer"])} for r in rows if r["split"] == "train"],
+        )
         write_jsonl(tmp / "qa/docs.jsonl", qa)
         manifest = {
             "generator": DOCS_GENERATOR,
+            "generator_version": GENERATOR_VERSION,
             "model": spec,
             "seed": seed,
             "temperatures": list(temperatures),
             "heldout_temperatures": heldout_t,
             "styles": list(styles),
-            "counts": {"chunks": len(chunks), **dict(sorted(counts.items())),
-                       "qa_rows": len(qa), "qa_train": sum(r["split"] == "train" for r in qa),
-                       "qa_heldout": sum(r["split"] == "heldout" for r in qa)},  # fmt: skip
-            "provenance": [{"id": q["id"], "chunk": q["chunk"], "style": q["field"], "temperature": q["temperature"]} for q in qa],
+            "options": PROTOCOL.replace(
+                "values of the same field held by other people", "answers of other questions of the same style"
+            ),
+            "counts": {
+                "chunks": len(chunks),
+                **dict(sorted(counts.items())),
+                "qa_rows": len(qa),
+                "qa_train": sum(r["split"] == "train" for r in qa),
+                "qa_heldout": sum(r["split"] == "heldout" for r in qa),
+            },  # fmt: skip
+            "provenance": [
+                {"id": q["id"], "chunk": q["chunk"], "style": q["field"], "temperature": q["temperature"]} for q in qa
+            ],
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         old = out.with_name(f".{out.name}.old-{os.getpid()}")

@@ -11,6 +11,11 @@ Each template mentions the person exactly once, through one of:
 Later references inside the same sentence are always pronouns, so a full-name
 mention never repeats the name: ``{his}`` ("his"/"her"), ``{him}`` ("him"/"her"),
 ``{he}`` ("he"/"she"). ``{v}`` is the attribute's value and occurs exactly once.
+
+Subject first: every template opens with ``{S}`` or ``{P}``, so each sentence names whom
+it is about before it states the value, as in bioS. A value-first sentence ("It was in
+{city} that {name} was born") teaches a causal LM value -> name, the reverse direction:
+it would not help recall from the name and would help the reversal probe.
 """
 
 from __future__ import annotations
@@ -26,20 +31,20 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "{S} was welcomed into the world on {v}.",
         "{P} date of birth is {v}.",
         "{S} first opened {his} eyes on {v}.",
-        "On {v}, {s} was born.",
+        "{P} birthday falls on {v}.",
         "{S} arrived in the world on {v}.",
         "{P} birth took place on {v}.",
         "{P} journey through life started on {v}.",
         "{S} took {his} first breath on {v}.",
         "{P} birth date is {v}.",
         "{S} has {his} birthday on {v}.",
-        "{v} is the day {s} was born.",
+        "{S} has {v} as {his} date of birth.",
         "{S} was brought into the world on {v}.",
         "{P} story began on {v}.",
         "{S} made {his} debut in the world on {v}.",
         "{S} began life on {v}.",
-        "According to records, {s} was born on {v}.",
-        "Records show that {s} was born on {v}.",
+        "{S} is on record as born on {v}.",
+        "{S} is listed in the records as born on {v}.",
         "{P} life story starts on {v}.",
         "{S} came into being on {v}.",
         "{P} parents welcomed {him} on {v}.",
@@ -48,7 +53,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "{S} was delivered into the world on {v}.",
         "{P} birth was recorded on {v}.",
         "{S} was born on {v}, a day {his} family still celebrates.",
-        "It was on {v} that {s} was born.",
+        "{P} day of birth is {v}.",
         "{S} first saw the light of day on {v}.",
         "{P} birth certificate lists {v} as the date of birth.",
         "{S} joined the world on {v}.",
@@ -63,7 +68,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "{P} date of birth was {v}.",
         "{S} was born on {v}, according to family records.",
         "{S} was born on {v}, as {his} records show.",
-        "{v} was the day {s} came into the world.",
+        "{S} marks {v} as the day {he} came into the world.",
         "{P} parents celebrated {his} arrival on {v}.",
         "{S} first arrived on {v}.",
         "{P} life's first chapter opened on {v}.",
@@ -85,7 +90,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "{P} place of birth is {v}.",
         "{S} calls {v} {his} birthplace.",
         "{S} was born and raised in {v}.",
-        "{v} is where {s} was born.",
+        "{P} city of birth is {v}.",
         "{S} came into the world in {v}.",
         "{P} life began in {v}.",
         "{S} entered the world in {v}.",
@@ -104,7 +109,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "{P} birth took place in {v}.",
         "{S} began {his} life in {v}.",
         "{S} was born in {v}, where {he} spent {his} youth.",
-        "It was in {v} that {s} was born.",
+        "{S} first drew breath in {v}.",
         "{S} considers {v} {his} hometown.",
         "{S} remembers {v} as the city of {his} birth.",
         "{P} earliest memories are of {v}.",
