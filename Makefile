@@ -29,18 +29,19 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 TINY_MODEL ?= outputs/tiny-llama-init
 
-# Runs: outputs/<model>-<method>-<bio field>/ and results/<same>/
+# Runs: outputs/<model>-<method>-<variant>/ and results/<same>/
 MODEL ?= tiny
 METHOD ?=
-BIO_FIELD ?= bioS_multi5_permutes
+# The text variant trained on (bioS, bioS_fullname, bioS_multi5_permutes); BIO_FIELD is its old name.
+VARIANT ?= $(or $(BIO_FIELD),bioS_multi5_permutes)
 MODELS ?= gpt2 llama1b
 TASKS ?= bios_qa,bios_qa_heldout,bios_qa_reverse
 COMPARE_TASKS ?= bios_qa,hellaswag,arc_easy,arc_challenge,winogrande,mmlu,truthfulqa_mc2
 LIMIT ?=
 FORCE ?=
 SET ?=
-PIPELINE := $(PY) -m engram_plugin.pipeline
-RUN_ARGS = $(if $(METHOD),--method $(METHOD)) --bio-field $(BIO_FIELD) --data-dir $(DATA_DIR)
+PIPELINE := $(PY) -m engram_run
+RUN_ARGS = $(if $(METHOD),--method $(METHOD)) --variant $(VARIANT) --data-dir $(DATA_DIR)
 TRAIN_ARGS = $(RUN_ARGS) $(if $(FORCE),--force) $(if $(SET),--set $(SET))
 
 # The demo: sizes chosen so a 2-core laptop CPU memorizes far above chance in ~15 minutes.
@@ -58,34 +59,36 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==$(TORCH_VERSION)" 2>&1 | $(PIP_QUIET)
 	$(PY) -m pip install -q -e ".[dev]" 2>&1 | $(PIP_QUIET)
-	$(PY) -c "import axolotl, lm_eval, engram_plugin.data"
+	$(PY) -c "import axolotl, lm_eval, engram_data, engram_plugin, engram_run"
 	touch $@
 
 test: install ## run the test suite (CPU, offline; builds its own tiny models and data)
 	$(PY) -m pytest -q tests
 
-lint: install ## check style (ruff), rewriting nothing
+lint: install ## check style (ruff) and that the generated task files are current, rewriting nothing
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) lm_eval_tasks/_generate_configs.py --check
 
-format: install ## rewrite files into ruff's style
+format: install ## rewrite files into ruff's style and regenerate the per-field task files
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+	$(PY) lm_eval_tasks/_generate_configs.py
 
 data: install ## generate the bioS population in DATA_DIR (NUM_PEOPLE, SEED, HELDOUT_FRACTION; ~2 s for 10k)
 	$(PY) generate_data.py --num-people $(NUM_PEOPLE) --seed $(SEED) \
 		--heldout-fraction $(HELDOUT_FRACTION) --out $(DATA_DIR) --overwrite
 
 tiny-model: install ## build a small random Llama + BPE tokenizer from DATA_DIR into TINY_MODEL (no downloads)
-	$(PY) -m engram_plugin.tiny --data $(DATA_DIR) --out $(TINY_MODEL)
+	$(PY) -m engram_run.tiny --data $(DATA_DIR) --out $(TINY_MODEL)
 
 recipes: install ## validate every axolotl_configs/*.yml with Axolotl's own schema
-	$(PY) -m engram_plugin.recipes check axolotl_configs/*.yml
+	$(PY) -m engram_run.recipes check axolotl_configs/*.yml
 
 demo: install ## the main job on a CPU: data, tiny Llama, axolotl train + plugin, lm-eval, report (~15 min)
 	$(PIPELINE) demo --people $(DEMO_PEOPLE) --epochs $(DEMO_EPOCHS)
 
-train: install ## train one model: MODEL=llama3b [METHOD=lora|qlora|full] [BIO_FIELD=bioS|...] [FORCE=1] [SET="num_epochs=3"]
+train: install ## train one model: MODEL=llama3b [METHOD=lora|qlora|full] [VARIANT=bioS|...] [FORCE=1] [SET="num_epochs=3"]
 	$(PIPELINE) train-all --models "$(MODEL)" $(TRAIN_ARGS)
 
 eval: install ## evaluate one trained model with lm-eval (TASKS, LIMIT) into results/<run>/

@@ -13,12 +13,12 @@ writes, atomically, into --out:
     manifest.json
 The same arguments give byte-identical files. See `python generate_data.py --help`.
 `docs` expands your own documents into QA data in the same shape
-(`python generate_data.py docs --help`; engram_plugin/data/docs.py).
+(`python generate_data.py docs --help`; engram_data/documents/).
 """
 
 import sys
 
-from engram_plugin.data.cli import main
+from engram_data.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

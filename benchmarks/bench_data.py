@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from engram_plugin.data import bios
+from engram_data import write
+from engram_data.population import synthesize
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -38,20 +39,20 @@ def naive_write_jsonl(path, rows, chunk=0):
 
 def run(num_people: int, naive: bool, workdir: Path) -> dict:
     out = workdir / ("naive" if naive else "fast")
-    real_write = bios.write_jsonl
+    real_write = write.write_jsonl
     if naive:
         gc.enable()
-        bios.write_jsonl = naive_write_jsonl
+        write.write_jsonl = naive_write_jsonl
     else:
         gc.disable()
     try:
         start = time.perf_counter()
-        pop = bios.synthesize(num_people, seed=0)
+        pop = synthesize(num_people, seed=0)
         synth = time.perf_counter() - start
-        bios.write_dataset(pop, out)
+        write.write_dataset(pop, out)
         total = time.perf_counter() - start
     finally:
-        bios.write_jsonl = real_write
+        write.write_jsonl = real_write
         gc.enable()
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     shutil.rmtree(out)

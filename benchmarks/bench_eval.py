@@ -42,9 +42,11 @@ def main() -> None:
     from lm_eval.tasks import TaskManager
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from engram_plugin.data import FIELDS, synthesize, write_dataset
+    from engram_data.contract import FIELDS
+    from engram_data.population import synthesize
+    from engram_data.write import write_dataset
     from engram_plugin.recall import RecallEvaluator
-    from engram_plugin.tiny import build_tiny_model
+    from engram_run.tiny import build_tiny_model
     from lm_eval_tasks import TASKS_DIR
 
     torch.set_num_threads(os.cpu_count() or 1)

@@ -1,8 +1,16 @@
-"""llm-engram: data, evaluation and an Axolotl plugin for research on fact memorization.
+"""llm-engram's Axolotl integration, in the shape of Axolotl's own ``integrations/<name>/``.
 
-``engram_plugin.EngramPlugin`` is what an Axolotl recipe lists under ``plugins:``;
-``engram_plugin.EngramArgs`` holds its ``engram_*`` keys. Both are imported lazily, so
-data preparation and evaluation never pay for importing Axolotl.
+``engram_plugin.EngramPlugin`` is what a recipe lists under ``plugins:``; ``EngramArgs``
+holds its ``engram_*`` keys. Both are imported lazily, so that the recall evaluator can be
+used without importing Axolotl.
+
+    args        the engram_* keys: one pydantic model, validated with the fix in the message
+    plugin      the hooks: data check, freezing (twice), the callback, post-training lm-eval
+    callbacks   recall at step 0 and every evaluation, best checkpoint, stopping rules
+    freeze      freezing embeddings and layers, for every architecture, full or adapter
+    recall      the fast four-option evaluator (same numbers as lm-eval's bios_qa)
+
+It reads the data through :mod:`engram_data.contract` only, and nothing of the run glue.
 """
 
 __version__ = "0.1.0"

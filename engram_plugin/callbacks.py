@@ -10,7 +10,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from engram_plugin.data.bios import FIELDS
+from engram_data.contract import FIELDS
 from engram_plugin.freeze import apply_freezing
 from engram_plugin.recall import RecallEvaluator
 

@@ -9,10 +9,9 @@ from pathlib import Path
 
 from axolotl.integrations.base import BasePlugin
 
+from engram_data.contract import check_data_version
 from engram_plugin.callbacks import EngramCallback, best_dirs
-from engram_plugin.data.bios import check_data_version
 from engram_plugin.freeze import apply_freezing
-from engram_plugin.pipeline import model_args
 
 LOG = logging.getLogger("engram_plugin")
 RESULTS_FILE = "lm_eval_results.json"
@@ -69,7 +68,7 @@ def run_post_eval(cfg, model_dir: Path) -> dict:
     from lm_eval.tasks import TaskManager
     from lm_eval.utils import handle_non_serializable, make_table
 
-    from lm_eval_tasks import TASKS_DIR
+    from lm_eval_tasks import TASKS_DIR, model_args
 
     tm = TaskManager(include_path=str(TASKS_DIR), metadata={"data_dir": str(cfg.engram_data_dir)})
     out = simple_evaluate(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from engram_plugin.data.bios import FIELDS, check_data_version, qa_prompt, read_jsonl
+from engram_data.contract import FIELDS, REVERSE, check_data_version, qa_file, qa_prompt, read_jsonl
 
 QUESTION_SETS = ("train", "heldout", "reverse")
 
@@ -57,14 +57,14 @@ def load_questions(
     for qset in sets:
         if qset not in QUESTION_SETS:
             raise ValueError(f"unknown question set {qset!r}; choose from {', '.join(QUESTION_SETS)}")
-        for field in ("reverse",) if qset == "reverse" else FIELDS:
-            path = data_dir / "qa" / f"{field}.jsonl"
+        for field in (REVERSE,) if qset == REVERSE else FIELDS:
+            path = qa_file(data_dir, field)
             if not path.is_file():
                 raise FileNotFoundError(
                     f"{path} is missing; run `make data` or set engram_data_dir to a generated dataset"
                 )
             rows = read_jsonl(path)
-            if qset != "reverse":
+            if qset != REVERSE:
                 rows = [r for r in rows if r["split"] == qset]
             for row in rows[:limit]:
                 context = qa_prompt(row["question"])

@@ -1,22 +1,34 @@
-"""Small pure functions behind the bios_qa tasks: data loading, few-shot exemplars, scoring."""
+"""Small pure functions behind the tasks: data loading (every row checked against the data
+contract), few-shot exemplars about strangers, and generative scoring."""
 
 from __future__ import annotations
 
 import os
-import random
 from pathlib import Path
 
 import datasets
 
-from engram_plugin.data.bios import FIELDS, QUESTIONS, DataError, check_data_version, read_jsonl, synthesize
-from engram_plugin.data.options import NUM_CHOICES, OptionSampler, make_choices
+from engram_data.contract import (
+    FIELDS,
+    QA_KEYS,
+    REVERSE,
+    DataError,
+    check_data_version,
+    qa_file,
+    qa_row_problem,
+    read_jsonl,
+)
 
 DEFAULT_DATA_DIR = "data/bios"
 DATA_DIR_ENV = "ENGRAM_DATA_DIR"
-QA_KEYS = ("id", "person_id", "split", "field", "question", "answer", "choices", "label")
+DEFAULT_DOCS_DIR = "data/mydocs"
+DOCS_DIR_ENV = "ENGRAM_DOCS_DIR"
 PEOPLE = ("train", "heldout", "all")
-FEWSHOT_SEED = 1234
 NUM_FEWSHOT_EXEMPLARS = 10
+# Exemplars about people of a separately seeded population, written by _generate_configs.py.
+FEWSHOT_FILE = Path(__file__).resolve().with_name("fewshot_strangers.jsonl")
+# qa/docs.jsonl rows are about chunks, not people.
+DOCS_QA_KEYS = tuple(k for k in QA_KEYS if k != "person_id")
 
 
 class BiosDataError(SystemExit):
@@ -39,59 +51,32 @@ def _fix_hint(root: Path) -> str:
     )
 
 
-def read_qa(root: Path, name: str) -> list[dict]:
-    """Rows of ``root/qa/<name>.jsonl``, checked against the layout generate_data writes."""
-    path = root / "qa" / f"{name}.jsonl"
+def read_rows(root: Path, name: str, task: str, hint: str, keys=QA_KEYS) -> list[dict]:
+    """Every row of ``root/qa/<name>.jsonl``, each checked against the data contract."""
+    path = qa_file(root, name)
     if not root.is_dir():
-        raise BiosDataError(f"bios_qa data directory {root} does not exist; {_fix_hint(root)}")
+        raise BiosDataError(f"{task} data directory {root} does not exist; {hint}")
     if not path.is_file():
-        raise BiosDataError(f"bios_qa data directory {root} is malformed: {path} is missing; {_fix_hint(root)}")
-    _check_version(root)
-    try:
-        rows = read_jsonl(path)
-    except ValueError as exc:
-        raise BiosDataError(f"bios_qa data directory {root} is malformed: {path} is not JSON lines ({exc})") from exc
-    for row in rows[:1]:
-        missing = [k for k in QA_KEYS if k not in row]
-        if missing or len(row["choices"]) != NUM_CHOICES:
-            raise BiosDataError(
-                f"bios_qa data directory {root} is malformed: {path} rows lack {missing or 'four choices'}; "
-                f"{_fix_hint(root)}"
-            )
-    return rows
-
-
-def _check_version(root: Path) -> None:
+        raise BiosDataError(f"{task} data directory {root} is malformed: {path} is missing; {hint}")
     try:
         check_data_version(root)
+        rows = read_jsonl(path)
     except DataError as exc:
         raise BiosDataError(str(exc)) from None
+    except ValueError as exc:
+        raise BiosDataError(f"{task} data directory {root} is malformed: {path} is not JSON lines ({exc})") from exc
+    for row in rows:
+        problem = qa_row_problem(row, keys)
+        if problem:
+            raise BiosDataError(f"{task} data directory {root} is malformed: {path}: {problem}; {hint}")
+    return rows
 
 
 def fewshot_exemplars(field: str, all_questions: str, k: int = NUM_FEWSHOT_EXEMPLARS) -> list[dict]:
-    """``k`` QA rows about strangers: people of a separately seeded population whose
-    names occur in no question of the data (``all_questions``, joined). Their options
-    follow the data's protocol: values of the other strangers."""
-    pop = synthesize(k + 50, seed=FEWSHOT_SEED, heldout_fraction=0.0, variants=["bioS"])
-    sampler = OptionSampler([p[field] for p in pop.people])
-    strangers = [p for p in pop.people if p["name"] not in all_questions][:k]
-    rng = random.Random(f"{FEWSHOT_SEED}:fewshot:{field}")
-    rows = []
-    for i, p in enumerate(strangers):
-        choices, label = make_choices(p[field], sampler, rng)
-        rows.append(
-            {
-                "id": f"fewshot-{field}-{i}",
-                "person_id": -1,
-                "split": "fewshot",
-                "field": field,
-                "question": QUESTIONS[field].format(name=p["name"]),
-                "answer": p[field],
-                "choices": choices,
-                "label": label,
-            }
-        )
-    return rows
+    """``k`` QA rows about strangers whose names occur in no question of the data
+    (``all_questions``, joined); their options follow the data's protocol."""
+    candidates = [r for r in read_jsonl(FEWSHOT_FILE) if r["field"] == field]
+    return [{k_: r[k_] for k_ in QA_KEYS} for r in candidates if r["name"] not in all_questions][:k]
 
 
 def load_bios_qa(
@@ -102,12 +87,12 @@ def load_bios_qa(
 
     lm-eval passes the task's ``metadata`` (with --metadata's keys) and ``dataset_kwargs``.
     """
-    if field not in (*FIELDS, "reverse"):
-        raise BiosDataError(f"unknown bios_qa field {field!r}; choose from {', '.join((*FIELDS, 'reverse'))}")
+    if field not in (*FIELDS, REVERSE):
+        raise BiosDataError(f"unknown bios_qa field {field!r}; choose from {', '.join((*FIELDS, REVERSE))}")
     if people not in PEOPLE:
         raise BiosDataError(f"unknown people split {people!r}; choose from {', '.join(PEOPLE)}")
     root = resolve_data_dir(data_dir)
-    all_rows = read_qa(root, field)
+    all_rows = read_rows(root, field, "bios_qa", _fix_hint(root))
     rows = all_rows if people == "all" else [r for r in all_rows if r["split"] == people]
     if not rows:
         raise BiosDataError(f"bios_qa data directory {root} has no {people!r} people in qa/{field}.jsonl")
@@ -129,23 +114,15 @@ def process_gen(doc: dict, results: list[str]) -> dict[str, float]:
     return {"exact_match": float(normalize_answer(results[0]) == doc["answer"])}
 
 
-DEFAULT_DOCS_DIR = "data/mydocs"
-DOCS_DIR_ENV = "ENGRAM_DOCS_DIR"
-
-
 def load_docs_qa(people: str = "train", docs_dir: str | None = None, **_: object) -> datasets.DatasetDict:
     """``custom_dataset`` of the docs_qa tasks: ``qa/docs.jsonl`` written by
     ``generate_data.py docs``; ``heldout`` rows are paraphrases never trained on.
     The directory is --metadata's docs_dir, else $ENGRAM_DOCS_DIR, else data/mydocs."""
     root = Path(docs_dir or os.environ.get(DOCS_DIR_ENV) or DEFAULT_DOCS_DIR)
     hint = f"run `python generate_data.py docs --out {root} ...`, or point {DOCS_DIR_ENV} / --metadata docs_dir at its output"
-    path = root / "qa" / "docs.jsonl"
-    if not path.is_file():
-        raise BiosDataError(f"docs_qa data directory {root} has no qa/docs.jsonl; {hint}")
-    _check_version(root)
-    rows = [r for r in read_jsonl(path) if people == "all" or r["split"] == people]
+    rows = [
+        r for r in read_rows(root, "docs", "docs_qa", hint, DOCS_QA_KEYS) if people == "all" or r["split"] == people
+    ]
     if not rows:
         raise BiosDataError(f"docs_qa data directory {root} has no {people!r} questions; {hint}")
-    return datasets.DatasetDict(
-        {"test": datasets.Dataset.from_list([{k: r[k] for k in QA_KEYS if k in r} for r in rows])}
-    )
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list([{k: r[k] for k in DOCS_QA_KEYS} for r in rows])})

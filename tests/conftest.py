@@ -1,38 +1,15 @@
-"""Shared fixtures: one generated population per session, offline settings for every test."""
+"""Session fixtures: one generated population and tiny models of every architecture, shared
+by all tests; offline settings for every test. Helpers live in tests/helpers/."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.common import NUM_PEOPLE, OFFLINE, SEED, run_generate
 
-# No test may reach the network: everything is built locally.
-for key, value in {
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "AXOLOTL_DO_NOT_TRACK": "1",
-    "WANDB_MODE": "disabled",
-    "TOKENIZERS_PARALLELISM": "false",
-}.items():
-    os.environ[key] = value
-
-REPO = Path(__file__).resolve().parent.parent
-# A population big enough that every template and split is exercised, small enough to be quick.
-NUM_PEOPLE = 600
-SEED = 7
-
-
-def run_generate(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    """Run the real CLI, as a user would."""
-    return subprocess.run(
-        [sys.executable, str(REPO / "generate_data.py"), *args, "--no-progress"],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-    )
+os.environ.update(OFFLINE)
 
 
 @pytest.fixture(scope="session")
@@ -45,8 +22,8 @@ def bios_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_llama(bios_dir, tmp_path_factory) -> Path:
-    """A random tiny Llama with a tokenizer trained on the generated text (no downloads)."""
-    from engram_plugin.tiny import build_tiny_model
+    """A random tiny Llama with a tokenizer trained on the generated data (no downloads)."""
+    from engram_run.tiny import build_tiny_model
 
     return build_tiny_model(bios_dir, tmp_path_factory.mktemp("models") / "tiny-llama", hidden=64, layers=2)
 
@@ -54,7 +31,7 @@ def tiny_llama(bios_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_models(bios_dir, tiny_llama, tmp_path_factory) -> dict[str, Path]:
     """A tiny random model of every architecture the recipes cover, sharing one tokenizer."""
-    from engram_plugin.tiny import ARCHITECTURES, build_tiny_model
+    from engram_run.tiny import ARCHITECTURES, build_tiny_model
 
     root = tmp_path_factory.mktemp("arch-models")
     models = {"llama": tiny_llama}
@@ -64,12 +41,3 @@ def tiny_models(bios_dir, tiny_llama, tmp_path_factory) -> dict[str, Path]:
                 bios_dir, root / arch, arch=arch, hidden=64, layers=2, tokenizer_from=tiny_llama
             )
     return models
-
-
-def cli_env(**extra: str) -> dict:
-    """Environment for the project's command-line tools: offline, the venv's bin on PATH."""
-    return {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        **extra,
-    }

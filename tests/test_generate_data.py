@@ -11,19 +11,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import NUM_PEOPLE, SEED, run_generate
+from helpers.common import NUM_PEOPLE, SEED, run_generate
 
-from engram_plugin.data import bios
-from engram_plugin.data.bios import (
-    FIELDS,
-    QA_PREFIX,
-    QUESTIONS,
-    REVERSE_GIVEN,
-    TEXT_VARIANTS,
-    DataError,
-    read_jsonl,
-)
-from engram_plugin.data.templates import TEMPLATES
+from engram_data import render, write
+from engram_data.contract import FIELDS, QA_PREFIX, VARIANTS, DataError, read_jsonl
+from engram_data.pools import load_pools
+from engram_data.population import synthesize
+from engram_data.render import QUESTIONS, REVERSE_GIVEN
+from engram_data.templates import TEMPLATES
 
 DATE_RE = re.compile(
     r"^(January|February|March|April|May|June|July|August|September|October|November|December) (\d{1,2}), (\d{4})$"
@@ -71,7 +66,7 @@ def test_rerun_is_byte_identical_and_another_seed_differs(bios_dir, tmp_path):
 
 
 def test_people_have_unique_names_and_valid_attributes(people):
-    pools = bios.load_pools()
+    pools = load_pools()
     assert len(people) == NUM_PEOPLE
     assert [p["id"] for p in people] == list(range(NUM_PEOPLE))
     assert len({p["name"] for p in people}) == NUM_PEOPLE
@@ -90,7 +85,7 @@ def test_people_have_unique_names_and_valid_attributes(people):
 
 
 def test_pools_have_the_bios_sizes():
-    assert bios.load_pools().sizes() == {
+    assert load_pools().sizes() == {
         "first_names": 400,
         "middle_names": 400,
         "last_names": 1000,
@@ -175,15 +170,15 @@ def test_every_template_renders_and_is_reachable(field):
     assert len(TEMPLATES[field]) == 50
     name, value = "Ada Jane Lovelace", "VALUE"
     for gender in ("male", "female", None):
-        contexts = bios.field_contexts({f: value for f in FIELDS}, name, gender)
+        contexts = render.field_contexts({f: value for f in FIELDS}, name, gender)
         for tid in range(50):
-            first = bios.render_bio(contexts, [field], [tid])
+            first = render.render_bio(contexts, [field], [tid])
             assert value in first and name in first and "{" not in first
-            later = bios.render_bio(contexts, ["major", field], [0, tid])
+            later = render.render_bio(contexts, ["major", field], [0, tid])
             assert later.count(value) == 2 and later.count(name) == 1 + (gender is None)
     # The sampler the generator uses reaches every template.
     rng = random.Random(0)
-    seen = Counter(bios.draw_templates(rng, FIELDS)[FIELDS.index(field)] for _ in range(5000))
+    seen = Counter(render.draw_templates(rng, FIELDS)[FIELDS.index(field)] for _ in range(5000))
     assert sorted(seen) == list(range(50))
 
 
@@ -311,7 +306,7 @@ def test_existing_output_needs_overwrite_and_foreign_dirs_are_refused(tmp_path):
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     proc = run_generate("--num-people", "10", "--out", str(foreign), "--overwrite")
-    assert proc.returncode == 2 and "is not a previous generate_data output" in proc.stderr
+    assert proc.returncode == 2 and "is not a previous llm-engram/generate_data output" in proc.stderr
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
 
 
@@ -333,18 +328,18 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_write(path, rows, chunk)
 
-    real_write = bios.write_jsonl
-    monkeypatch.setattr(bios, "write_jsonl", failing_write)
+    real_write = write.write_jsonl
+    monkeypatch.setattr(write, "write_jsonl", failing_write)
     with pytest.raises(KeyboardInterrupt):
-        bios.write_dataset(bios.synthesize(10), tmp_path / "d")
+        write.write_dataset(synthesize(10), tmp_path / "d")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_synthesize_rejects_bad_sizes_in_the_library_too():
     with pytest.raises(DataError, match="positive integer"):
-        bios.synthesize(0)
+        synthesize(0)
     with pytest.raises(DataError, match="too many for the name pools"):
-        bios.synthesize(10**9)
+        synthesize(10**9)
 
 
 # --------------------------------------------------------------------------- bioS_v1 import
@@ -352,7 +347,7 @@ def test_synthesize_rejects_bad_sizes_in_the_library_too():
 
 def biosv1_rows(people):
     """Rows in the public bioS_v1 schema: name, texts and QA columns; no splits or choices."""
-    keep = ["name", *TEXT_VARIANTS, *(f"{QA_PREFIX[f]}_{s}" for f in FIELDS for s in "qa")]
+    keep = ["name", *VARIANTS, *(f"{QA_PREFIX[f]}_{s}" for f in FIELDS for s in "qa")]
     return [{k: p[k] for k in keep} for p in people]
 
 

@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, cli_env
+from helpers.common import REPO, cli_env
 from lm_eval import simple_evaluate
 from lm_eval.api.model import LM
 from lm_eval.tasks import TaskManager
 from lm_eval.utils import load_yaml_config
 
-from engram_plugin.data.bios import FIELDS, read_jsonl
+from engram_data.contract import FIELDS, read_jsonl
 from lm_eval_tasks import TASKS_DIR
 from lm_eval_tasks.utils import BiosDataError, load_bios_qa, normalize_answer, process_gen
 
@@ -156,7 +156,7 @@ def test_bad_data_dir_raises_one_clear_line(tmp_path):
 def test_data_of_the_leaky_1x_generator_is_refused(bios_dir, tmp_path):
     import shutil
 
-    from engram_plugin.data.bios import DataError
+    from engram_data.contract import DataError
     from engram_plugin.recall import load_questions
 
     old = tmp_path / "old"
@@ -276,7 +276,7 @@ def lm_eval_0_4_13(tmp_path_factory) -> Path:
 def test_tasks_work_with_lm_eval_0_4_13(bios_dir, tiny_llama, tmp_path, lm_eval_0_4_13):
     out = tmp_path / "results"
     program = [sys.executable, "-c", "import lm_eval, sys; print(lm_eval.__version__); "
-               "from engram_plugin.eval_cli import main; main(sys.argv[1:])"]  # fmt: skip
+               "from lm_eval_tasks.cli import main; main(sys.argv[1:])"]  # fmt: skip
     env = cli_env(ENGRAM_DATA_DIR=str(bios_dir), PYTHONPATH=str(lm_eval_0_4_13))
     tasks = ["bios_qa", "bios_qa_letters_5shot", "bios_qa_gen", "bios_qa_reverse"]
     proc = run_eval_cli(program, tiny_llama, ",".join(tasks), 3, out, tmp_path, env)

@@ -11,11 +11,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import run_generate
+from helpers.common import run_generate
 from helpers.guesser import frequency_guesser
 
-from engram_plugin.data.bios import FIELDS, read_jsonl
-from engram_plugin.data.options import (
+from engram_data.contract import FIELDS, read_jsonl
+from engram_data.options import (
     PROTOCOL,
     OptionSampler,
     fit_weights,

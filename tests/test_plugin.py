@@ -13,14 +13,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
-from conftest import REPO, cli_env
+from helpers.common import REPO, cli_env
 from safetensors.torch import load_file
 
+from engram_data.contract import FIELDS
 from engram_plugin.callbacks import BEST_PREFIX, SCORES_FILE, EngramCallback
-from engram_plugin.data.bios import FIELDS
 from engram_plugin.freeze import apply_freezing
 from engram_plugin.recall import RecallEvaluator
-from engram_plugin.recipes import RECIPES_DIR, load_recipe, validate
+from engram_run.recipes import RECIPES_DIR, load_recipe, validate
 
 EVAL_SAMPLES = 12
 

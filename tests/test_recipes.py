@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import cli_env
+from helpers.common import cli_env
 
-from engram_plugin.recipes import RECIPES_DIR, cpu_variant, load_recipe, validate
+from engram_run.recipes import RECIPES_DIR, cpu_variant, load_recipe, validate
 
 RECIPES = sorted(RECIPES_DIR.glob("*.yml"))
 # (architecture, method) -> the recipe whose CPU variant trains; every pair the recipes use.

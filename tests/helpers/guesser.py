@@ -33,7 +33,9 @@ def occurrence_counts(text: str, strings: set[str]) -> Counter:
 def frequency_guesser(data_dir: Path, qa_files: list[str] | None = None) -> dict[str, dict[str, float]]:
     """``{qa file stem: {split: expected accuracy}}`` of the most-frequent-option guesser."""
     data_dir = Path(data_dir)
-    paths = [data_dir / "qa" / f"{n}.jsonl" for n in qa_files] if qa_files else sorted((data_dir / "qa").glob("*.jsonl"))
+    paths = (
+        [data_dir / "qa" / f"{n}.jsonl" for n in qa_files] if qa_files else sorted((data_dir / "qa").glob("*.jsonl"))
+    )
     rows = {p.stem: [json.loads(line) for line in p.read_text("utf-8").splitlines()] for p in paths}
     counts = occurrence_counts(training_text(data_dir), {c for rs in rows.values() for r in rs for c in r["choices"]})
     scores: dict[str, dict[str, float]] = {}

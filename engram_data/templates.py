@@ -1,5 +1,7 @@
 """Sentence templates for the six bioS attributes (50 per attribute, as in bioS).
 
+Over 300 lines because it is a table of data: 6 attributes x 50 templates, one per line.
+
 Placeholders
 ------------
 Each template mentions the person exactly once, through one of:

@@ -1,7 +1,8 @@
-"""Axolotl recipes: load one, validate it with Axolotl's own schema, derive a CPU variant.
+"""Axolotl recipes: find one by model and method, load and validate it with Axolotl's own
+schema, derive a run's config from it, and derive a CPU variant.
 
 Usage:
-    python -m engram_plugin.recipes check axolotl_configs/*.yml
+    python -m engram_run.recipes check axolotl_configs/*.yml
 
 The CPU variant keeps a recipe's own settings and swaps in a local model, CPU precision
 and kernel switches: it is how the tests train every architecture and method offline.
@@ -15,8 +16,16 @@ from pathlib import Path
 
 import yaml
 
+from engram_data.contract import VARIANTS
+
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "axolotl_configs"
 DEFAULT_DATA_DIR = "data/bios"
+METHODS = ("full", "lora", "qlora")
+
+
+class RunError(Exception):
+    """A bad request (unknown model, method, variant or path); the message says what to do."""
+
 
 # GPU-only settings and what they become on a CPU: no mixed precision or TF32, the plain
 # PyTorch optimizer (fused and paged-8-bit AdamW need CUDA), no Triton LoRA kernels, no
@@ -40,6 +49,61 @@ def load_recipe(path: str | Path) -> dict:
     if not isinstance(cfg, dict):
         raise ValueError(f"{path} is not an Axolotl config (a YAML mapping)")
     return cfg
+
+
+def recipe_method(cfg: dict) -> str:
+    return {None: "full", "lora": "lora", "qlora": "qlora"}[cfg.get("adapter")]
+
+
+def recipe_path(model: str, method: str | None = None) -> Path:
+    """``axolotl_configs/<model>.yml``, or ``<model>-<method>.yml`` for another method."""
+    base = RECIPES_DIR / f"{model}.yml"
+    if not base.exists():
+        known = sorted(p.stem for p in RECIPES_DIR.glob("*.yml") if p.stem.rsplit("-", 1)[-1] not in METHODS)
+        raise RunError(f"no recipe for MODEL={model}; choose from {', '.join(known)}")
+    if method is None or method == recipe_method(load_recipe(base)):
+        return base
+    if method not in METHODS:
+        raise RunError(f"unknown METHOD={method}; choose from {', '.join(METHODS)}")
+    variant = RECIPES_DIR / f"{model}-{method}.yml"
+    if not variant.exists():
+        have = [recipe_method(load_recipe(base))] + [m for m in METHODS if (RECIPES_DIR / f"{model}-{m}.yml").exists()]
+        raise RunError(f"no {method} recipe for {model}; its recipes use {', '.join(have)}")
+    return variant
+
+
+def derive_config(
+    recipe: str | Path,
+    data_dir: str | Path,
+    output_dir: str | Path,
+    variant: str | None = None,
+    overrides: dict | None = None,
+) -> dict:
+    """The recipe, pointed at ``data_dir`` (its first dataset at text ``variant``) and
+    writing to ``output_dir``, with ``overrides`` on top."""
+    cfg = load_recipe(recipe)
+    if variant is not None and variant not in VARIANTS:
+        raise RunError(f"unknown VARIANT={variant}; choose from {', '.join(VARIANTS)}")
+    data_dir = str(data_dir)
+    for i, ds in enumerate(cfg.get("datasets", [])):
+        path = ds["path"].replace(DEFAULT_DATA_DIR, data_dir, 1)
+        if i == 0 and variant is not None:
+            path = str(Path(path).with_name(f"{variant}.jsonl"))
+        ds["path"] = path
+    output_dir = Path(output_dir)
+    cfg["output_dir"] = str(output_dir)
+    cfg["dataset_prepared_path"] = str(output_dir.parent / "prepared")
+    if "engram_data_dir" in cfg or "engram_plugin.EngramPlugin" in cfg.get("plugins", []):
+        cfg["engram_data_dir"] = data_dir
+    cfg.update(overrides or {})
+    return cfg
+
+
+def write_config(cfg: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
 
 
 def validate(cfg: dict):
@@ -94,7 +158,7 @@ def _pad_token(model_dir: str | Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] != "check":
-        print("usage: python -m engram_plugin.recipes check RECIPE.yml [...]", file=sys.stderr)
+        print("usage: python -m engram_run.recipes check RECIPE.yml [...]", file=sys.stderr)
         return 2
     failed = 0
     for path in args[1:]:

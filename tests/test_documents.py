@@ -11,17 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import run_generate
+from helpers.common import run_generate
 
-from engram_plugin.data.bios import DataError, read_jsonl
-from engram_plugin.data.docs import (
-    OpenAIGenerator,
-    chunk_text,
-    dedupe,
-    generate_docs,
-    parse_pairs,
-    temperature_schedule,
-)
+from engram_data.contract import DataError, read_jsonl
+from engram_data.documents.chunks import chunk_text
+from engram_data.documents.generators import OpenAIGenerator
+from engram_data.documents.qa import dedupe, parse_pairs, temperature_schedule
+from engram_data.documents.run import generate_docs
 from lm_eval_tasks.utils import load_docs_qa
 
 DOC = (

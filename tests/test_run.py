@@ -12,17 +12,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import cli_env
+from helpers.common import cli_env
 
-from engram_plugin.pipeline import collect, compare_results, derive_config, eval_run, latest_results
-from engram_plugin.recipes import RECIPES_DIR
+from engram_run.compare import compare_results
+from engram_run.launch import evaluate, latest_results
+from engram_run.recipes import RECIPES_DIR, derive_config
+from engram_run.report import collect
 
 FIELDS = ("birth_date", "birth_city", "university", "major", "employer", "company_city")
 
 
 def pipeline(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "engram_plugin.pipeline", *args], cwd=cwd, env=cli_env(), capture_output=True, text=True
+        [sys.executable, "-m", "engram_run", *args], cwd=cwd, env=cli_env(), capture_output=True, text=True
     )
 
 
@@ -58,7 +60,7 @@ def test_demo_memorizes_far_above_chance(demo):
 def test_report_table_matches_the_result_files(demo):
     out = demo / "results" / "report"
     assert sorted(p.name for p in out.iterdir()) == [
-        "accuracy.png", "recall_over_training.png", "report.csv", "report.json", "report.md",
+        "accuracy.png", "manifest.json", "recall_over_training.png", "report.csv", "report.json", "report.md",
     ]  # fmt: skip
     lm = json.loads(latest_results(demo / "results" / "demo").read_text())["results"]
     with (out / "report.csv").open() as f:
@@ -71,7 +73,11 @@ def test_report_table_matches_the_result_files(demo):
     history = (demo / "outputs/demo/model/engram_recall.jsonl").read_text().splitlines()
     assert float(row["untrained"]) == json.loads(history[0])["engram/qa_acc/overall"]
     md = (out / "report.md").read_text()
-    assert f"| demo | {lm['bios_qa_birth_date']['acc,none']:.3f} |" in md
+    demo_row = next(line for line in md.splitlines() if line.startswith("| demo "))
+    cells = [c.strip() for c in demo_row.strip("|").split("|")]
+    assert cells[:2] == ["demo", f"{lm['bios_qa_birth_date']['acc,none']:.3f}"]
+    assert cells[-1] == f"{float(row['untrained']):.3f}"
+    assert "## Every metric, as lm-eval reports it" in md and "|bios_qa" in md  # lm-eval's own table
     for png in ("accuracy.png", "recall_over_training.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -80,7 +86,7 @@ def test_report_table_matches_the_result_files(demo):
 def test_compare_builds_deltas_from_real_result_files(demo, tmp_path):
     data = demo / "data" / "demo"
     base_out = tmp_path / "base"
-    assert eval_run(
+    assert evaluate(
         f"pretrained={demo / 'outputs/demo/init'},dtype=float32", data, base_out, ["bios_qa", "bios_qa_reverse"]
     )
     base_file = latest_results(base_out)
@@ -99,10 +105,18 @@ def test_compare_builds_deltas_from_real_result_files(demo, tmp_path):
         assert r["delta"] == r["tuned"] - r["base"]
     overall = next(r for r in rows if r["task"] == "bios_qa" and r["metric"] == "acc")
     assert overall["delta"] > 0.2  # memorization is what fine-tuning bought
-    assert (
-        f"| bios_qa | acc | {overall['base']:.4f} | {overall['tuned']:.4f} | {overall['delta']:+.4f} |"
-        in (tuned_file.parent / "compare.md").read_text()
-    )
+    md_rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in (tuned_file.parent / "compare.md").read_text().splitlines()
+        if line.startswith("| bios_qa ")
+    ]
+    assert [
+        "bios_qa",
+        "acc",
+        f"{overall['base']:.4f}",
+        f"{overall['tuned']:.4f}",
+        f"{overall['delta']:+.4f}",
+    ] in md_rows
 
 
 @pytest.mark.slow

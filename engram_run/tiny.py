@@ -1,54 +1,65 @@
-"""Build a small model and its tokenizer locally from a generated bioS corpus (no downloads).
+"""Build a small model and its tokenizer locally from a generated bioS dataset (no downloads).
 
 Usage:
-    python -m engram_plugin.tiny --data data/bios --arch llama --out outputs/tiny-llama-init
+    python -m engram_run.tiny --data data/bios --arch llama --out outputs/tiny-llama-init
 
-Trains a byte-level BPE tokenizer with `tokenizers` on the sentence templates and every
-value an option can take, each value equally often (see ``corpus``), and saves a
-randomly initialized causal LM of the chosen architecture (llama, gpt2,
-gptj, gpt_neox) with `save_pretrained`, ready for `axolotl train` (``base_model: OUT``)
-and for `lm_eval --model hf --model_args pretrained=OUT`.
+Trains a byte-level BPE tokenizer with `tokenizers` on the data's sentences with their
+facts left out and on every value an option can take, each equally often (see ``corpus``),
+and saves a randomly initialized causal LM of the chosen architecture (llama, gpt2, gptj,
+gpt_neox) with `save_pretrained`, ready for `axolotl train` (``base_model: OUT``) and for
+`lm_eval --model hf --model_args pretrained=OUT`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import re
 import sys
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
-from engram_plugin.data.bios import PRONOUNS, QUESTIONS, REVERSE_QUESTION, mention_refs, qa_text
-from engram_plugin.data.templates import TEMPLATES
+from engram_data.contract import FIELDS, MANIFEST, PEOPLE, REVERSE, VARIANTS, qa_file, qa_prompt, read_jsonl
 
 ARCHITECTURES = ("llama", "gpt2", "gptj", "gpt_neox")
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
-
-
 VALUE_REPEATS = 4  # how often each option value is seen: enough for BPE to merge its words
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 def corpus(data_dir: Path) -> Iterator[str]:
-    """The tokenizer's training text: everything the model reads around the facts, and
-    every value an option can take, each exactly ``VALUE_REPEATS`` times.
+    """The tokenizer's training text: the data's sentences and questions with every person's
+    name and values left out (each distinct sentence once), and every value an option can
+    take, each exactly ``VALUE_REPEATS`` times.
 
-    Trained on the population's own text, the tokenizer would give frequent values (the
-    answers, under the old options) fewer tokens than rare ones, and an untrained model,
-    which prefers short options, would beat chance. Here no value is seen more than another.
+    Trained on the population's own text, the tokenizer would give frequent values fewer
+    tokens than rare ones, and an untrained model, which prefers short options, would tell
+    them apart. Here no value is seen more often than another.
     """
-    # Sentences as they run on in a biography (so words get their mid-text forms), values left out.
-    for templates in TEMPLATES.values():
-        for gender in PRONOUNS:
-            for refs in mention_refs("", gender):
-                yield " ".join(t.format_map({**refs, "v": ""}) for t in templates)
-    for question in (*QUESTIONS.values(), REVERSE_QUESTION):
-        yield qa_text(question.format_map(defaultdict(str)), "")
+    people = read_jsonl(data_dir / PEOPLE)
+    facts = {p["id"]: sorted({p["name"], *(p[f] for f in FIELDS)}, key=len, reverse=True) for p in people}
+
+    def without_facts(text: str, pid: int) -> str:
+        for fact in facts[pid]:
+            text = text.replace(fact, "")
+        return text
+
+    sentences: set[str] = set()
+    for p in people:
+        for v in VARIANTS:
+            texts = p.get(v) or []
+            for text in [texts] if isinstance(texts, str) else texts:
+                sentences.update(_SENTENCE_END.split(without_facts(text, p["id"])))
+    questions: set[str] = set()
     values: set[str] = set()
-    for path in sorted((data_dir / "qa").glob("*.jsonl")):
-        with path.open(encoding="utf-8") as f:
-            for line in f:
-                values.update(json.loads(line)["choices"])
+    for name in (*FIELDS, REVERSE):
+        for row in read_jsonl(qa_file(data_dir, name)):
+            questions.add(qa_prompt(without_facts(row["question"], row["person_id"])))
+            values.update(row["choices"])
+    # Sentences as they run on in a biography, so that words get their mid-text forms.
+    ordered = sorted(sentences)
+    for i in range(0, len(ordered), 50):
+        yield " ".join(ordered[i : i + 50])
+    yield from sorted(questions)
     for _ in range(VALUE_REPEATS):
         yield from (f" {v}" for v in sorted(values))  # as scored: " " + option
 
@@ -136,7 +147,7 @@ def build_tiny_model(
     data_dir, out = Path(data_dir), Path(out)
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
-    if not (data_dir / "manifest.json").exists():
+    if not (data_dir / MANIFEST).exists():
         raise FileNotFoundError(f"{data_dir} is not a generated dataset (no manifest.json); run `make data` first")
     tok = (
         AutoTokenizer.from_pretrained(tokenizer_from)
@@ -153,7 +164,7 @@ def build_tiny_model(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engram_plugin.tiny", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m engram_run.tiny", description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/bios", help="generated dataset to train the tokenizer on")
     parser.add_argument("--out", required=True, help="folder for the model and tokenizer")
     parser.add_argument("--arch", default="llama", choices=ARCHITECTURES)

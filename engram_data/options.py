@@ -33,12 +33,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-NUM_CHOICES = 4
-PROTOCOL = (
-    "distractors: three values of the same field held by other people of the same split; option sets "
-    "drawn by conditional Poisson sampling with weights fitted so that each value is an option as often "
-    "as it is an answer (a guesser that sees only option values, e.g. their frequency, scores 1/4)"
-)
+from engram_data.contract import NUM_CHOICES
+
+
+def protocol(candidates: str) -> str:
+    """How the options were drawn, for a manifest; ``candidates`` says where distractors come from."""
+    return (
+        f"distractors: three {candidates}; option sets drawn by conditional Poisson sampling with weights "
+        "fitted so that each value is an option as often as it is an answer (a guesser that sees only "
+        "option values, e.g. their frequency, scores 1/4)"
+    )
+
+
+PROTOCOL = protocol("values of the same field held by other people of the same split")
 _CAP = 0.95  # the largest inclusion probability a value may get when its share is too large
 _TOLERANCE = 1e-12
 _MAX_ITERATIONS = 2000

@@ -1,4 +1,5 @@
-"""Command line of ``generate_data.py``: a thin argparse layer over :mod:`engram_plugin.data.bios`."""
+"""Command line of ``generate_data.py`` (and ``engram-data``): a thin argparse layer over
+:mod:`engram_data` (bioS) and :mod:`engram_data.documents` (``docs``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import gc
 import sys
 import time
 
-from engram_plugin.data.bios import TEXT_VARIANTS, DataError, from_records, load_bios_v1, synthesize, write_dataset
+from engram_data.bios_v1 import from_records, load_bios_v1
+from engram_data.contract import VARIANTS, DataError
+from engram_data.population import synthesize
+from engram_data.write import write_dataset
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--variants",
-        default=",".join(TEXT_VARIANTS),
-        help=f"comma-separated text variants to write (default: {','.join(TEXT_VARIANTS)})",
+        default=",".join(VARIANTS),
+        help=f"comma-separated text variants to write (default: {','.join(VARIANTS)})",
     )
     parser.add_argument(
         "--source",
@@ -42,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_docs_parser() -> argparse.ArgumentParser:
-    from engram_plugin.data.docs import STYLES
+    from engram_data.documents.qa import STYLES
 
     p = argparse.ArgumentParser(
         prog="generate_data.py docs",
@@ -76,7 +80,9 @@ def build_docs_parser() -> argparse.ArgumentParser:
 
 
 def docs_main(argv: list[str]) -> int:
-    from engram_plugin.data.docs import generate_docs, make_generator, temperature_schedule
+    from engram_data.documents.generators import make_generator
+    from engram_data.documents.qa import temperature_schedule
+    from engram_data.documents.run import generate_docs
 
     parser = build_docs_parser()
     args = parser.parse_args(argv)

@@ -1,0 +1,114 @@
+"""Import of the public ``bioS_v1`` dataset (or a local copy in its schema) as a Population.
+
+Attributes come from ``birth_date`` ... columns or else from the ``*_a`` answers; missing
+text variants are rendered with our templates; splits and options are drawn anew, with
+the same protocol as for synthesized people.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from engram_data.contract import FIELDS, QA_PREFIX, VARIANTS, DataError
+from engram_data.population import Population, assign_splits, check_heldout_fraction, check_variants, person_row, seeded
+from engram_data.render import render_texts
+
+_HE = re.compile(r"\b(he|his|him)\b", re.IGNORECASE)
+_SHE = re.compile(r"\b(she|her|hers)\b", re.IGNORECASE)
+
+
+def infer_gender(text: str) -> str | None:
+    he, she = len(_HE.findall(text)), len(_SHE.findall(text))
+    if he == she:
+        return None
+    return "male" if he > she else "female"
+
+
+def load_bios_v1(source: str):
+    """Load bioS_v1 rows from the hub id, a ``save_to_disk`` folder, or a data file."""
+    import datasets
+
+    path = Path(source)
+    try:
+        if path.is_dir() and any((path / f).exists() for f in ("dataset_dict.json", "dataset_info.json")):
+            ds = datasets.load_from_disk(str(path))
+        elif path.is_file():
+            builder = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(path.suffix)
+            if builder is None:
+                raise DataError(f"cannot read {source}: use a .jsonl, .json, .parquet or .csv file")
+            ds = datasets.load_dataset(builder, data_files=str(path))
+        else:
+            ds = datasets.load_dataset(source)
+    except DataError:
+        raise
+    except Exception as exc:  # the datasets library raises many kinds; report one line
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(
+            f"cannot load the bioS_v1 dataset {source!r} ({type(exc).__name__}: {reason}); "
+            "check the hub id and your network, or pass a local path saved with save_to_disk"
+        ) from exc
+    if isinstance(ds, datasets.DatasetDict):
+        ds = datasets.concatenate_datasets([ds[k] for k in ds])
+    return ds
+
+
+def from_records(
+    records: Iterable[dict],
+    seed: int = 0,
+    heldout_fraction: float = 0.5,
+    variants: Iterable[str] = VARIANTS,
+    source: str = "local",
+    progress: bool = False,
+) -> Population:
+    """People from rows in the bioS_v1 schema, computing what the rows lack."""
+    variants = check_variants(variants)
+    check_heldout_fraction(heldout_fraction)
+    text_rng = seeded(seed, "text")
+    rows, seen, duplicates, rendered = [], set(), 0, Counter()
+    for rec in tqdm(records, desc="import", unit="person", disable=not progress):
+        if "name" not in rec:
+            raise DataError("the dataset has no 'name' column; it must follow the bioS_v1 schema")
+        name = str(rec["name"]).strip()
+        if name in seen:
+            duplicates += 1  # a repeated name would make its questions ambiguous
+            continue
+        seen.add(name)
+        values, questions = {}, {}
+        for field in FIELDS:
+            prefix = QA_PREFIX[field]
+            value = rec.get(field) or rec.get(f"{prefix}_a")
+            if not value:
+                raise DataError(
+                    f"row for {name!r} has neither '{field}' nor '{prefix}_a'; "
+                    "the dataset must follow the bioS_v1 schema"
+                )
+            values[field] = str(value).strip()
+            questions[field] = rec.get(f"{prefix}_q")
+        gender = rec.get("gender") or infer_gender(str(rec.get("bioS") or rec.get("bioS_fullname") or ""))
+        missing = [v for v in variants if not rec.get(v)]
+        rendered.update(missing)
+        texts = render_texts(values, name, gender, text_rng, missing) if missing else {}
+        for v in variants:
+            if v not in missing:
+                texts[v] = list(rec[v]) if v == "bioS_multi5_permutes" else str(rec[v])
+        parts = name.split()
+        name_parts = (parts[0], " ".join(parts[1:-1]), parts[-1] if len(parts) > 1 else "")
+        texts = {v: texts[v] for v in variants}
+        rows.append(person_row(len(rows), name, name_parts, gender, values, None, texts, questions))
+    if not rows:
+        raise DataError(f"the dataset {source!r} has no rows")
+    for person, split in zip(rows, assign_splits(len(rows), heldout_fraction, seed)):
+        person["split"] = split
+    return Population(
+        people=rows,
+        pool_sizes={f: len({p[f] for p in rows}) for f in FIELDS[1:]},
+        seed=seed,
+        source=source,
+        variants=variants,
+        extra={"duplicate_names_dropped": duplicates, "variants_rendered": sorted(rendered)},
+    )

@@ -1,0 +1,184 @@
+"""The data contract: the on-disk layout that generate_data.py writes and every reader relies on.
+
+    DIR/people.jsonl                      one row per person (attributes, split, texts, QA columns)
+    DIR/train/<variant>.jsonl             {"text": ...} training text, one file per text variant
+    DIR/train/qa_train.jsonl              QA text of ``train``-split people (mixed training)
+    DIR/qa/<field>.jsonl, qa/reverse.jsonl  four-option questions (QA_KEYS), fixed choices and label
+    DIR/manifest.json                     generator, version, seed, counts, sha256 of every file
+
+A user's documents (``generate_data.py docs``) get the same shape: ``train/*.jsonl`` to
+train on and ``qa/docs.jsonl`` to evaluate. The generator, the documents pipeline, the
+recall evaluator, the lm-eval task utils and the run glue import this module and nothing
+else of each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+
+# The six attributes of a person (the "fields"); a text variant is something else.
+FIELDS = ("birth_date", "birth_city", "university", "major", "employer", "company_city")
+# Whose QA may be trained (train) and whose is only ever evaluated (heldout).
+SPLITS = ("train", "heldout")
+# The biography variants of Physics of LM 3.1, with bioS_v1's column names.
+VARIANTS = ("bioS", "bioS_fullname", "bioS_multi5_permutes")
+# Column prefixes of bioS_v1's QA columns in people.jsonl: bdate_q / bdate_a, ...
+QA_PREFIX = {
+    "birth_date": "bdate",
+    "birth_city": "bcity",
+    "university": "university",
+    "major": "major",
+    "employer": "employer",
+    "company_city": "company_city",
+}
+REVERSE = "reverse"  # qa/reverse.jsonl: name the person from birth date and city
+NUM_CHOICES = 4
+QA_KEYS = ("id", "person_id", "split", "field", "question", "answer", "choices", "label")
+
+# 2.0: options that a frequency-only guesser cannot tell apart, subject-first biographies.
+# Readers refuse data of an older major version (its numbers mean something else).
+GENERATOR_VERSION = "2.0"
+MANIFEST = "manifest.json"
+PEOPLE = "people.jsonl"
+QA_TRAIN = "qa_train"
+
+
+class DataError(Exception):
+    """Bad input or output for the data tools; the message says how to fix it."""
+
+
+def train_file(root: str | os.PathLike, name: str) -> Path:
+    """``root/train/<name>.jsonl``: a text variant, ``qa_train``, or a documents file."""
+    return Path(root) / "train" / f"{name}.jsonl"
+
+
+def qa_file(root: str | os.PathLike, name: str) -> Path:
+    """``root/qa/<name>.jsonl``: a field, ``reverse``, or ``docs``."""
+    return Path(root) / "qa" / f"{name}.jsonl"
+
+
+def qa_prompt(question: str) -> str:
+    """The prompt every QA consumer uses: training text, lm-eval tasks, the plugin."""
+    return f"Question: {question}\nAnswer:"
+
+
+def qa_text(question: str, answer: str) -> str:
+    return f"{qa_prompt(question)} {answer}"
+
+
+def qa_row_problem(row: object, keys: Sequence[str] = QA_KEYS) -> str | None:
+    """What is wrong with one row of ``qa/*.jsonl``, or None if it has ``keys``, four
+    distinct text choices, a label in range whose choice is the answer, and a known split."""
+    if not isinstance(row, dict):
+        return "a row is not a JSON object"
+    missing = [k for k in keys if k not in row]
+    if missing:
+        return f"a row lacks {', '.join(missing)}"
+    choices, label = row["choices"], row["label"]
+    if not (isinstance(choices, list) and len(choices) == NUM_CHOICES and all(isinstance(c, str) for c in choices)):
+        return f"row {row['id']} does not have {NUM_CHOICES} text choices"
+    if len(set(choices)) != NUM_CHOICES:
+        return f"row {row['id']} repeats a choice"
+    if not (isinstance(label, int) and not isinstance(label, bool) and 0 <= label < NUM_CHOICES):
+        return f"row {row['id']} has label {label!r}, not 0..{NUM_CHOICES - 1}"
+    if choices[label] != row["answer"]:
+        return f"row {row['id']}: its answer is not choices[label]"
+    if row["split"] not in SPLITS:
+        return f"row {row['id']} has split {row['split']!r}, not one of {', '.join(SPLITS)}"
+    return None
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def write_jsonl(path: Path, rows: Sequence[dict], chunk: int = 8192) -> tuple[int, str]:
+    """Write rows as JSON lines; return the row count and the sha256 of the bytes."""
+    digest = hashlib.sha256()
+    dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    with path.open("wb") as f:
+        for start in range(0, len(rows), chunk):
+            block = b"".join([dumps(row, option=option) for row in rows[start : start + chunk]])
+            digest.update(block)
+            f.write(block)
+    return len(rows), digest.hexdigest()
+
+
+def check_data_version(root: str | os.PathLike) -> None:
+    """Refuse data whose options a frequency-only guesser can tell apart (generator < 2.0):
+    scoring it with today's tasks would mix old and new numbers under one version."""
+    try:
+        manifest = json.loads((Path(root) / MANIFEST).read_text("utf-8"))
+        version = str(manifest.get("generator_version", "1.0"))
+    except (OSError, ValueError, AttributeError):
+        return  # no readable manifest: the readers' own checks say what is missing
+    if int(version.split(".")[0]) < int(GENERATOR_VERSION.split(".")[0]):
+        raise DataError(
+            f"{root} was written by generate_data {version}, whose distractors a guesser that only counts "
+            f"frequencies tells from the answer; regenerate it (make data, or generate_data.py --overwrite)"
+        )
+
+
+def is_previous_output(path: Path, generator: str) -> bool:
+    """Whether ``path`` holds what ``generator`` wrote (its manifest names it)."""
+    try:
+        manifest = json.loads((path / MANIFEST).read_text("utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("generator") == generator
+
+
+def check_output_dir(out: Path, generator: str, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise DataError(f"output path {out} exists and is not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        if not is_previous_output(out, generator):
+            raise DataError(
+                f"output directory {out} exists and is not a previous {generator} output; "
+                "choose an empty or new --out (nothing was changed)"
+            )
+        if not overwrite:
+            raise DataError(f"output directory {out} already holds a dataset; pass --overwrite to replace it")
+
+
+@contextmanager
+def atomic_output(out: str | os.PathLike, generator: str, overwrite: bool = False) -> Iterator[Path]:
+    """A temp folder beside ``out`` to write the whole layout into; when the block ends
+    without error it takes the place of ``out``, and on any error it is removed.
+
+    ``out`` must be new, empty, or a previous output of ``generator`` (then only with
+    ``overwrite``): a folder the tool did not write is never touched.
+    """
+    out = Path(out)
+    check_output_dir(out, generator, overwrite)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as exc:
+        raise DataError(f"cannot write to {out.parent} ({exc.strerror or exc}); choose a writable --out") from exc
+    try:
+        # mkdtemp makes a private (0700) folder; the output gets the usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)
+        yield tmp
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,128 @@
+"""Generator backends: a local transformers model (``hf:PATH``) or any OpenAI-compatible
+chat-completions endpoint (``openai:URL``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from engram_data.contract import DataError
+
+
+class Generator:
+    """Answers prompts at a temperature; ``on_reply(i, text)`` is called as each one
+    finishes, so finished work is kept even when a later request fails."""
+
+    spec: str
+    tokenizer = None
+
+    def generate(self, prompts: list[str], temperature: float, seeds: list[int], on_reply) -> None:
+        raise NotImplementedError
+
+
+class HFGenerator(Generator):
+    """``hf:PATH``: a local transformers model, batched sampling on the best device."""
+
+    def __init__(self, path: str, batch_size: int = 8, max_new_tokens: int = 256):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if not Path(path).exists():
+            raise DataError(f"generator model {path} does not exist; pass hf:PATH to a local model folder")
+        self.spec = f"hf:{path}"
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(path).to(self.device).eval()
+        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+
+    def _render(self, prompt: str) -> str:
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+        return prompt + "\n"
+
+    def generate(self, prompts: list[str], temperature: float, seeds: list[int], on_reply) -> None:
+        import torch
+
+        for i in range(0, len(prompts), self.batch_size):
+            batch = [self._render(p) for p in prompts[i : i + self.batch_size]]
+            enc = self.tokenizer(batch, return_tensors="pt", padding=True).to(self.device)
+            torch.manual_seed(seeds[i])
+            with torch.no_grad():
+                ids = self.model.generate(
+                    **enc,
+                    do_sample=temperature > 0,
+                    temperature=max(temperature, 1e-5),
+                    top_p=1.0,
+                    max_new_tokens=self.max_new_tokens,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+            texts = self.tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+            for j, text in enumerate(texts):
+                on_reply(i + j, text)
+
+
+class OpenAIGenerator(Generator):
+    """``openai:URL``: any OpenAI-compatible chat-completions endpoint (vLLM, llama.cpp,
+    TGI, a hosted API), with concurrency, timeouts and retries with backoff."""
+
+    def __init__(self, url: str, model: str, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 4,
+                 timeout: float = 60.0, retries: int = 5, backoff: float = 1.0, tokenizer=None):  # fmt: skip
+        self.spec = f"openai:{url}#{model}"
+        self.url = url.rstrip("/") + ("" if url.rstrip("/").endswith("/chat/completions") else "/chat/completions")
+        self.model, self.key = model, os.environ.get(api_key_env, "")
+        self.concurrency, self.timeout, self.retries, self.backoff = concurrency, timeout, retries, backoff
+        self.tokenizer = tokenizer
+
+    def _one(self, prompt: str, temperature: float, seed: int) -> str:
+        body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": prompt}],
+                           "temperature": temperature, "seed": seed}).encode()  # fmt: skip
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {self.key}"} if self.key else {})}
+        for attempt in range(self.retries + 1):
+            try:
+                req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    return json.loads(resp.read())["choices"][0]["message"]["content"]
+            except urllib.error.HTTPError as exc:
+                if exc.code not in (408, 409, 429) and exc.code < 500 or attempt == self.retries:
+                    raise DataError(f"{self.url} answered HTTP {exc.code}: {exc.read()[:200]!r}") from exc
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+                if attempt == self.retries:
+                    raise DataError(f"cannot reach {self.url} ({exc}); check --generator and the server") from exc
+            time.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def generate(self, prompts: list[str], temperature: float, seeds: list[int], on_reply) -> None:
+        error = None
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            futures = {pool.submit(self._one, p, temperature, s): i for i, (p, s) in enumerate(zip(prompts, seeds))}
+            for future in as_completed(futures):
+                try:
+                    on_reply(futures[future], future.result())
+                except DataError as exc:  # keep collecting what did finish, then report
+                    error = error or exc
+        if error:
+            raise error
+
+
+def make_generator(spec: str, model: str | None = None, tokenizer: str | None = None, **kwargs) -> Generator:
+    kind, _, target = spec.partition(":")
+    if kind == "hf" and target:
+        return HFGenerator(target)
+    if kind == "openai" and target:
+        tok = None
+        if tokenizer:
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(tokenizer)
+        return OpenAIGenerator(target, model or "default", tokenizer=tok, **kwargs)
+    raise DataError(f"unknown generator {spec!r}; use hf:PATH or openai:URL (with --model NAME)")

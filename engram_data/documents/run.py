@@ -1,0 +1,185 @@
+"""The run: chunk, ask the generator at every temperature and style (cached, resumable),
+keep the valid pairs, draw the options, and write the layout atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from engram_data.contract import (
+    GENERATOR_VERSION,
+    MANIFEST,
+    NUM_CHOICES,
+    QA_TRAIN,
+    DataError,
+    atomic_output,
+    check_output_dir,
+    qa_file,
+    qa_text,
+    train_file,
+    write_jsonl,
+)
+from engram_data.documents.chunks import chunk_text, read_inputs
+from engram_data.documents.generators import Generator
+from engram_data.documents.qa import STYLES, build_prompt, dedupe, parse_pairs, temperature_schedule
+from engram_data.options import OptionSampler, make_choices, protocol
+
+GENERATOR = "llm-engram/generate_data docs"  # the identity in manifest.json that marks our own output
+DOCS = "docs"  # qa/docs.jsonl
+CHUNKS = "chunks"  # chunks.jsonl (provenance) and train/chunks.jsonl (text)
+
+
+def _cache_key(spec: str, prompt: str, temperature: float, seed: int) -> str:
+    return hashlib.sha256(json.dumps([spec, prompt, temperature, seed]).encode()).hexdigest()
+
+
+def generate_docs(
+    inputs: Sequence[str],
+    out: str | os.PathLike,
+    generator: Generator,
+    chunk_tokens: int = 300,
+    tokens_per_question: int = 60,
+    temperatures: Sequence[float] = tuple(temperature_schedule()),
+    heldout_temperatures: int = 2,
+    styles: Sequence[str] = STYLES,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = False,
+    cache: str | os.PathLike | None = None,
+) -> dict:
+    """Chunk the documents, ask the generator at every temperature, keep the valid
+    pairs, and write the layout atomically. Finished requests are cached in ``cache``
+    (default ``<out>.cache``), which survives failed or interrupted runs."""
+    out = Path(out)
+    cache = Path(cache) if cache else Path(f"{out}.cache")
+    unknown = [s for s in styles if s not in STYLES]
+    if unknown or not styles:
+        raise DataError(f"unknown style {', '.join(unknown) or '(none)'}; choose from {', '.join(STYLES)}")
+    if chunk_tokens <= 0 or tokens_per_question <= 0:
+        raise DataError("--chunk-tokens and --tokens-per-question must be positive integers")
+    if not 0 <= heldout_temperatures < len(temperatures):
+        raise DataError(f"--heldout-temperatures must be in [0, {len(temperatures)}) (got {heldout_temperatures})")
+    check_output_dir(out, GENERATOR, overwrite)  # before any paid-for request; again when writing
+    docs = read_inputs(inputs)
+    tokenizer = generator.tokenizer
+    if tokenizer is None:
+        raise DataError("the generator has no tokenizer to chunk by; for openai: pass --tokenizer PATH")
+    chunks = [c for path, text in docs for c in chunk_text(path, text, tokenizer, chunk_tokens)]
+    # The held-out temperatures are spread over the schedule, seeded.
+    heldout_t = set(random.Random(f"{seed}:heldout-t").sample(list(temperatures), heldout_temperatures))
+
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(
+            f"cannot create the cache {cache} ({exc.strerror}); choose a writable --out or --cache"
+        ) from exc
+    names = ("requests_sent", "requests_cached", "generations_malformed", "items_invalid", "pairs_without_distractors")
+    counts: Counter = Counter(dict.fromkeys(names, 0))  # every count in the manifest, zeros too
+    rows: list[dict] = []
+    jobs = [(c, s, t) for t in temperatures for s in styles for c in chunks]
+    bar = tqdm(total=len(jobs), desc="generate", unit="request", disable=not progress)
+    for temperature in temperatures:
+        for style in styles:
+            prompts = [build_prompt(c, style, max(1, round(c.num_tokens / tokens_per_question))) for c in chunks]
+            keys = [_cache_key(generator.spec, p, temperature, seed) for p in prompts]
+            todo = [i for i, k in enumerate(keys) if not (cache / f"{k}.json").exists()]
+            counts["requests_cached"] += len(prompts) - len(todo)
+
+            def store(j: int, reply: str, keys=keys, todo=todo):
+                key = keys[todo[j]]
+                tmp = cache / f".{key}.tmp"
+                tmp.write_text(json.dumps({"reply": reply}))
+                os.replace(tmp, cache / f"{key}.json")  # a crash never leaves half a file
+                counts["requests_sent"] += 1
+
+            if todo:
+                # Each request's seed comes from its own key: a resumed run asks exactly what a full run would.
+                generator.generate([prompts[i] for i in todo], temperature, [int(keys[i][:8], 16) for i in todo], store)
+            for chunk, key in zip(chunks, keys):
+                reply = json.loads((cache / f"{key}.json").read_text())["reply"]
+                try:
+                    pairs, invalid = parse_pairs(reply)
+                except ValueError:
+                    counts["generations_malformed"] += 1
+                    continue
+                counts["items_invalid"] += invalid
+                split = "heldout" if temperature in heldout_t else "train"
+                for pair in pairs:
+                    rows.append(
+                        {
+                            **pair,
+                            "chunk": chunk.id,
+                            "source": chunk.source,
+                            "style": style,
+                            "temperature": temperature,
+                            "split": split,
+                        }
+                    )
+            bar.update(len(chunks))
+            bar.set_postfix(kept=len(rows), dropped=counts["generations_malformed"] + counts["items_invalid"])
+    bar.close()
+    counts["pairs_parsed"] = len(rows)
+    rows, counts["pairs_duplicate"] = dedupe(rows)
+    counts["pairs_kept"] = len(rows)
+    return _write_docs(
+        out, chunks, rows, counts, generator.spec, seed, temperatures, sorted(heldout_t), styles, overwrite
+    )
+
+
+def _write_docs(out: Path, chunks, rows, counts, spec, seed, temperatures, heldout_t, styles, overwrite) -> dict:
+    rng = random.Random(f"{seed}:choices")
+    # Distractors are answers of other questions of the same style and the same split:
+    # trained answers occur in qa_train, held-out ones do not, so mixing the splits would
+    # let a guesser that only counts occurrences pick the answer.
+    answers: dict[tuple[str, str], list[str]] = {}
+    for r in rows:
+        answers.setdefault((r["style"], r["split"]), []).append(r["answer"])
+    samplers = {key: OptionSampler(a) for key, a in answers.items() if len(set(a)) >= NUM_CHOICES}
+    qa = []
+    for i, r in enumerate(rows):
+        sampler = samplers.get((r["style"], r["split"]))
+        if sampler is None:
+            counts["pairs_without_distractors"] += 1  # too few other answers of this kind
+            continue
+        choices, label = make_choices(r["answer"], sampler, rng)
+        qa.append({"id": f"docs-{i}", "split": r["split"], "field": r["style"], "question": r["question"],
+                   "answer": r["answer"], "choices": choices, "label": label, "chunk": r["chunk"],
+                   "temperature": r["temperature"]})  # fmt: skip
+    with atomic_output(out, GENERATOR, overwrite) as tmp:
+        (tmp / "train").mkdir()
+        (tmp / "qa").mkdir()
+        write_jsonl(tmp / f"{CHUNKS}.jsonl", [c.__dict__ for c in chunks])
+        write_jsonl(train_file(tmp, CHUNKS), [{"text": c.text} for c in chunks])
+        qa_train = [{"text": qa_text(r["question"], r["answer"])} for r in rows if r["split"] == "train"]
+        write_jsonl(train_file(tmp, QA_TRAIN), qa_train)
+        write_jsonl(qa_file(tmp, DOCS), qa)
+        manifest = {
+            "generator": GENERATOR,
+            "generator_version": GENERATOR_VERSION,
+            "model": spec,
+            "seed": seed,
+            "temperatures": list(temperatures),
+            "heldout_temperatures": heldout_t,
+            "styles": list(styles),
+            "options": protocol("answers of other questions of the same style and split"),
+            "counts": {
+                "chunks": len(chunks),
+                **dict(sorted(counts.items())),
+                "qa_rows": len(qa),
+                "qa_train": sum(r["split"] == "train" for r in qa),
+                "qa_heldout": sum(r["split"] == "heldout" for r in qa),
+            },
+            "provenance": [
+                {"id": q["id"], "chunk": q["chunk"], "style": q["field"], "temperature": q["temperature"]} for q in qa
+            ],
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

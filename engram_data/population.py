@@ -1,0 +1,140 @@
+"""A population: people with unique names and attributes, their split, texts and QA columns.
+
+``person_row`` is the one place a ``people.jsonl`` row is built, for synthesized people
+(``synthesize``) and imported ones (``bios_v1.from_records``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from tqdm.auto import tqdm
+
+from engram_data.contract import VARIANTS, DataError
+from engram_data.pools import Pools, load_pools
+from engram_data.render import pick, qa_columns, random_date, render_texts
+
+
+@dataclass
+class Population:
+    people: list[dict]  # people.jsonl rows
+    pool_sizes: dict[str, int]
+    seed: int
+    source: str
+    variants: tuple[str, ...]
+    extra: dict  # manifest notes (import statistics)
+
+
+def seeded(seed: int, stream: str) -> random.Random:
+    """The generator of one stream of random choices (attributes, text, split, ...)."""
+    return random.Random(f"{seed}:{stream}")
+
+
+def check_variants(variants: Iterable[str]) -> tuple[str, ...]:
+    variants = tuple(variants)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise DataError(
+            f"unknown text variant {', '.join(unknown) or '(none given)'}; choose from {', '.join(VARIANTS)}"
+        )
+    return tuple(v for v in VARIANTS if v in variants)
+
+
+def check_heldout_fraction(fraction: float) -> float:
+    if not 0.0 <= fraction < 1.0:
+        raise DataError(
+            f"--heldout-fraction must be in [0, 1) (got {fraction}); use e.g. 0.5 to hold out half of the people"
+        )
+    return fraction
+
+
+def assign_splits(n: int, heldout_fraction: float, seed: int) -> list[str]:
+    num_heldout = round(n * heldout_fraction)
+    heldout = set(seeded(seed, "split").sample(range(n), num_heldout))
+    return ["heldout" if i in heldout else "train" for i in range(n)]
+
+
+def person_row(
+    pid: int,
+    name: str,
+    parts: tuple[str, str, str],
+    gender: str | None,
+    values: dict[str, str],
+    split: str | None,
+    texts: dict[str, object],
+    questions: dict[str, str] | None = None,
+) -> dict:
+    """A ``people.jsonl`` row: identity, attributes, split, text variants, bioS_v1's QA columns."""
+    first, middle, last = parts
+    return {
+        "id": pid,
+        "name": name,
+        "first_name": first,
+        "middle_name": middle,
+        "last_name": last,
+        "gender": gender,
+        **values,
+        "split": split,
+        **texts,
+        **qa_columns(name, values, questions),
+    }
+
+
+def synthesize(
+    num_people: int = 10_000,
+    seed: int = 0,
+    heldout_fraction: float = 0.5,
+    variants: Iterable[str] = VARIANTS,
+    pools: Pools | None = None,
+    progress: bool = False,
+) -> Population:
+    """Sample ``num_people`` people with unique names and independent, uniform attributes."""
+    pools = pools or load_pools()
+    variants = check_variants(variants)
+    check_heldout_fraction(heldout_fraction)
+    if not isinstance(num_people, int) or num_people <= 0:
+        raise DataError(f"--num-people must be a positive integer (got {num_people})")
+    # Rejection sampling of unique names slows down near capacity; stay well below it.
+    if num_people > pools.name_capacity() // 4:
+        raise DataError(
+            f"--num-people {num_people} is too many for the name pools "
+            f"(at most {pools.name_capacity() // 4}); use fewer people"
+        )
+
+    attr_rng, text_rng = seeded(seed, "attributes"), seeded(seed, "text")
+    companies = tuple(pools.companies)
+    splits = assign_splits(num_people, heldout_fraction, seed)
+    seen: set[str] = set()
+    people = []
+    for pid in tqdm(range(num_people), desc="people", unit="person", disable=not progress):
+        gender = pick(attr_rng, ("male", "female"))
+        while True:
+            first = pick(attr_rng, pools.first_names[gender])
+            middle = pick(attr_rng, pools.middle_names[gender])
+            last = pick(attr_rng, pools.last_names)
+            name = f"{first} {middle} {last}"
+            if middle != first and name not in seen:
+                seen.add(name)
+                break
+        employer = pick(attr_rng, companies)
+        values = {
+            "birth_date": random_date(attr_rng),
+            "birth_city": pick(attr_rng, pools.cities),
+            "university": pick(attr_rng, pools.universities),
+            "major": pick(attr_rng, pools.majors),
+            "employer": employer,
+            # The company city is the employer's headquarters, as in bioS.
+            "company_city": pools.companies[employer],
+        }
+        texts = render_texts(values, name, gender, text_rng, variants)
+        people.append(person_row(pid, name, (first, middle, last), gender, values, splits[pid], texts))
+    return Population(
+        people=people,
+        pool_sizes=pools.sizes(),
+        seed=seed,
+        source="synthetic",
+        variants=variants,
+        extra={},
+    )

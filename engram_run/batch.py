@@ -1,0 +1,69 @@
+"""Many runs in sequence: a failure is reported and the rest go on; finished runs are skipped."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from engram_run import launch
+from engram_run.recipes import RunError, derive_config, load_recipe, write_config
+from engram_run.settings import Run
+from lm_eval_tasks import model_args
+
+
+def resolve_runs(models: list[str], method: str | None, variant: str, status: dict[str, str], **paths) -> Iterator[Run]:
+    """The run of each model; an unknown model or method is recorded as failed."""
+    for model in models:
+        try:
+            yield Run.resolve(model, method, variant, **paths)
+        except RunError as exc:
+            status[model] = f"failed: {exc}"
+            print(f"[engram] {model}: FAILED ({exc})", flush=True)
+
+
+def train_all(runs: Iterator[Run], data_dir: str | Path, force: bool = False, overrides: dict | None = None,
+              status: dict[str, str] | None = None) -> dict[str, str]:  # fmt: skip
+    """Train in sequence. Returns {run: "trained" | "skipped" | "failed: why"}."""
+    status = {} if status is None else status
+    for run in runs:
+        if launch.is_trained(run.model_dir) and not force:
+            status[run.name] = "skipped"
+            print(f"[engram] {run.name}: already trained (FORCE=1 retrains)", flush=True)
+            continue
+        if force and run.model_dir.exists():
+            shutil.rmtree(run.model_dir)
+        cfg = derive_config(run.recipe, data_dir, run.model_dir, run.variant, overrides)
+        write_config(cfg, run.config)
+        print(f"[engram] {run.name}: training (log: {run.train_log})", flush=True)
+        ok = launch.train(run.config, run.model_dir, run.train_log)
+        status[run.name] = "trained" if ok else f"failed: see {run.train_log}"
+        print(f"[engram] {run.name}: {'done' if ok else 'FAILED'}", flush=True)
+    return status
+
+
+def eval_all(runs: Iterator[Run], data_dir: str | Path, tasks=launch.EVAL_TASKS, limit: int | None = None,
+             status: dict[str, str] | None = None) -> dict[str, str]:  # fmt: skip
+    """Score every trained run with lm-eval into results/<run>/."""
+    status = {} if status is None else status
+    for run in runs:
+        if not launch.is_trained(run.model_dir):
+            status[run.name] = "failed: not trained (make train MODEL=...)"
+            print(f"[engram] {run.name}: not trained, skipped", flush=True)
+            continue
+        base = load_recipe(run.config)["base_model"]
+        ok = launch.evaluate(model_args(run.model_dir, base), data_dir, run.results_dir, tasks, limit)
+        status[run.name] = "evaluated" if ok else f"failed: see {run.results_dir / 'eval.log'}"
+        print(f"[engram] {run.name}: {status[run.name]}", flush=True)
+    return status
+
+
+def summary(status: dict[str, str]) -> int:
+    """Print one line per run; the exit status is 1 if any failed."""
+    failed = {k: v for k, v in status.items() if v.startswith("failed")}
+    for run, st in status.items():
+        print(f"  {run}: {st}")
+    if failed:
+        print(f"{len(failed)} of {len(status)} failed", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,166 @@
+"""The report: one table of every run (Markdown, CSV, JSON) and PNG plots, from lm-eval's own
+result files and the plugin's recall history.
+
+    OUT/report.md, report.csv, report.json   per field, overall, heldout, reverse, gen, untrained
+    OUT/accuracy.png                         accuracy per field and run, chance and each floor
+    OUT/recall_over_training.png             the plugin's evaluations during training
+    OUT/manifest.json                        marks the folder as a report (only a report is replaced)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from engram_data.contract import FIELDS, MANIFEST, DataError, atomic_output
+from engram_run.launch import latest_results
+
+COLUMNS = (*FIELDS, "overall", "heldout", "reverse", "gen", "untrained")
+CHANCE = 0.25
+GENERATOR = "llm-engram/report"
+HISTORY_FILE = "engram_recall.jsonl"  # written by the plugin beside the model
+
+
+def _metric(task_results: dict, name: str) -> float | None:
+    value = task_results.get(f"{name},none")
+    return None if value is None or isinstance(value, str) else float(value)
+
+
+def recall_history(outputs: Path, run: str) -> list[dict]:
+    path = outputs / run / "model" / HISTORY_FILE
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def untrained_recall(history: list[dict]) -> float | None:
+    """Recall on train people before any update (the plugin scores step 0): the floor the
+    trained number is to be read against, measured rather than assumed to be chance."""
+    return next((h["engram/qa_acc/overall"] for h in history if h["step"] == 0 and "engram/qa_acc/overall" in h), None)
+
+
+def collect(results_dir: Path, outputs: Path | None = None) -> list[dict]:
+    """One row per run folder with lm-eval results: per-field bios_qa accuracy, overall,
+    heldout, reverse, gen, and the untrained floor where the plugin logged it."""
+    rows = []
+    run_dirs = sorted(p for p in results_dir.iterdir() if p.is_dir()) if results_dir.is_dir() else []
+    for run_dir in run_dirs:
+        path = latest_results(run_dir)
+        if path is None or run_dir.name.startswith("."):
+            continue  # not a run: a report, or a temp folder
+        res = json.loads(path.read_text())["results"]
+        row: dict = {"run": run_dir.name}
+        for field in FIELDS:
+            row[field] = _metric(res.get(f"bios_qa_{field}", {}), "acc")
+        row["overall"] = _metric(res.get("bios_qa", {}), "acc")
+        row["heldout"] = _metric(res.get("bios_qa_heldout", {}), "acc")
+        row["reverse"] = _metric(res.get("bios_qa_reverse", {}), "acc")
+        row["gen"] = _metric(res.get("bios_qa_gen", {}), "exact_match")
+        row["untrained"] = untrained_recall(recall_history(outputs, run_dir.name)) if outputs else None
+        row["results_file"] = str(path)
+        rows.append(row)
+    return rows
+
+
+def table(rows: list[dict]) -> pd.DataFrame:
+    """The runs as a frame, with only the columns some run has."""
+    frame = pd.DataFrame(rows, columns=["run", *COLUMNS]).set_index("run")
+    return frame.dropna(axis=1, how="all")
+
+
+def markdown_table(rows: list[dict]) -> str:
+    return table(rows).to_markdown(floatfmt=".3f", missingval="") + "\n"
+
+
+def _plot_accuracy(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [*FIELDS, "overall"]
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(FIELDS) + 2), 4))
+    width = 0.8 / len(rows)
+    for i, r in enumerate(rows):
+        xs = [j + i * width for j in range(len(labels))]
+        ax.bar(xs, [r.get(f) or 0 for f in labels], width, label=r["run"])
+        if r.get("untrained") is not None:
+            ax.axhline(r["untrained"], color=f"C{i}", linestyle=":", linewidth=1,
+                       label=f"{r['run']}: untrained ({r['untrained']:.3f})")  # fmt: skip
+    ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label=f"chance ({CHANCE})")
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], labels, rotation=20)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("four-option accuracy (bios_qa, train people)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_recall(histories: dict[str, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (run, hist) in enumerate(histories.items()):
+        floor = untrained_recall(hist)
+        if floor is not None:
+            ax.axhline(
+                floor, color=f"C{i}", linestyle=":", linewidth=1, label=f"{run}: untrained, step 0 ({floor:.3f})"
+            )
+        for key, style in (
+            ("engram/qa_acc/overall", "-"),
+            ("engram/heldout_acc/overall", "--"),
+            ("engram/reverse_acc", ":"),
+        ):
+            pts = [(h["step"], h[key]) for h in hist if key in h]
+            if pts:
+                ax.plot(*zip(*pts), style, marker="o", markersize=3, label=f"{run}: {key.split('/')[1]}")
+    ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label=f"chance ({CHANCE})")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("four-option accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(results_dir: Path, outputs: Path, out: Path) -> Path:
+    """Write the report into ``out`` (replacing only a previous report); return report.md."""
+    from lm_eval.utils import make_table
+
+    rows = collect(results_dir, outputs)
+    if not rows:
+        raise DataError(f"no lm-eval results under {results_dir}; run `make eval` (or `make demo`) first")
+    histories = {r["run"]: recall_history(outputs, r["run"]) for r in rows}
+    with atomic_output(out, GENERATOR, overwrite=True) as tmp:
+        (tmp / "report.json").write_text(json.dumps(rows, indent=2) + "\n")
+        table(rows).reindex(columns=list(COLUMNS)).to_csv(tmp / "report.csv")
+        _plot_accuracy(rows, tmp / "accuracy.png")
+        md = [
+            "# llm-engram report",
+            "",
+            "Four-option accuracy (chance 0.25): `bios_qa` per field and overall on train people;",
+            "`heldout`: people whose QA was never trained; `reverse`: name from birth date and city;",
+            "`gen`: greedy exact match; `untrained`: the same model before training (the plugin's",
+            "step-0 recall on train people), the measured floor beside chance.",
+            "",
+            markdown_table(rows),
+            "![accuracy per field](accuracy.png)",
+            "",
+        ]
+        if any(histories.values()):
+            _plot_recall(histories, tmp / "recall_over_training.png")
+            md += ["Recall during training (the engram plugin's evaluations):", "",
+                   "![recall over training](recall_over_training.png)", ""]  # fmt: skip
+        md += ["## Every metric, as lm-eval reports it", ""]
+        for r in rows:
+            md += [f"### {r['run']}", "", f"From `{r['results_file']}`:", "",
+                   make_table(json.loads(Path(r["results_file"]).read_text())), ""]  # fmt: skip
+        (tmp / "report.md").write_text("\n".join(md))
+        manifest = {"generator": GENERATOR, "sources": [r["results_file"] for r in rows]}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return out / "report.md"

@@ -1,0 +1,41 @@
+"""The repository, the shared population's size, offline settings, and running the real CLIs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+# A population big enough that every template and split is exercised, small enough to be quick.
+NUM_PEOPLE = 600
+SEED = 7
+# No test may reach the network: everything is built locally.
+OFFLINE = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "AXOLOTL_DO_NOT_TRACK": "1",
+    "WANDB_MODE": "disabled",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def cli_env(**extra: str) -> dict:
+    """Environment for the project's command-line tools: offline, the venv's bin on PATH."""
+    return {
+        **os.environ,
+        **OFFLINE,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        **extra,
+    }
+
+
+def run_generate(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """Run the real generate_data.py, as a user would."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "generate_data.py"), *args, "--no-progress"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )

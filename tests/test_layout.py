@@ -1,0 +1,69 @@
+"""The codebase's shape: who may import whom (the data contract is the one shared module),
+modules small enough to read top to bottom, generated task files current."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers.common import REPO
+
+PACKAGES = ("engram_data", "engram_plugin", "engram_run", "lm_eval_tasks")
+# Of our own packages, what each part may import (prefixes); everything else of ours is off limits.
+ALLOWED = {
+    "engram_plugin": ("engram_plugin", "engram_data.contract", "lm_eval_tasks"),
+    "lm_eval_tasks/utils.py": ("engram_data.contract",),
+    "lm_eval_tasks/cli.py": ("lm_eval_tasks",),
+    "engram_run": ("engram_run", "engram_data.contract", "lm_eval_tasks"),
+    "engram_data/documents": ("engram_data.contract", "engram_data.options", "engram_data.documents"),
+    "engram_data/contract.py": (),
+}
+MAX_LINES = 300
+
+
+def modules(part: str) -> list[Path]:
+    path = REPO / part
+    return [path] if path.suffix == ".py" else sorted(path.rglob("*.py"))
+
+
+def own_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        found |= {n for n in names if n.split(".")[0] in PACKAGES}
+    return found
+
+
+@pytest.mark.parametrize("part", list(ALLOWED))
+def test_each_part_imports_only_the_data_contract_of_the_others(part):
+    for path in modules(part):
+        for name in own_imports(path):
+            assert name.startswith(ALLOWED[part]), f"{path.relative_to(REPO)} imports {name}"
+
+
+def test_the_bios_generator_imports_neither_documents_nor_run_glue_nor_plugin():
+    for path in modules("engram_data"):
+        if "documents" in path.parts or path.name == "cli.py":
+            continue
+        for name in own_imports(path):
+            assert name.startswith("engram_data") and not name.startswith("engram_data.documents"), (path, name)
+
+
+def test_no_module_is_longer_than_300_lines_without_saying_why():
+    for package in PACKAGES:
+        for path in modules(package):
+            lines = len(path.read_text().splitlines())
+            doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+            assert lines <= MAX_LINES or "Over 300 lines because" in doc, f"{path.relative_to(REPO)}: {lines} lines"
+
+
+def test_committed_task_files_are_what_the_generator_writes():
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "lm_eval_tasks/_generate_configs.py"), "--check"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
