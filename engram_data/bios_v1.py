@@ -30,9 +30,11 @@ def infer_gender(text: str) -> str | None:
 
 
 def load_bios_v1(source: str):
-    """Load bioS_v1 rows from the hub id, a ``save_to_disk`` folder, or a data file."""
+    """bioS_v1 rows (dicts) from the hub id, a ``save_to_disk`` folder, or a data file."""
     import datasets
 
+    datasets.disable_progress_bars()  # the import has its own bar; stderr is for errors
+    datasets.logging.set_verbosity_error()
     path = Path(source)
     try:
         if path.is_dir() and any((path / f).exists() for f in ("dataset_dict.json", "dataset_info.json")):
@@ -44,6 +46,9 @@ def load_bios_v1(source: str):
             ds = datasets.load_dataset(builder, data_files=str(path))
         else:
             ds = datasets.load_dataset(source)
+        if isinstance(ds, datasets.DatasetDict):
+            ds = datasets.concatenate_datasets([ds[k] for k in ds])
+        return ds.to_list()  # read it all here, so that a bad byte fails as a load error
     except DataError:
         raise
     except Exception as exc:  # the datasets library raises many kinds; report one line
@@ -51,10 +56,24 @@ def load_bios_v1(source: str):
         raise DataError(
             f"cannot load the bioS_v1 dataset {source!r} ({type(exc).__name__}: {reason}); "
             "check the hub id and your network, or pass a local path saved with save_to_disk"
-        ) from exc
-    if isinstance(ds, datasets.DatasetDict):
-        ds = datasets.concatenate_datasets([ds[k] for k in ds])
-    return ds
+        ) from None
+
+
+def _text(value: object, where: str, column: str) -> str:
+    """A column that must hold a non-empty string (never a number, a list, null or "")."""
+    if not isinstance(value, str) or not value.strip():
+        got = f"{value!r} ({type(value).__name__})" if value is not None else "null"
+        raise DataError(f"{where}: column '{column}' must be a non-empty string, got {got}; fix the dataset")
+    return value.strip()
+
+
+def _texts(value: object, where: str, column: str) -> list[str]:
+    """``bioS_multi5_permutes``: a list of non-empty strings (a string would become characters)."""
+    if not isinstance(value, list) or not value:
+        raise DataError(
+            f"{where}: column '{column}' must be a list of biographies, got {type(value).__name__}; fix the dataset"
+        )
+    return [_text(v, where, column) for v in value]
 
 
 def from_records(
@@ -64,44 +83,56 @@ def from_records(
     variants: Iterable[str] = VARIANTS,
     source: str = "local",
     progress: bool = False,
+    drop_duplicates: bool = False,
 ) -> Population:
-    """People from rows in the bioS_v1 schema, computing what the rows lack."""
+    """People from rows in the bioS_v1 schema, computing what the rows lack. Every column
+    is checked: a bad type, an empty string or a repeated name (unless ``drop_duplicates``)
+    is a DataError that names the row and the column."""
     variants = check_variants(variants)
     check_heldout_fraction(heldout_fraction)
     text_rng = seeded(seed, "text")
-    rows, seen, duplicates, rendered = [], set(), 0, Counter()
-    for rec in tqdm(records, desc="import", unit="person", disable=not progress):
+    rows, seen, rendered = [], set(), Counter()
+    duplicates: list[str] = []
+    for i, rec in enumerate(tqdm(records, desc="import", unit="person", disable=not progress)):
         if "name" not in rec:
             raise DataError("the dataset has no 'name' column; it must follow the bioS_v1 schema")
-        name = str(rec["name"]).strip()
+        name = _text(rec["name"], f"row {i}", "name")
         if name in seen:
-            duplicates += 1  # a repeated name would make its questions ambiguous
+            duplicates.append(name)  # a repeated name would make its questions ambiguous
             continue
         seen.add(name)
+        where = f"row {i} ({name!r})"
         values, questions = {}, {}
         for field in FIELDS:
-            prefix = QA_PREFIX[field]
-            value = rec.get(field) or rec.get(f"{prefix}_a")
-            if not value:
+            column = field if rec.get(field) is not None else f"{QA_PREFIX[field]}_a"
+            if column not in rec:
                 raise DataError(
-                    f"row for {name!r} has neither '{field}' nor '{prefix}_a'; "
-                    "the dataset must follow the bioS_v1 schema"
+                    f"{where} has neither '{field}' nor '{QA_PREFIX[field]}_a'; the dataset must follow the bioS_v1 schema"
                 )
-            values[field] = str(value).strip()
-            questions[field] = rec.get(f"{prefix}_q")
-        gender = rec.get("gender") or infer_gender(str(rec.get("bioS") or rec.get("bioS_fullname") or ""))
-        missing = [v for v in variants if not rec.get(v)]
+            values[field] = _text(rec[column], where, column)
+            question = rec.get(f"{QA_PREFIX[field]}_q")
+            questions[field] = None if question is None else _text(question, where, f"{QA_PREFIX[field]}_q")
+        gender = rec.get("gender")
+        if gender not in (None, "male", "female"):
+            raise DataError(f"{where}: column 'gender' must be male, female or null, got {gender!r}; fix the dataset")
+        gender = gender or infer_gender(str(rec.get("bioS") or rec.get("bioS_fullname") or ""))
+        missing = [v for v in variants if rec.get(v) is None]
         rendered.update(missing)
         texts = render_texts(values, name, gender, text_rng, missing) if missing else {}
         for v in variants:
             if v not in missing:
-                texts[v] = list(rec[v]) if v == "bioS_multi5_permutes" else str(rec[v])
+                texts[v] = _texts(rec[v], where, v) if v == "bioS_multi5_permutes" else _text(rec[v], where, v)
         parts = name.split()
         name_parts = (parts[0], " ".join(parts[1:-1]), parts[-1] if len(parts) > 1 else "")
         texts = {v: texts[v] for v in variants}
         rows.append(person_row(len(rows), name, name_parts, gender, values, None, texts, questions))
     if not rows:
-        raise DataError(f"the dataset {source!r} has no rows")
+        raise DataError(f"the dataset {source!r} has no rows; pass a file or dataset with people in it")
+    if duplicates and not drop_duplicates:
+        raise DataError(
+            f"{len(duplicates)} rows repeat a name already seen (first: {duplicates[0]!r}), which would make "
+            "questions ambiguous; fix the dataset or pass --drop-duplicates to keep the first of each"
+        )
     for person, split in zip(rows, assign_splits(len(rows), heldout_fraction, seed)):
         person["split"] = split
     return Population(
@@ -110,5 +141,5 @@ def from_records(
         seed=seed,
         source=source,
         variants=variants,
-        extra={"duplicate_names_dropped": duplicates, "variants_rendered": sorted(rendered)},
+        extra={"duplicate_names_dropped": len(duplicates), "variants_rendered": sorted(rendered)},
     )

@@ -1,33 +1,35 @@
 """Command line of ``generate_data.py`` (and ``engram-data``): a thin argparse layer over
-:mod:`engram_data` (bioS) and :mod:`engram_data.documents` (``docs``)."""
+:mod:`engram_data` (bioS) and :mod:`engram_data.documents` (``docs``). Every argument is
+checked before any work; bad input is one line (engram_data.errors)."""
 
 from __future__ import annotations
 
-import argparse
 import gc
 import sys
 import time
 
-from engram_data.bios_v1 import from_records, load_bios_v1
 from engram_data.contract import VARIANTS, DataError
-from engram_data.population import synthesize
-from engram_data.write import write_dataset
+from engram_data.errors import OneLineParser, number, run_cli
+
+PROG = "generate_data.py"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="generate_data.py",
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog=PROG,
         description="Synthesize a bioS population (default) or import bioS_v1, and write the "
         "train/QA layout that the recipes, lm-eval tasks and plugin read.",
     )
-    parser.add_argument("--num-people", type=int, default=10_000, help="people to synthesize (default: 10000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
+    parser.add_argument(
+        "--num-people", type=number(int, 1), default=10_000, help="people to synthesize (default: 10000)"
+    )
+    parser.add_argument("--seed", type=number(int), default=0, help="seed of every random choice (default: 0)")
     parser.add_argument("--out", default="data/bios", help="output directory (default: data/bios)")
     parser.add_argument(
         "--heldout-fraction",
-        type=float,
+        type=number(float),
         default=0.5,
-        help="fraction of people in the 'heldout' split, whose QA is never trained (default: 0.5)",
+        help="fraction of people in the 'heldout' split, whose QA is never trained, in [0, 1) (default: 0.5)",
     )
     parser.add_argument(
         "--variants",
@@ -40,16 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="import instead of synthesizing: a hub id (minsungkim/bioS_v1), a save_to_disk folder, "
         "or a .jsonl/.parquet/.csv file in the bioS_v1 schema",
     )
+    parser.add_argument(
+        "--drop-duplicates", action="store_true", help="--source: keep the first of rows that repeat a name"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a previous output in --out")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
 
-def build_docs_parser() -> argparse.ArgumentParser:
+def build_docs_parser() -> OneLineParser:
     from engram_data.documents.qa import STYLES
 
-    p = argparse.ArgumentParser(
-        prog="generate_data.py docs",
+    p = OneLineParser(
+        prog=f"{PROG} docs",
         description="Expand your own documents into QA training and evaluation data with a generator LLM.",
     )
     p.add_argument("--input", nargs="+", required=True, help="files or folders of .txt / .md documents")
@@ -60,19 +65,24 @@ def build_docs_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model name for openai: endpoints")
     p.add_argument("--tokenizer", default=None, help="tokenizer to chunk by, for openai: (a local folder)")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
-    p.add_argument("--concurrency", type=int, default=4)
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
-    p.add_argument("--retries", type=int, default=5, help="retries with exponential backoff")
-    p.add_argument("--chunk-tokens", type=int, default=300, help="chunk size in generator tokens (default: 300)")
-    p.add_argument("--tokens-per-question", type=int, default=60, help="about one question per N tokens (default: 60)")
-    p.add_argument("--temperatures", type=int, default=9, help="how many temperatures (default: 9)")
-    p.add_argument("--temp-min", type=float, default=0.01)
-    p.add_argument("--temp-max", type=float, default=1.2)
+    p.add_argument("--concurrency", type=number(int, 1), default=4, help="requests at a time (>= 1)")
+    p.add_argument("--timeout", type=number(float, 0, low_open=True), default=60.0, help="seconds per request")
+    p.add_argument("--retries", type=number(int, 0), default=5, help="retries with exponential backoff (>= 0)")
+    p.add_argument("--chunk-tokens", type=number(int, 1), default=300, help="chunk size in tokens (default: 300)")
     p.add_argument(
-        "--heldout-temperatures", type=int, default=2, help="temperatures kept out of training: paraphrase test"
+        "--tokens-per-question", type=number(int, 1), default=60, help="about one question per N tokens (default: 60)"
+    )
+    p.add_argument("--temperatures", type=number(int, 1), default=9, help="how many temperatures (default: 9)")
+    p.add_argument("--temp-min", type=number(float, 0), default=0.01)
+    p.add_argument("--temp-max", type=number(float, 0), default=1.2)
+    p.add_argument(
+        "--heldout-temperatures",
+        type=number(int, 0),
+        default=2,
+        help="temperatures kept out of training: paraphrase test",
     )
     p.add_argument("--styles", default=",".join(STYLES), help=f"comma-separated (default: {','.join(STYLES)})")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=number(int), default=0)
     p.add_argument("--cache", default=None, help="request cache (default: OUT.cache)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")
@@ -84,9 +94,9 @@ def docs_main(argv: list[str]) -> int:
     from engram_data.documents.qa import temperature_schedule
     from engram_data.documents.run import generate_docs
 
-    parser = build_docs_parser()
-    args = parser.parse_args(argv)
-    try:
+    args = build_docs_parser().parse_args(argv)
+
+    def body() -> int:
         schedule = temperature_schedule(args.temperatures, args.temp_min, args.temp_max)
         gen = make_generator(args.generator, args.model, args.tokenizer, api_key_env=args.api_key_env,
                              concurrency=args.concurrency, timeout=args.timeout, retries=args.retries)  # fmt: skip
@@ -95,59 +105,58 @@ def docs_main(argv: list[str]) -> int:
             args.heldout_temperatures, [s.strip() for s in args.styles.split(",") if s.strip()],
             args.seed, args.overwrite, not args.no_progress, args.cache,
         )  # fmt: skip
-    except DataError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    c = manifest["counts"]
-    print(
-        f"wrote {c['qa_rows']} questions ({c['qa_train']} train, {c['qa_heldout']} heldout) from {c['chunks']} chunks "
-        f"to {args.out}; dropped {c.get('generations_malformed', 0)} malformed generations, "
-        f"{c.get('items_invalid', 0)} invalid items, {c.get('pairs_duplicate', 0)} duplicates"
-    )
-    return 0
+        c = manifest["counts"]
+        print(
+            f"wrote {c['qa_rows']} questions ({c['qa_train']} train, {c['qa_heldout']} heldout) from {c['chunks']} "
+            f"chunks to {args.out}; dropped {c.get('generations_malformed', 0)} malformed generations, "
+            f"{c.get('items_invalid', 0)} invalid items, {c.get('pairs_duplicate', 0)} duplicates"
+        )
+        return 0
+
+    return run_cli(f"{PROG} docs", body, (DataError,))
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["docs"]:
-        return docs_main(argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def bios_main(argv: list[str]) -> int:
+    from engram_data.bios_v1 import from_records, load_bios_v1
+    from engram_data.population import synthesize
+    from engram_data.write import write_dataset
+
+    args = build_parser().parse_args(argv)
     progress = not args.no_progress
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     recorded = {k: v for k, v in vars(args).items() if k not in ("out", "overwrite", "no_progress")}
-    start = time.perf_counter()
-    # Hundreds of thousands of small acyclic dicts: the cyclic GC would rescan them over
-    # and over (a third of the run time at 100k people) and can free nothing.
-    gc.disable()
-    try:
+
+    def body() -> int:
+        start = time.perf_counter()
+        # Hundreds of thousands of small acyclic dicts: the cyclic GC would rescan them over
+        # and over (a third of the run time at 100k people) and can free nothing.
+        gc.disable()
         if args.source:
-            records = load_bios_v1(args.source)
             pop = from_records(
-                records,
+                load_bios_v1(args.source),
                 seed=args.seed,
                 heldout_fraction=args.heldout_fraction,
                 variants=variants,
                 source=args.source,
                 progress=progress,
+                drop_duplicates=args.drop_duplicates,
             )
             recorded.pop("num_people")
         else:
-            pop = synthesize(
-                num_people=args.num_people,
-                seed=args.seed,
-                heldout_fraction=args.heldout_fraction,
-                variants=variants,
-                progress=progress,
-            )
+            pop = synthesize(args.num_people, args.seed, args.heldout_fraction, variants, progress=progress)
         manifest = write_dataset(pop, args.out, overwrite=args.overwrite, progress=progress, args=recorded)
-    except DataError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    elapsed = time.perf_counter() - start
-    splits = manifest["splits"]
-    print(
-        f"wrote {manifest['num_people']} people ({splits['train']} train, {splits['heldout']} heldout) "
-        f"to {args.out} in {elapsed:.1f} s"
-    )
-    return 0
+        splits = manifest["splits"]
+        dropped = pop.extra.get("duplicate_names_dropped")
+        print(
+            f"wrote {manifest['num_people']} people ({splits['train']} train, {splits['heldout']} heldout) "
+            f"to {args.out} in {time.perf_counter() - start:.1f} s"
+            + (f"; dropped {dropped} rows that repeated a name" if dropped else "")
+        )
+        return 0
+
+    return run_cli(PROG, body, (DataError,))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    return docs_main(argv[1:]) if argv[:1] == ["docs"] else bios_main(argv)

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -114,19 +115,61 @@ def write_jsonl(path: Path, rows: Sequence[dict], chunk: int = 8192) -> tuple[in
     return len(rows), digest.hexdigest()
 
 
+def read_manifest(root: str | os.PathLike) -> dict:
+    """``root/manifest.json``; DataError if it is missing or not a JSON object."""
+    path = Path(root) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing: {root} was not written by generate_data.py; regenerate it") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is unreadable ({exc}); regenerate {root}") from None
+    if not isinstance(manifest, dict):
+        raise DataError(f"{path} is not a JSON object; regenerate {root}")
+    return manifest
+
+
 def check_data_version(root: str | os.PathLike) -> None:
     """Refuse data whose options a frequency-only guesser can tell apart (generator < 2.0):
     scoring it with today's tasks would mix old and new numbers under one version."""
-    try:
-        manifest = json.loads((Path(root) / MANIFEST).read_text("utf-8"))
-        version = str(manifest.get("generator_version", "1.0"))
-    except (OSError, ValueError, AttributeError):
-        return  # no readable manifest: the readers' own checks say what is missing
-    if int(version.split(".")[0]) < int(GENERATOR_VERSION.split(".")[0]):
+    version = str(read_manifest(root).get("generator_version", "1.0"))
+    if not version.split(".")[0].isdigit() or int(version.split(".")[0]) < int(GENERATOR_VERSION.split(".")[0]):
         raise DataError(
             f"{root} was written by generate_data {version}, whose distractors a guesser that only counts "
             f"frequencies tells from the answer; regenerate it (make data, or generate_data.py --overwrite)"
         )
+
+
+def read_qa_file(root: str | os.PathLike, name: str, keys: Sequence[str] = QA_KEYS) -> list[dict]:
+    """Every row of ``root/qa/<name>.jsonl``, checked: the data version, the file's row
+    count and sha256 against manifest.json (a file cut or edited after generation is
+    refused), and each row against the schema. DataError names the file and the fix."""
+    root, path = Path(root), qa_file(root, name)
+    if not root.is_dir():
+        raise DataError(f"data directory {root} does not exist")
+    if not path.is_file():
+        raise DataError(f"{path} is missing")
+    check_data_version(root)
+    info = read_manifest(root).get("files", {}).get(f"qa/{name}.jsonl")
+    data = path.read_bytes()
+    rows, digest = data.count(b"\n"), hashlib.sha256(data).hexdigest()
+    if not isinstance(info, dict) or (info.get("rows"), info.get("sha256")) != (rows, digest):
+        expected = f"{info.get('rows')} rows" if isinstance(info, dict) else "no entry"
+        raise DataError(
+            f"{path} does not match {root / MANIFEST} ({rows} rows here, {expected} there, or another sha256): "
+            "it was cut or edited after generation; regenerate the data"
+        )
+    parsed = []
+    for number, line in enumerate(data.splitlines(), 1):
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise DataError(f"{path} line {number} is not JSON ({exc}); regenerate the data") from None
+        problem = qa_row_problem(row, keys)
+        if problem:
+            raise DataError(f"{path} line {number}: {problem}; regenerate the data")
+        parsed.append(row)
+    return parsed
 
 
 def is_previous_output(path: Path, generator: str) -> bool:
@@ -139,6 +182,9 @@ def is_previous_output(path: Path, generator: str) -> bool:
 
 
 def check_output_dir(out: Path, generator: str, overwrite: bool) -> None:
+    """``out`` may be written: new, empty, or a previous output of ``generator`` (with ``overwrite``)."""
+    if out.is_symlink():
+        raise DataError(f"output path {out} is a symbolic link (to {os.readlink(out)}); pass the real folder as --out")
     if out.exists() and not out.is_dir():
         raise DataError(f"output path {out} exists and is not a directory; choose another --out")
     if out.is_dir() and any(out.iterdir()):
@@ -151,34 +197,102 @@ def check_output_dir(out: Path, generator: str, overwrite: bool) -> None:
             raise DataError(f"output directory {out} already holds a dataset; pass --overwrite to replace it")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+def _pid_of(path: Path) -> int | None:
+    """The writer's pid in a lock file's text or in a ``.<name>.tmp-<pid>-...`` folder name."""
+    text = path.read_text().strip() if path.is_file() else path.name.rsplit(".tmp-", 1)[-1].split("-")[0]
+    return int(text) if text.isdigit() else None
+
+
+@contextmanager
+def _lock(out: Path) -> Iterator[None]:
+    """One writer per output folder: a second run refuses; a dead run's lock and temp
+    folders are cleaned up."""
+    lock = out.with_name(f".{out.name}.lock")
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            pid = _pid_of(lock)
+            if pid is not None and _alive(pid):
+                raise DataError(
+                    f"another run (pid {pid}) is writing {out}; wait for it to finish or choose another --out"
+                ) from None
+            lock.unlink(missing_ok=True)  # left by a run that died
+    else:
+        raise DataError(f"cannot lock {out} ({lock} keeps coming back); choose another --out")
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        for stale in out.parent.glob(f".{out.name}.tmp-*"):
+            pid = _pid_of(stale)
+            if pid is not None and not _alive(pid):
+                shutil.rmtree(stale, ignore_errors=True)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+@contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM ends the run through the usual cleanup (an exception), not mid-write."""
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextmanager
 def atomic_output(out: str | os.PathLike, generator: str, overwrite: bool = False) -> Iterator[Path]:
     """A temp folder beside ``out`` to write the whole layout into; when the block ends
-    without error it takes the place of ``out``, and on any error it is removed.
+    without error it takes the place of ``out``, and on any error (SIGINT, SIGTERM
+    included) it is removed.
 
     ``out`` must be new, empty, or a previous output of ``generator`` (then only with
-    ``overwrite``): a folder the tool did not write is never touched.
+    ``overwrite``), checked before and again at the swap: a folder the tool did not write,
+    even one created meanwhile, is never touched. One writer at a time per ``out``.
     """
     out = Path(out)
     check_output_dir(out, generator, overwrite)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        with _lock(out), _terminate_as_exit():
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
+            try:
+                # mkdtemp makes a private (0700) folder; the output gets the usual permissions.
+                umask = os.umask(0)
+                os.umask(umask)
+                tmp.chmod(0o777 & ~umask)
+                yield tmp
+                check_output_dir(out, generator, overwrite)  # again: a user may have made it meanwhile
+                if out.exists():
+                    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+                    out.rename(old)
+                    tmp.rename(out)
+                    shutil.rmtree(old)
+                else:
+                    tmp.rename(out)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
     except OSError as exc:
         raise DataError(f"cannot write to {out.parent} ({exc.strerror or exc}); choose a writable --out") from exc
-    try:
-        # mkdtemp makes a private (0700) folder; the output gets the usual permissions.
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)
-        yield tmp
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from axolotl.integrations.base import BasePlugin
 
-from engram_data.contract import check_data_version
+from engram_data.contract import FIELDS, REVERSE, read_qa_file
 from engram_plugin.callbacks import EngramCallback, best_dirs
 from engram_plugin.freeze import apply_freezing
 
@@ -32,7 +32,8 @@ class EngramPlugin(BasePlugin):
                     f"engram_data_dir {cfg.engram_data_dir} has no qa/ folder: run `make data` "
                     "or point engram_data_dir at a dataset written by generate_data.py"
                 )
-            check_data_version(cfg.engram_data_dir)
+            for name in (*FIELDS, REVERSE):  # the version, counts and hashes, every row: before any work
+                read_qa_file(cfg.engram_data_dir, name)
 
     def post_model_load(self, cfg, model):
         # Early, so that a bad layer index fails before any data is processed.

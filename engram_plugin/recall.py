@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from engram_data.contract import FIELDS, REVERSE, check_data_version, qa_file, qa_prompt, read_jsonl
+from engram_data.contract import FIELDS, REVERSE, qa_prompt, read_qa_file
 
 QUESTION_SETS = ("train", "heldout", "reverse")
 
@@ -50,22 +50,17 @@ def load_questions(
     sets: Sequence[str] = ("train",),
     limit: int | None = None,
 ) -> list[Question]:
-    """The first ``limit`` questions of each field and set, in file order (lm-eval's --limit)."""
-    data_dir = Path(data_dir)
-    check_data_version(data_dir)
+    """The first ``limit`` questions of each field and set, in file order (lm-eval's --limit).
+    Every file is read and checked (engram_data.contract.read_qa_file) before any is tokenized."""
+    unknown = [s for s in sets if s not in QUESTION_SETS]
+    if unknown:
+        raise ValueError(f"unknown question set {unknown[0]!r}; choose from {', '.join(QUESTION_SETS)}")
+    files = {name: read_qa_file(data_dir, name) for name in dict.fromkeys(
+        REVERSE if qset == REVERSE else field for qset in sets for field in FIELDS)}  # fmt: skip
     questions = []
     for qset in sets:
-        if qset not in QUESTION_SETS:
-            raise ValueError(f"unknown question set {qset!r}; choose from {', '.join(QUESTION_SETS)}")
         for field in (REVERSE,) if qset == REVERSE else FIELDS:
-            path = qa_file(data_dir, field)
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"{path} is missing; run `make data` or set engram_data_dir to a generated dataset"
-                )
-            rows = read_jsonl(path)
-            if qset != REVERSE:
-                rows = [r for r in rows if r["split"] == qset]
+            rows = files[field] if qset == REVERSE else [r for r in files[field] if r["split"] == qset]
             for row in rows[:limit]:
                 context = qa_prompt(row["question"])
                 pairs = [encode_pair(tokenizer, context, " " + c) for c in row["choices"]]

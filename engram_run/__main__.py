@@ -13,13 +13,13 @@ Runs live in ``outputs/<run>/`` (config.yml, model/, train.log) and ``results/<r
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import yaml
 
 from engram_data.contract import VARIANTS, DataError
+from engram_data.errors import OneLineParser, number, run_cli
 from engram_run import batch
 from engram_run.compare import LEADERBOARD_TASKS, compare
 from engram_run.demo import DemoSettings, demo
@@ -41,7 +41,7 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
+def _add_run_options(p: OneLineParser) -> None:
     p.add_argument("--method", default=None, help="full, lora or qlora (default: each recipe's own)")
     p.add_argument("--variant", "--bio-field", dest="variant", default=DEFAULT_VARIANT, choices=VARIANTS,
                    help=f"text variant to train on (default: {DEFAULT_VARIANT})")  # fmt: skip
@@ -50,8 +50,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="results", type=Path)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, helptext in (("train-all", "train models in sequence"), ("eval-all", "evaluate trained models")):
         p = sub.add_parser(name, help=helptext)
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_run_options(p)
         p.add_argument("--force", action="store_true", help="retrain finished runs")
         p.add_argument("--tasks", default=",".join(EVAL_TASKS))
-        p.add_argument("--limit", type=int, default=None)
+        p.add_argument("--limit", type=number(int, 1), default=None)
         p.add_argument("--set", nargs="*", default=[], help="KEY=VALUE config overrides for every model")
 
     r = sub.add_parser("report", help="collect every run into report.{md,csv,json} and PNG plots")
@@ -71,48 +71,48 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--model", required=False)
     _add_run_options(k)
     k.add_argument("--tasks", default=",".join(("bios_qa", *LEADERBOARD_TASKS)))
-    k.add_argument("--limit", type=int, default=None)
+    k.add_argument("--limit", type=number(int, 1), default=None)
     k.add_argument("--base-results", type=Path, help="compare two existing lm-eval result files instead of running")
     k.add_argument("--tuned-results", type=Path)
 
     d = sub.add_parser("demo", help="the main job end to end on a CPU")
     defaults = DemoSettings()
-    for field, kind in (("people", int), ("epochs", int), ("hidden", int), ("layers", int), ("vocab_size", int),
-                        ("learning_rate", float), ("micro_batch", int), ("data_dir", Path), ("outputs", Path),
-                        ("results", Path), ("eval_limit", int)):  # fmt: skip
+    for field, kind in (("people", number(int, 4)), ("epochs", number(int, 1)), ("hidden", number(int, 1)),
+                        ("layers", number(int, 1)), ("vocab_size", number(int, 300)),
+                        ("learning_rate", number(float, 0, low_open=True)), ("micro_batch", number(int, 1)),
+                        ("data_dir", Path), ("outputs", Path), ("results", Path), ("eval_limit", number(int, 1))):  # fmt: skip
         d.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(defaults, field))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        if args.command in ("train-all", "eval-all"):
-            models = args.models.replace(",", " ").split()
-            status: dict[str, str] = {}
-            runs = batch.resolve_runs(models, args.method, args.variant, status, outputs=args.outputs,
-                                      results=args.results)  # fmt: skip
-            if args.command == "train-all":
-                batch.train_all(runs, args.data_dir, args.force, parse_overrides(args.set), status)
-            else:
-                batch.eval_all(runs, args.data_dir, args.tasks.split(","), args.limit, status)
-            return batch.summary(status)
-        if args.command == "report":
-            print(f"report: {report(args.results, args.outputs, args.out)}")
-        elif args.command == "compare":
-            files = (args.base_results, args.tuned_results)
-            if not all(files) and not args.model:
-                raise RunError("compare needs --model (or --base-results and --tuned-results)")
-            run = None if all(files) else Run.resolve(args.model, args.method, args.variant, outputs=args.outputs,
-                                                      results=args.results)  # fmt: skip
-            print(f"comparison: {compare(run, args.data_dir, args.tasks.split(','), args.limit, *files)}")
-        elif args.command == "demo":
-            fields = DemoSettings.__dataclass_fields__
-            demo(DemoSettings(**{k: v for k, v in vars(args).items() if k in fields}))
-    except (RunError, DataError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+    args = build_parser().parse_args(argv)
+    return run_cli(PROG, lambda: command(args), (RunError, DataError))
+
+
+def command(args) -> int:
+    if args.command in ("train-all", "eval-all"):
+        models = args.models.replace(",", " ").split()
+        overrides = parse_overrides(args.set)  # a malformed --set fails before any run
+        status: dict[str, str] = {}
+        runs = batch.resolve_runs(models, args.method, args.variant, status, outputs=args.outputs, results=args.results)
+        if args.command == "train-all":
+            batch.train_all(runs, args.data_dir, args.force, overrides, status)
+        else:
+            batch.eval_all(runs, args.data_dir, args.tasks.split(","), args.limit, status)
+        return batch.summary(status)
+    if args.command == "report":
+        print(f"report: {report(args.results, args.outputs, args.out)}")
+    elif args.command == "compare":
+        files = (args.base_results, args.tuned_results)
+        if not all(files) and not args.model:
+            raise RunError("compare needs --model (or both --base-results and --tuned-results)")
+        run = None if all(files) else Run.resolve(args.model, args.method, args.variant, outputs=args.outputs,
+                                                  results=args.results)  # fmt: skip
+        print(f"comparison: {compare(run, args.data_dir, args.tasks.split(','), args.limit, *files)}")
+    elif args.command == "demo":
+        fields = DemoSettings.__dataclass_fields__
+        demo(DemoSettings(**{k: v for k, v in vars(args).items() if k in fields}))
     return 0
 
 

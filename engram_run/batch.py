@@ -7,8 +7,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from engram_data.contract import read_manifest
 from engram_run import launch
-from engram_run.recipes import RunError, derive_config, load_recipe, write_config
+from engram_run.recipes import RunError, derive_config, load_recipe, validate, write_config
 from engram_run.settings import Run
 from lm_eval_tasks import model_args
 
@@ -27,14 +28,22 @@ def train_all(runs: Iterator[Run], data_dir: str | Path, force: bool = False, ov
               status: dict[str, str] | None = None) -> dict[str, str]:  # fmt: skip
     """Train in sequence. Returns {run: "trained" | "skipped" | "failed: why"}."""
     status = {} if status is None else status
+    read_manifest(data_dir)  # a missing or foreign --data-dir fails here, before any training
     for run in runs:
         if launch.is_trained(run.model_dir) and not force:
             status[run.name] = "skipped"
             print(f"[engram] {run.name}: already trained (FORCE=1 retrains)", flush=True)
             continue
+        try:
+            cfg = derive_config(run.recipe, data_dir, run.model_dir, run.variant, overrides)
+            validate(cfg)  # --set keys and values through Axolotl's schema, before anything is written
+            launch.claim(run.dir)  # outputs/<run>/ is ours (new or marked), and so is what is inside it
+        except RunError as exc:
+            status[run.name] = f"failed: {exc}"
+            print(f"[engram] {run.name}: FAILED ({exc})", flush=True)
+            continue
         if force and run.model_dir.exists():
             shutil.rmtree(run.model_dir)
-        cfg = derive_config(run.recipe, data_dir, run.model_dir, run.variant, overrides)
         write_config(cfg, run.config)
         print(f"[engram] {run.name}: training (log: {run.train_log})", flush=True)
         ok = launch.train(run.config, run.model_dir, run.train_log)
@@ -47,6 +56,7 @@ def eval_all(runs: Iterator[Run], data_dir: str | Path, tasks=launch.EVAL_TASKS,
              status: dict[str, str] | None = None) -> dict[str, str]:  # fmt: skip
     """Score every trained run with lm-eval into results/<run>/."""
     status = {} if status is None else status
+    read_manifest(data_dir)  # a missing or foreign --data-dir fails here, before any evaluation
     for run in runs:
         if not launch.is_trained(run.model_dir):
             status[run.name] = "failed: not trained (make train MODEL=...)"

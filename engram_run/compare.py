@@ -59,7 +59,7 @@ def compare(run: Run | None, data_dir: str | Path, tasks: list[str], limit: int 
                 raise RunError(f"lm-eval failed for the {side} model; see {out / side / 'eval.log'}")
         base_results, tuned_results = launch.latest_results(out / "base"), launch.latest_results(out / "tuned")
         names = (base, run.name)
-    rows = compare_results(json.loads(base_results.read_text()), json.loads(tuned_results.read_text()))
+    rows = compare_results(launch.read_results(base_results), launch.read_results(tuned_results))
     if not rows:
         raise RunError(f"{base_results} and {tuned_results} share no task metrics")
     return write_comparison(rows, out, *names)

@@ -3,12 +3,10 @@ plugin, lm-eval, report. Prints each step with the elapsed time, then where the 
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engram_data.contract import MANIFEST
 from engram_run import launch
 from engram_run.recipes import RECIPES_DIR, RunError, derive_config, write_config
 from engram_run.report import CHANCE, collect, report
@@ -43,12 +41,14 @@ def demo(s: DemoSettings) -> Path:
     def step(msg: str) -> None:
         print(f"[demo {time.perf_counter() - start:6.0f}s] {msg}", flush=True)
 
+    # Every folder it will replace must be its own, checked before any work.
+    for folder in (run, s.results / "demo"):
+        if folder.exists() and not (folder / launch.MARKER).exists():
+            raise RunError(f"{folder} exists and was not written by the demo; move it away or pass --outputs/--results")
     step(f"generating {s.people} people into {s.data_dir}")
-    if s.data_dir.exists() and not (s.data_dir / MANIFEST).exists():
-        raise RunError(f"{s.data_dir} exists and is not a generated dataset; remove it or set DEMO_DATA")
-    launch.generate_data(s.data_dir, s.people, seed=0)
-    if run.exists():
-        shutil.rmtree(run)
+    launch.generate_data(s.data_dir, s.people, seed=0)  # replaces only a previous generate_data output
+    launch.remove_own(run)
+    launch.claim(run)
     step(f"building a random Llama (hidden {s.hidden}, {s.layers} layers) and its tokenizer from the data")
     build_tiny_model(s.data_dir, run / "init", hidden=s.hidden, layers=s.layers, vocab_size=s.vocab_size, seed=0)
     overrides = {"base_model": str(run / "init"), "num_epochs": s.epochs, "learning_rate": s.learning_rate,
@@ -59,8 +59,7 @@ def demo(s: DemoSettings) -> Path:
     if not launch.train(config, run / "model", run / "train.log"):
         raise RunError(f"training failed; see {run / 'train.log'}")
     step("lm-eval: " + ", ".join(launch.EVAL_TASKS))
-    if (s.results / "demo").exists():
-        shutil.rmtree(s.results / "demo")
+    launch.remove_own(s.results / "demo")
     if not launch.evaluate(f"pretrained={run / 'model'},dtype=float32", s.data_dir, s.results / "demo",
                            launch.EVAL_TASKS, s.eval_limit):  # fmt: skip
         raise RunError(f"evaluation failed; see {s.results / 'demo' / 'eval.log'}")

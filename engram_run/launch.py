@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from lm_eval.utils import get_latest_filename, get_results_filenames
-
 from engram_run.recipes import RunError
 
 DONE_FILE = ".engram_done"
+MARKER = ".engram_run"  # in every folder engram_run creates: the only folders it ever deletes
 EVAL_TASKS = ("bios_qa", "bios_qa_heldout", "bios_qa_reverse")
 
 
@@ -38,6 +38,24 @@ def generate_data(out: Path, people: int, seed: int = 0) -> None:
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
         raise RunError(lines[-1])
+
+
+def claim(folder: Path) -> Path:
+    """Create ``folder`` (new, empty, or ours) and mark it as engram_run's."""
+    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (folder / MARKER).exists())):
+        raise RunError(f"{folder} exists and was not written by engram_run; move it away or choose another place")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text("written by llm-engram's engram_run; it may replace this folder\n")
+    return folder
+
+
+def remove_own(folder: Path) -> None:
+    """Delete ``folder`` only if engram_run wrote it (its marker is there)."""
+    if not folder.exists():
+        return
+    if folder.is_symlink() or not (folder / MARKER).exists():
+        raise RunError(f"{folder} exists and was not written by engram_run; move it away or choose another place")
+    shutil.rmtree(folder)
 
 
 def is_trained(model_dir: Path) -> bool:
@@ -68,6 +86,7 @@ def evaluate(
     """``engram-eval`` (lm_eval with our tasks) into ``out`` in lm-eval's own JSON format."""
     import torch
 
+    claim(out)
     cmd = [
         tool("engram-eval"), "--model", "hf", "--model_args", model_args,
         "--tasks", ",".join(tasks), "--metadata", json.dumps({"data_dir": str(data_dir)}),
@@ -76,12 +95,28 @@ def evaluate(
     ]  # fmt: skip
     if limit:
         cmd += ["--limit", str(limit)]
-    out.mkdir(parents=True, exist_ok=True)
     with (log or out / "eval.log").open("w") as f:
         return subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=tool_env()) == 0
 
 
+def read_results(path: Path) -> dict:
+    """An lm-eval result file; RunError naming it if it is missing, cut or not lm-eval's."""
+    try:
+        data = json.loads(Path(path).read_text("utf-8"))
+    except OSError as exc:
+        raise RunError(
+            f"cannot read the lm-eval result file {path} ({exc.strerror or exc}); pass an existing file"
+        ) from None
+    except ValueError as exc:
+        raise RunError(f"{path} is not valid JSON ({exc}); it was cut or edited: rerun the evaluation") from None
+    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+        raise RunError(f"{path} has no 'results' mapping: it is not an lm-eval result file; rerun the evaluation")
+    return data
+
+
 def latest_results(run_dir: Path) -> Path | None:
     """The newest ``results_<datetime>.json`` lm-eval wrote under ``run_dir`` (its own lookup)."""
+    from lm_eval.utils import get_latest_filename, get_results_filenames
+
     found = get_results_filenames([str(p) for p in run_dir.rglob("results_*.json")])
     return Path(get_latest_filename(found)) if found else None

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from engram_data.contract import VARIANTS
+from engram_data.errors import one_line
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "axolotl_configs"
 DEFAULT_DATA_DIR = "data/bios"
@@ -44,10 +45,15 @@ GPU_ONLY_KEYS = ("deepspeed", "fsdp_version", "fsdp_config", "flash_attention")
 
 
 def load_recipe(path: str | Path) -> dict:
-    with open(path, encoding="utf-8") as f:
-        cfg = yaml.safe_load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = yaml.safe_load(f)
+    except OSError as exc:
+        raise RunError(f"cannot read the recipe {path} ({exc.strerror or exc}); pass an existing .yml file") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path} is not valid YAML ({one_line(exc)}); fix the file") from None
     if not isinstance(cfg, dict):
-        raise ValueError(f"{path} is not an Axolotl config (a YAML mapping)")
+        raise RunError(f"{path} is not an Axolotl config (a YAML mapping of keys); fix the file")
     return cfg
 
 
@@ -106,14 +112,40 @@ def write_config(cfg: dict, path: str | Path) -> Path:
     return path
 
 
+PLUGIN = "engram_plugin.EngramPlugin"
+
+
+def schema_message(exc: Exception) -> str:
+    """A pydantic error as one line that keeps every field name and hint."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return one_line(exc)
+    parts = []
+    for e in errors():
+        where = ".".join(map(str, e.get("loc", ()))) or "config"
+        got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else ""
+        parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}{got}")
+    return "; ".join(parts)
+
+
 def validate(cfg: dict):
-    """Axolotl's own validation, plugins included (their args join the schema)."""
+    """Axolotl's own validation, plugins included (their args join the schema). Axolotl
+    drops unknown keys silently, so ``engram_*`` keys without the plugin listed are refused."""
     from axolotl.utils.config import prepare_plugins, validate_config
     from axolotl.utils.dict import DictDefault
 
+    stray = sorted(k for k in cfg if str(k).startswith("engram_"))
+    if stray and PLUGIN not in (cfg.get("plugins") or []):
+        raise RunError(
+            f"{', '.join(stray)} set but plugins does not list {PLUGIN}, so Axolotl would ignore "
+            f"{'it' if len(stray) == 1 else 'them'}; add the plugin or remove the keys"
+        )
     cfg = DictDefault(copy.deepcopy(cfg))
     prepare_plugins(cfg)
-    return validate_config(cfg)
+    try:
+        return validate_config(cfg)
+    except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+        raise RunError(f"the config fails Axolotl's schema: {schema_message(exc)}") from None
 
 
 def cpu_variant(
@@ -157,17 +189,18 @@ def _pad_token(model_dir: str | Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] != "check":
-        print("usage: python -m engram_run.recipes check RECIPE.yml [...]", file=sys.stderr)
+    if not args or args[0] != "check" or len(args) < 2:
+        print("python -m engram_run.recipes: error: usage: python -m engram_run.recipes check RECIPE.yml [...]",
+              file=sys.stderr)  # fmt: skip
         return 2
     failed = 0
     for path in args[1:]:
         try:
             validate(load_recipe(path))
             print(f"ok      {path}")
-        except Exception as exc:  # report every recipe, not only the first failure
+        except RunError as exc:  # report every recipe, not only the first failure
             failed += 1
-            print(f"FAILED  {path}: {str(exc).splitlines()[0]}")
+            print(f"FAILED  {path}: {exc}")
     return 1 if failed else 0
 
 

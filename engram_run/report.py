@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from engram_data.contract import FIELDS, MANIFEST, DataError, atomic_output
-from engram_run.launch import latest_results
+from engram_data.contract import FIELDS, MANIFEST, DataError, atomic_output, check_output_dir
+from engram_run.launch import latest_results, read_results
 
 COLUMNS = (*FIELDS, "overall", "heldout", "reverse", "gen", "untrained")
 CHANCE = 0.25
@@ -30,7 +30,10 @@ def _metric(task_results: dict, name: str) -> float | None:
 
 def recall_history(outputs: Path, run: str) -> list[dict]:
     path = outputs / run / "model" / HISTORY_FILE
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    except ValueError as exc:
+        raise DataError(f"{path} is not JSON lines ({exc}); it was cut or edited: retrain, or move it away") from None
 
 
 def untrained_recall(history: list[dict]) -> float | None:
@@ -48,7 +51,7 @@ def collect(results_dir: Path, outputs: Path | None = None) -> list[dict]:
         path = latest_results(run_dir)
         if path is None or run_dir.name.startswith("."):
             continue  # not a run: a report, or a temp folder
-        res = json.loads(path.read_text())["results"]
+        res = read_results(path)["results"]
         row: dict = {"run": run_dir.name}
         for field in FIELDS:
             row[field] = _metric(res.get(f"bios_qa_{field}", {}), "acc")
@@ -132,6 +135,7 @@ def report(results_dir: Path, outputs: Path, out: Path) -> Path:
     """Write the report into ``out`` (replacing only a previous report); return report.md."""
     from lm_eval.utils import make_table
 
+    check_output_dir(out, GENERATOR, overwrite=True)  # a folder that is not a report: refused before any reading
     rows = collect(results_dir, outputs)
     if not rows:
         raise DataError(f"no lm-eval results under {results_dir}; run `make eval` (or `make demo`) first")
@@ -159,7 +163,7 @@ def report(results_dir: Path, outputs: Path, out: Path) -> Path:
         md += ["## Every metric, as lm-eval reports it", ""]
         for r in rows:
             md += [f"### {r['run']}", "", f"From `{r['results_file']}`:", "",
-                   make_table(json.loads(Path(r["results_file"]).read_text())), ""]  # fmt: skip
+                   make_table(read_results(Path(r["results_file"]))), ""]  # fmt: skip
         (tmp / "report.md").write_text("\n".join(md))
         manifest = {"generator": GENERATOR, "sources": [r["results_file"] for r in rows]}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

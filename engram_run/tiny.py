@@ -12,13 +12,25 @@ gpt_neox) with `save_pretrained`, ready for `axolotl train` (``base_model: OUT``
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from engram_data.contract import FIELDS, MANIFEST, PEOPLE, REVERSE, VARIANTS, qa_file, qa_prompt, read_jsonl
+from engram_data.contract import (
+    FIELDS,
+    PEOPLE,
+    REVERSE,
+    VARIANTS,
+    DataError,
+    qa_file,
+    qa_prompt,
+    read_jsonl,
+    read_manifest,
+)
+from engram_data.errors import OneLineParser, number, run_cli
+from engram_run.launch import MARKER, claim
+from engram_run.recipes import RunError
 
 ARCHITECTURES = ("llama", "gpt2", "gptj", "gpt_neox")
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
@@ -140,58 +152,57 @@ def build_tiny_model(
     seed: int = 0,
     tokenizer_from: str | Path | None = None,
 ) -> Path:
-    """Tokenizer trained on ``data_dir`` (or loaded from ``tokenizer_from``) + random model."""
+    """Tokenizer trained on ``data_dir`` (or loaded from ``tokenizer_from``) + random model,
+    saved into ``out``: a new or empty folder, or one this builder wrote before."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     data_dir, out = Path(data_dir), Path(out)
     if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
-    if not (data_dir / MANIFEST).exists():
-        raise FileNotFoundError(f"{data_dir} is not a generated dataset (no manifest.json); run `make data` first")
-    tok = (
-        AutoTokenizer.from_pretrained(tokenizer_from)
-        if tokenizer_from
-        else train_tokenizer(corpus(data_dir), vocab_size)
-    )
+        raise RunError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+    if hidden % heads:
+        raise RunError(f"--hidden {hidden} is not a multiple of --heads {heads}; e.g. --hidden 128 --heads 4")
+    read_manifest(data_dir)  # a generated dataset, or one line that says so
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).exists())):
+        raise RunError(f"{out} exists and was not written by this builder; choose a new --out")
+    if tokenizer_from:
+        try:
+            tok = AutoTokenizer.from_pretrained(tokenizer_from)
+        except Exception as exc:  # transformers raises OSError, ValueError, ...
+            raise RunError(
+                f"cannot load a tokenizer from {tokenizer_from} ({type(exc).__name__}); pass a model folder"
+            ) from None
+    else:
+        tok = train_tokenizer(corpus(data_dir), vocab_size)
     torch.manual_seed(seed)
     config = model_config(arch, len(tok), hidden, layers, heads, tok)
     model = AutoModelForCausalLM.from_config(config)
-    out.mkdir(parents=True, exist_ok=True)
+    claim(out)
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engram_run.tiny", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m engram_run.tiny", description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/bios", help="generated dataset to train the tokenizer on")
     parser.add_argument("--out", required=True, help="folder for the model and tokenizer")
     parser.add_argument("--arch", default="llama", choices=ARCHITECTURES)
-    parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--vocab-size", type=int, default=4096)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden", type=number(int, 1), default=128)
+    parser.add_argument("--layers", type=number(int, 1), default=4)
+    parser.add_argument("--heads", type=number(int, 1), default=4)
+    parser.add_argument("--vocab-size", type=number(int, 300), default=4096)
+    parser.add_argument("--seed", type=number(int), default=0)
     parser.add_argument("--tokenizer-from", default=None, help="reuse this tokenizer instead of training one")
     args = parser.parse_args(argv)
-    try:
-        out = build_tiny_model(
-            args.data,
-            args.out,
-            args.arch,
-            args.hidden,
-            args.layers,
-            args.heads,
-            args.vocab_size,
-            args.seed,
-            args.tokenizer_from,
-        )
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote a random {args.arch} model and its tokenizer to {out}")
-    return 0
+
+    def body() -> int:
+        out = build_tiny_model(args.data, args.out, args.arch, args.hidden, args.layers, args.heads,
+                               args.vocab_size, args.seed, args.tokenizer_from)  # fmt: skip
+        print(f"wrote a random {args.arch} model and its tokenizer to {out}")
+        return 0
+
+    return run_cli(parser.prog, body, (RunError, DataError))
 
 
 if __name__ == "__main__":

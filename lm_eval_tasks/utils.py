@@ -8,16 +8,7 @@ from pathlib import Path
 
 import datasets
 
-from engram_data.contract import (
-    FIELDS,
-    QA_KEYS,
-    REVERSE,
-    DataError,
-    check_data_version,
-    qa_file,
-    qa_row_problem,
-    read_jsonl,
-)
+from engram_data.contract import FIELDS, QA_KEYS, REVERSE, DataError, qa_file, read_jsonl, read_qa_file
 
 DEFAULT_DATA_DIR = "data/bios"
 DATA_DIR_ENV = "ENGRAM_DATA_DIR"
@@ -53,23 +44,14 @@ def _fix_hint(root: Path) -> str:
 
 def read_rows(root: Path, name: str, task: str, hint: str, keys=QA_KEYS) -> list[dict]:
     """Every row of ``root/qa/<name>.jsonl``, each checked against the data contract."""
-    path = qa_file(root, name)
     if not root.is_dir():
         raise BiosDataError(f"{task} data directory {root} does not exist; {hint}")
-    if not path.is_file():
-        raise BiosDataError(f"{task} data directory {root} is malformed: {path} is missing; {hint}")
+    if not qa_file(root, name).is_file():
+        raise BiosDataError(f"{task} data directory {root} is malformed: {qa_file(root, name)} is missing; {hint}")
     try:
-        check_data_version(root)
-        rows = read_jsonl(path)
+        return read_qa_file(root, name, keys)
     except DataError as exc:
-        raise BiosDataError(str(exc)) from None
-    except ValueError as exc:
-        raise BiosDataError(f"{task} data directory {root} is malformed: {path} is not JSON lines ({exc})") from exc
-    for row in rows:
-        problem = qa_row_problem(row, keys)
-        if problem:
-            raise BiosDataError(f"{task} data directory {root} is malformed: {path}: {problem}; {hint}")
-    return rows
+        raise BiosDataError(f"{task} data directory {root} is malformed: {exc}") from None
 
 
 def fewshot_exemplars(field: str, all_questions: str, k: int = NUM_FEWSHOT_EXEMPLARS) -> list[dict]:

@@ -268,27 +268,7 @@ def test_tiny_population_still_gets_four_reverse_options(tmp_path):
 # --------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--num-people", "0"], "--num-people must be a positive integer (got 0)"),
-        (["--num-people", "-5"], "--num-people must be a positive integer (got -5)"),
-        (
-            ["--variants", "bioS,bioX"],
-            "unknown text variant bioX; choose from bioS, bioS_fullname, bioS_multi5_permutes",
-        ),
-        (["--heldout-fraction", "1"], "--heldout-fraction must be in [0, 1) (got 1.0)"),
-        (["--heldout-fraction", "-0.1"], "--heldout-fraction must be in [0, 1) (got -0.1)"),
-        (["--source", "minsungkim/bioS_v1"], "cannot load the bioS_v1 dataset 'minsungkim/bioS_v1'"),
-    ],
-)
-def test_bad_arguments_fail_with_one_clear_line(tmp_path, args, message):
-    out = tmp_path / "out"
-    proc = run_generate("--num-people", "10", *args, "--out", str(out))
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("generate_data.py: error: ") and message in lines[0]
-    assert list(tmp_path.iterdir()) == []  # nothing half-written
+# Every bad argument of the command line is in test_bad_input.py; here, the layout's own rules.
 
 
 def test_existing_output_needs_overwrite_and_foreign_dirs_are_refused(tmp_path):

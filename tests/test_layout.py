@@ -13,13 +13,15 @@ from helpers.common import REPO
 
 PACKAGES = ("engram_data", "engram_plugin", "engram_run", "lm_eval_tasks")
 # Of our own packages, what each part may import (prefixes); everything else of ours is off limits.
+SHARED = ("engram_data.contract", "engram_data.errors")  # the data contract and the error convention
 ALLOWED = {
-    "engram_plugin": ("engram_plugin", "engram_data.contract", "lm_eval_tasks"),
-    "lm_eval_tasks/utils.py": ("engram_data.contract",),
-    "lm_eval_tasks/cli.py": ("lm_eval_tasks",),
-    "engram_run": ("engram_run", "engram_data.contract", "lm_eval_tasks"),
-    "engram_data/documents": ("engram_data.contract", "engram_data.options", "engram_data.documents"),
+    "engram_plugin": ("engram_plugin", *SHARED, "lm_eval_tasks"),
+    "lm_eval_tasks/utils.py": SHARED,
+    "lm_eval_tasks/cli.py": ("lm_eval_tasks", *SHARED),
+    "engram_run": ("engram_run", *SHARED, "lm_eval_tasks"),
+    "engram_data/documents": (*SHARED, "engram_data.options", "engram_data.documents"),
     "engram_data/contract.py": (),
+    "engram_data/errors.py": (),
 }
 MAX_LINES = 300
 

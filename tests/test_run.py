@@ -144,10 +144,10 @@ def test_train_all_continues_past_a_failing_model_and_skips_finished_runs(bios_d
     assert "tiny-full-bioS_multi5_permutes: skipped" in again.stdout and again.returncode == 1
 
 
-def test_unknown_model_method_or_field_fail_clearly(tmp_path):
-    proc = pipeline("train-all", "--models", "gpt5", cwd=tmp_path)
+def test_unknown_model_method_or_field_fail_clearly(bios_dir, tmp_path):
+    proc = pipeline("train-all", "--models", "gpt5", "--data-dir", str(bios_dir), cwd=tmp_path)
     assert proc.returncode == 1 and "no recipe for MODEL=gpt5; choose from gpt2, gpt2-large" in proc.stdout
-    proc = pipeline("train-all", "--models", "gpt2", "--method", "qlora", cwd=tmp_path)
+    proc = pipeline("train-all", "--models", "gpt2", "--method", "qlora", "--data-dir", str(bios_dir), cwd=tmp_path)
     assert "no qlora recipe for gpt2; its recipes use full, lora" in proc.stdout
     proc = pipeline("report", "--results", str(tmp_path / "none"), cwd=tmp_path)
     assert proc.returncode == 2 and "no lm-eval results under" in proc.stderr

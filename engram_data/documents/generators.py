@@ -12,6 +12,18 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from engram_data.contract import DataError
+from engram_data.errors import one_line, redact
+
+
+def _load(what: str, path: str, loader):
+    """A transformers ``from_pretrained``, with a failure as one DataError line."""
+    try:
+        return loader(path)
+    except Exception as exc:  # OSError, ValueError, ...: transformers raises many kinds
+        reason = one_line(exc)[:200]
+        raise DataError(
+            f"cannot load the {what} {path} ({type(exc).__name__}: {reason}); pass a local model folder"
+        ) from None
 
 
 class Generator:
@@ -36,11 +48,11 @@ class HFGenerator(Generator):
             raise DataError(f"generator model {path} does not exist; pass hf:PATH to a local model folder")
         self.spec = f"hf:{path}"
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer = _load("generator's tokenizer", path, AutoTokenizer.from_pretrained)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path).to(self.device).eval()
+        self.model = _load("generator model", path, AutoModelForCausalLM.from_pretrained).to(self.device).eval()
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
 
     def _render(self, prompt: str) -> str:
@@ -94,10 +106,11 @@ class OpenAIGenerator(Generator):
                     return json.loads(resp.read())["choices"][0]["message"]["content"]
             except urllib.error.HTTPError as exc:
                 if exc.code not in (408, 409, 429) and exc.code < 500 or attempt == self.retries:
-                    raise DataError(f"{self.url} answered HTTP {exc.code}: {exc.read()[:200]!r}") from exc
+                    body = redact(exc.read()[:300].decode("utf-8", "replace"), [self.key])
+                    raise DataError(f"{self.url} answered HTTP {exc.code}: {one_line(body)}") from None
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
                 if attempt == self.retries:
-                    raise DataError(f"cannot reach {self.url} ({exc}); check --generator and the server") from exc
+                    raise DataError(f"cannot reach {self.url} ({exc}); check --generator and the server") from None
             time.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable")
 
@@ -123,6 +136,6 @@ def make_generator(spec: str, model: str | None = None, tokenizer: str | None = 
         if tokenizer:
             from transformers import AutoTokenizer
 
-            tok = AutoTokenizer.from_pretrained(tokenizer)
+            tok = _load("tokenizer", tokenizer, AutoTokenizer.from_pretrained)
         return OpenAIGenerator(target, model or "default", tokenizer=tok, **kwargs)
     raise DataError(f"unknown generator {spec!r}; use hf:PATH or openai:URL (with --model NAME)")

@@ -30,7 +30,7 @@ PROMPT = (
 
 def temperature_schedule(count: int = 9, low: float = 0.01, high: float = 1.2) -> list[float]:
     """``count`` evenly spaced temperatures from ``low`` to ``high`` (both included)."""
-    if count < 1 or low < 0 or high < low:
+    if not (count >= 1 and 0 <= low <= high < float("inf")):  # also refuses NaN
         raise DataError(
             f"bad temperature schedule ({count} from {low} to {high}); use e.g. --temperatures 9 --temp-min 0.01 --temp-max 1.2"
         )

@@ -156,11 +156,16 @@ def _write_docs(out: Path, chunks, rows, counts, spec, seed, temperatures, heldo
     with atomic_output(out, GENERATOR, overwrite) as tmp:
         (tmp / "train").mkdir()
         (tmp / "qa").mkdir()
-        write_jsonl(tmp / f"{CHUNKS}.jsonl", [c.__dict__ for c in chunks])
-        write_jsonl(train_file(tmp, CHUNKS), [{"text": c.text} for c in chunks])
         qa_train = [{"text": qa_text(r["question"], r["answer"])} for r in rows if r["split"] == "train"]
-        write_jsonl(train_file(tmp, QA_TRAIN), qa_train)
-        write_jsonl(qa_file(tmp, DOCS), qa)
+        files = {}
+        for path, file_rows in (
+            (tmp / f"{CHUNKS}.jsonl", [c.__dict__ for c in chunks]),
+            (train_file(tmp, CHUNKS), [{"text": c.text} for c in chunks]),
+            (train_file(tmp, QA_TRAIN), qa_train),
+            (qa_file(tmp, DOCS), qa),
+        ):
+            count, sha = write_jsonl(path, file_rows)
+            files[str(path.relative_to(tmp))] = {"rows": count, "sha256": sha}
         manifest = {
             "generator": GENERATOR,
             "generator_version": GENERATOR_VERSION,
@@ -177,6 +182,7 @@ def _write_docs(out: Path, chunks, rows, counts, spec, seed, temperatures, heldo
                 "qa_train": sum(r["split"] == "train" for r in qa),
                 "qa_heldout": sum(r["split"] == "heldout" for r in qa),
             },
+            "files": files,
             "provenance": [
                 {"id": q["id"], "chunk": q["chunk"], "style": q["field"], "temperature": q["temperature"]} for q in qa
             ],
