@@ -25,14 +25,16 @@ class EngramArgs(BaseModel):
     # Freezing
     engram_freeze_embeddings: bool = Field(
         default=False,
-        description="Freeze the input embeddings (GPT-2: and position embeddings; a tied output head with them).",
+        description="Freeze what the original froze: the input embeddings, GPT-2's position embeddings, "
+        "and the output head whether tied to the embeddings or not (GPT-J, NeoX, Llama 3.1 8B: untied).",
     )
     engram_freeze_layers: list[int] | None = Field(
         default=None, description="Indices of transformer layers to freeze (0 is the first)."
     )
     # Recall evaluation during training
     engram_recall_eval: bool = Field(
-        default=True, description="Score four-option recall at the start and at every evaluation."
+        default=True,
+        description="Score four-option recall at the start and in every evaluation, as eval_engram_* metrics.",
     )
     engram_eval_samples: int | None = Field(
         default=100,
@@ -43,7 +45,9 @@ class EngramArgs(BaseModel):
     engram_eval_batch_size: int = Field(default=32, description="Questions per forward pass.")
     # Best checkpoint and stopping
     engram_save_best: bool = Field(
-        default=True, description="Keep the checkpoint with the best overall recall as OUTPUT_DIR/best_model_qa_<acc>."
+        default=True,
+        description="Keep the checkpoint with the best overall recall as OUTPUT_DIR/best_model_qa_<acc>: a link to "
+        "HF's best checkpoint when metric_for_best_model is an eval_engram_* metric, else the plugin's own save.",
     )
     engram_early_stopping_patience: int | None = Field(
         default=None, description="Stop when validation loss has risen for this many evaluations in a row."
@@ -60,6 +64,9 @@ class EngramArgs(BaseModel):
         default_factory=lambda: list(DEFAULT_POST_EVAL_TASKS), description="lm-eval tasks to run after training."
     )
     engram_post_eval_limit: int | None = Field(default=None, description="lm-eval --limit for the post-training run.")
+    engram_post_eval_log_samples: bool = Field(
+        default=False, description="lm-eval --log_samples: every question's scores, beside the results file."
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -1,5 +1,13 @@
-"""Trainer callback of the engram plugin: recall at the start and at every evaluation,
-logged through the trainer's own loggers; best checkpoint by recall; stopping rules."""
+"""Recall as evaluation metrics, the best checkpoint by recall, and stopping rules.
+
+Recall is scored at step 0 (the untrained floor) and in every evaluation, and joins that
+evaluation's own metrics as ``eval_engram_qa_acc_<field>``, ``eval_engram_qa_acc_overall``,
+``eval_engram_heldout_acc_...`` and ``eval_engram_reverse_acc``: the trainer's loggers (W&B,
+TensorBoard, MLflow, trackio) show them beside ``eval_loss``, and HF's own machinery can
+use them (``metric_for_best_model: eval_engram_qa_acc_overall`` with ``save_strategy: best``
+or ``load_best_model_at_end``; Axolotl's ``early_stopping_patience``). Without an eval split
+no evaluation runs, so recall is scored at the end of every epoch instead.
+"""
 
 from __future__ import annotations
 
@@ -17,22 +25,23 @@ from engram_plugin.recall import RecallEvaluator
 BEST_PREFIX = "best_model_qa_"
 SCORES_FILE = "engram_scores.json"
 HISTORY_FILE = "engram_recall.jsonl"  # one line per scoring: step, epoch and every metric
+OVERALL = "eval_engram_qa_acc_overall"
 
 
-def metric_names(results: dict[str, dict[str, float]]) -> dict[str, float]:
-    """``engram/qa_acc/<field>``, ``engram/qa_acc/overall`` (train people); the heldout
-    and reverse sets under ``engram/heldout_acc/...`` and ``engram/reverse_acc``."""
+def metric_names(results: dict[str, dict[str, float]], prefix: str = "eval") -> dict[str, float]:
+    """``{prefix}_engram_qa_acc_<field>`` / ``_overall`` / ``_overall_norm`` (train people),
+    the same under ``engram_heldout_acc``, and ``{prefix}_engram_reverse_acc``."""
     logs: dict[str, float] = {}
-    prefix = {"train": "engram/qa_acc", "heldout": "engram/heldout_acc"}
+    names = {"train": "engram_qa_acc", "heldout": "engram_heldout_acc"}
     for qset, res in results.items():
         if qset == "reverse":
-            logs["engram/reverse_acc"] = res["overall"]
+            logs[f"{prefix}_engram_reverse_acc"] = res["overall"]
             continue
         for field in FIELDS:
             if field in res:
-                logs[f"{prefix[qset]}/{field}"] = res[field]
-        logs[f"{prefix[qset]}/overall"] = res["overall"]
-        logs[f"{prefix[qset]}/overall_norm"] = res["overall_norm"]
+                logs[f"{prefix}_{names[qset]}_{field}"] = res[field]
+        logs[f"{prefix}_{names[qset]}_overall"] = res["overall"]
+        logs[f"{prefix}_{names[qset]}_overall_norm"] = res["overall_norm"]
     return logs
 
 
@@ -47,7 +56,8 @@ class EngramCallback(TrainerCallback):
         self.output_dir = Path(cfg.output_dir)
         self.best: float | None = None
         self.val_losses: list[float] = []
-        self.scored_step: int | None = None  # eval_on_start and on_train_begin meet at step 0
+        self.scored_step: int | None = None
+        self.scored: dict[str, float] = {}
         self.evaluator = None
         if cfg.engram_recall_eval:
             sets = (
@@ -62,16 +72,42 @@ class EngramCallback(TrainerCallback):
                 limit=cfg.engram_eval_samples,
                 batch_size=cfg.engram_eval_batch_size,
             )
+            self._join_evaluation(trainer)
+
+    # -- recall inside the trainer's evaluation
+    def _join_evaluation(self, trainer) -> None:
+        """Add recall to every evaluation's metrics before they are logged and handed to the
+        callbacks. HF has no hook for metrics computed from the model (``compute_metrics``
+        sees only predictions), so the plugin wraps this one trainer's evaluation loop."""
+        loop = trainer.evaluation_loop
+
+        def evaluation_loop(*args, **kwargs):
+            output = loop(*args, **kwargs)
+            prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
+            if prefix == "eval":
+                output.metrics.update(self._recall(trainer.state, trainer.control))
+            return output
+
+        trainer.evaluation_loop = evaluation_loop
+
+    def hf_tracks_the_best(self) -> bool:
+        """HF keeps the best checkpoint when there is an evaluation to rank by and its
+        metric is one of ours; otherwise the plugin saves it itself."""
+        metric = self.trainer.args.metric_for_best_model or ""
+        return self.trainer.eval_dataset is not None and metric.removeprefix("eval_").startswith("engram_")
 
     # -- freezing guard: nothing between model load and the first step may undo it
     def on_train_begin(self, args, state, control, **kwargs):
         apply_freezing(self.trainer.model, self.cfg.engram_freeze_embeddings, self.cfg.engram_freeze_layers)
         if self.evaluator is not None and state.global_step == 0:
-            self._recall(state, control)  # the baseline, before any update
+            floor = self._recall(state, control)  # the untrained floor, before any update
+            if not (args.eval_on_start and self.trainer.eval_dataset is not None):
+                self.trainer.log(floor)  # else the evaluation at start carries it
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if self.evaluator is not None:
-            self._recall(state, control)
+        # HF's EarlyStoppingCallback stops when the metric has not improved for N evaluations
+        # and needs save_steps aligned with eval_steps; this rule is "validation loss rose
+        # N evaluations in a row" with no such constraint.
         loss = (metrics or {}).get("eval_loss")
         patience = self.cfg.engram_early_stopping_patience
         if loss is not None and patience:
@@ -82,30 +118,39 @@ class EngramCallback(TrainerCallback):
                 self._note(f"validation loss rose for {patience} evaluations in a row: stopping")
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        # Without an eval split on_evaluate never fires: score recall once per epoch instead.
+        # Without an eval split no evaluation runs: score recall once per epoch instead.
         if self.evaluator is not None and self.trainer.eval_dataset is None:
-            self._recall(state, control)
+            self.trainer.log(self._recall(state, control))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.cfg.engram_save_best and self.hf_tracks_the_best() and state.best_model_checkpoint:
+            self._link_best(state)
 
     # -- helpers
-    def _recall(self, state, control):
+    def _recall(self, state, control) -> dict[str, float]:
         if self.scored_step == state.global_step:
-            return
+            return dict(self.scored)  # scored already at this step (eval_on_start, a final evaluation)
         self.scored_step = state.global_step
-        results = self.evaluator.evaluate(self.trainer.model)
-        logs = metric_names(results)
-        self.trainer.log(logs)
+        results = self.evaluator.evaluate(self.trainer.model, device=self.trainer.args.device)
+        logs = self.scored = metric_names(results)
         if self.trainer.is_world_process_zero():
             self.output_dir.mkdir(parents=True, exist_ok=True)
             with open(self.output_dir / HISTORY_FILE, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
         overall = results["train"]["overall"]
-        if self.cfg.engram_save_best and state.global_step > 0 and (self.best is None or overall > self.best):
+        if (
+            self.cfg.engram_save_best
+            and not self.hf_tracks_the_best()
+            and state.global_step > 0
+            and (self.best is None or overall > self.best)
+        ):
             self.best = overall
             self._save_best(overall, results, state)
         target = self.cfg.engram_stop_at_recall
         if target is not None and overall >= target:
-            control.should_training_stop = True
+            control.should_training_stop = True  # HF has no "stop at a target" rule
             self._note(f"overall recall {overall:.4f} reached engram_stop_at_recall {target}: stopping")
+        return logs
 
     def _save_best(self, overall: float, results, state):
         """Save to a temp folder (every rank: sharded models gather), then rank 0 renames it
@@ -126,6 +171,22 @@ class EngramCallback(TrainerCallback):
                 if path != final:
                     shutil.rmtree(path, ignore_errors=True)
         self.trainer.accelerator.wait_for_everyone()
+
+    def _link_best(self, state) -> None:
+        """best_model_qa_<acc> (the original LLM Engram name) for HF's best checkpoint: a
+        link, not a copy, since HF keeps that checkpoint past save_total_limit."""
+        if not self.trainer.is_world_process_zero():
+            return
+        best = Path(state.best_model_checkpoint)
+        link = self.output_dir / f"{BEST_PREFIX}{state.best_metric:.4f}"
+        for path in best_dirs(self.output_dir):
+            if path.is_symlink():
+                path.unlink()
+        link.symlink_to(os.path.relpath(best, self.output_dir))
+        history = [json.loads(line) for line in (self.output_dir / HISTORY_FILE).read_text().splitlines()]
+        scored = {"global_step": state.global_step, "best_metric": state.best_metric,
+                  "history": [h for h in history if h["step"] == int(best.name.rsplit("-", 1)[-1])]}  # fmt: skip
+        (best / SCORES_FILE).write_text(json.dumps(scored, indent=2) + "\n")
 
     def _note(self, message: str):
         if self.trainer.is_world_process_zero():

@@ -20,9 +20,14 @@ def _base(model):
 
 
 def embedding_parameters(model) -> list[tuple[str, torch.nn.Parameter]]:
-    """Input embeddings, GPT-2's position embeddings, and (being the same tensor) a tied head."""
+    """What the original LLM Engram froze: the input embeddings, GPT-2's position embeddings,
+    and the output head, tied to the embeddings or not (GPT-J, NeoX and Llama 3.1 8B have
+    their own head; GPT-J's has a bias, frozen with it)."""
     base = _base(model)
     targets = {id(p) for p in base.get_input_embeddings().parameters()}
+    head = base.get_output_embeddings()
+    if head is not None:
+        targets |= {id(p) for p in head.parameters()}
     wpe = getattr(getattr(base, "transformer", None), "wpe", None)
     if wpe is not None:
         targets |= {id(p) for p in wpe.parameters()}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from axolotl.integrations.base import BasePlugin
@@ -14,7 +16,6 @@ from engram_plugin.callbacks import EngramCallback, best_dirs
 from engram_plugin.freeze import apply_freezing
 
 LOG = logging.getLogger("engram_plugin")
-RESULTS_FILE = "lm_eval_results.json"
 
 
 class EngramPlugin(BasePlugin):
@@ -62,27 +63,43 @@ class EngramPlugin(BasePlugin):
         run_post_eval(cfg, model_dir)
 
 
-def run_post_eval(cfg, model_dir: Path) -> dict:
-    """lm-eval's bios_qa family on ``model_dir``; results written beside the model."""
+POST_EVAL_DIR = "lm_eval"  # beside the scored model: lm-eval's own results_*.json (and samples)
+# Set by torchrun / accelerate for the training processes; the evaluation is one process.
+_LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+                 "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT")  # fmt: skip
+_LAUNCHER_PREFIXES = ("TORCHELASTIC_", "ACCELERATE_", "FSDP_", "OMP_NUM_THREADS")
+
+
+def post_eval_command(cfg, model_dir: Path) -> list[str]:
+    """``engram-eval`` (lm_eval with our tasks) on ``model_dir``, writing beside it."""
     import torch
-    from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
-    from lm_eval.utils import handle_non_serializable, make_table
 
-    from lm_eval_tasks import TASKS_DIR, model_args
+    from lm_eval_tasks import model_args
 
-    tm = TaskManager(include_path=str(TASKS_DIR), metadata={"data_dir": str(cfg.engram_data_dir)})
-    out = simple_evaluate(
-        model="hf",
-        model_args=model_args(model_dir, cfg.base_model),
-        tasks=list(cfg.engram_post_eval_tasks),
-        limit=cfg.engram_post_eval_limit,
-        task_manager=tm,
-        batch_size=cfg.engram_eval_batch_size,
-        device="cuda" if torch.cuda.is_available() else "cpu",
-    )
-    out.pop("samples", None)
-    (model_dir / RESULTS_FILE).write_text(json.dumps(out, indent=2, default=handle_non_serializable) + "\n")
-    (model_dir / "lm_eval_results.md").write_text(make_table(out) + "\n")
-    LOG.info("engram: lm-eval results written to %s", model_dir / RESULTS_FILE)
-    return out
+    cmd = [sys.executable, "-m", "lm_eval_tasks.cli", "--model", "hf",
+           "--model_args", model_args(model_dir, cfg.base_model),
+           "--tasks", ",".join(cfg.engram_post_eval_tasks),
+           "--metadata", json.dumps({"data_dir": str(cfg.engram_data_dir)}),
+           "--batch_size", str(cfg.engram_eval_batch_size),
+           "--device", "cuda" if torch.cuda.is_available() else "cpu",
+           "--output_path", str(model_dir / POST_EVAL_DIR)]  # fmt: skip
+    if cfg.engram_post_eval_limit:
+        cmd += ["--limit", str(cfg.engram_post_eval_limit)]
+    if cfg.engram_post_eval_log_samples:
+        cmd += ["--log_samples"]
+    return cmd
+
+
+def run_post_eval(cfg, model_dir: Path) -> bool:
+    """lm-eval on ``model_dir`` as its own process: a multi-process training's ranks and
+    process group are gone by now, and lm-eval in this process would still see them."""
+    env = {k: v for k, v in os.environ.items() if k not in _LAUNCHER_ENV and not k.startswith(_LAUNCHER_PREFIXES)}
+    log = model_dir / POST_EVAL_DIR / "eval.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as f:
+        code = subprocess.call(post_eval_command(cfg, model_dir), stdout=f, stderr=subprocess.STDOUT, env=env)
+    if code == 0:
+        LOG.info("engram: lm-eval results written under %s", log.parent)
+    else:
+        LOG.error("engram: the post-training lm-eval run failed (exit %d); see %s", code, log)
+    return code == 0

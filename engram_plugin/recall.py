@@ -85,9 +85,15 @@ def _left_pad(seqs: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, torch.
 
 
 @torch.no_grad()
-def score_batch(model, questions: Sequence[Question], pad_id: int = 0) -> torch.Tensor:
-    """Summed log-likelihood of every option: a (questions, options) tensor."""
-    device = next(model.parameters()).device
+def score_batch(model, questions: Sequence[Question], pad_id: int = 0, device=None) -> torch.Tensor:
+    """Summed log-likelihood of every option: a (questions, options) tensor.
+
+    Always two forward calls, even when every option is one token: under a sharded model
+    (ZeRO-3, FSDP) each call gathers parameters with every other rank, which must make
+    the same calls. ``device``: where the inputs go (the trainer's device; with CPU
+    offload the first parameter's device is not it).
+    """
+    device = device if device is not None else next(model.parameters()).device
     n_opt = len(questions[0].options)
     ctx_ids, ctx_mask = _left_pad([q.context for q in questions], pad_id)
     ctx_ids, ctx_mask = ctx_ids.to(device), ctx_mask.to(device)
@@ -100,22 +106,22 @@ def score_batch(model, questions: Sequence[Question], pad_id: int = 0) -> torch.
     owner = torch.arange(len(options), device=device) // n_opt
     heads = torch.tensor([opt[0] for opt in options], device=device)
     scores = first[owner, heads].double()
-    rest = max(len(o) for o in options) - 1
-    if rest > 0:
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(n_opt)
-        # Feed each option but its last token; predict each option but its first.
-        ids = torch.tensor([o[:-1] + [pad_id] * (rest + 1 - len(o)) for o in options], device=device)
-        targets = torch.tensor([o[1:] + [0] * (rest + 1 - len(o)) for o in options], device=device)
-        mask = torch.tensor([[1] * (len(o) - 1) + [0] * (rest + 1 - len(o)) for o in options], device=device)
-        full_mask = torch.cat([ctx_mask.repeat_interleave(n_opt, dim=0), mask], dim=1)
-        start = ctx_mask.sum(-1).repeat_interleave(n_opt).unsqueeze(1)
-        pos = start + torch.arange(rest, device=device).unsqueeze(0)
-        logits = model(
-            input_ids=ids, attention_mask=full_mask, position_ids=pos, past_key_values=cache, use_cache=True
-        ).logits
-        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        scores += (logp * mask).double().sum(-1)
+    rest = max(max(len(o) for o in options) - 1, 1)  # a masked pad when every option is one token
+    # The second call always runs (see the docstring).
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(n_opt)
+    # Feed each option but its last token; predict each option but its first.
+    ids = torch.tensor([o[:-1] + [pad_id] * (rest + 1 - len(o)) for o in options], device=device)
+    targets = torch.tensor([o[1:] + [0] * (rest + 1 - len(o)) for o in options], device=device)
+    mask = torch.tensor([[1] * (len(o) - 1) + [0] * (rest + 1 - len(o)) for o in options], device=device)
+    full_mask = torch.cat([ctx_mask.repeat_interleave(n_opt, dim=0), mask], dim=1)
+    start = ctx_mask.sum(-1).repeat_interleave(n_opt).unsqueeze(1)
+    pos = start + torch.arange(rest, device=device).unsqueeze(0)
+    logits = model(
+        input_ids=ids, attention_mask=full_mask, position_ids=pos, past_key_values=cache, use_cache=True
+    ).logits
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    scores += (logp * mask).double().sum(-1)
     return scores.view(len(questions), n_opt)
 
 
@@ -135,9 +141,14 @@ class RecallEvaluator:
         self.batch_size = batch_size
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    def evaluate(self, model) -> dict[str, dict[str, float]]:
+    def evaluate(self, model, device=None) -> dict[str, dict[str, float]]:
         """``{set: {field: acc, ..., "overall": acc, "overall_norm": acc_norm}}``, exact totals
-        across ranks when torch.distributed is initialized."""
+        across ranks when torch.distributed is initialized.
+
+        Each rank scores ``questions[rank::world]`` and every rank runs the same number of
+        batches (a rank with one question fewer scores a padding batch that is not counted):
+        a sharded model hangs if one rank makes a forward call the others do not.
+        """
         rank, world = 0, 1
         dist = torch.distributed
         if dist.is_available() and dist.is_initialized():
@@ -147,28 +158,31 @@ class RecallEvaluator:
         # counts[k] = (correct, correct by acc_norm, total)
         counts = torch.zeros((len(keys), 3), dtype=torch.float64)
         mine = self.questions[rank::world]
+        num_batches = -(-len(self.questions[0::world]) // self.batch_size)  # rank 0 has the most
         was_training = model.training
         model.eval()
         try:
             # Similar lengths in a batch (options first: they are run four times over)
             # means less padding; the scores are the same in any order.
             order = sorted(range(len(mine)), key=lambda i: (max(map(len, mine[i].options)), len(mine[i].context)))
-            for start in range(0, len(order), self.batch_size):
-                batch = [mine[i] for i in order[start : start + self.batch_size]]
-                scores = score_batch(model, batch, self.pad_id)
+            for b in range(num_batches):
+                batch = [mine[i] for i in order[b * self.batch_size : (b + 1) * self.batch_size]]
+                weight = 1.0 if batch else 0.0
+                batch = batch or self.questions[:1]  # padding: same calls as the other ranks, not counted
+                scores = score_batch(model, batch, self.pad_id, device)
                 chars = torch.tensor([q.option_chars for q in batch], dtype=torch.float64)
                 labels = torch.tensor([q.label for q in batch])
-                hit = (scores.argmax(-1) == labels).double()
-                hit_norm = ((scores / chars).argmax(-1) == labels).double()
+                hit = (scores.argmax(-1).cpu() == labels).double() * weight
+                hit_norm = ((scores.cpu() / chars).argmax(-1) == labels).double() * weight
                 rows = torch.tensor([index[(q.qset, q.field)] for q in batch])
                 counts[:, 0].index_add_(0, rows, hit)
                 counts[:, 1].index_add_(0, rows, hit_norm)
-                counts[:, 2].index_add_(0, rows, torch.ones_like(hit))
+                counts[:, 2].index_add_(0, rows, torch.full_like(hit, weight))
         finally:
             model.train(was_training)
         if world > 1:
-            device = next(model.parameters()).device if dist.get_backend() == "nccl" else torch.device("cpu")
-            counts = counts.to(device)
+            backend_device = device if device is not None else next(model.parameters()).device
+            counts = counts.to(backend_device if dist.get_backend() == "nccl" else "cpu")
             dist.all_reduce(counts, op=dist.ReduceOp.SUM)
             counts = counts.cpu()
         results: dict[str, dict[str, float]] = {}

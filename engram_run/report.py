@@ -39,7 +39,9 @@ def recall_history(outputs: Path, run: str) -> list[dict]:
 def untrained_recall(history: list[dict]) -> float | None:
     """Recall on train people before any update (the plugin scores step 0): the floor the
     trained number is to be read against, measured rather than assumed to be chance."""
-    return next((h["engram/qa_acc/overall"] for h in history if h["step"] == 0 and "engram/qa_acc/overall" in h), None)
+    return next(
+        (h["eval_engram_qa_acc_overall"] for h in history if h["step"] == 0 and "eval_engram_qa_acc_overall" in h), None
+    )
 
 
 def collect(results_dir: Path, outputs: Path | None = None) -> list[dict]:
@@ -114,13 +116,19 @@ def _plot_recall(histories: dict[str, list[dict]], path: Path) -> None:
                 floor, color=f"C{i}", linestyle=":", linewidth=1, label=f"{run}: untrained, step 0 ({floor:.3f})"
             )
         for key, style in (
-            ("engram/qa_acc/overall", "-"),
-            ("engram/heldout_acc/overall", "--"),
-            ("engram/reverse_acc", ":"),
+            ("eval_engram_qa_acc_overall", "-"),
+            ("eval_engram_heldout_acc_overall", "--"),
+            ("eval_engram_reverse_acc", ":"),
         ):
             pts = [(h["step"], h[key]) for h in hist if key in h]
             if pts:
-                ax.plot(*zip(*pts), style, marker="o", markersize=3, label=f"{run}: {key.split('/')[1]}")
+                ax.plot(
+                    *zip(*pts),
+                    style,
+                    marker="o",
+                    markersize=3,
+                    label=f"{run}: {key.removeprefix('eval_engram_').removesuffix('_overall')}",
+                )
     ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label=f"chance ({CHANCE})")
     ax.set_xlabel("training step")
     ax.set_ylabel("four-option accuracy")

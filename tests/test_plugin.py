@@ -83,11 +83,13 @@ def test_bad_keys_fail_validation_with_the_fix(keys, message):
 # --------------------------------------------------------------------------- freezing
 
 
+# Embeddings, GPT-2's positions, the head (tied: the embeddings' own tensor; GPT-J's and
+# NeoX's are their own, GPT-J's with a bias), and layer 0.
 EXPECTED_FROZEN = {
     "llama": ["model.embed_tokens.weight", "model.layers.0."],
     "gpt2": ["transformer.wte.weight", "transformer.wpe.weight", "transformer.h.0."],
-    "gptj": ["transformer.wte.weight", "transformer.h.0."],
-    "gpt_neox": ["gpt_neox.embed_in.weight", "gpt_neox.layers.0."],
+    "gptj": ["transformer.wte.weight", "lm_head.weight", "lm_head.bias", "transformer.h.0."],
+    "gpt_neox": ["gpt_neox.embed_in.weight", "lm_head.weight", "gpt_neox.layers.0."],
 }
 
 
@@ -219,12 +221,12 @@ def test_best_model_and_scores_file(llama_run):
 @pytest.mark.slow
 def test_metrics_are_in_the_trainers_log_history(llama_run):
     state = json.loads((llama_run / "checkpoint-6" / "trainer_state.json").read_text())
-    logged = [e for e in state["log_history"] if "engram/qa_acc/overall" in e]
+    logged = [e for e in state["log_history"] if "eval_engram_qa_acc_overall" in e]
     assert [e["step"] for e in logged] == [0, 3, 6]  # the baseline, then every evaluation
     names = set().union(*logged)
     for field in FIELDS:
-        assert f"engram/qa_acc/{field}" in names and f"engram/heldout_acc/{field}" in names
-    assert {"engram/qa_acc/overall_norm", "engram/heldout_acc/overall", "engram/reverse_acc"} <= names
+        assert f"eval_engram_qa_acc_{field}" in names and f"eval_engram_heldout_acc_{field}" in names
+    assert {"eval_engram_qa_acc_overall_norm", "eval_engram_heldout_acc_overall", "eval_engram_reverse_acc"} <= names
 
 
 @pytest.mark.slow
@@ -239,7 +241,7 @@ def test_step_0_recall_is_the_untrained_models_recall(llama_run, tiny_llama, bio
     model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
     evaluator = RecallEvaluator(bios_dir, AutoTokenizer.from_pretrained(tiny_llama),
                                 sets=["train", "heldout", "reverse"], limit=EVAL_SAMPLES, batch_size=8)  # fmt: skip
-    assert {k: v for k, v in step0.items() if k.startswith("engram/")} == metric_names(evaluator.evaluate(model))
+    assert {k: v for k, v in step0.items() if k.startswith("eval_engram_")} == metric_names(evaluator.evaluate(model))
 
 
 @pytest.mark.slow
@@ -247,14 +249,14 @@ def test_in_training_recall_equals_lm_eval_on_the_same_checkpoint(llama_run):
     (best,) = list(llama_run.glob(f"{BEST_PREFIX}*"))
     ours = json.loads((best / SCORES_FILE).read_text())["results"]
     # The plugin's post-training lm-eval run scored this same checkpoint and sample.
-    lm = json.loads((best / "lm_eval_results.json").read_text())["results"]
+    lm = json.loads(next((best / "lm_eval").rglob("results_*.json")).read_text())["results"]
     for field in FIELDS:
         assert ours["train"][field] == lm[f"bios_qa_{field}"]["acc,none"], field
         assert ours["heldout"][field] == lm[f"bios_qa_heldout_{field}"]["acc,none"], field
     assert ours["train"]["overall"] == pytest.approx(lm["bios_qa"]["acc,none"], abs=1e-12)
     assert ours["train"]["overall_norm"] == pytest.approx(lm["bios_qa"]["acc_norm,none"], abs=1e-12)
     assert ours["reverse"]["overall"] == lm["bios_qa_reverse"]["acc,none"]
-    assert (best / "lm_eval_results.md").read_text().startswith("|")
+    assert (best / "lm_eval" / "eval.log").exists()
 
 
 @pytest.mark.slow
@@ -315,20 +317,18 @@ def test_early_stopping_needs_patience_rises_in_a_row():
 
 def test_stop_at_recall(tmp_path):
     cb = fake_callback(engram_stop_at_recall=0.9, output_dir=str(tmp_path))
-    logged = []
-    cb.trainer.log = logged.append
-    cb.evaluator = SimpleNamespace(evaluate=lambda model: {"train": {"overall": 0.95, "overall_norm": 0.9}})
-    cb.trainer.model = None
+    cb.evaluator = SimpleNamespace(evaluate=lambda model, device: {"train": {"overall": 0.95, "overall_norm": 0.9}})
+    cb.trainer.model, cb.trainer.args = None, SimpleNamespace(device="cpu")
     control = SimpleNamespace(should_training_stop=False)
-    cb._recall(SimpleNamespace(global_step=4, epoch=1.0), control)
+    logs = cb._recall(SimpleNamespace(global_step=4, epoch=1.0), control)
     assert control.should_training_stop is True
-    assert logged == [{"engram/qa_acc/overall": 0.95, "engram/qa_acc/overall_norm": 0.9}]
+    assert logs == {"eval_engram_qa_acc_overall": 0.95, "eval_engram_qa_acc_overall_norm": 0.9}
     (line,) = (tmp_path / "engram_recall.jsonl").read_text().splitlines()
     assert json.loads(line) == {
         "step": 4,
         "epoch": 1.0,
-        "engram/qa_acc/overall": 0.95,
-        "engram/qa_acc/overall_norm": 0.9,
+        "eval_engram_qa_acc_overall": 0.95,
+        "eval_engram_qa_acc_overall_norm": 0.9,
     }
 
 

@@ -52,8 +52,10 @@ def test_demo_memorizes_far_above_chance(demo):
         assert row[field] >= 0.7, (field, row)
     assert row["heldout"] is not None and row["reverse"] is not None
     history = [json.loads(x) for x in (demo / "outputs/demo/model/engram_recall.jsonl").read_text().splitlines()]
-    assert history[0]["step"] == 0 and history[-1]["engram/qa_acc/overall"] > history[0]["engram/qa_acc/overall"]
-    assert row["untrained"] == history[0]["engram/qa_acc/overall"]  # the measured floor, reported
+    assert (
+        history[0]["step"] == 0 and history[-1]["eval_engram_qa_acc_overall"] > history[0]["eval_engram_qa_acc_overall"]
+    )
+    assert row["untrained"] == history[0]["eval_engram_qa_acc_overall"]  # the measured floor, reported
 
 
 @pytest.mark.slow
@@ -71,7 +73,7 @@ def test_report_table_matches_the_result_files(demo):
     assert float(row["heldout"]) == lm["bios_qa_heldout"]["acc,none"]
     assert float(row["reverse"]) == lm["bios_qa_reverse"]["acc,none"]
     history = (demo / "outputs/demo/model/engram_recall.jsonl").read_text().splitlines()
-    assert float(row["untrained"]) == json.loads(history[0])["engram/qa_acc/overall"]
+    assert float(row["untrained"]) == json.loads(history[0])["eval_engram_qa_acc_overall"]
     md = (out / "report.md").read_text()
     demo_row = next(line for line in md.splitlines() if line.startswith("| demo "))
     cells = [c.strip() for c in demo_row.strip("|").split("|")]
