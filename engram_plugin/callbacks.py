@@ -157,6 +157,7 @@ class EngramCallback(TrainerCallback):
         to best_model_qa_<acc> and removes the previous best."""
         tmp = self.output_dir / f".{BEST_PREFIX}tmp"
         self.trainer.save_model(str(tmp))
+        self.trainer.accelerator.wait_for_everyone()  # every rank is done with tmp before it moves
         if self.trainer.is_world_process_zero():
             (tmp / SCORES_FILE).write_text(
                 json.dumps({"global_step": state.global_step, "epoch": state.epoch, "results": results}, indent=2)

@@ -17,7 +17,7 @@ from helpers.common import REPO, cli_env
 from safetensors.torch import load_file
 
 from engram_data.contract import FIELDS
-from engram_plugin.callbacks import BEST_PREFIX, SCORES_FILE, EngramCallback
+from engram_plugin.callbacks import BEST_PREFIX, SCORES_FILE, EngramCallback, best_dirs
 from engram_plugin.freeze import apply_freezing
 from engram_plugin.recall import RecallEvaluator
 from engram_run.recipes import RECIPES_DIR, load_recipe, validate
@@ -369,3 +369,75 @@ def test_two_processes_give_the_same_recall_as_one(tiny_llama, bios_dir, tmp_pat
     dist = json.loads(out.read_text())
     assert dist["world"] == 2 and dist["shard"] < (6 * 15 * 2 + 15)  # each rank scored a part
     assert dist["results"] == single
+
+
+@pytest.mark.slow
+def test_a_sharded_model_makes_equal_calls_on_every_rank_and_the_same_totals(tiny_llama, bios_dir, tmp_path):
+    """21 questions on 2 ranks, 5 per batch: 11 and 10 questions, 3 and 2 batches unless
+    the short rank pads. Every forward is a collective, so unequal calls would hang."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    single = RecallEvaluator(bios_dir, tok, sets=["train", "reverse"], limit=3, batch_size=5).evaluate(model)
+    out = tmp_path / "sharded.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+         str(REPO / "tests/helpers/recall_sharded.py"), str(tiny_llama), str(bios_dir), "3", "5", str(out)],
+        env=cli_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(out.read_text())
+    assert got["shards"] == [11, 10]
+    assert got["calls"][0] == got["calls"][1] == 2 * 3  # three batches of two calls on each rank
+    assert got["results"] == single
+
+
+@pytest.mark.slow
+def test_post_training_lm_eval_after_a_two_process_training(tiny_llama, bios_dir, tmp_path):
+    """Axolotl destroys the process group before post_train_unload; the evaluation runs as
+    its own process, once (rank 0), and writes lm-eval's own result file."""
+    cfg = run_config(tiny_llama, bios_dir, tmp_path / "out", engram_post_eval=True, engram_post_eval_limit=4,
+                     engram_eval_heldout=True, engram_post_eval_log_samples=True, ddp_backend="gloo")  # fmt: skip
+    cfg["plugins"] = ["helpers.cpu_processes.CpuProcessesPlugin", *cfg["plugins"]]
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run(
+        ["axolotl", "train", str(config), "--launcher", "torchrun", "--", "--nproc_per_node", "2",
+         "--master_port", "29547"],
+        # ACCELERATE_USE_CPU: HF's data-parallel set-up on CPU processes (gloo), as on GPUs.
+        env=cli_env(PYTHONPATH=str(REPO / "tests"), ACCELERATE_USE_CPU="true"),
+        capture_output=True, text=True, cwd=tmp_path, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    out = tmp_path / "out"
+    (results,) = list((out / "lm_eval").rglob("results_*.json"))
+    lm = json.loads(results.read_text())
+    assert lm["results"]["bios_qa"]["alias"] == "bios_qa" and lm["config"]["limit"] == 4
+    assert len(list((out / "lm_eval").rglob("samples_bios_qa_major_*.jsonl"))) == 1  # --log_samples
+    # The two ranks scored recall together: every evaluation has all 6 x 12 train questions.
+    history = [json.loads(line) for line in (out / "engram_recall.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [0, 3, 6]
+    assert history[1]["epoch"] == pytest.approx(2 * 3 / 46)  # two ranks: each step covers twice the rows
+    (best,) = best_dirs(out)
+    assert best.name == f"{BEST_PREFIX}{max(h['eval_engram_qa_acc_overall'] for h in history[1:]):.4f}"
+
+
+@pytest.mark.slow
+def test_hf_keeps_the_best_checkpoint_by_recall_and_the_plugin_names_it(tiny_llama, bios_dir, tmp_path):
+    """metric_for_best_model: eval_engram_qa_acc_overall works with HF's own machinery;
+    best_model_qa_<acc> is a link to that checkpoint (no copy); Axolotl's early stopping
+    sees the metric too."""
+    cfg = run_config(tiny_llama, bios_dir, tmp_path / "out", metric_for_best_model="eval_engram_qa_acc_overall",
+                     greater_is_better=True, save_total_limit=1, early_stopping_patience=5)  # fmt: skip
+    out = train(cfg, tmp_path)
+    state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
+    history = [json.loads(line) for line in (out / "engram_recall.jsonl").read_text().splitlines()]
+    evals = {h["step"]: h["eval_engram_qa_acc_overall"] for h in history if h["step"] > 0}
+    best_step = max(evals, key=lambda step: (evals[step], -step))  # HF keeps the first of equals
+    assert state["best_metric"] == evals[best_step]
+    assert state["best_model_checkpoint"] == str(out / f"checkpoint-{best_step}")
+    (link,) = best_dirs(out)
+    assert link.is_symlink() and link.resolve() == out / f"checkpoint-{best_step}"
+    assert link.name == f"{BEST_PREFIX}{evals[best_step]:.4f}"
+    assert not list(out.glob(f".{BEST_PREFIX}*"))  # the plugin saved nothing itself
