@@ -38,6 +38,11 @@ MODELS ?= gpt2 llama1b
 TASKS ?= bios_qa,bios_qa_heldout,bios_qa_reverse
 COMPARE_TASKS ?= bios_qa,hellaswag,arc_easy,arc_challenge,winogrande,mmlu,truthfulqa_mc2
 LIMIT ?=
+# lm-eval's backend and extra --model_args for make eval: MODEL_BACKEND=vllm MODEL_ARGS=tensor_parallel_size=4;
+# MERGE_LORA=1 merges an adapter into its base first (axolotl merge-lora).
+MODEL_BACKEND ?= hf
+MODEL_ARGS ?=
+MERGE_LORA ?=
 FORCE ?=
 SET ?=
 PIPELINE := $(PY) -m engram_run
@@ -48,7 +53,7 @@ TRAIN_ARGS = $(RUN_ARGS) $(if $(FORCE),--force) $(if $(SET),--set $(SET))
 DEMO_PEOPLE ?= 200
 DEMO_EPOCHS ?= 12
 
-.PHONY: help install test lint format data tiny-model recipes train eval train-all eval-all report compare demo bench clean
+.PHONY: help install install-gpu test lint format data tiny-model recipes train eval train-all eval-all report compare demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -61,6 +66,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]" 2>&1 | $(PIP_QUIET)
 	$(PY) -c "import axolotl, lm_eval, engram_data, engram_plugin, engram_run"
 	touch $@
+
+install-gpu: install ## add what the multi-GPU recipes name: DeepSpeed and flash-attention (Axolotl's extras), vLLM
+	$(PY) -m pip install -q -e ".[gpu]" 2>&1 | $(PIP_QUIET)
 
 test: install ## run the test suite (CPU, offline; builds its own tiny models and data)
 	$(PY) -m pytest -q tests
@@ -91,14 +99,17 @@ demo: install ## the main job on a CPU: data, tiny Llama, axolotl train + plugin
 train: install ## train one model: MODEL=llama3b [METHOD=lora|qlora|full] [VARIANT=bioS|...] [FORCE=1] [SET="num_epochs=3"]
 	$(PIPELINE) train-all --models "$(MODEL)" $(TRAIN_ARGS)
 
-eval: install ## evaluate one trained model with lm-eval (TASKS, LIMIT) into results/<run>/
-	$(PIPELINE) eval-all --models "$(MODEL)" $(RUN_ARGS) --tasks $(TASKS) $(if $(LIMIT),--limit $(LIMIT))
+EVAL_ARGS = --tasks $(TASKS) $(if $(LIMIT),--limit $(LIMIT)) --backend $(MODEL_BACKEND) \
+	$(if $(MODEL_ARGS),--model-args "$(MODEL_ARGS)") $(if $(MERGE_LORA),--merge-lora)
+
+eval: install ## evaluate one trained model with lm-eval (TASKS, LIMIT, MODEL_BACKEND=hf|vllm, MODEL_ARGS, MERGE_LORA=1) into results/<run>/
+	$(PIPELINE) eval-all --models "$(MODEL)" $(RUN_ARGS) $(EVAL_ARGS)
 
 train-all: install ## train MODELS="gpt2 llama1b ..." in sequence; failures are reported, finished runs skipped
 	$(PIPELINE) train-all --models "$(MODELS)" $(TRAIN_ARGS)
 
 eval-all: install ## evaluate every trained model of MODELS
-	$(PIPELINE) eval-all --models "$(MODELS)" $(RUN_ARGS) --tasks $(TASKS) $(if $(LIMIT),--limit $(LIMIT))
+	$(PIPELINE) eval-all --models "$(MODELS)" $(RUN_ARGS) $(EVAL_ARGS)
 
 report: install ## one table of every run (Markdown, CSV, JSON) and PNG plots in results/report/
 	$(PIPELINE) report --results results --outputs outputs --out results/report

@@ -27,6 +27,7 @@ from engram_run.launch import EVAL_TASKS
 from engram_run.recipes import DEFAULT_DATA_DIR, RunError
 from engram_run.report import report
 from engram_run.settings import DEFAULT_VARIANT, Run
+from lm_eval_tasks import BACKENDS
 
 PROG = "python -m engram_run"
 
@@ -61,6 +62,9 @@ def build_parser() -> OneLineParser:
         p.add_argument("--tasks", default=",".join(EVAL_TASKS))
         p.add_argument("--limit", type=number(int, 1), default=None)
         p.add_argument("--set", nargs="*", default=[], help="KEY=VALUE config overrides for every model")
+        p.add_argument("--backend", default="hf", choices=BACKENDS, help="lm-eval's --model (default: hf)")
+        p.add_argument("--model-args", default="", help="more lm-eval --model_args, e.g. tensor_parallel_size=4")
+        p.add_argument("--merge-lora", action="store_true", help="merge an adapter into its base first")
 
     r = sub.add_parser("report", help="collect every run into report.{md,csv,json} and PNG plots")
     r.add_argument("--results", default="results", type=Path)
@@ -99,7 +103,8 @@ def command(args) -> int:
         if args.command == "train-all":
             batch.train_all(runs, args.data_dir, args.force, overrides, status)
         else:
-            batch.eval_all(runs, args.data_dir, args.tasks.split(","), args.limit, status)
+            batch.eval_all(runs, args.data_dir, args.tasks.split(","), args.limit, status, args.backend,
+                           args.model_args, args.merge_lora)  # fmt: skip
         return batch.summary(status)
     if args.command == "report":
         print(f"report: {report(args.results, args.outputs, args.out)}")

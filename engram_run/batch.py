@@ -53,8 +53,10 @@ def train_all(runs: Iterator[Run], data_dir: str | Path, force: bool = False, ov
 
 
 def eval_all(runs: Iterator[Run], data_dir: str | Path, tasks=launch.EVAL_TASKS, limit: int | None = None,
-             status: dict[str, str] | None = None) -> dict[str, str]:  # fmt: skip
-    """Score every trained run with lm-eval into results/<run>/."""
+             status: dict[str, str] | None = None, backend: str = "hf", extra_model_args: str = "",
+             merge: bool = False) -> dict[str, str]:  # fmt: skip
+    """Score every trained run with lm-eval (``backend``: hf or vllm) into results/<run>/;
+    ``merge``: an adapter is merged into its base first (``axolotl merge-lora``)."""
     status = {} if status is None else status
     read_manifest(data_dir)  # a missing or foreign --data-dir fails here, before any evaluation
     for run in runs:
@@ -63,7 +65,15 @@ def eval_all(runs: Iterator[Run], data_dir: str | Path, tasks=launch.EVAL_TASKS,
             print(f"[engram] {run.name}: not trained, skipped", flush=True)
             continue
         base = load_recipe(run.config)["base_model"]
-        ok = launch.evaluate(model_args(run.model_dir, base), data_dir, run.results_dir, tasks, limit)
+        model_dir = run.model_dir
+        if merge and (model_dir / "adapter_config.json").exists():
+            try:
+                model_dir = launch.merge_lora(run.config, run.model_dir, run.dir / "merge.log")
+            except RunError as exc:
+                status[run.name] = f"failed: {exc}"
+                continue
+        margs = model_args(model_dir, base, backend, extra_model_args)
+        ok = launch.evaluate(margs, data_dir, run.results_dir, tasks, limit, backend)
         status[run.name] = "evaluated" if ok else f"failed: see {run.results_dir / 'eval.log'}"
         print(f"[engram] {run.name}: {status[run.name]}", flush=True)
     return status

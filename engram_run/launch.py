@@ -74,27 +74,51 @@ def train(config: Path, model_dir: Path, log: Path) -> bool:
     return code == 0
 
 
+def eval_command(model_args: str, data_dir: str | Path, out: Path, tasks=EVAL_TASKS, limit: int | None = None,
+                 backend: str = "hf", batch_size: int | str = 32, device: str | None = None) -> list[str]:  # fmt: skip
+    """``engram-eval`` (lm_eval with our tasks) with lm-eval's own model choice and arguments."""
+    cmd = [
+        tool("engram-eval"), "--model", backend, "--model_args", model_args,
+        "--tasks", ",".join(tasks), "--metadata", json.dumps({"data_dir": str(data_dir)}),
+        "--output_path", str(out), "--batch_size", str("auto" if backend == "vllm" else batch_size),
+    ]  # fmt: skip
+    if backend == "hf":  # vLLM places the model itself
+        cmd += ["--device", device or ("cuda" if _cuda() else "cpu")]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    return cmd
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def merge_lora(config: Path, model_dir: Path, log: Path) -> Path:
+    """``axolotl merge-lora CONFIG``: the base model with the adapter merged in, for
+    backends that take one folder; returns ``model_dir/merged``."""
+    with log.open("w") as f:
+        code = subprocess.call([tool("axolotl"), "merge-lora", str(config)], stdout=f, stderr=subprocess.STDOUT,
+                               env=tool_env())  # fmt: skip
+    merged = model_dir / "merged"
+    if code != 0 or not merged.is_dir():
+        raise RunError(f"axolotl merge-lora failed for {config}; see {log}")
+    return merged
+
+
 def evaluate(
     model_args: str,
     data_dir: str | Path,
     out: Path,
     tasks=EVAL_TASKS,
     limit: int | None = None,
-    batch_size: int = 32,
+    backend: str = "hf",
     log: Path | None = None,
 ) -> bool:
-    """``engram-eval`` (lm_eval with our tasks) into ``out`` in lm-eval's own JSON format."""
-    import torch
-
+    """``engram-eval`` into ``out``, in lm-eval's own JSON format."""
     claim(out)
-    cmd = [
-        tool("engram-eval"), "--model", "hf", "--model_args", model_args,
-        "--tasks", ",".join(tasks), "--metadata", json.dumps({"data_dir": str(data_dir)}),
-        "--output_path", str(out), "--batch_size", str(batch_size),
-        "--device", "cuda" if torch.cuda.is_available() else "cpu",
-    ]  # fmt: skip
-    if limit:
-        cmd += ["--limit", str(limit)]
+    cmd = eval_command(model_args, data_dir, out, tasks, limit, backend)
     with (log or out / "eval.log").open("w") as f:
         return subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=tool_env()) == 0
 

@@ -165,13 +165,20 @@ def cpu_variant(
     if cfg.get("adapter") == "qlora":
         # bitsandbytes (0.50) repacks 4-bit weights for CPU inference during an evaluation
         # pass on AVX512-BF16 CPUs; the next training step then fails on layers with a bias
-        # (GPT-J, NeoX). GPUs are unaffected. On CPU, QLoRA trains without the eval split.
+        # (GPT-J, NeoX). GPUs are unaffected. On CPU, QLoRA trains without the eval split,
+        # and so without a metric to rank checkpoints by.
         cfg["val_set_size"] = 0.0
+        cfg.pop("metric_for_best_model", None)
+        cfg.pop("greater_is_better", None)
     cfg["base_model"] = str(base_model)
     cfg["special_tokens"] = {"pad_token": _pad_token(base_model)}
     if data_dir is not None:
         for ds in cfg.get("datasets", []):
             ds["path"] = ds["path"].replace(DEFAULT_DATA_DIR, str(data_dir), 1)
+        if "engram_data_dir" in cfg:
+            cfg["engram_data_dir"] = str(data_dir)
+    if "engram_eval_samples" in cfg:
+        cfg["engram_eval_samples"] = min(cfg["engram_eval_samples"] or 8, 8)  # a CPU: a few per field
     output_dir = Path(output_dir)
     cfg["output_dir"] = str(output_dir)
     cfg["dataset_prepared_path"] = str(output_dir / "prepared")

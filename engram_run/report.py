@@ -45,23 +45,28 @@ def untrained_recall(history: list[dict]) -> float | None:
 
 
 def collect(results_dir: Path, outputs: Path | None = None) -> list[dict]:
-    """One row per run folder with lm-eval results: per-field bios_qa accuracy, overall,
-    heldout, reverse, gen, and the untrained floor where the plugin logged it."""
+    """One row per run with lm-eval results (``results/<run>/``, or the plugin's post-training
+    run in ``outputs/<run>/model/lm_eval/``): per-field bios_qa accuracy, overall, heldout,
+    reverse, gen, and the untrained floor where the plugin logged it."""
     rows = []
-    run_dirs = sorted(p for p in results_dir.iterdir() if p.is_dir()) if results_dir.is_dir() else []
-    for run_dir in run_dirs:
-        path = latest_results(run_dir)
-        if path is None or run_dir.name.startswith("."):
-            continue  # not a run: a report, or a temp folder
+    found = {}  # run -> its newest lm-eval result file: results/<run>/, else the plugin's post-training run
+    for root in (outputs, results_dir):  # results/<run>/ wins where both have one
+        pattern = "*/model/lm_eval" if root is outputs else "*"
+        for run_dir in sorted(root.glob(pattern)) if root is not None and root.is_dir() else []:
+            name = run_dir.parts[len(root.parts)]
+            path = latest_results(run_dir) if run_dir.is_dir() and not name.startswith(".") else None
+            if path is not None:  # else not a run: a report, or a temp folder
+                found[name] = path
+    for name, path in sorted(found.items()):
         res = read_results(path)["results"]
-        row: dict = {"run": run_dir.name}
+        row: dict = {"run": name}
         for field in FIELDS:
             row[field] = _metric(res.get(f"bios_qa_{field}", {}), "acc")
         row["overall"] = _metric(res.get("bios_qa", {}), "acc")
         row["heldout"] = _metric(res.get("bios_qa_heldout", {}), "acc")
         row["reverse"] = _metric(res.get("bios_qa_reverse", {}), "acc")
         row["gen"] = _metric(res.get("bios_qa_gen", {}), "exact_match")
-        row["untrained"] = untrained_recall(recall_history(outputs, run_dir.name)) if outputs else None
+        row["untrained"] = untrained_recall(recall_history(outputs, name)) if outputs else None
         row["results_file"] = str(path)
         rows.append(row)
     return rows

@@ -32,7 +32,7 @@ from engram_data.errors import OneLineParser, number, run_cli
 from engram_run.launch import MARKER, claim
 from engram_run.recipes import RunError
 
-ARCHITECTURES = ("llama", "gpt2", "gptj", "gpt_neox")
+ARCHITECTURES = ("llama", "gpt2", "gptj", "gpt_neox", "olmo2")
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
 VALUE_REPEATS = 4  # how often each option value is seen: enough for BPE to merge its words
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -99,7 +99,7 @@ def train_tokenizer(texts, vocab_size: int = 4096):
 
 def model_config(arch: str, vocab_size: int, hidden: int, layers: int, heads: int, tok):
     """A small config of ``arch``; sizes are the same knobs for every architecture."""
-    from transformers import GPT2Config, GPTJConfig, GPTNeoXConfig, LlamaConfig
+    from transformers import GPT2Config, GPTJConfig, GPTNeoXConfig, LlamaConfig, Olmo2Config
 
     ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
     if arch == "llama":
@@ -136,6 +136,18 @@ def model_config(arch: str, vocab_size: int, hidden: int, layers: int, heads: in
             num_attention_heads=heads,
             max_position_embeddings=512,
             rotary_pct=0.25,
+            **ids,
+        )
+    if arch == "olmo2":
+        return Olmo2Config(
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            intermediate_size=4 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads,
+            max_position_embeddings=512,
+            tie_word_embeddings=False,  # as OLMo 2 7B and 13B
             **ids,
         )
     raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")

@@ -5,15 +5,26 @@ the ``engram-eval`` console script (:mod:`lm_eval_tasks.cli`), which adds
 :data:`TASKS_DIR` itself. ``_generate_configs.py`` writes the per-field task files.
 """
 
+import json
 from pathlib import Path
 
 TASKS_DIR = Path(__file__).resolve().parent
+BACKENDS = ("hf", "vllm")
 
 
-def model_args(model_dir: str | Path, base_model: str) -> str:
-    """lm-eval's ``--model_args`` for a trained output folder: the model itself, or the
-    base model plus ``peft=`` when the folder holds a LoRA adapter."""
+def model_args(model_dir: str | Path, base_model: str, backend: str = "hf", extra: str = "") -> str:
+    """lm-eval's ``--model_args`` for a trained output folder: the model itself, or for a
+    LoRA adapter the base model plus the adapter (``peft=`` for hf, ``lora_local_path=``
+    for vLLM, with the adapter's rank), then ``extra`` (``key=value,...``) as given."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown lm-eval backend {backend!r}; choose from {', '.join(BACKENDS)}")
     model_dir = Path(model_dir)
-    if (model_dir / "adapter_config.json").exists():
-        return f"pretrained={base_model},peft={model_dir},dtype=auto"
-    return f"pretrained={model_dir},dtype=auto"
+    adapter = model_dir / "adapter_config.json"
+    if not adapter.exists():
+        args = f"pretrained={model_dir},dtype=auto"
+    elif backend == "hf":
+        args = f"pretrained={base_model},peft={model_dir},dtype=auto"
+    else:
+        rank = json.loads(adapter.read_text()).get("r", 16)
+        args = f"pretrained={base_model},lora_local_path={model_dir},enable_lora=True,max_lora_rank={rank},dtype=auto"
+    return f"{args},{extra.strip(',')}" if extra.strip(",") else args

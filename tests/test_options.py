@@ -140,7 +140,7 @@ def test_an_imported_dataset_follows_the_same_protocol(population_5k, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["llama", "gpt2", "gptj", "gpt_neox"])
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gptj", "gpt_neox", "olmo2"])
 def test_an_untrained_model_of_every_architecture_scores_chance(arch, tiny_models, bios_dir):
     """The tiny models' tokenizer sees every option value equally often, so a random model's
     taste for short options tells it nothing: chance on 1,800 questions per set."""

@@ -90,6 +90,7 @@ EXPECTED_FROZEN = {
     "gpt2": ["transformer.wte.weight", "transformer.wpe.weight", "transformer.h.0."],
     "gptj": ["transformer.wte.weight", "lm_head.weight", "lm_head.bias", "transformer.h.0."],
     "gpt_neox": ["gpt_neox.embed_in.weight", "lm_head.weight", "gpt_neox.layers.0."],
+    "olmo2": ["model.embed_tokens.weight", "lm_head.weight", "model.layers.0."],
 }
 
 

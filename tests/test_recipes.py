@@ -27,8 +27,10 @@ TRAINED = {
     ("llama", "full"): "llama1b.yml",
     ("llama", "lora"): "llama3b.yml",
     ("llama", "qlora"): "llama8b-qlora.yml",
+    ("olmo2", "lora"): "olmo2-7b.yml",
+    ("olmo2", "qlora"): "olmo2-13b.yml",
 }
-HEADERS = ["# Model", "# Data", "# Adapter", "# Training", "# Evaluation"]
+HEADERS = ["# Model", "# Data", "# Adapter", "# Training", "# Evaluation", "# Plugin: engram"]
 
 
 def method_of(cfg: dict) -> str:
@@ -37,7 +39,7 @@ def method_of(cfg: dict) -> str:
 
 def family_of(cfg: dict) -> str:
     base = cfg["base_model"]
-    for key, fam in (("gpt2", "gpt2"), ("gpt-j", "gptj"), ("neox", "gpt_neox"), ("lama", "llama")):
+    for key, fam in (("gpt2", "gpt2"), ("gpt-j", "gptj"), ("neox", "gpt_neox"), ("lama", "llama"), ("olmo-2", "olmo2")):
         if key in base.lower():
             return fam
     raise AssertionError(f"unknown family for {base}")
@@ -67,7 +69,7 @@ def test_recipes_handle_architecture_quirks():
             continue
         fam = family_of(cfg)
         assert cfg["special_tokens"]["pad_token"]
-        assert bool(cfg.get("sample_packing")) == (fam == "llama")
+        assert bool(cfg.get("sample_packing")) == (fam in ("llama", "olmo2"))  # what Axolotl can pack
         if cfg.get("adapter"):
             expected = {
                 "gpt2": ["c_attn", "c_proj", "c_fc"],

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.common import cli_env
+from helpers.common import REPO, cli_env
 
 from engram_run.compare import compare_results
 from engram_run.launch import evaluate, latest_results
@@ -162,3 +162,61 @@ def test_derived_config_points_at_the_data_and_bio_field(tmp_path):
     assert cfg["dataset_prepared_path"] == str(tmp_path / "run" / "prepared")
     tiny = derive_config(RECIPES_DIR / "tiny.yml", "data/x", tmp_path / "m")
     assert tiny["engram_data_dir"] == "data/x" and tiny["datasets"][1]["path"] == "data/x/train/qa_train.jsonl"
+
+
+def test_lm_eval_model_args_for_each_backend_full_and_adapter(tmp_path):
+    from engram_run.launch import eval_command
+    from lm_eval_tasks import model_args
+
+    full, adapter = tmp_path / "full", tmp_path / "lora"
+    full.mkdir()
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 32}))
+    assert model_args(full, "base") == f"pretrained={full},dtype=auto"
+    assert (
+        model_args(adapter, "meta-llama/Llama-3.2-3B")
+        == f"pretrained=meta-llama/Llama-3.2-3B,peft={adapter},dtype=auto"
+    )
+    assert model_args(adapter, "B", "vllm", "tensor_parallel_size=4") == (
+        f"pretrained=B,lora_local_path={adapter},enable_lora=True,max_lora_rank=32,dtype=auto,tensor_parallel_size=4"
+    )
+    assert (
+        model_args(full, "B", "vllm", ",gpu_memory_utilization=0.8,")
+        == f"pretrained={full},dtype=auto,gpu_memory_utilization=0.8"
+    )
+    with pytest.raises(ValueError, match="unknown lm-eval backend 'sglang'; choose from hf, vllm"):
+        model_args(full, "B", "sglang")
+    cmd = eval_command("pretrained=x", "data/bios", tmp_path / "r", ["bios_qa"], 5, backend="vllm")
+    assert cmd[1:5] == ["--model", "vllm", "--model_args", "pretrained=x"]
+    assert cmd[cmd.index("--batch_size") + 1] == "auto" and "--device" not in cmd and cmd[-2:] == ["--limit", "5"]
+    cmd = eval_command("pretrained=x", "data/bios", tmp_path / "r", ["bios_qa"], None, device="cpu")
+    assert cmd[cmd.index("--device") + 1] == "cpu" and cmd[cmd.index("--batch_size") + 1] == "32"
+
+
+def test_make_eval_passes_the_backend_and_model_args_through(bios_dir, tmp_path):
+    proc = subprocess.run(
+        ["make", "-n", "eval", "MODEL=llama3b", "MODEL_BACKEND=vllm", "MODEL_ARGS=tensor_parallel_size=2", "MERGE_LORA=1"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if "eval-all" in x)
+    assert '--backend vllm --model-args "tensor_parallel_size=2" --merge-lora' in line
+
+
+def test_the_report_reads_the_plugins_post_training_results_too(tmp_path):
+    def result(acc):
+        return json.dumps({"results": {"bios_qa": {"acc,none": acc}, "bios_qa_heldout": {"acc,none": acc / 2}}})
+
+    post = tmp_path / "outputs/r1/model/lm_eval/m/results_2026-01-01T00-00-00.json"
+    post.parent.mkdir(parents=True)
+    post.write_text(result(0.9))
+    both = tmp_path / "outputs/r2/model/lm_eval/m/results_2026-01-01T00-00-00.json"
+    both.parent.mkdir(parents=True)
+    both.write_text(result(0.1))
+    (tmp_path / "results/r2/m").mkdir(parents=True)
+    (tmp_path / "results/r2/m/results_2026-01-02T00-00-00.json").write_text(result(0.8))
+    (tmp_path / "outputs/r1/model/engram_recall.jsonl").write_text('{"step": 0, "eval_engram_qa_acc_overall": 0.25}\n')
+    rows = {r["run"]: r for r in collect(tmp_path / "results", tmp_path / "outputs")}
+    assert sorted(rows) == ["r1", "r2"]
+    assert (rows["r1"]["overall"], rows["r1"]["heldout"], rows["r1"]["untrained"]) == (0.9, 0.45, 0.25)
+    assert rows["r2"]["overall"] == 0.8  # make eval's results/<run>/ wins over the post-training run
