@@ -95,6 +95,17 @@ class EngramArgs(BaseModel):
             )
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def best_by_recall_needs_recall(cls, data):
+        metric = str(data.get("metric_for_best_model") or "") if isinstance(data, dict) else ""
+        if metric.removeprefix("eval_").startswith("engram_") and data.get("engram_recall_eval") is False:
+            raise ValueError(
+                f"metric_for_best_model is {metric}, which only exists with engram_recall_eval: true; "
+                "turn recall on, or rank checkpoints by another metric (e.g. eval_loss)"
+            )
+        return data
+
     @field_validator("engram_freeze_layers")
     @classmethod
     def check_layers(cls, layers):

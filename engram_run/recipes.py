@@ -165,11 +165,13 @@ def cpu_variant(
     if cfg.get("adapter") == "qlora":
         # bitsandbytes (0.50) repacks 4-bit weights for CPU inference during an evaluation
         # pass on AVX512-BF16 CPUs; the next training step then fails on layers with a bias
-        # (GPT-J, NeoX). GPUs are unaffected. On CPU, QLoRA trains without the eval split,
-        # and so without a metric to rank checkpoints by.
+        # (GPT-J, NeoX). GPUs are unaffected. On CPU, QLoRA trains without any inference
+        # pass: no eval split (and so no metric to rank checkpoints by), no in-training recall.
         cfg["val_set_size"] = 0.0
         cfg.pop("metric_for_best_model", None)
         cfg.pop("greater_is_better", None)
+        if "engram_recall_eval" in cfg or "engram_plugin.EngramPlugin" in cfg.get("plugins", []):
+            cfg["engram_recall_eval"] = False
     cfg["base_model"] = str(base_model)
     cfg["special_tokens"] = {"pad_token": _pad_token(base_model)}
     if data_dir is not None:

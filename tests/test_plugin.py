@@ -69,6 +69,10 @@ def test_defaults_apply_when_only_the_plugin_is_listed():
         ({"engram_freeze_layers": [1, 1]}, "engram_freeze_layers lists a layer twice"),
         ({"engram_post_eval_model": "last"}, "engram_post_eval_model"),
         (
+            {"engram_recall_eval": False},
+            "metric_for_best_model is eval_engram_qa_acc_overall, which only exists with engram_recall_eval: true",
+        ),
+        (
             {"engram_early_stopping_patience": 2, "val_set_size": 0.0},
             "engram_early_stopping_patience watches validation loss: set val_set_size > 0",
         ),
@@ -278,6 +282,7 @@ def test_adapter_freezing_on_gpt2(tiny_models, bios_dir, tmp_path):
         engram_freeze_layers=[0],
         engram_recall_eval=False,
     )
+    cfg.pop("metric_for_best_model")  # ranks by recall, which is off here
     out = train(cfg, tmp_path)
     first = load_file(out / "checkpoint-3" / "adapter_model.safetensors")
     final = load_file(out / "adapter_model.safetensors")
