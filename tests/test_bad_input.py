@@ -354,7 +354,7 @@ def test_set_is_validated_through_axolotls_schema_before_any_config_is_written(w
 
 def test_recipe_check_keeps_the_field_name_and_the_hint(tmp_path):
     recipe = tmp_path / "r.yml"
-    cfg = (REPO / "axolotl_configs/tiny.yml").read_text().replace("engram_eval_samples: 100", "engram_eval_sample: 100")
+    cfg = (REPO / "axolotl_configs/tiny.yml").read_text().replace("engram_eval_samples:", "engram_eval_sample:")
     recipe.write_text(cfg)
     proc = run([*RECIPES, "check", str(recipe)], tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
