@@ -53,7 +53,7 @@ TRAIN_ARGS = $(RUN_ARGS) $(if $(FORCE),--force) $(if $(SET),--set $(SET))
 DEMO_PEOPLE ?= 200
 DEMO_EPOCHS ?= 12
 
-.PHONY: help install install-gpu test lint format data tiny-model recipes train eval train-all eval-all report compare demo bench clean
+.PHONY: help install install-gpu test lint format data tiny-model recipes train eval train-all eval-all report compare demo reproduce bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -116,6 +116,9 @@ report: install ## one table of every run (Markdown, CSV, JSON) and PNG plots in
 
 compare: install ## base vs fine-tuned MODEL on bios_qa and leaderboard tasks (COMPARE_TASKS), with deltas
 	$(PIPELINE) compare --model $(MODEL) $(RUN_ARGS) --tasks $(COMPARE_TASKS) $(if $(LIMIT),--limit $(LIMIT))
+
+reproduce: install ## Physics of LM 3.1 in miniature: every text variant on one budget, CPU (~15 min); MODEL=llama1b on GPUs
+	$(PIPELINE) reproduce --model $(MODEL) $(if $(filter-out tiny,$(MODEL)),--data-dir $(DATA_DIR) --people $(NUM_PEOPLE))
 
 bench: install ## measure speed: data generation (100k people) and bios_qa questions/s; writes benchmarks/results/
 	$(PY) benchmarks/bench_data.py --num-people 100000

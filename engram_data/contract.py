@@ -53,6 +53,11 @@ PEOPLE = "people.jsonl"
 QA_TRAIN = "qa_train"
 
 
+# What a training run with the plugin leaves for the run glue to read, beside the model.
+RECALL_HISTORY = "engram_recall.jsonl"  # one JSON line per scoring: step, epoch, eval_engram_* metrics
+PROGRESS_ENV = "ENGRAM_PROGRESS"  # where the plugin writes {"step", "max_steps", "epoch", "epochs"}
+
+
 class DataError(Exception):
     """Bad input or output for the data tools; the message says how to fix it."""
 

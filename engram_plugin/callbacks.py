@@ -18,13 +18,13 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from engram_data.contract import FIELDS
+from engram_data.contract import FIELDS, PROGRESS_ENV, RECALL_HISTORY
 from engram_plugin.freeze import apply_freezing
 from engram_plugin.recall import RecallEvaluator
 
 BEST_PREFIX = "best_model_qa_"
 SCORES_FILE = "engram_scores.json"
-HISTORY_FILE = "engram_recall.jsonl"  # one line per scoring: step, epoch and every metric
+HISTORY_FILE = RECALL_HISTORY  # one line per scoring: step, epoch and every metric
 OVERALL = "eval_engram_qa_acc_overall"
 
 
@@ -116,6 +116,16 @@ class EngramCallback(TrainerCallback):
             if len(recent) == patience + 1 and all(b > a for a, b in zip(recent, recent[1:])):
                 control.should_training_stop = True
                 self._note(f"validation loss rose for {patience} evaluations in a row: stopping")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        # For a launcher that shows a progress bar (engram_run): the step, written atomically.
+        path = os.environ.get(PROGRESS_ENV)
+        if path and self.trainer.is_world_process_zero():
+            tmp = f"{path}.tmp"
+            with open(tmp, "w") as f:
+                json.dump({"step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch,
+                           "epochs": args.num_train_epochs}, f)  # fmt: skip
+            os.replace(tmp, path)
 
     def on_epoch_end(self, args, state, control, **kwargs):
         # Without an eval split no evaluation runs: score recall once per epoch instead.

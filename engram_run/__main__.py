@@ -6,6 +6,7 @@ Usage:
     python -m engram_run eval-all --models "gpt2 llama1b" --method lora
     python -m engram_run report --results results --outputs outputs --out results/report
     python -m engram_run compare --model llama3b
+    python -m engram_run reproduce [--model llama1b]
 
 Runs live in ``outputs/<run>/`` (config.yml, model/, train.log) and ``results/<run>/``
 (lm-eval's own JSON), a run being ``<model>-<method>-<variant>`` (engram_run.settings).
@@ -26,6 +27,7 @@ from engram_run.demo import DemoSettings, demo
 from engram_run.launch import EVAL_TASKS
 from engram_run.recipes import DEFAULT_DATA_DIR, RunError
 from engram_run.report import report
+from engram_run.reproduce import ReproduceSettings, reproduce
 from engram_run.settings import DEFAULT_VARIANT, Run
 from lm_eval_tasks import BACKENDS
 
@@ -86,6 +88,14 @@ def build_parser() -> OneLineParser:
                         ("learning_rate", number(float, 0, low_open=True)), ("micro_batch", number(int, 1)),
                         ("data_dir", Path), ("outputs", Path), ("results", Path), ("eval_limit", number(int, 1))):  # fmt: skip
         d.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(defaults, field))
+    rp = sub.add_parser("reproduce", help="Physics of LM 3.1's two findings: every text variant, one budget")
+    rdefaults = ReproduceSettings()
+    rp.add_argument("--model", default=rdefaults.model, help="tiny (a CPU, from scratch) or a recipe: llama1b, ...")
+    for field, kind in (("people", number(int, 8)), ("multi5_epochs", number(int, 1)), ("hidden", number(int, 1)),
+                        ("layers", number(int, 1)), ("vocab_size", number(int, 300)),
+                        ("learning_rate", number(float, 0, low_open=True)), ("micro_batch", number(int, 1)),
+                        ("data_dir", Path), ("outputs", Path), ("results", Path)):  # fmt: skip
+        rp.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(rdefaults, field))
     return parser
 
 
@@ -115,9 +125,9 @@ def command(args) -> int:
         run = None if all(files) else Run.resolve(args.model, args.method, args.variant, outputs=args.outputs,
                                                   results=args.results)  # fmt: skip
         print(f"comparison: {compare(run, args.data_dir, args.tasks.split(','), args.limit, *files)}")
-    elif args.command == "demo":
-        fields = DemoSettings.__dataclass_fields__
-        demo(DemoSettings(**{k: v for k, v in vars(args).items() if k in fields}))
+    elif args.command in ("demo", "reproduce"):
+        settings, job = (DemoSettings, demo) if args.command == "demo" else (ReproduceSettings, reproduce)
+        job(settings(**{k: v for k, v in vars(args).items() if k in settings.__dataclass_fields__}))
     return 0
 
 

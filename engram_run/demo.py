@@ -23,11 +23,19 @@ class DemoSettings:
     layers: int = 4
     vocab_size: int = 2048
     learning_rate: float = 2e-3
-    micro_batch: int = 32
+    micro_batch: int = 8  # packed rows of 256 tokens
     data_dir: Path = Path("data/demo")
     outputs: Path = Path("outputs")
     results: Path = Path("results")
     eval_limit: int | None = None
+
+
+def demo_config(s: DemoSettings, data_dir: Path, init: Path, model_dir: Path) -> dict:
+    """axolotl_configs/tiny.yml pointed at the data, the initial model and the output, with
+    the demo's epochs, rate and batch (the benchmark trains this same config)."""
+    overrides = {"base_model": str(init), "num_epochs": s.epochs, "learning_rate": s.learning_rate,
+                 "micro_batch_size": s.micro_batch}  # fmt: skip
+    return derive_config(RECIPES_DIR / "tiny.yml", data_dir, model_dir, None, overrides)
 
 
 def _fmt(value: float | None) -> str:
@@ -51,10 +59,7 @@ def demo(s: DemoSettings) -> Path:
     launch.claim(run)
     step(f"building a random Llama (hidden {s.hidden}, {s.layers} layers) and its tokenizer from the data")
     build_tiny_model(s.data_dir, run / "init", hidden=s.hidden, layers=s.layers, vocab_size=s.vocab_size, seed=0)
-    overrides = {"base_model": str(run / "init"), "num_epochs": s.epochs, "learning_rate": s.learning_rate,
-                 "micro_batch_size": s.micro_batch}  # fmt: skip
-    cfg = derive_config(RECIPES_DIR / "tiny.yml", s.data_dir, run / "model", None, overrides)
-    config = write_config(cfg, run / "config.yml")
+    config = write_config(demo_config(s, s.data_dir, run / "init", run / "model"), run / "config.yml")
     step(f"axolotl train {config} (log: {run / 'train.log'})")
     if not launch.train(config, run / "model", run / "train.log"):
         raise RunError(f"training failed; see {run / 'train.log'}")

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from engram_data.contract import PROGRESS_ENV, RECALL_HISTORY
+from engram_run.progress import LmEvalWatch, TrainingWatch, run_watched
 from engram_run.recipes import RunError
 
 DONE_FILE = ".engram_done"
@@ -24,9 +26,15 @@ def tool(name: str) -> str:
     return str(here) if here.exists() else name
 
 
-def tool_env() -> dict:
+def tool_env(**extra: str) -> dict:
+    env = {**os.environ, **extra}
     # axolotl launches `accelerate` by name: this environment's bin must be on PATH.
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    # `accelerate launch` sets OMP_NUM_THREADS=1 unless it is set: on a CPU that leaves all
+    # cores but one idle (half the speed on 2 cores). A GPU run is not changed.
+    if "OMP_NUM_THREADS" not in env and not _cuda():
+        env["OMP_NUM_THREADS"] = str(os.cpu_count() or 1)
+    return env
 
 
 def generate_data(out: Path, people: int, seed: int = 0) -> None:
@@ -63,12 +71,14 @@ def is_trained(model_dir: Path) -> bool:
 
 
 def train(config: Path, model_dir: Path, log: Path) -> bool:
-    """``axolotl train CONFIG``, output in ``log``; True on success (and marks it done)."""
+    """``axolotl train CONFIG`` with its output in ``log`` and a progress bar here; True on
+    success (and marks it done)."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as f:
-        code = subprocess.call(
-            [tool("axolotl"), "train", str(config)], stdout=f, stderr=subprocess.STDOUT, env=tool_env()
-        )
+    progress_file = log.with_name("progress.json")
+    env = tool_env(**{PROGRESS_ENV: str(progress_file)})
+    watch = TrainingWatch(progress_file, model_dir / RECALL_HISTORY, enabled=sys.stdout.isatty())
+    code = run_watched([tool("axolotl"), "train", str(config)], log, env, watch)
+    progress_file.unlink(missing_ok=True)
     if code == 0:
         (model_dir / DONE_FILE).write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
     return code == 0
@@ -119,8 +129,8 @@ def evaluate(
     """``engram-eval`` into ``out``, in lm-eval's own JSON format."""
     claim(out)
     cmd = eval_command(model_args, data_dir, out, tasks, limit, backend)
-    with (log or out / "eval.log").open("w") as f:
-        return subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=tool_env()) == 0
+    log = log or out / "eval.log"
+    return run_watched(cmd, log, tool_env(), LmEvalWatch(log, enabled=sys.stdout.isatty())) == 0
 
 
 def read_results(path: Path) -> dict:

@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from engram_data.contract import FIELDS, MANIFEST, DataError, atomic_output, check_output_dir
+from engram_data.contract import FIELDS, MANIFEST, RECALL_HISTORY, DataError, atomic_output, check_output_dir
 from engram_run.launch import latest_results, read_results
 
 COLUMNS = (*FIELDS, "overall", "heldout", "reverse", "gen", "untrained")
 CHANCE = 0.25
 GENERATOR = "llm-engram/report"
-HISTORY_FILE = "engram_recall.jsonl"  # written by the plugin beside the model
 
 
 def _metric(task_results: dict, name: str) -> float | None:
@@ -29,7 +28,7 @@ def _metric(task_results: dict, name: str) -> float | None:
 
 
 def recall_history(outputs: Path, run: str) -> list[dict]:
-    path = outputs / run / "model" / HISTORY_FILE
+    path = outputs / run / "model" / RECALL_HISTORY
     try:
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     except ValueError as exc:

@@ -27,6 +27,8 @@ def cli_env(**extra: str) -> dict:
         **os.environ,
         **OFFLINE,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        # `accelerate launch` (behind `axolotl train`) would otherwise run on one core.
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1)),
         **extra,
     }
 
