@@ -51,7 +51,7 @@ TRAIN_ARGS = $(RUN_ARGS) $(if $(FORCE),--force) $(if $(SET),--set $(SET))
 
 # The demo: sizes chosen so a 2-core laptop CPU memorizes far above chance in ~15 minutes.
 DEMO_PEOPLE ?= 200
-DEMO_EPOCHS ?= 12
+DEMO_EPOCHS ?= 10
 
 .PHONY: help install install-gpu test lint format data tiny-model recipes train eval train-all eval-all report compare demo reproduce bench clean
 
@@ -120,7 +120,9 @@ compare: install ## base vs fine-tuned MODEL on bios_qa and leaderboard tasks (C
 reproduce: install ## Physics of LM 3.1 in miniature: every text variant on one budget, CPU (~15 min); MODEL=llama1b on GPUs
 	$(PIPELINE) reproduce --model $(MODEL) $(if $(filter-out tiny,$(MODEL)),--data-dir $(DATA_DIR) --people $(NUM_PEOPLE))
 
-bench: install ## measure speed: data generation (100k people) and bios_qa questions/s; writes benchmarks/results/
+bench: install ## measure speed: training vs a plain loop, padding per recipe, data generation, bios_qa questions/s (~10 min); writes benchmarks/results/
+	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_padding.py --people 2000
 	$(PY) benchmarks/bench_data.py --num-people 100000
 	$(PY) benchmarks/bench_eval.py --num-people 2000 --limit 200
 

@@ -11,6 +11,7 @@ no evaluation runs, so recall is scored at the end of every epoch instead.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -98,6 +99,13 @@ class EngramCallback(TrainerCallback):
 
     # -- freezing guard: nothing between model load and the first step may undo it
     def on_train_begin(self, args, state, control, **kwargs):
+        if self.cfg.engram_gc_freeze:
+            # Axolotl's MultipackBatchSampler.generate_batches and _save_checkpoint call
+            # gc.collect() several times per epoch; each full collection walks every tracked
+            # object (~0.4 s in the demo's process). Objects alive now (modules, model, data)
+            # live for the whole run: frozen, collections only walk what training creates.
+            gc.collect()
+            gc.freeze()
         apply_freezing(self.trainer.model, self.cfg.engram_freeze_embeddings, self.cfg.engram_freeze_layers)
         if self.evaluator is not None and state.global_step == 0:
             floor = self._recall(state, control)  # the untrained floor, before any update

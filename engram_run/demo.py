@@ -10,7 +10,6 @@ from pathlib import Path
 from engram_run import launch
 from engram_run.recipes import RECIPES_DIR, RunError, derive_config, write_config
 from engram_run.report import CHANCE, collect, report
-from engram_run.tiny import build_tiny_model
 
 
 @dataclass(frozen=True)
@@ -18,7 +17,7 @@ class DemoSettings:
     """Sizes chosen so that a 2-core laptop CPU memorizes far above chance in minutes."""
 
     people: int = 200
-    epochs: int = 12
+    epochs: int = 10
     hidden: int = 128
     layers: int = 4
     vocab_size: int = 2048
@@ -58,7 +57,8 @@ def demo(s: DemoSettings) -> Path:
     launch.remove_own(run)
     launch.claim(run)
     step(f"building a random Llama (hidden {s.hidden}, {s.layers} layers) and its tokenizer from the data")
-    build_tiny_model(s.data_dir, run / "init", hidden=s.hidden, layers=s.layers, vocab_size=s.vocab_size, seed=0)
+    launch.build_model(s.data_dir, run / "init", run / "build.log", hidden=s.hidden, layers=s.layers,
+                       vocab_size=s.vocab_size, seed=0)  # fmt: skip
     config = write_config(demo_config(s, s.data_dir, run / "init", run / "model"), run / "config.yml")
     step(f"axolotl train {config} (log: {run / 'train.log'})")
     if not launch.train(config, run / "model", run / "train.log"):

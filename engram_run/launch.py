@@ -48,6 +48,21 @@ def generate_data(out: Path, people: int, seed: int = 0) -> None:
         raise RunError(lines[-1])
 
 
+def build_model(data_dir: Path, out: Path, log: Path, **sizes: int) -> Path:
+    """``python -m engram_run.tiny``: a random model and its tokenizer in ``out``, as its own
+    process so that the libraries' import noise goes to ``log``, not the terminal."""
+    cmd = [sys.executable, "-m", "engram_run.tiny", "--data", str(data_dir), "--out", str(out)]
+    for key, value in sizes.items():
+        cmd += [f"--{key.replace('_', '-')}", str(value)]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as f:
+        code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=tool_env())
+    if code != 0:
+        lines = log.read_text().strip().splitlines() or [f"exit status {code}"]
+        raise RunError(lines[-1])
+    return out
+
+
 def claim(folder: Path) -> Path:
     """Create ``folder`` (new, empty, or ours) and mark it as engram_run's."""
     if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (folder / MARKER).exists())):

@@ -24,7 +24,6 @@ from engram_data.contract import MANIFEST, QA_TRAIN, RECALL_HISTORY, VARIANTS, a
 from engram_run import launch
 from engram_run.recipes import RECIPES_DIR, RunError, derive_config, recipe_path, write_config
 from engram_run.report import CHANCE, untrained_recall
-from engram_run.tiny import build_tiny_model
 from lm_eval_tasks import model_args
 
 GENERATOR = "llm-engram/reproduce"
@@ -70,6 +69,12 @@ def variant_config(s: ReproduceSettings, variant: str, epochs: int, init: Path |
     if s.model == "tiny":
         overrides |= {"base_model": str(init), "learning_rate": s.learning_rate, "micro_batch_size": s.micro_batch}
     cfg = derive_config(recipe, s.data_dir, model_dir, variant, overrides)
+    # The same evaluations (and checkpoints) for every variant, at the same shares of the
+    # budget: a single-biography variant's 5x epochs would otherwise evaluate 5x as often.
+    per_epoch = {k: cfg.pop(k, None) for k in ("evals_per_epoch", "saves_per_epoch")}
+    for key, n in zip(("eval_steps", "save_steps"), per_epoch.values(), strict=True):
+        if n:
+            cfg[key] = 1 / (n * s.multi5_epochs)
     qa = str(train_file(s.data_dir, QA_TRAIN))
     if not any(ds["path"] == qa for ds in cfg["datasets"]):  # GPU recipes leave mixed training commented out
         cfg["datasets"].append({**cfg["datasets"][0], "path": qa})
@@ -94,8 +99,8 @@ def reproduce(s: ReproduceSettings) -> Path:
     init = None
     if s.model == "tiny":
         step(f"building one random Llama (hidden {s.hidden}, {s.layers} layers) for every variant")
-        init = build_tiny_model(s.data_dir, s.outputs / "init", hidden=s.hidden, layers=s.layers,
-                                vocab_size=s.vocab_size, seed=0)  # fmt: skip
+        init = launch.build_model(s.data_dir, s.outputs / "init", s.outputs / "build.log", hidden=s.hidden,
+                                  layers=s.layers, vocab_size=s.vocab_size, seed=0)  # fmt: skip
     epochs = budget_epochs(s.data_dir, s.multi5_epochs)
     rows = {}
     for variant in VARIANTS:
