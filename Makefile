@@ -49,7 +49,7 @@ PIPELINE := $(PY) -m engram_run
 RUN_ARGS = $(if $(METHOD),--method $(METHOD)) --variant $(VARIANT) --data-dir $(DATA_DIR)
 TRAIN_ARGS = $(RUN_ARGS) $(if $(FORCE),--force) $(if $(SET),--set $(SET))
 
-# The demo: sizes chosen so a 2-core laptop CPU memorizes far above chance in ~15 minutes.
+# The demo: sizes chosen so a 2-core laptop CPU memorizes far above chance in under 3 minutes.
 DEMO_PEOPLE ?= 200
 DEMO_EPOCHS ?= 10
 
@@ -93,7 +93,7 @@ tiny-model: install ## build a small random Llama + BPE tokenizer from DATA_DIR 
 recipes: install ## validate every axolotl_configs/*.yml with Axolotl's own schema
 	$(PY) -m engram_run.recipes check axolotl_configs/*.yml
 
-demo: install ## the main job on a CPU: data, tiny Llama, axolotl train + plugin, lm-eval, report (~15 min)
+demo: install ## the main job on a CPU: data, tiny Llama, axolotl train + plugin, lm-eval, report (~3 min)
 	$(PIPELINE) demo --people $(DEMO_PEOPLE) --epochs $(DEMO_EPOCHS)
 
 train: install ## train one model: MODEL=llama3b [METHOD=lora|qlora|full] [VARIANT=bioS|...] [FORCE=1] [SET="num_epochs=3"]

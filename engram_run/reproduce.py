@@ -114,7 +114,8 @@ def reproduce(s: ReproduceSettings) -> Path:
         step(f"{variant}: lm-eval")
         if not launch.evaluate(margs, s.data_dir, run / "lm_eval", launch.EVAL_TASKS):
             raise RunError(f"evaluation of {variant} failed; see {run / 'lm_eval' / 'eval.log'}")
-        res = launch.read_results(launch.latest_results(run / "lm_eval"))["results"]
+        data = launch.read_results(launch.latest_results(run / "lm_eval"))
+        res = data["results"]
         history = [json.loads(line) for line in (run / "model" / RECALL_HISTORY).read_text().splitlines()]
         rows[variant] = {
             "epochs": epochs[variant],
@@ -122,12 +123,22 @@ def reproduce(s: ReproduceSettings) -> Path:
             "heldout": res["bios_qa_heldout"]["acc,none"],
             "reverse": res["bios_qa_reverse"]["acc,none"],
             "untrained": untrained_recall(history),
+            # lm-eval's standard errors: 200 reverse questions at 200 people are +-0.03
+            "stderr": {k: res[t]["acc_stderr,none"] for k, t in zip(("train", "heldout", "reverse"), launch.EVAL_TASKS)},
+            "questions": {k: res_n(data, t) for k, t in zip(("train", "heldout", "reverse"), launch.EVAL_TASKS)},
         }
         step(f"{variant}: train {rows[variant]['train']:.3f}, heldout {rows[variant]['heldout']:.3f}, "
              f"reverse {rows[variant]['reverse']:.3f}")  # fmt: skip
     path = write_results(rows, s)
     step(f"done: {path}")
     return path
+
+
+def res_n(data: dict, task: str) -> int:
+    """Questions lm-eval scored for ``task`` (its ``n-samples``; a group sums its members)."""
+    n = data.get("n-samples", {})
+    members = data.get("group_subtasks", {}).get(task) or [task]
+    return sum(n[m]["effective"] for m in members if m in n)
 
 
 def markdown(rows: dict, s: ReproduceSettings) -> str:
@@ -143,9 +154,11 @@ def markdown(rows: dict, s: ReproduceSettings) -> str:
     ]
     for v, r in rows.items():
         untrained = "" if r["untrained"] is None else f"{r['untrained']:.3f}"
-        lines.append(
-            f"| `{v}` | {r['epochs']} | {r['train']:.3f} | {r['heldout']:.3f} | {r['reverse']:.3f} | {untrained} |"
-        )
+        cells = [f"{r[k]:.3f} ± {r['stderr'][k]:.3f}" for k in ("train", "heldout", "reverse")]
+        lines.append(f"| `{v}` | {r['epochs']} | {' | '.join(cells)} | {untrained} |")
+    n = next(iter(rows.values()))["questions"]
+    lines += ["", f"± lm-eval's standard error; questions per variant: {n['train']} train, {n['heldout']} heldout, "
+              f"{n['reverse']} reverse."]  # fmt: skip
     gap = rows["bioS_multi5_permutes"]["heldout"] - rows["bioS"]["heldout"]
     lines += [
         "",
@@ -164,16 +177,19 @@ def _plot(rows: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = ("train", "heldout", "reverse")
-    fig, ax = plt.subplots(figsize=(7, 4))
+    metrics = ("untrained", "train", "heldout", "reverse")
+    width = 0.2
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
     for i, metric in enumerate(metrics):
-        xs = [j + (i - 1) * 0.25 for j in range(len(rows))]
-        ax.bar(xs, [r[metric] for r in rows.values()], 0.25, label=metric)
+        xs = [j + (i - 1.5) * width for j in range(len(rows))]
+        values = [r[metric] or 0.0 for r in rows.values()]
+        errors = [r.get("stderr", {}).get(metric, 0.0) for r in rows.values()]
+        ax.bar(xs, values, width, yerr=errors, capsize=2, label=metric, color="lightgrey" if i == 0 else None)
     ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label=f"chance ({CHANCE})")
     ax.set_xticks(range(len(rows)), list(rows))
     ax.set_ylim(0, 1)
     ax.set_ylabel("four-option accuracy")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, ncol=5, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -310,9 +310,24 @@ def fake_callback(**cfg) -> EngramCallback:
         "engram_freeze_embeddings": False,
         "engram_freeze_layers": None,
         "engram_save_best": False,
+        "engram_gc_freeze": False,
     }
     trainer = SimpleNamespace(is_world_process_zero=lambda: True)
     return EngramCallback(SimpleNamespace(**{**base, **cfg}), trainer)
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_gc_freeze_at_the_start_of_training(freeze):
+    import gc
+
+    cb = fake_callback(engram_gc_freeze=freeze)
+    cb.evaluator, cb.trainer.model = None, torch.nn.Linear(2, 2)
+    gc.unfreeze()
+    try:
+        cb.on_train_begin(SimpleNamespace(eval_on_start=False), SimpleNamespace(global_step=0), None)
+        assert (gc.get_freeze_count() > 0) is freeze
+    finally:
+        gc.unfreeze()
 
 
 def test_early_stopping_needs_patience_rises_in_a_row():

@@ -220,3 +220,26 @@ def test_the_report_reads_the_plugins_post_training_results_too(tmp_path):
     assert sorted(rows) == ["r1", "r2"]
     assert (rows["r1"]["overall"], rows["r1"]["heldout"], rows["r1"]["untrained"]) == (0.9, 0.45, 0.25)
     assert rows["r2"]["overall"] == 0.8  # make eval's results/<run>/ wins over the post-training run
+
+
+def test_reproduce_gives_every_variant_the_same_budget_and_evaluations(bios_dir, tmp_path):
+    from engram_data.contract import QA_TRAIN, VARIANTS, train_file
+    from engram_run.recipes import validate
+    from engram_run.reproduce import ReproduceSettings, budget_epochs, text_size, variant_config
+
+    epochs = budget_epochs(bios_dir, 12)
+    qa = text_size(train_file(bios_dir, QA_TRAIN))
+    size = {v: text_size(train_file(bios_dir, v)) + qa for v in VARIANTS}
+    budget = 12 * size["bioS_multi5_permutes"]
+    assert epochs["bioS_multi5_permutes"] == 12
+    for v in VARIANTS:  # the nearest whole number of epochs to the same characters
+        assert abs(epochs[v] * size[v] - budget) <= size[v] / 2, (v, epochs)
+    assert epochs["bioS"] > 12 * 2  # one biography per person: several times the epochs
+    # A GPU recipe (QA mixing commented out there) gets the QA of train people and the
+    # same 12 evaluations whatever its epochs; Axolotl's schema accepts it.
+    s = ReproduceSettings(model="llama1b", data_dir=bios_dir)
+    cfg = variant_config(s, "bioS", epochs["bioS"], None, tmp_path / "model")
+    assert [d["path"] for d in cfg["datasets"]] == [str(train_file(bios_dir, "bioS")), str(train_file(bios_dir, QA_TRAIN))]
+    assert cfg["num_epochs"] == epochs["bioS"] and "evals_per_epoch" not in cfg and "saves_per_epoch" not in cfg
+    assert cfg["eval_steps"] == cfg["save_steps"] == 1 / 12
+    validate(cfg)
