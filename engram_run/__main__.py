@@ -14,6 +14,7 @@ Runs live in ``outputs/<run>/`` (config.yml, model/, train.log) and ``results/<r
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -42,6 +43,15 @@ def parse_overrides(pairs: list[str]) -> dict:
             raise RunError(f"--set takes KEY=VALUE (got {pair!r})")
         out[key] = yaml.safe_load(value)
     return out
+
+
+def variant_list(text: str) -> tuple[str, ...]:
+    """``bioS,bioS_multi5_permutes``: text variants, each known, each once, in VARIANTS order."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown variant {', '.join(unknown) or repr(text)}; choose from {', '.join(VARIANTS)}")
+    return tuple(v for v in VARIANTS if v in names)
 
 
 def _add_run_options(p: OneLineParser) -> None:
@@ -96,6 +106,8 @@ def build_parser() -> OneLineParser:
                         ("learning_rate", number(float, 0, low_open=True)), ("micro_batch", number(int, 1)),
                         ("data_dir", Path), ("outputs", Path), ("results", Path)):  # fmt: skip
         rp.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(rdefaults, field))
+    rp.add_argument("--variants", type=variant_list, default=rdefaults.variants,
+                    help=f"comma-separated, from {','.join(VARIANTS)} (default: all)")  # fmt: skip
     return parser
 
 

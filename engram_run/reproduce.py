@@ -44,6 +44,7 @@ class ReproduceSettings:
     vocab_size: int = 2048
     learning_rate: float = 2e-3
     micro_batch: int = 8  # packed rows of 256 tokens
+    variants: tuple[str, ...] = VARIANTS
     data_dir: Path = Path("data/reproduce")
     outputs: Path = Path("outputs/reproduce")
     results: Path = Path("results/reproduce")
@@ -87,6 +88,8 @@ def reproduce(s: ReproduceSettings) -> Path:
     def step(msg: str) -> None:
         print(f"[reproduce {time.perf_counter() - start:6.0f}s] {msg}", flush=True)
 
+    if s.model != "tiny":
+        recipe_path(s.model)  # an unknown model fails here, before anything is written
     if s.outputs.exists() and not (s.outputs / launch.MARKER).exists():
         raise RunError(f"{s.outputs} exists and was not written by reproduce; move it away or pass --outputs")
     if s.model == "tiny":
@@ -103,7 +106,7 @@ def reproduce(s: ReproduceSettings) -> Path:
                                   layers=s.layers, vocab_size=s.vocab_size, seed=0)  # fmt: skip
     epochs = budget_epochs(s.data_dir, s.multi5_epochs)
     rows = {}
-    for variant in VARIANTS:
+    for variant in s.variants:
         run = s.outputs / variant
         cfg = variant_config(s, variant, epochs[variant], init, run / "model")
         config = write_config(cfg, run / "config.yml")
@@ -159,10 +162,10 @@ def markdown(rows: dict, s: ReproduceSettings) -> str:
     n = next(iter(rows.values()))["questions"]
     lines += ["", f"± lm-eval's standard error; questions per variant: {n['train']} train, {n['heldout']} heldout, "
               f"{n['reverse']} reverse."]  # fmt: skip
-    gap = rows["bioS_multi5_permutes"]["heldout"] - rows["bioS"]["heldout"]
+    if {"bioS", "bioS_multi5_permutes"} <= set(rows):
+        gap = rows["bioS_multi5_permutes"]["heldout"] - rows["bioS"]["heldout"]
+        lines += ["", f"Extraction gained by knowledge augmentation: heldout(multi5) - heldout(bioS) = {gap:+.3f}."]
     lines += [
-        "",
-        f"Extraction gained by knowledge augmentation: heldout(multi5) - heldout(bioS) = {gap:+.3f}.",
         "",
         "The paper: " + "; ".join(PAPER.values()) + ".",
         "",

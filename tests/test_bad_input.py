@@ -315,6 +315,11 @@ RUN_CASES = [
     ("eval with limit 0", ["eval-all", "--models", "tiny", "--limit", "0"], "argument --limit: must be >= 1"),
     ("unknown variant", ["train-all", "--models", "tiny", "--variant", "bioX"], "invalid choice: 'bioX' (choose from 'bioS', 'bioS_fullname', 'bioS_multi5_permutes')"),
     ("unknown command", ["trian"], "argument command: invalid choice: 'trian'"),
+    ("reproduce an unknown variant", ["reproduce", "--variants", "bioS,bioX"], "unknown variant bioX; choose from bioS, bioS_fullname, bioS_multi5_permutes"),
+    ("reproduce no variant", ["reproduce", "--variants", ","], "unknown variant ','"),
+    ("reproduce over foreign outputs", ["reproduce", "--data-dir", "{ws}/d", "--outputs", "{ws}/outs"], "was not written by reproduce"),
+    ("reproduce a GPU recipe without data", ["reproduce", "--model", "llama1b", "--data-dir", "{ws}/nodata", "--outputs", "{ws}/ro"], "has no dataset; run `make data DATA_DIR="),
+    ("reproduce an unknown model", ["reproduce", "--model", "gpt5", "--data-dir", "{ws}/prev", "--outputs", "{ws}/ro"], "no recipe for MODEL=gpt5"),
 ]  # fmt: skip
 
 
