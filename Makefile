@@ -117,7 +117,7 @@ report: install ## one table of every run (Markdown, CSV, JSON) and PNG plots in
 compare: install ## base vs fine-tuned MODEL on bios_qa and leaderboard tasks (COMPARE_TASKS), with deltas
 	$(PIPELINE) compare --model $(MODEL) $(RUN_ARGS) --tasks $(COMPARE_TASKS) $(if $(LIMIT),--limit $(LIMIT))
 
-reproduce: install ## Physics of LM 3.1 in miniature: every text variant on one budget, CPU (~15 min); MODEL=llama1b on GPUs
+reproduce: install ## Physics of LM 3.1 in miniature: every text variant on one budget, CPU (~8 min); MODEL=llama1b on GPUs
 	$(PIPELINE) reproduce --model $(MODEL) $(if $(filter-out tiny,$(MODEL)),--data-dir $(DATA_DIR) --people $(NUM_PEOPLE))
 
 bench: install ## measure speed: training vs a plain loop, padding per recipe, data generation, bios_qa questions/s (~10 min); writes benchmarks/results/

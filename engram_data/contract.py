@@ -33,14 +33,7 @@ SPLITS = ("train", "heldout")
 # The biography variants of Physics of LM 3.1, with bioS_v1's column names.
 VARIANTS = ("bioS", "bioS_fullname", "bioS_multi5_permutes")
 # Column prefixes of bioS_v1's QA columns in people.jsonl: bdate_q / bdate_a, ...
-QA_PREFIX = {
-    "birth_date": "bdate",
-    "birth_city": "bcity",
-    "university": "university",
-    "major": "major",
-    "employer": "employer",
-    "company_city": "company_city",
-}
+QA_PREFIX = {"birth_date": "bdate", "birth_city": "bcity"} | {f: f for f in FIELDS[2:]}
 REVERSE = "reverse"  # qa/reverse.jsonl: name the person from birth date and city
 NUM_CHOICES = 4
 QA_KEYS = ("id", "person_id", "split", "field", "question", "answer", "choices", "label")
@@ -52,8 +45,7 @@ MANIFEST = "manifest.json"
 PEOPLE = "people.jsonl"
 QA_TRAIN = "qa_train"
 
-
-# What a training run with the plugin leaves for the run glue to read, beside the model.
+# What a training run with the plugin leaves for the run glue: recall per scoring, progress.
 RECALL_HISTORY = "engram_recall.jsonl"  # one JSON line per scoring: step, epoch, eval_engram_* metrics
 PROGRESS_ENV = "ENGRAM_PROGRESS"  # where the plugin writes {"step", "max_steps", "epoch", "epochs"}
 

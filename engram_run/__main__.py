@@ -50,7 +50,9 @@ def variant_list(text: str) -> tuple[str, ...]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in VARIANTS]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown variant {', '.join(unknown) or repr(text)}; choose from {', '.join(VARIANTS)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown variant {', '.join(unknown) or repr(text)}; choose from {', '.join(VARIANTS)}"
+        )
     return tuple(v for v in VARIANTS if v in names)
 
 

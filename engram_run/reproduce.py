@@ -127,7 +127,9 @@ def reproduce(s: ReproduceSettings) -> Path:
             "reverse": res["bios_qa_reverse"]["acc,none"],
             "untrained": untrained_recall(history),
             # lm-eval's standard errors: 200 reverse questions at 200 people are +-0.03
-            "stderr": {k: res[t]["acc_stderr,none"] for k, t in zip(("train", "heldout", "reverse"), launch.EVAL_TASKS)},
+            "stderr": {
+                k: res[t]["acc_stderr,none"] for k, t in zip(("train", "heldout", "reverse"), launch.EVAL_TASKS)
+            },
             "questions": {k: res_n(data, t) for k, t in zip(("train", "heldout", "reverse"), launch.EVAL_TASKS)},
         }
         step(f"{variant}: train {rows[variant]['train']:.3f}, heldout {rows[variant]['heldout']:.3f}, "

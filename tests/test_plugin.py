@@ -164,6 +164,7 @@ def run_config(model: Path, bios_dir: Path, out: Path, **extra) -> dict:
         save_steps=3,
         warmup_steps=0,
         micro_batch_size=16,
+        sample_packing=False,  # one row per sample: exact steps per epoch (768 rows x 0.95 / 16 = 46)
         logging_steps=1,
         engram_data_dir=str(bios_dir),
         engram_eval_samples=EVAL_SAMPLES,

@@ -240,7 +240,10 @@ def test_reproduce_gives_every_variant_the_same_budget_and_evaluations(bios_dir,
     # same 12 evaluations whatever its epochs; Axolotl's schema accepts it.
     s = ReproduceSettings(model="llama1b", data_dir=bios_dir)
     cfg = variant_config(s, "bioS", epochs["bioS"], None, tmp_path / "model")
-    assert [d["path"] for d in cfg["datasets"]] == [str(train_file(bios_dir, "bioS")), str(train_file(bios_dir, QA_TRAIN))]
+    assert [d["path"] for d in cfg["datasets"]] == [
+        str(train_file(bios_dir, "bioS")),
+        str(train_file(bios_dir, QA_TRAIN)),
+    ]
     assert cfg["num_epochs"] == epochs["bioS"] and "evals_per_epoch" not in cfg and "saves_per_epoch" not in cfg
     assert cfg["eval_steps"] == cfg["save_steps"] == 1 / 12
     validate(cfg)
