@@ -34,6 +34,11 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def prepared_dir(cfg: dict) -> Path:
+    """The folder of Axolotl's prepared (tokenized) training rows."""
+    return next(p for p in Path(cfg["dataset_prepared_path"]).rglob("dataset_info.json")).parent
+
+
 def axolotl_run(cfg: dict, work: Path) -> tuple[float, int, dict]:
     """(train_runtime, useful tokens per epoch, the final log line) of ``axolotl train``."""
     from datasets import load_from_disk
@@ -48,8 +53,7 @@ def axolotl_run(cfg: dict, work: Path) -> tuple[float, int, dict]:
     log = (work / "train.log").read_text()
     final = dict(re.findall(r"'(train_\w+)': '([\d.]+)'", log))
     final["evaluation_seconds"] = sum(float(s) for s in re.findall(r"'eval_runtime': '([\d.]+)'", log))
-    prepared = next(p for p in Path(cfg["dataset_prepared_path"]).rglob("dataset_info.json")).parent
-    tokens = sum(len(ids) for ids in load_from_disk(str(prepared))["input_ids"])
+    tokens = sum(len(ids) for ids in load_from_disk(str(prepared_dir(cfg)))["input_ids"])
     return float(final["train_runtime"]), round(tokens * (1 - cfg.get("val_set_size", 0))), final
 
 
@@ -103,8 +107,7 @@ def main() -> None:
         cfg = demo_config(s, work / "data", init, work / "model")
         axolotl_s, per_epoch, final = axolotl_run(cfg, work)
         axolotl_tokens = per_epoch * args.epochs
-        prepared = next(p for p in Path(cfg["dataset_prepared_path"]).rglob("dataset_info.json")).parent
-        plain_s, plain_tokens = plain_loop(init, prepared, cfg, args.epochs)
+        plain_s, plain_tokens = plain_loop(init, prepared_dir(cfg), cfg, args.epochs)
     a, p = axolotl_tokens / axolotl_s, plain_tokens / plain_s
     result = {
         "people": args.people,

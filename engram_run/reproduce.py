@@ -27,6 +27,8 @@ from engram_run.report import CHANCE, untrained_recall
 from lm_eval_tasks import model_args
 
 GENERATOR = "llm-engram/reproduce"
+# Each score and the lm-eval task behind it.
+SCORES = dict(zip(("train", "heldout", "reverse"), launch.EVAL_TASKS, strict=True))
 PAPER = {  # Physics of LM 3.1 (Allen-Zhu and Li, 2023), as the paper reports them
     "bioS": "extraction near 10% with one biography per person",
     "bioS_multi5_permutes": "extraction above 90% with multi5 + permutation (+ full names)",
@@ -122,15 +124,11 @@ def reproduce(s: ReproduceSettings) -> Path:
         history = [json.loads(line) for line in (run / "model" / RECALL_HISTORY).read_text().splitlines()]
         rows[variant] = {
             "epochs": epochs[variant],
-            "train": res["bios_qa"]["acc,none"],
-            "heldout": res["bios_qa_heldout"]["acc,none"],
-            "reverse": res["bios_qa_reverse"]["acc,none"],
+            **{k: res[t]["acc,none"] for k, t in SCORES.items()},
             "untrained": untrained_recall(history),
             # lm-eval's standard errors: 200 reverse questions at 200 people are +-0.03
-            "stderr": {
-                k: res[t]["acc_stderr,none"] for k, t in zip(("train", "heldout", "reverse"), launch.EVAL_TASKS)
-            },
-            "questions": {k: res_n(data, t) for k, t in zip(("train", "heldout", "reverse"), launch.EVAL_TASKS)},
+            "stderr": {k: res[t]["acc_stderr,none"] for k, t in SCORES.items()},
+            "questions": {k: res_n(data, t) for k, t in SCORES.items()},
         }
         step(f"{variant}: train {rows[variant]['train']:.3f}, heldout {rows[variant]['heldout']:.3f}, "
              f"reverse {rows[variant]['reverse']:.3f}")  # fmt: skip
