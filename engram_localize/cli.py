@@ -1,0 +1,170 @@
+"""engram-localize: where in the weights a fine-tuned model keeps the facts it memorized.
+
+Usage:
+    engram-localize diff  --base B --tuned T --out DIR [--thresholds 1e-5,1e-4,1e-3,1e-2]
+    engram-localize graft --base B --tuned T --data D --out DIR [--fractions 0,0.001,0.01,0.1,1] [--scope global]
+    engram-localize prune --base B --tuned T --data D --out DIR [...as graft]
+    engram-localize graft --base B --tuned T --save DIR --fraction 0.01     (writes one grafted model)
+    engram-localize trace --model T --data D --out DIR [--limit 20] [--noise 3] [--window 1]
+
+B and T are model folders (or Hub names) of one architecture; T may be a LoRA adapter
+folder (merged into its base with peft for the comparison; --base defaults to the base
+the adapter names). Each subcommand writes DIR/<subcommand>/ and updates DIR/summary.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+from engram_data.contract import DataError, atomic_output, read_manifest
+from engram_data.errors import OneLineParser, number, run_cli
+from engram_localize.checkpoints import (
+    Checkpoint,
+    LocalizeError,
+    adapter_base,
+    load_model,
+    load_tokenizer,
+    tuned_folder,
+)
+from engram_localize.outputs import GENERATOR, section, write_json
+from engram_localize.select import SCOPES
+
+DEFAULT_FRACTIONS = "0,0.001,0.01,0.1,1"
+
+
+def number_list(kind: str, low: float, high: float | None = None):
+    """``1e-4,1e-3``: numbers in [low, high], each once, ascending."""
+
+    def parse(text: str) -> list[float]:
+        check = number(float, low, high)
+        values = sorted({check(part.strip()) for part in text.split(",") if part.strip()})
+        if not values:
+            raise argparse.ArgumentTypeError(f"give at least one {kind}, comma-separated")
+        return values
+
+    parse.__name__ = f"{kind} list"
+    return parse
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog=GENERATOR, description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p, model_flag: str = "--tuned") -> None:
+        p.add_argument(model_flag, required=True, help="fine-tuned model folder, or a LoRA adapter folder")
+        p.add_argument("--base", help="the model it was tuned from (default for an adapter: the base it names)")
+        p.add_argument("--overwrite", action="store_true", help="replace this subcommand's earlier output in --out")
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    d = sub.add_parser("diff", help="per tensor and per layer x module: how much the weights changed")
+    common(d)
+    d.add_argument("--out", required=True, type=Path)
+    d.add_argument("--thresholds", type=number_list("threshold", 0), default=[1e-5, 1e-4, 1e-3, 1e-2],
+                   help="count weights whose |change| is above each (default: 1e-5,1e-4,1e-3,1e-2)")  # fmt: skip
+    for name, helptext in (("graft", "base + the top fraction of changes: recall per fraction"),
+                           ("prune", "tuned with the top fraction of changes reverted: recall per fraction")):  # fmt: skip
+        g = sub.add_parser(name, help=helptext)
+        common(g)
+        g.add_argument("--data", type=Path, help="generated bioS data whose QA sets score each point")
+        g.add_argument("--out", type=Path)
+        g.add_argument("--fractions", type=number_list("fraction", 0, 1), default=DEFAULT_FRACTIONS)
+        g.add_argument("--scope", choices=SCOPES, default="global",
+                       help="top-k over all tensors (global), within each layer, or within each tensor (module)")  # fmt: skip
+        g.add_argument("--limit", type=number(int, 1), help="score the first N questions per field and set")
+        g.add_argument("--batch-size", type=number(int, 1), default=32)
+        g.add_argument("--device", default=None, help="cuda or cpu (default: cuda when there is one)")
+        g.add_argument("--save", type=Path, help="write the one model at --fraction here instead of scoring a curve")
+        g.add_argument("--fraction", type=number(float, 0, 1), help="with --save")
+    t = sub.add_parser("trace", help="causal tracing at the subject's tokens, per field")
+    common(t, "--model")
+    t.add_argument("--data", required=True, type=Path)
+    t.add_argument("--out", required=True, type=Path)
+    t.add_argument("--split", choices=("train", "heldout", "all"), default="train")
+    t.add_argument("--limit", type=number(int, 1), default=20, help="questions traced per field (answered correctly)")
+    t.add_argument("--noise", type=number(float, 0, low_open=True), default=3.0,
+                   help="noise std in units of the embedding matrix's std (default 3, as Meng et al.)")  # fmt: skip
+    t.add_argument("--window", type=number(int, 1), default=1, help="layers restored at once for MLP/attention")
+    t.add_argument("--seed", type=number(int, 0), default=0)
+    t.add_argument("--batch-size", type=number(int, 1), default=64, help="interventions per forward call")
+    t.add_argument("--device", default=None)
+    return parser
+
+
+def _device(name: str | None) -> str:
+    import torch
+
+    return name or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _base(args, tuned: str) -> str:
+    base = args.base or adapter_base(tuned)
+    if not base:
+        raise LocalizeError(f"{tuned} is a full model: pass the model it was tuned from as --base")
+    return base
+
+
+def command(args) -> int:
+    progress = not args.no_progress
+    tuned_arg = args.model if args.command == "trace" else args.tuned
+    base = _base(args, tuned_arg) if args.command != "trace" or adapter_base(tuned_arg) else None
+    manifest = {k: str(v) for k, v in vars(args).items() if v is not None and k not in ("no_progress", "overwrite")}
+    if args.command in ("graft", "prune"):
+        if args.save is None and (args.data is None or args.out is None):
+            raise LocalizeError(f"{args.command} needs --data and --out (or --save DIR --fraction F for one model)")
+        if args.save is not None and args.fraction is None:
+            raise LocalizeError("--save needs --fraction, e.g. --fraction 0.01")
+    if getattr(args, "data", None) is not None:
+        read_manifest(args.data)  # a generated dataset, or one line that says what is wrong
+    with ExitStack() as stack:
+        work = args.out if getattr(args, "out", None) is not None else args.save.parent
+        if getattr(args, "out", None) is not None:
+            from engram_localize.outputs import claim_out
+
+            claim_out(args.out)
+        tuned = stack.enter_context(tuned_folder(tuned_arg, base, work))
+        if args.command == "diff":
+            from engram_localize import diff
+
+            result = diff.diff(Checkpoint(base), Checkpoint(tuned), args.thresholds, progress)
+            with section(args.out, "diff", manifest, args.overwrite) as folder:
+                diff.write(result, folder)
+            print(f"{GENERATOR}: {args.out / 'diff' / 'diff.md'}")
+        elif args.command in ("graft", "prune"):
+            from engram_localize import graft, graft_report
+
+            tokenizer = load_tokenizer(tuned_arg, tuned, base)
+            if args.save is not None:
+                with atomic_output(args.save, f"{GENERATOR} {args.command} model", args.overwrite) as folder:
+                    n = graft.save(base, tuned, folder, args.fraction, args.scope, args.command, tokenizer)
+                    write_json(folder / "manifest.json", {"generator": f"{GENERATOR} {args.command} model",
+                                                          "chosen": n, **manifest})  # fmt: skip
+                print(f"{GENERATOR}: wrote {args.save} ({n:,} weights from the {'tuned' if args.command == 'graft' else 'base'} model)")  # fmt: skip
+                return 0
+            result = graft.curve(args.command, base, tuned, args.data, args.fractions, args.scope, args.limit,
+                                 _device(args.device), args.batch_size, tokenizer, progress)  # fmt: skip
+            with section(args.out, args.command, manifest, args.overwrite) as folder:
+                graft_report.write(result, folder)
+            print(f"{GENERATOR}: {args.out / args.command / (args.command + '.md')}")
+        else:
+            from engram_localize import trace, trace_report
+
+            model = load_model(tuned, _device(args.device))
+            tokenizer = load_tokenizer(tuned_arg, tuned)
+            tracer = trace.Tracer(model, tokenizer, args.noise, args.window, args.seed, args.batch_size)
+            result = trace_report.trace_data(tracer, args.data, tokenizer, args.split, args.limit, progress)
+            with section(args.out, "trace", manifest, args.overwrite) as folder:
+                trace_report.write(result, folder, tuned_arg)
+            print(f"{GENERATOR}: {args.out / 'trace' / 'trace.md'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(GENERATOR, lambda: command(args), (LocalizeError, DataError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
