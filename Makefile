@@ -53,7 +53,7 @@ TRAIN_ARGS = $(RUN_ARGS) $(if $(FORCE),--force) $(if $(SET),--set $(SET))
 DEMO_PEOPLE ?= 200
 DEMO_EPOCHS ?= 10
 
-.PHONY: help install install-gpu test lint format data tiny-model recipes train eval train-all eval-all report compare demo reproduce bench clean
+.PHONY: help install install-gpu test lint format data tiny-model recipes train eval train-all eval-all report compare demo reproduce localize bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -119,6 +119,9 @@ compare: install ## base vs fine-tuned MODEL on bios_qa and leaderboard tasks (C
 
 reproduce: install ## Physics of LM 3.1 in miniature: every text variant on one budget, CPU (~8 min); MODEL=llama1b on GPUs
 	$(PIPELINE) reproduce --model $(MODEL) $(if $(filter-out tiny,$(MODEL)),--data-dir $(DATA_DIR) --people $(NUM_PEOPLE))
+
+localize: install ## where the memory is: weight diff, graft/prune curves, causal tracing of MODEL=demo (after make demo) or a trained run, into results/<run>/localize/
+	$(PIPELINE) localize --model $(MODEL) $(if $(METHOD),--method $(METHOD)) --variant $(VARIANT) $(if $(filter-out data/bios,$(DATA_DIR)),--data-dir $(DATA_DIR))
 
 bench: install ## measure speed: training vs a plain loop, padding per recipe, data generation, bios_qa questions/s (~10 min); writes benchmarks/results/
 	$(PY) benchmarks/bench_train.py

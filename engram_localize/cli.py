@@ -76,7 +76,8 @@ def build_parser() -> OneLineParser:
         g.add_argument("--limit", type=number(int, 1), help="score the first N questions per field and set")
         g.add_argument("--batch-size", type=number(int, 1), default=32)
         g.add_argument("--device", default=None, help="cuda or cpu (default: cuda when there is one)")
-        g.add_argument("--save", type=Path, help="write the one model at --fraction here instead of scoring a curve")
+        g.add_argument("--save", dest="save_dir", type=Path,
+                       help="write the one model at --fraction here instead of scoring a curve")  # fmt: skip
         g.add_argument("--fraction", type=number(float, 0, 1), help="with --save")
     t = sub.add_parser("trace", help="causal tracing at the subject's tokens, per field")
     common(t, "--model")
@@ -112,14 +113,14 @@ def command(args) -> int:
     base = _base(args, tuned_arg) if args.command != "trace" or adapter_base(tuned_arg) else None
     manifest = {k: str(v) for k, v in vars(args).items() if v is not None and k not in ("no_progress", "overwrite")}
     if args.command in ("graft", "prune"):
-        if args.save is None and (args.data is None or args.out is None):
+        if args.save_dir is None and (args.data is None or args.out is None):
             raise LocalizeError(f"{args.command} needs --data and --out (or --save DIR --fraction F for one model)")
-        if args.save is not None and args.fraction is None:
+        if args.save_dir is not None and args.fraction is None:
             raise LocalizeError("--save needs --fraction, e.g. --fraction 0.01")
     if getattr(args, "data", None) is not None:
         read_manifest(args.data)  # a generated dataset, or one line that says what is wrong
     with ExitStack() as stack:
-        work = args.out if getattr(args, "out", None) is not None else args.save.parent
+        work = args.out if getattr(args, "out", None) is not None else args.save_dir.parent
         if getattr(args, "out", None) is not None:
             from engram_localize.outputs import claim_out
 
@@ -136,12 +137,12 @@ def command(args) -> int:
             from engram_localize import graft, graft_report
 
             tokenizer = load_tokenizer(tuned_arg, tuned, base)
-            if args.save is not None:
-                with atomic_output(args.save, f"{GENERATOR} {args.command} model", args.overwrite) as folder:
+            if args.save_dir is not None:
+                with atomic_output(args.save_dir, f"{GENERATOR} {args.command} model", args.overwrite) as folder:
                     n = graft.save(base, tuned, folder, args.fraction, args.scope, args.command, tokenizer)
                     write_json(folder / "manifest.json", {"generator": f"{GENERATOR} {args.command} model",
                                                           "chosen": n, **manifest})  # fmt: skip
-                print(f"{GENERATOR}: wrote {args.save} ({n:,} weights from the {'tuned' if args.command == 'graft' else 'base'} model)")  # fmt: skip
+                print(f"{GENERATOR}: wrote {args.save_dir} ({n:,} weights from the {'tuned' if args.command == 'graft' else 'base'} model)")  # fmt: skip
                 return 0
             result = graft.curve(args.command, base, tuned, args.data, args.fractions, args.scope, args.limit,
                                  _device(args.device), args.batch_size, tokenizer, progress)  # fmt: skip
@@ -161,8 +162,27 @@ def command(args) -> int:
     return 0
 
 
+def quiet_libraries() -> None:
+    """No import-time noise (torchao's missing CUDA kernels, torch's pytree notices) and no
+    weight-loading bars: this tool's own progress bars are the ones that matter."""
+    import logging
+
+    logging.disable(logging.WARNING)
+    try:
+        import torchao  # noqa: F401  (imported by transformers when present)
+    except ImportError:
+        pass
+    finally:
+        logging.disable(logging.NOTSET)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_libraries()
     return run_cli(GENERATOR, lambda: command(args), (LocalizeError, DataError))
 
 

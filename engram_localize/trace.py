@@ -64,6 +64,22 @@ def make_prompt(tokenizer, row: dict, name: str) -> Prompt:
                   (inside[0], inside[-1] + 1))  # fmt: skip
 
 
+def import_nnsight():
+    """nnsight, without its ``.save()`` on every object of the process (it mounts one at
+    import): other code's ``hasattr(x, "save")`` (argparse's defaults among them) stays true
+    to the object. Values are saved with ``nnsight.save(value)``."""
+    import nnsight
+
+    try:
+        from nnsight._c import unmount
+
+        if unmount is not None and hasattr(object(), "save"):  # mounted once per process
+            unmount("save")
+    except ImportError:
+        pass
+    return nnsight
+
+
 def _path_of(model: nn.Module, target: nn.Module) -> str:
     return next(name for name, module in model.named_modules() if module is target)
 
@@ -72,7 +88,7 @@ class Tracer:
     """Clean, corrupted and restored runs of one model; ``window`` layers for MLP/attention."""
 
     def __init__(self, model, tokenizer, noise: float = 3.0, window: int = 1, seed: int = 0, batch_size: int = 64):
-        from nnsight import NNsight
+        nnsight = import_nnsight()
 
         self.model, self.tokenizer, self.window, self.seed, self.batch_size = model, tokenizer, window, seed, batch_size
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -87,7 +103,8 @@ class Tracer:
             raise LocalizeError(f"cannot find the attention and MLP of {type(first).__name__}")
         self.embed_path = _path_of(model, model.get_input_embeddings())
         self.scale = noise * float(model.get_input_embeddings().weight.detach().float().std())
-        self.nn = NNsight(model)
+        self.nn = nnsight.NNsight(model)
+        self._save = nnsight.save
         self.device = next(model.parameters()).device
 
     def _envoy(self, path: str):
@@ -131,8 +148,8 @@ class Tracer:
             for layer in range(self.n_layers):
                 for kind in ("attn", "mlp", "hidden"):  # the order they run in
                     out = self._site(layer, kind)
-                    saved[kind].append((out[0] if isinstance(out, tuple) else out).clone().save())
-            logits = self.nn.output.logits.save()
+                    saved[kind].append(self._save((out[0] if isinstance(out, tuple) else out).clone()))
+            logits = self._save(self.nn.output.logits)
         return self._probs(logits, prompt)[0], saved
 
     @torch.no_grad()
@@ -165,7 +182,7 @@ class Tracer:
                     site[whole] = source[whole % n_opt]
                 if len(rows):
                     site[rows, pos] = source[rows % n_opt, pos]
-            logits = self.nn.output.logits.save()
+            logits = self._save(self.nn.output.logits)
         return self._probs(logits, prompt)[:, prompt.label]
 
     def window_of(self, layer: int, kind: str) -> range:

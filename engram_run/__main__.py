@@ -7,6 +7,7 @@ Usage:
     python -m engram_run report --results results --outputs outputs --out results/report
     python -m engram_run compare --model llama3b
     python -m engram_run reproduce [--model llama1b]
+    python -m engram_run localize --model demo
 
 Runs live in ``outputs/<run>/`` (config.yml, model/, train.log) and ``results/<run>/``
 (lm-eval's own JSON), a run being ``<model>-<method>-<variant>`` (engram_run.settings).
@@ -26,6 +27,7 @@ from engram_run import batch
 from engram_run.compare import LEADERBOARD_TASKS, compare
 from engram_run.demo import DemoSettings, demo
 from engram_run.launch import EVAL_TASKS
+from engram_run.localize import STEPS, LocalizeSettings, endpoints, localize
 from engram_run.recipes import DEFAULT_DATA_DIR, RunError
 from engram_run.report import report
 from engram_run.reproduce import ReproduceSettings, reproduce
@@ -110,6 +112,20 @@ def build_parser() -> OneLineParser:
         rp.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(rdefaults, field))
     rp.add_argument("--variants", type=variant_list, default=rdefaults.variants,
                     help=f"comma-separated, from {','.join(VARIANTS)} (default: all)")  # fmt: skip
+    lo = sub.add_parser("localize", help="engram-localize diff, graft, prune and trace on a trained run")
+    lo.add_argument("--model", required=True, help="demo (make demo's run) or a recipe name")
+    lo.add_argument("--method", default=None)
+    lo.add_argument("--variant", default=DEFAULT_VARIANT, choices=VARIANTS)
+    lo.add_argument("--data-dir", default=None, help="default: the run's data (data/demo for the demo, else data/bios)")
+    lo.add_argument("--outputs", default="outputs", type=Path)
+    lo.add_argument("--results", default="results", type=Path)
+    ldefaults = LocalizeSettings()
+    lo.add_argument("--fractions", default=ldefaults.fractions)
+    lo.add_argument("--scope", default=ldefaults.scope, choices=("global", "layer", "module"))
+    lo.add_argument("--trace-limit", type=number(int, 1), default=ldefaults.trace_limit)
+    lo.add_argument("--eval-limit", type=number(int, 1), default=None)
+    lo.add_argument("--steps", type=lambda t: tuple(x for x in STEPS if x in t.split(",")), default=STEPS,
+                    help=f"comma-separated, from {','.join(STEPS)}")  # fmt: skip
     return parser
 
 
@@ -139,6 +155,11 @@ def command(args) -> int:
         run = None if all(files) else Run.resolve(args.model, args.method, args.variant, outputs=args.outputs,
                                                   results=args.results)  # fmt: skip
         print(f"comparison: {compare(run, args.data_dir, args.tasks.split(','), args.limit, *files)}")
+    elif args.command == "localize":
+        base, tuned, data, out = endpoints(args.model, args.method, args.variant, args.data_dir, args.outputs,
+                                           args.results)  # fmt: skip
+        settings = LocalizeSettings(args.fractions, args.scope, args.trace_limit, args.eval_limit, args.steps)
+        print(f"localization: {localize(base, tuned, data, out, settings)}")
     elif args.command in ("demo", "reproduce"):
         settings, job = (DemoSettings, demo) if args.command == "demo" else (ReproduceSettings, reproduce)
         job(settings(**{k: v for k, v in vars(args).items() if k in settings.__dataclass_fields__}))

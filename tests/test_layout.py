@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers.common import REPO
 
-PACKAGES = ("engram_data", "engram_plugin", "engram_run", "lm_eval_tasks")
+PACKAGES = ("engram_data", "engram_localize", "engram_plugin", "engram_run", "lm_eval_tasks")
 # Of our own packages, what each part may import (prefixes); everything else of ours is off limits.
 SHARED = ("engram_data.contract", "engram_data.errors")  # the data contract and the error convention
 ALLOWED = {
@@ -19,6 +19,8 @@ ALLOWED = {
     "lm_eval_tasks/utils.py": SHARED,
     "lm_eval_tasks/cli.py": ("lm_eval_tasks", *SHARED),
     "engram_run": ("engram_run", *SHARED, "lm_eval_tasks"),
+    # engram-localize scores with the plugin's recall evaluator (the numbers of bios_qa).
+    "engram_localize": ("engram_localize", *SHARED, "engram_plugin.recall"),
     "engram_data/documents": (*SHARED, "engram_data.options", "engram_data.documents"),
     "engram_data/contract.py": (),
     "engram_data/errors.py": (),

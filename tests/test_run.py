@@ -86,6 +86,24 @@ def test_report_table_matches_the_result_files(demo):
 
 
 @pytest.mark.slow
+def test_localize_the_demo_run_and_recall_at_fraction_1_is_lm_evals(demo):
+    proc = pipeline("localize", "--model", "demo", "--fractions", "0,0.1,1", "--trace-limit", "2", cwd=demo)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    out = demo / "results" / "demo" / "localize"
+    assert proc.stdout.strip().splitlines()[-1] == f"localization: {out.relative_to(demo) / 'summary.md'}"
+    lm = json.loads(latest_results(demo / "results" / "demo").read_text())["results"]
+    graft = json.loads((out / "graft" / "graft.json").read_text())
+    at_1 = next(p for p in graft["points"] if p["fraction"] == 1)["recall"]
+    assert at_1 == graft["reference"]["tuned"]
+    for qset, task in (("train", "bios_qa"), ("heldout", "bios_qa_heldout"), ("reverse", "bios_qa_reverse")):
+        assert at_1[qset]["overall"] == pytest.approx(lm[task]["acc,none"], abs=1e-12)  # the evaluator is lm-eval's
+    summary = (out / "summary.md").read_text()
+    for section in ("## What changed", "## How few weights carry the memory (graft)",
+                    "## How few weights carry the memory (prune)", "## Which states carry the fact"):  # fmt: skip
+        assert section in summary
+
+
+@pytest.mark.slow
 def test_compare_builds_deltas_from_real_result_files(demo, tmp_path):
     data = demo / "data" / "demo"
     base_out = tmp_path / "base"
