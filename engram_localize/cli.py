@@ -19,7 +19,7 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from engram_data.contract import DataError, atomic_output, read_manifest
+from engram_data.contract import DataError, atomic_output, check_output_dir, read_manifest
 from engram_data.errors import OneLineParser, number, run_cli
 from engram_localize.checkpoints import (
     Checkpoint,
@@ -27,9 +27,10 @@ from engram_localize.checkpoints import (
     adapter_base,
     load_model,
     load_tokenizer,
+    paired_names,
     tuned_folder,
 )
-from engram_localize.outputs import GENERATOR, section, write_json
+from engram_localize.outputs import GENERATOR, check_out, existing_parent, section, write_json
 from engram_localize.select import SCOPES
 
 DEFAULT_FRACTIONS = "0,0.001,0.01,0.1,1"
@@ -117,14 +118,24 @@ def command(args) -> int:
             raise LocalizeError(f"{args.command} needs --data and --out (or --save DIR --fraction F for one model)")
         if args.save_dir is not None and args.fraction is None:
             raise LocalizeError("--save needs --fraction, e.g. --fraction 0.01")
+    # Every input is checked before anything is written.
+    if adapter_base(tuned_arg) is None:
+        tuned_ckpt = Checkpoint(tuned_arg)
+        if base is not None:
+            paired_names(Checkpoint(base), tuned_ckpt)
+    else:
+        Checkpoint(base)
     if getattr(args, "data", None) is not None:
         read_manifest(args.data)  # a generated dataset, or one line that says what is wrong
+    out = None if getattr(args, "save_dir", None) is not None else args.out
+    if out is not None:
+        check_out(out, args.command, args.overwrite)
+    else:
+        check_output_dir(args.save_dir, f"{GENERATOR} {args.command} model", args.overwrite)
+    quiet_libraries()
     with ExitStack() as stack:
-        work = args.out if getattr(args, "out", None) is not None else args.save_dir.parent
-        if getattr(args, "out", None) is not None:
-            from engram_localize.outputs import claim_out
-
-            claim_out(args.out)
+        # A merged adapter goes in a scratch folder beside the output, removed afterwards.
+        work = existing_parent(out if out is not None else args.save_dir)
         tuned = stack.enter_context(tuned_folder(tuned_arg, base, work))
         if args.command == "diff":
             from engram_localize import diff
@@ -182,7 +193,6 @@ def quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet_libraries()
     return run_cli(GENERATOR, lambda: command(args), (LocalizeError, DataError))
 
 

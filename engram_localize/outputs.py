@@ -19,12 +19,30 @@ MARK = ".engram_localize"
 SECTIONS = ("diff", "graft", "prune", "trace")
 
 
-def claim_out(out: Path) -> None:
-    """``out`` is new, empty or engram-localize's own (it holds the mark)."""
+def check_out(out: Path, name: str | None = None, overwrite: bool = False) -> None:
+    """``out`` is new, empty or engram-localize's own (it holds the mark), and ``out/name``
+    is new unless ``overwrite``; nothing is created."""
     from engram_localize.checkpoints import LocalizeError
 
+    if out.is_symlink():
+        raise LocalizeError(f"--out {out} is a symbolic link; pass the real folder")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARK).exists())):
         raise LocalizeError(f"{out} exists and was not written by {GENERATOR}; choose a new or empty --out")
+    if name and (out / name).exists() and not overwrite:
+        raise LocalizeError(f"{out / name} holds an earlier {name} result; pass --overwrite to replace it")
+
+
+def existing_parent(path: Path) -> Path:
+    """The nearest folder at or above ``path`` that exists (where scratch files may go)."""
+    path = path.absolute()
+    while not path.is_dir():
+        path = path.parent
+    return path
+
+
+def claim_out(out: Path) -> None:
+    """Create ``out`` (checked by check_out) and mark it as engram-localize's."""
+    check_out(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARK).write_text(f"written by {GENERATOR}; it replaces only its own files here\n")
 

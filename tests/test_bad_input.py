@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -486,3 +487,29 @@ def test_engram_eval_on_a_cut_file_ends_with_one_line(ws, tiny_llama, tmp_path):
     argv = ["engram-eval", "--model", "hf", "--model_args", f"pretrained={tiny_llama}", "--tasks", "bios_qa_major",
             "--metadata", json.dumps({"data_dir": str(data)}), "--device", "cpu"]  # fmt: skip
     assert_refused(run(argv, tmp_path), "does not match", code=1, any_line=True)
+
+
+# --------------------------------------------------------------------------- engram-localize
+
+LOCALIZE = [sys.executable, "-m", "engram_localize.cli"]
+LOCALIZE_CASES = [
+    ("base not found", ["diff", "--base", "{ws}/nomodel", "--tuned", "{llama}", "--out", "{ws}/loc"], "is neither a local folder nor a Hub model this machine can fetch"),
+    ("no weights", ["diff", "--base", "{llama}", "--tuned", "{ws}/foreign", "--out", "{ws}/loc"], "holds no model.safetensors"),
+    ("other architecture", ["diff", "--base", "{llama}", "--tuned", "{gpt2}", "--out", "{ws}/loc"], "hold different tensors"),
+    ("full model without base", ["diff", "--tuned", "{llama}", "--out", "{ws}/loc"], "is a full model: pass the model it was tuned from as --base"),
+    ("fraction above 1", ["graft", "--base", "{llama}", "--tuned", "{llama}", "--fractions", "0,1.5"], "argument --fractions: must be in [0, 1] (got 1.5)"),
+    ("negative threshold", ["diff", "--base", "{llama}", "--tuned", "{llama}", "--out", "{ws}/loc", "--thresholds", "-1"], "argument --thresholds: must be >= 0"),
+    ("graft without data", ["graft", "--base", "{llama}", "--tuned", "{llama}", "--out", "{ws}/loc"], "graft needs --data and --out"),
+    ("save without fraction", ["prune", "--base", "{llama}", "--tuned", "{llama}", "--save", "{ws}/m"], "--save needs --fraction"),
+    ("data missing", ["graft", "--base", "{llama}", "--tuned", "{llama}", "--data", "{ws}/nodata", "--out", "{ws}/loc"], "manifest.json is missing"),
+    ("out is a foreign folder", ["diff", "--base", "{llama}", "--tuned", "{llama}", "--out", "{ws}/foreign"], "was not written by engram-localize"),
+    ("trace a missing model", ["trace", "--model", "{ws}/nomodel", "--data", "{ws}/prev", "--out", "{ws}/loc"], "is neither a local folder"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "message"), [c[1:] for c in LOCALIZE_CASES], ids=[c[0] for c in LOCALIZE_CASES])
+def test_engram_localize_refuses(ws, tiny_models, args, message):
+    paths = {"ws": ws, "llama": tiny_models["llama"], "gpt2": tiny_models["gpt2"]}
+    line = refused(ws, [*LOCALIZE, *[a.format(**paths) for a in args]], message)
+    assert line.startswith("engram-localize")
+    assert not (ws / "loc").exists() and not (ws / "m").exists()
