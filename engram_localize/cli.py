@@ -179,9 +179,10 @@ def quiet_libraries() -> None:
     import logging
 
     logging.disable(logging.WARNING)
-    try:
-        import torchao  # noqa: F401  (imported by transformers when present)
-    except ImportError:
+    try:  # what transformers imports when torchao is present, on the first model load
+        import torchao  # noqa: F401
+        import torchao.prototype.mx_formats  # noqa: F401
+    except Exception:
         pass
     finally:
         logging.disable(logging.NOTSET)

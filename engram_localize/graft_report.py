@@ -64,9 +64,10 @@ def _where(point: dict) -> str:
             break
         held, picked = held + n, [*picked, layer]
     numbered = [x for x in picked if isinstance(x, int)]
+    places = ([f"in layer{'s' * (len(numbered) > 1)} {layer_ranges(numbered)}"] if numbered else []) + (
+        ["outside the layers"] if len(numbered) < len(picked) else [])  # fmt: skip
     where = ", ".join(f"{m} {percent(n / total)}" for m, n in top_modules)
-    named = layer_ranges(numbered) + ("" if len(numbered) == len(picked) else ", outside the layers")
-    return f"; by module type {where}; {percent(held / total)} of them in layer{'s' * (len(picked) > 1)} {named}"
+    return f"; by module type {where}; {percent(held / total)} of them {' and '.join(places)}"
 
 
 def summary(result: dict) -> str:

@@ -130,6 +130,13 @@ def summary(result: dict, model: str) -> str:
         lines.append(f"- Restoring {SITE[kind]} of layer {layer} at the {CATEGORIES[c]} position brings back "
                      f"{percent(max(share, 0.0)) if not math.isnan(share) else 'n/a'} of the lost probability "
                      f"({value:.3f}).")  # fmt: skip
+    subject = CATEGORIES.index("last subject")
+    for kind in ("hidden", "mlp"):
+        column = [(row[subject], layer) for layer, row in enumerate(f["heatmaps"][kind]) if row[subject] is not None]
+        if column and lost > 0:
+            value, layer = max(column)
+            lines.append(f"- At the last subject token, {SITE[kind]} matters most at layer {layer}: "
+                         f"{percent(max((value - f['corrupted']) / lost, 0.0))} of the lost probability.")  # fmt: skip
     lines += [
         "",
         "| field | traced | clean | corrupted | best hidden-state site |",
