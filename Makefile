@@ -64,7 +64,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==$(TORCH_VERSION)" 2>&1 | $(PIP_QUIET)
 	$(PY) -m pip install -q -e ".[dev]" 2>&1 | $(PIP_QUIET)
-	$(PY) -c "import axolotl, lm_eval, engram_data, engram_plugin, engram_run"
+	$(PY) -c "import axolotl, lm_eval, nnsight, engram_data, engram_localize, engram_plugin, engram_run"
 	touch $@
 
 install-gpu: install ## add what the multi-GPU recipes name: DeepSpeed and flash-attention (Axolotl's extras), vLLM

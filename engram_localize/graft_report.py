@@ -36,8 +36,9 @@ def plot(result: dict, path: Path) -> Path:
     positive = [x for x in xs if x > 0]
     if positive:
         ax.set_xscale("symlog", linthresh=min(positive))
-    verb = "grafted onto the base" if result["mode"] == "graft" else "reverted to base in the tuned model"
-    ax.set_xlabel(f"fraction of changed weights {verb} (top |Δ|, scope {result['scope']})")
+        ax.set_xlim(-0.2 * min(positive), 1.5 * max(positive))
+    verb = "grafted onto the base" if result["mode"] == "graft" else "reverted to base"
+    ax.set_xlabel(f"fraction of changed weights {verb} (largest |Δ|, scope {result['scope']})")
     ax.set_ylabel("four-option recall")
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7, loc="best")
