@@ -36,7 +36,13 @@ METHOD ?=
 VARIANT ?= $(or $(BIO_FIELD),bioS_multi5_permutes)
 MODELS ?= gpt2 llama1b
 TASKS ?= bios_qa,bios_qa_heldout,bios_qa_reverse
-COMPARE_TASKS ?= bios_qa,hellaswag,arc_easy,arc_challenge,winogrande,mmlu,truthfulqa_mc2
+# make compare: lm-eval's own benchmark groups with their few-shot settings, plus bios_qa:
+# tiny (tinyBenchmarks), openllm (Open LLM Leaderboard v1), leaderboard (v2), bios; or COMPARE_TASKS=a,b.
+# CHAT=1 adds --apply_chat_template --fewshot_as_multiturn (instruct models); HF_HUB_LOG_ARGS pushes results.
+COMPARE ?= tiny
+COMPARE_TASKS ?=
+CHAT ?=
+HF_HUB_LOG_ARGS ?=
 LIMIT ?=
 # lm-eval's backend and extra --model_args for make eval: MODEL_BACKEND=vllm MODEL_ARGS=tensor_parallel_size=4;
 # MERGE_LORA=1 merges an adapter into its base first (axolotl merge-lora).
@@ -114,8 +120,10 @@ eval-all: install ## evaluate every trained model of MODELS
 report: install ## one table of every run (Markdown, CSV, JSON) and PNG plots in results/report/
 	$(PIPELINE) report --results results --outputs outputs --out results/report
 
-compare: install ## base vs fine-tuned MODEL on bios_qa and leaderboard tasks (COMPARE_TASKS), with deltas
-	$(PIPELINE) compare --model $(MODEL) $(RUN_ARGS) --tasks $(COMPARE_TASKS) $(if $(LIMIT),--limit $(LIMIT))
+compare: install ## base vs fine-tuned MODEL: COMPARE=tiny|openllm|leaderboard|bios (or COMPARE_TASKS) + bios_qa, stderr and p-values
+	$(PIPELINE) compare --model $(MODEL) $(RUN_ARGS) --suite $(COMPARE) $(if $(COMPARE_TASKS),--tasks $(COMPARE_TASKS)) \
+		$(if $(LIMIT),--limit $(LIMIT)) $(if $(CHAT),--apply-chat-template --fewshot-as-multiturn) \
+		$(if $(HF_HUB_LOG_ARGS),--hf-hub-log-args "$(HF_HUB_LOG_ARGS)")
 
 reproduce: install ## Physics of LM 3.1 in miniature: every text variant on one budget, CPU (~8 min); MODEL=llama1b on GPUs
 	$(PIPELINE) reproduce --model $(MODEL) $(if $(filter-out tiny,$(MODEL)),--data-dir $(DATA_DIR) --people $(NUM_PEOPLE))

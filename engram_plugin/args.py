@@ -72,7 +72,7 @@ class EngramArgs(BaseModel):
     )
     engram_post_eval_limit: int | None = Field(default=None, description="lm-eval --limit for the post-training run.")
     engram_post_eval_log_samples: bool = Field(
-        default=False, description="lm-eval --log_samples: every question's scores, beside the results file."
+        default=True, description="lm-eval --log_samples: every question's scores, beside the results file."
     )
 
     @model_validator(mode="before")

@@ -24,7 +24,7 @@ import yaml
 from engram_data.contract import VARIANTS, DataError
 from engram_data.errors import OneLineParser, number, run_cli
 from engram_run import batch
-from engram_run.compare import LEADERBOARD_TASKS, compare
+from engram_run.compare import SUITES, CompareOptions, compare, suite_tasks
 from engram_run.demo import DemoSettings, demo
 from engram_run.launch import EVAL_TASKS
 from engram_run.localize import STEPS, LocalizeSettings, endpoints, localize
@@ -87,12 +87,18 @@ def build_parser() -> OneLineParser:
     r.add_argument("--outputs", default="outputs", type=Path)
     r.add_argument("--out", default="results/report", type=Path)
 
-    k = sub.add_parser("compare", help="base vs fine-tuned on bios_qa and leaderboard tasks")
+    k = sub.add_parser("compare", help="base vs fine-tuned on lm-eval's benchmark groups and bios_qa, with p-values")
     k.add_argument("--model", required=False)
     _add_run_options(k)
-    k.add_argument("--tasks", default=",".join(("bios_qa", *LEADERBOARD_TASKS)))
+    k.add_argument("--suite", default="tiny", choices=SUITES,
+                   help="tiny (tinyBenchmarks), openllm (Open LLM Leaderboard v1), leaderboard (v2), bios")  # fmt: skip
+    k.add_argument("--tasks", default=None, help="comma-separated lm-eval tasks or groups instead of the suite")
     k.add_argument("--limit", type=number(int, 1), default=None)
-    k.add_argument("--base-results", type=Path, help="compare two existing lm-eval result files instead of running")
+    k.add_argument("--no-log-samples", action="store_true", help="no per-item samples (p-values from stderrs)")
+    k.add_argument("--apply-chat-template", action="store_true", help="lm-eval's --apply_chat_template")
+    k.add_argument("--fewshot-as-multiturn", action="store_true", help="lm-eval's --fewshot_as_multiturn")
+    k.add_argument("--hf-hub-log-args", default="", help="lm-eval's --hf_hub_log_args, e.g. hub_results_org=ORG,...")
+    k.add_argument("--base-results", type=Path, help="compare two existing lm-eval outputs (result file or folder)")
     k.add_argument("--tuned-results", type=Path)
 
     d = sub.add_parser("demo", help="the main job end to end on a CPU")
@@ -154,7 +160,10 @@ def command(args) -> int:
             raise RunError("compare needs --model (or both --base-results and --tuned-results)")
         run = None if all(files) else Run.resolve(args.model, args.method, args.variant, outputs=args.outputs,
                                                   results=args.results)  # fmt: skip
-        print(f"comparison: {compare(run, args.data_dir, args.tasks.split(','), args.limit, *files)}")
+        tasks = suite_tasks(args.suite, [t for t in (args.tasks or "").split(",") if t.strip()])
+        options = CompareOptions(tuple(tasks), args.limit, not args.no_log_samples, args.apply_chat_template,
+                                 args.fewshot_as_multiturn, args.hf_hub_log_args)  # fmt: skip
+        print(f"comparison: {compare(run, args.data_dir, options, *files)}")
     elif args.command == "localize":
         base, tuned, data, out = endpoints(args.model, args.method, args.variant, args.data_dir, args.outputs,
                                            args.results)  # fmt: skip

@@ -100,8 +100,11 @@ def train(config: Path, model_dir: Path, log: Path) -> bool:
 
 
 def eval_command(model_args: str, data_dir: str | Path, out: Path, tasks=EVAL_TASKS, limit: int | None = None,
-                 backend: str = "hf", batch_size: int | str = 32, device: str | None = None) -> list[str]:  # fmt: skip
-    """``engram-eval`` (lm_eval with our tasks) with lm-eval's own model choice and arguments."""
+                 backend: str = "hf", batch_size: int | str = 32, device: str | None = None,
+                 extra: list[str] | None = None) -> list[str]:  # fmt: skip
+    """``engram-eval`` (lm_eval with our tasks) with lm-eval's own model choice and arguments;
+    ``extra``: more lm-eval flags, as lm-eval spells them. Per-item samples are logged
+    whenever a bios_qa task runs (``--log_samples``: which facts, exactly)."""
     cmd = [
         tool("engram-eval"), "--model", backend, "--model_args", model_args,
         "--tasks", ",".join(tasks), "--metadata", json.dumps({"data_dir": str(data_dir)}),
@@ -111,7 +114,10 @@ def eval_command(model_args: str, data_dir: str | Path, out: Path, tasks=EVAL_TA
         cmd += ["--device", device or ("cuda" if _cuda() else "cpu")]
     if limit:
         cmd += ["--limit", str(limit)]
-    return cmd
+    extra = list(extra or [])
+    if any(t.startswith("bios_qa") for t in tasks) and "--log_samples" not in extra:
+        extra.append("--log_samples")
+    return cmd + extra
 
 
 def _cuda() -> bool:
@@ -140,10 +146,11 @@ def evaluate(
     limit: int | None = None,
     backend: str = "hf",
     log: Path | None = None,
+    extra: list[str] | None = None,
 ) -> bool:
-    """``engram-eval`` into ``out``, in lm-eval's own JSON format."""
+    """``engram-eval`` into ``out``, in lm-eval's own JSON format (and samples files)."""
     claim(out)
-    cmd = eval_command(model_args, data_dir, out, tasks, limit, backend)
+    cmd = eval_command(model_args, data_dir, out, tasks, limit, backend, extra=extra)
     log = log or out / "eval.log"
     return run_watched(cmd, log, tool_env(), LmEvalWatch(log, enabled=sys.stdout.isatty())) == 0
 

@@ -19,6 +19,10 @@ from engram_run.launch import latest_results, read_results
 
 COLUMNS = (*FIELDS, "overall", "heldout", "reverse", "gen", "untrained")
 CHANCE = 0.25
+# Each column: (lm-eval task, metric); the stderr is lm-eval's <metric>_stderr.
+SOURCES = {**{f: (f"bios_qa_{f}", "acc") for f in FIELDS}, "overall": ("bios_qa", "acc"),
+           "heldout": ("bios_qa_heldout", "acc"), "reverse": ("bios_qa_reverse", "acc"),
+           "gen": ("bios_qa_gen", "exact_match")}  # fmt: skip
 GENERATOR = "llm-engram/report"
 
 
@@ -59,14 +63,13 @@ def collect(results_dir: Path, outputs: Path | None = None) -> list[dict]:
     for name, path in sorted(found.items()):
         res = read_results(path)["results"]
         row: dict = {"run": name}
-        for field in FIELDS:
-            row[field] = _metric(res.get(f"bios_qa_{field}", {}), "acc")
-        row["overall"] = _metric(res.get("bios_qa", {}), "acc")
-        row["heldout"] = _metric(res.get("bios_qa_heldout", {}), "acc")
-        row["reverse"] = _metric(res.get("bios_qa_reverse", {}), "acc")
-        row["gen"] = _metric(res.get("bios_qa_gen", {}), "exact_match")
+        for column, (task, metric) in SOURCES.items():
+            row[column] = _metric(res.get(task, {}), metric)
+            row[f"{column}_stderr"] = _metric(res.get(task, {}), f"{metric}_stderr")
         row["untrained"] = untrained_recall(recall_history(outputs, name)) if outputs else None
         row["results_file"] = str(path)
+        stamp = path.stem.rsplit("_", 1)[-1]  # lm-eval's samples files carry their results file's time
+        row["samples"] = sorted(str(p) for p in path.parent.glob(f"samples_bios_qa*_{stamp}.jsonl"))
         rows.append(row)
     return rows
 
@@ -92,14 +95,15 @@ def _plot_accuracy(rows: list[dict], path: Path) -> None:
     width = 0.8 / len(rows)
     for i, r in enumerate(rows):
         xs = [j + i * width for j in range(len(labels))]
-        ax.bar(xs, [r.get(f) or 0 for f in labels], width, label=r["run"])
+        errors = [r.get(f"{f}_stderr") or 0 for f in labels]
+        ax.bar(xs, [r.get(f) or 0 for f in labels], width, yerr=errors, capsize=2, label=r["run"])
         if r.get("untrained") is not None:
             ax.axhline(r["untrained"], color=f"C{i}", linestyle=":", linewidth=1,
                        label=f"{r['run']}: untrained ({r['untrained']:.3f})")  # fmt: skip
     ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label=f"chance ({CHANCE})")
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], labels, rotation=20)
     ax.set_ylim(0, 1)
-    ax.set_ylabel("four-option accuracy (bios_qa, train people)")
+    ax.set_ylabel("four-option accuracy (bios_qa, train people)\nerror bars: lm-eval's standard error")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -143,6 +147,47 @@ def _plot_recall(histories: dict[str, list[dict]], path: Path) -> None:
     plt.close(fig)
 
 
+def comparisons(results_dir: Path) -> dict[str, list[dict]]:
+    """Each run's newest ``make compare`` table (compare.json), by run."""
+    found = {}
+    for run_dir in sorted(p for p in results_dir.iterdir() if p.is_dir()) if results_dir.is_dir() else []:
+        files = sorted(run_dir.rglob("compare.json"), key=lambda f: f.stat().st_mtime)
+        if files:
+            try:
+                found[run_dir.name] = json.loads(files[-1].read_text())
+            except ValueError as exc:
+                raise DataError(f"{files[-1]} is not JSON ({exc}); rerun `make compare`, or move it away") from None
+    return found
+
+
+def _plot_forgetting(compared: dict[str, list[dict]], path: Path) -> None:
+    """Per compared run: the bios_qa gain beside every general-ability delta, ± 1.96 × the
+    combined standard error, * where p < 0.05."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = {run: [r for r in rows if r["task"] == "bios_qa" and r["metric"] == "acc"]
+              + [r for r in rows if not r["task"].startswith("bios_qa")] for run, rows in compared.items()}  # fmt: skip
+    height = sum(max(len(rows), 1) for rows in panels.values())
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 1.2 + 0.32 * height + 0.6 * len(panels)), squeeze=False)
+    for ax, (run, rows) in zip(axes[:, 0], panels.items()):
+        labels = [f"{r['task']} {r['metric']}" + (" *" if r.get("significant") else "") for r in rows]
+        deltas = [r["delta"] for r in rows]
+        errors = [1.96 * ((r.get("base_stderr") or 0) ** 2 + (r.get("tuned_stderr") or 0) ** 2) ** 0.5 for r in rows]
+        colors = ["C2" if r["task"] == "bios_qa" else "C0" for r in rows]
+        ax.barh(range(len(rows)), deltas, xerr=errors, color=colors, capsize=2)
+        ax.set_yticks(range(len(rows)), labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(f"{run}: memorized (green) vs general ability (blue)", fontsize=9)
+    axes[-1, 0].set_xlabel("fine-tuned − base (± 1.96 × combined stderr; * p < 0.05)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def report(results_dir: Path, outputs: Path, out: Path) -> Path:
     """Write the report into ``out`` (replacing only a previous report); return report.md."""
     from lm_eval.utils import make_table
@@ -172,10 +217,20 @@ def report(results_dir: Path, outputs: Path, out: Path) -> Path:
             _plot_recall(histories, tmp / "recall_over_training.png")
             md += ["Recall during training (the engram plugin's evaluations):", "",
                    "![recall over training](recall_over_training.png)", ""]  # fmt: skip
+        compared = comparisons(results_dir)
+        if compared:
+            _plot_forgetting(compared, tmp / "forgetting.png")
+            md += ["## What memorization cost (`make compare`)", "",
+                   "The bios_qa gain beside every general-ability delta of each compared run "
+                   "(each run's `compare/compare.md` has the table with p-values):", "",
+                   "![forgetting](forgetting.png)", ""]  # fmt: skip
         md += ["## Every metric, as lm-eval reports it", ""]
         for r in rows:
             md += [f"### {r['run']}", "", f"From `{r['results_file']}`:", "",
                    make_table(read_results(Path(r["results_file"]))), ""]  # fmt: skip
+            if r["samples"]:
+                md += [f"Every question's scores (lm-eval's `--log_samples`): {len(r['samples'])} files, "
+                       f"`{Path(r['samples'][0]).parent}/samples_bios_qa*.jsonl`.", ""]  # fmt: skip
         (tmp / "report.md").write_text("\n".join(md))
         manifest = {"generator": GENERATOR, "sources": [r["results_file"] for r in rows]}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import subprocess
 import sys
@@ -14,9 +15,9 @@ from pathlib import Path
 import pytest
 from helpers.common import REPO, cli_env
 
-from engram_run.compare import compare_results
+from engram_run.compare import CompareOptions, Side, check_tasks, compare_results, paired_test, suite_tasks, z_test
 from engram_run.launch import evaluate, latest_results
-from engram_run.recipes import RECIPES_DIR, derive_config
+from engram_run.recipes import RECIPES_DIR, RunError, derive_config
 from engram_run.report import collect
 
 FIELDS = ("birth_date", "birth_city", "university", "major", "employer", "company_city")
@@ -103,41 +104,106 @@ def test_localize_the_demo_run_and_recall_at_fraction_1_is_lm_evals(demo):
         assert section in summary
 
 
+def mcnemar_exact(gained: int, lost: int) -> float:
+    """Two-sided exact McNemar p-value, by hand: twice the binomial tail of the rarer change."""
+    n, k = gained + lost, min(gained, lost)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+
+
 @pytest.mark.slow
-def test_compare_builds_deltas_from_real_result_files(demo, tmp_path):
+def test_compare_builds_deltas_and_p_values_from_real_result_and_sample_files(demo, tmp_path):
     data = demo / "data" / "demo"
     base_out = tmp_path / "base"
     assert evaluate(
         f"pretrained={demo / 'outputs/demo/init'},dtype=float32", data, base_out, ["bios_qa", "bios_qa_reverse"]
     )
-    base_file = latest_results(base_out)
     tuned_file = latest_results(demo / "results" / "demo")
-    proc = pipeline(
-        "compare", "--model", "tiny", "--base-results", str(base_file), "--tuned-results", str(tuned_file), cwd=demo
-    )
+    proc = pipeline("compare", "--base-results", str(base_out), "--tuned-results", str(tuned_file), cwd=demo)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads((tuned_file.parent / "compare.json").read_text())
-    base, tuned = json.loads(base_file.read_text())["results"], json.loads(tuned_file.read_text())["results"]
-    assert rows == compare_results({"results": base}, {"results": tuned})
-    tasks = {r["task"] for r in rows}
-    assert tasks == {"bios_qa", "bios_qa_reverse", *(f"bios_qa_{f}" for f in FIELDS)}  # shared tasks only
+    base_side, tuned_side = Side.load(base_out), Side.load(tuned_file)
+    assert rows == json.loads(json.dumps(compare_results(base_side, tuned_side)))
+    base, tuned = base_side.results["results"], tuned_side.results["results"]
+    assert {r["task"] for r in rows} == {"bios_qa", "bios_qa_reverse", *(f"bios_qa_{f}" for f in FIELDS)}
     for r in rows:
-        assert r["base"] == base[r["task"]][f"{r['metric']},none"]
-        assert r["delta"] == r["tuned"] - r["base"]
+        assert r["base"] == base[r["task"]][f"{r['metric']},none"] and r["delta"] == r["tuned"] - r["base"]
+        assert r["base_stderr"] == base[r["task"]][f"{r['metric']}_stderr,none"]
+    # Every subtask logged samples on both sides: a paired test on the same questions, by hand.
+    pooled = [0, 0]
+    for field in FIELDS:
+        task = f"bios_qa_{field}"
+        b = {json.loads(x)["doc_id"]: json.loads(x)["acc"] for x in base_side.samples[task].read_text().splitlines()}
+        t = {json.loads(x)["doc_id"]: json.loads(x)["acc"] for x in tuned_side.samples[task].read_text().splitlines()}
+        gained, lost = sum(t[d] > b[d] for d in b), sum(t[d] < b[d] for d in b)
+        pooled = [pooled[0] + gained, pooled[1] + lost]
+        row = next(r for r in rows if r["task"] == task and r["metric"] == "acc")
+        assert (row["test"], row["n"]) == ("McNemar exact", len(b))
+        assert row["p_value"] == pytest.approx(mcnemar_exact(gained, lost), rel=1e-9)
     overall = next(r for r in rows if r["task"] == "bios_qa" and r["metric"] == "acc")
+    assert overall["p_value"] == pytest.approx(mcnemar_exact(*pooled), rel=1e-9) and overall["significant"]
     assert overall["delta"] > 0.2  # memorization is what fine-tuning bought
-    md_rows = [
-        [c.strip() for c in line.strip("|").split("|")]
-        for line in (tuned_file.parent / "compare.md").read_text().splitlines()
-        if line.startswith("| bios_qa ")
-    ]
-    assert [
-        "bios_qa",
-        "acc",
-        f"{overall['base']:.4f}",
-        f"{overall['tuned']:.4f}",
-        f"{overall['delta']:+.4f}",
-    ] in md_rows
+    md = (tuned_file.parent / "compare.md").read_text()
+    assert f"| {overall['base']:.4f} ± {overall['base_stderr']:.4f} |" in md and "McNemar exact, n=" in md
+    assert str(tuned_side.samples["bios_qa_major"]) in md  # where to see exactly which facts
+    # Without samples the p-value comes from the two standard errors (a two-sided z-test), by hand.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / tuned_file.name).write_bytes(tuned_file.read_bytes())
+    assert pipeline("compare", "--base-results", str(base_out), "--tuned-results", str(bare), cwd=demo).returncode == 0
+    row = next(r for r in json.loads((bare / "compare.json").read_text()) if r["task"] == "bios_qa_reverse")
+    z = abs(row["delta"]) / math.sqrt(row["base_stderr"] ** 2 + row["tuned_stderr"] ** 2)
+    assert row["test"] == "z-test (stderr)" and row["p_value"] == pytest.approx(math.erfc(z / math.sqrt(2)))
+    # The report shows it: error bars from lm-eval's stderr, the forgetting plot, the samples.
+    proc = pipeline("report", cwd=demo)
+    assert proc.returncode == 0, proc.stderr
+    (rep,) = json.loads((demo / "results/report/report.json").read_text())
+    assert rep["overall_stderr"] == tuned["bios_qa"]["acc_stderr,none"] and len(rep["samples"]) == 2 * len(FIELDS) + 1
+    assert (demo / "results/report/forgetting.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_paired_tests_on_hand_made_scores():
+    from scipy import stats
+
+    # 0/1 scores: exact McNemar on the 3 items gained and 1 lost.
+    base, tuned = [1, 1, 0, 0, 0, 1, 0, 1], [1, 0, 1, 1, 1, 1, 0, 1]
+    assert paired_test(base, tuned) == (pytest.approx(mcnemar_exact(3, 1)), "McNemar exact")
+    assert mcnemar_exact(3, 1) == 0.625
+    assert paired_test([1, 0, 1], [1, 0, 1]) == (1.0, "McNemar exact")
+    # Other scores: a paired t-test, t = mean(d) / (sd(d) / sqrt(n)) with n - 1 degrees of freedom.
+    base, tuned = [0.2, 0.5, 0.1, 0.9, 0.4], [0.3, 0.9, 0.1, 1.0, 0.8]
+    d = [t - b for b, t in zip(base, tuned)]
+    mean = sum(d) / len(d)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1))
+    p = 2 * stats.t.sf(mean / (sd / math.sqrt(len(d))), len(d) - 1)
+    assert paired_test(base, tuned) == (pytest.approx(p, rel=1e-9), "paired t-test")
+    assert z_test(0.1, 0.03, 0.04) == pytest.approx(math.erfc(0.1 / 0.05 / math.sqrt(2)))
+    assert z_test(0.1, None, 0.04) is None
+
+
+@pytest.mark.parametrize("suite", ["tiny", "openllm", "leaderboard", "bios"])
+def test_every_suite_names_groups_the_installed_lm_eval_knows(suite):
+    from lm_eval.tasks import TaskManager
+
+    from lm_eval_tasks import TASKS_DIR
+
+    known = TaskManager(include_path=str(TASKS_DIR))  # lm-eval's own index, with ours added
+    tasks = suite_tasks(suite)
+    assert tasks[:3] == ["bios_qa", "bios_qa_heldout", "bios_qa_reverse"]
+    assert all(t in known.all_groups or t in known.all_tasks for t in tasks)
+    assert {"tiny": "tinyBenchmarks", "openllm": "openllm", "leaderboard": "leaderboard"}.get(suite, "bios_qa") in (
+        known.all_groups
+    )
+
+
+def test_compare_options_pass_lm_evals_own_flags_through():
+    opts = CompareOptions(apply_chat_template=True, fewshot_as_multiturn=True, hf_hub_log_args="hub_results_org=o")
+    assert opts.lm_eval_args() == ["--log_samples", "--apply_chat_template", "--fewshot_as_multiturn",
+                                   "--hf_hub_log_args", "hub_results_org=o"]  # fmt: skip
+    assert CompareOptions(log_samples=False).lm_eval_args() == []
+    with pytest.raises(RunError, match="lm-eval has no task or group 'hellaswg'"):
+        check_tasks(["bios_qa", "hellaswg"])
+    with pytest.raises(RunError, match="unknown COMPARE=huge"):
+        suite_tasks("huge")
 
 
 @pytest.mark.slow
