@@ -213,9 +213,8 @@ class CompareOptions:
     hf_hub_log_args: str = ""
 
     def lm_eval_args(self) -> list[str]:
-        """lm-eval's own flags, passed through."""
-        args = ["--log_samples"] if self.log_samples else []
-        args += ["--apply_chat_template"] if self.apply_chat_template else []
+        """lm-eval's own flags, passed through (``--log_samples`` is log_samples)."""
+        args = ["--apply_chat_template"] if self.apply_chat_template else []
         args += ["--fewshot_as_multiturn"] if self.fewshot_as_multiturn else []
         return args + (["--hf_hub_log_args", self.hf_hub_log_args] if self.hf_hub_log_args else [])
 
@@ -238,7 +237,7 @@ def compare(run: Run | None, data_dir: str | Path, options: CompareOptions = Com
         for side, margs in (("base", f"pretrained={base_model},dtype=auto"),
                             ("tuned", model_args(run.model_dir, base_model))):  # fmt: skip
             if not launch.evaluate(margs, data_dir, out / side, options.tasks, options.limit,
-                                   extra=options.lm_eval_args()):  # fmt: skip
+                                   extra=options.lm_eval_args(), log_samples=options.log_samples):  # fmt: skip
                 raise RunError(f"lm-eval failed for the {side} model; see {out / side / 'eval.log'}")
         base, tuned = Side.load(out / "base"), Side.load(out / "tuned")
         names = (base_model, run.name)

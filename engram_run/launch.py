@@ -101,10 +101,10 @@ def train(config: Path, model_dir: Path, log: Path) -> bool:
 
 def eval_command(model_args: str, data_dir: str | Path, out: Path, tasks=EVAL_TASKS, limit: int | None = None,
                  backend: str = "hf", batch_size: int | str = 32, device: str | None = None,
-                 extra: list[str] | None = None) -> list[str]:  # fmt: skip
+                 extra: list[str] | None = None, log_samples: bool | None = None) -> list[str]:  # fmt: skip
     """``engram-eval`` (lm_eval with our tasks) with lm-eval's own model choice and arguments;
-    ``extra``: more lm-eval flags, as lm-eval spells them. Per-item samples are logged
-    whenever a bios_qa task runs (``--log_samples``: which facts, exactly)."""
+    ``extra``: more lm-eval flags, as lm-eval spells them. ``log_samples`` (lm-eval's
+    ``--log_samples``) is on by default whenever a bios_qa task runs: which facts, exactly."""
     cmd = [
         tool("engram-eval"), "--model", backend, "--model_args", model_args,
         "--tasks", ",".join(tasks), "--metadata", json.dumps({"data_dir": str(data_dir)}),
@@ -114,10 +114,9 @@ def eval_command(model_args: str, data_dir: str | Path, out: Path, tasks=EVAL_TA
         cmd += ["--device", device or ("cuda" if _cuda() else "cpu")]
     if limit:
         cmd += ["--limit", str(limit)]
-    extra = list(extra or [])
-    if any(t.startswith("bios_qa") for t in tasks) and "--log_samples" not in extra:
-        extra.append("--log_samples")
-    return cmd + extra
+    if log_samples is None:
+        log_samples = any(t.startswith("bios_qa") for t in tasks)
+    return cmd + (["--log_samples"] if log_samples else []) + list(extra or [])
 
 
 def _cuda() -> bool:
@@ -147,10 +146,11 @@ def evaluate(
     backend: str = "hf",
     log: Path | None = None,
     extra: list[str] | None = None,
+    log_samples: bool | None = None,
 ) -> bool:
     """``engram-eval`` into ``out``, in lm-eval's own JSON format (and samples files)."""
     claim(out)
-    cmd = eval_command(model_args, data_dir, out, tasks, limit, backend, extra=extra)
+    cmd = eval_command(model_args, data_dir, out, tasks, limit, backend, extra=extra, log_samples=log_samples)
     log = log or out / "eval.log"
     return run_watched(cmd, log, tool_env(), LmEvalWatch(log, enabled=sys.stdout.isatty())) == 0
 

@@ -16,7 +16,7 @@ import pytest
 from helpers.common import REPO, cli_env
 
 from engram_run.compare import CompareOptions, Side, check_tasks, compare_results, paired_test, suite_tasks, z_test
-from engram_run.launch import evaluate, latest_results
+from engram_run.launch import eval_command, evaluate, latest_results
 from engram_run.recipes import RECIPES_DIR, RunError, derive_config
 from engram_run.report import collect
 
@@ -197,9 +197,12 @@ def test_every_suite_names_groups_the_installed_lm_eval_knows(suite):
 
 def test_compare_options_pass_lm_evals_own_flags_through():
     opts = CompareOptions(apply_chat_template=True, fewshot_as_multiturn=True, hf_hub_log_args="hub_results_org=o")
-    assert opts.lm_eval_args() == ["--log_samples", "--apply_chat_template", "--fewshot_as_multiturn",
+    assert opts.lm_eval_args() == ["--apply_chat_template", "--fewshot_as_multiturn",
                                    "--hf_hub_log_args", "hub_results_org=o"]  # fmt: skip
-    assert CompareOptions(log_samples=False).lm_eval_args() == []
+    cmd = eval_command("pretrained=x", "d", Path("r"), ["bios_qa", "tinyBenchmarks"], extra=opts.lm_eval_args())
+    assert cmd[-5:] == ["--log_samples", *opts.lm_eval_args()]  # samples by default with bios_qa
+    assert "--log_samples" not in eval_command("pretrained=x", "d", Path("r"), ["bios_qa"], log_samples=False)
+    assert "--log_samples" not in eval_command("pretrained=x", "d", Path("r"), ["hellaswag"])
     with pytest.raises(RunError, match="lm-eval has no task or group 'hellaswg'"):
         check_tasks(["bios_qa", "hellaswg"])
     with pytest.raises(RunError, match="unknown COMPARE=huge"):
@@ -273,7 +276,8 @@ def test_lm_eval_model_args_for_each_backend_full_and_adapter(tmp_path):
         model_args(full, "B", "sglang")
     cmd = eval_command("pretrained=x", "data/bios", tmp_path / "r", ["bios_qa"], 5, backend="vllm")
     assert cmd[1:5] == ["--model", "vllm", "--model_args", "pretrained=x"]
-    assert cmd[cmd.index("--batch_size") + 1] == "auto" and "--device" not in cmd and cmd[-2:] == ["--limit", "5"]
+    assert cmd[cmd.index("--batch_size") + 1] == "auto" and "--device" not in cmd
+    assert cmd[-3:] == ["--limit", "5", "--log_samples"]
     cmd = eval_command("pretrained=x", "data/bios", tmp_path / "r", ["bios_qa"], None, device="cpu")
     assert cmd[cmd.index("--device") + 1] == "cpu" and cmd[cmd.index("--batch_size") + 1] == "32"
 
