@@ -232,6 +232,16 @@ def test_train_all_continues_past_a_failing_model_and_skips_finished_runs(bios_d
     assert (tmp_path / "outputs/tiny-full-bioS_multi5_permutes/model/model.safetensors").exists()
     again = pipeline(*args, cwd=tmp_path)
     assert "tiny-full-bioS_multi5_permutes: skipped" in again.stdout and again.returncode == 1
+    # make compare on that trained run: base and tuned through lm-eval, samples logged, paired tests.
+    proc = pipeline("compare", "--model", "tiny", "--suite", "bios", "--limit", "3", "--data-dir", str(bios_dir),
+                    cwd=tmp_path)  # fmt: skip
+    out = tmp_path / "results/tiny-full-bioS_multi5_permutes/compare"
+    assert proc.returncode == 0 and proc.stdout.strip().endswith(f"comparison: {out.relative_to(tmp_path)}/compare.md")
+    rows = json.loads((out / "compare.json").read_text())
+    overall = next(r for r in rows if r["task"] == "bios_qa" and r["metric"] == "acc")
+    assert (overall["test"], overall["n"]) == ("McNemar exact", 3 * len(FIELDS))  # pooled over the six fields
+    assert {r["task"] for r in rows} >= {"bios_qa_heldout", "bios_qa_reverse"}
+    assert len(list(out.glob("tuned/*/samples_bios_qa_major_*.jsonl"))) == 1
 
 
 def test_unknown_model_method_or_field_fail_clearly(bios_dir, tmp_path):
