@@ -59,7 +59,7 @@ TRAIN_ARGS = $(RUN_ARGS) $(if $(FORCE),--force) $(if $(SET),--set $(SET))
 DEMO_PEOPLE ?= 200
 DEMO_EPOCHS ?= 10
 
-.PHONY: help install install-gpu test lint format data tiny-model recipes train eval train-all eval-all report compare demo reproduce localize bench clean
+.PHONY: help install install-gpu test lint format data tiny-model recipes train eval train-all eval-all report compare demo reproduce localize capacity bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -130,6 +130,9 @@ reproduce: install ## Physics of LM 3.1 in miniature: every text variant on one 
 
 localize: install ## where the memory is: weight diff, graft/prune curves, causal tracing of MODEL=demo (after make demo) or a trained run, into results/<run>/localize/
 	$(PIPELINE) localize --model $(MODEL) $(if $(METHOD),--method $(METHOD)) --variant $(VARIANT) $(if $(filter-out data/bios,$(DATA_DIR)),--data-dir $(DATA_DIR))
+
+capacity: install ## knowledge capacity (Physics of LM 3.3): tiny models of 3 widths x 2 populations on a CPU (~8 min), results/capacity/
+	$(PIPELINE) capacity
 
 bench: install ## measure speed: training vs a plain loop, padding per recipe, data generation, bios_qa questions/s (~10 min); writes benchmarks/results/
 	$(PY) benchmarks/bench_train.py

@@ -43,6 +43,11 @@ class EngramArgs(BaseModel):
     engram_eval_heldout: bool = Field(default=False, description="Also score heldout people (never QA-trained).")
     engram_eval_reverse: bool = Field(default=False, description="Also score the reverse (name) questions.")
     engram_eval_batch_size: int = Field(default=32, description="Questions per forward pass.")
+    engram_eval_capacity: bool = Field(
+        default=False,
+        description="Also log knowledge capacity (Physics of LM 3.3) in every evaluation: eval_engram_capacity_bits, "
+        "_bits_per_param and per field, for the first engram_eval_samples train people.",
+    )
     # Best checkpoint and stopping
     engram_save_best: bool = Field(
         default=True,

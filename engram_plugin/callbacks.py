@@ -20,6 +20,8 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from engram_data.contract import FIELDS, PROGRESS_ENV, RECALL_HISTORY
+from engram_plugin.capacity import CapacityEvaluator
+from engram_plugin.capacity import metric_names as capacity_metrics
 from engram_plugin.freeze import apply_freezing
 from engram_plugin.recall import RecallEvaluator
 
@@ -74,6 +76,10 @@ class EngramCallback(TrainerCallback):
                 batch_size=cfg.engram_eval_batch_size,
             )
             self._join_evaluation(trainer)
+        self.capacity = None
+        if cfg.engram_recall_eval and cfg.engram_eval_capacity:
+            self.capacity = CapacityEvaluator(cfg.engram_data_dir, trainer.processing_class, split="train",
+                                              limit=cfg.engram_eval_samples, names=False)  # attributes: the total
 
     # -- recall inside the trainer's evaluation
     def _join_evaluation(self, trainer) -> None:
@@ -151,6 +157,8 @@ class EngramCallback(TrainerCallback):
         self.scored_step = state.global_step
         results = self.evaluator.evaluate(self.trainer.model, device=self.trainer.args.device)
         logs = self.scored = metric_names(results)
+        if self.capacity is not None:
+            logs.update(capacity_metrics(self.capacity.evaluate(self.trainer.model, device=self.trainer.args.device)))
         if self.trainer.is_world_process_zero():
             self.output_dir.mkdir(parents=True, exist_ok=True)
             with open(self.output_dir / HISTORY_FILE, "a", encoding="utf-8") as f:

@@ -8,6 +8,7 @@ Usage:
     python -m engram_run compare --model llama3b
     python -m engram_run reproduce [--model llama1b]
     python -m engram_run localize --model demo
+    python -m engram_run capacity [--people 50,200 --hidden 32,64,128]
 
 Runs live in ``outputs/<run>/`` (config.yml, model/, train.log) and ``results/<run>/``
 (lm-eval's own JSON), a run being ``<model>-<method>-<variant>`` (engram_run.settings).
@@ -24,6 +25,7 @@ import yaml
 from engram_data.contract import VARIANTS, DataError
 from engram_data.errors import OneLineParser, number, run_cli
 from engram_run import batch
+from engram_run.capacity import CapacitySettings, study
 from engram_run.compare import SUITES, CompareOptions, compare, suite_tasks
 from engram_run.demo import DemoSettings, demo
 from engram_run.launch import EVAL_TASKS
@@ -118,6 +120,21 @@ def build_parser() -> OneLineParser:
         rp.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(rdefaults, field))
     rp.add_argument("--variants", type=variant_list, default=rdefaults.variants,
                     help=f"comma-separated, from {','.join(VARIANTS)} (default: all)")  # fmt: skip
+    ca = sub.add_parser("capacity", help="knowledge capacity of tiny models of a few sizes (Physics of LM 3.3)")
+    cdefaults = CapacitySettings()
+
+    def int_list(text: str) -> tuple[int, ...]:
+        values = tuple(number(int, 1)(t) for t in text.split(",") if t.strip())
+        if not values:
+            raise argparse.ArgumentTypeError("give comma-separated positive integers, e.g. 50,200")
+        return values
+
+    ca.add_argument("--people", type=int_list, default=cdefaults.people, help="population sizes, e.g. 50,200")
+    ca.add_argument("--hidden", type=int_list, default=cdefaults.hidden, help="model widths, e.g. 32,64,128")
+    for field, kind in (("layers", number(int, 1)), ("epochs", number(int, 1)),
+                        ("learning_rate", number(float, 0, low_open=True)), ("micro_batch", number(int, 1)),
+                        ("vocab_size", number(int, 300)), ("data_dir", Path), ("outputs", Path), ("results", Path)):  # fmt: skip
+        ca.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(cdefaults, field))
     lo = sub.add_parser("localize", help="engram-localize diff, graft, prune and trace on a trained run")
     lo.add_argument("--model", required=True, help="demo (make demo's run) or a recipe name")
     lo.add_argument("--method", default=None)
@@ -164,6 +181,11 @@ def command(args) -> int:
         options = CompareOptions(tuple(tasks), args.limit, not args.no_log_samples, args.apply_chat_template,
                                  args.fewshot_as_multiturn, args.hf_hub_log_args)  # fmt: skip
         print(f"comparison: {compare(run, args.data_dir, options, *files)}")
+    elif args.command == "capacity":
+        settings = CapacitySettings(
+            **{k: v for k, v in vars(args).items() if k in CapacitySettings.__dataclass_fields__}
+        )
+        print(f"capacity: {study(settings)}")
     elif args.command == "localize":
         base, tuned, data, out = endpoints(args.model, args.method, args.variant, args.data_dir, args.outputs,
                                            args.results)  # fmt: skip

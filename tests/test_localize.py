@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.common import REPO, cli_env
+from helpers.memorize import memorize
 from safetensors.torch import load_file, save_file
 
-from engram_data.contract import FIELDS, qa_text, read_qa_file
+from engram_data.contract import FIELDS
 from engram_localize import cli
 from engram_localize.checkpoints import Checkpoint, classify, load_model, load_tokenizer
 from engram_localize.graft import curve
@@ -164,27 +165,10 @@ def test_graft_and_prune_models_take_round_f_n_weights(known, tmp_path, fraction
             assert bool(((saved[n] == start[n]) | (saved[n] == end[n])).all())
 
 
-def memorize(model, tokenizer, data: Path, steps: int = 120, lr: float = 3e-3) -> None:
-    """Train on the first LIMIT train questions of each field, as QA text, until memorized."""
-    texts = [qa_text(r["question"], r["answer"]) for f in FIELDS
-             for r in [r for r in read_qa_file(data, f) if r["split"] == "train"][:LIMIT]]  # fmt: skip
-    batch = tokenizer(texts, padding=True, return_tensors="pt")
-    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
-    torch.manual_seed(0)
-    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    model.train()
-    for _ in range(steps):
-        loss = model(**batch, labels=labels).loss
-        loss.backward()
-        optim.step()
-        optim.zero_grad()
-    model.eval()
-
-
 @pytest.fixture(scope="module")
 def full_run(tiny_llama, bios_dir, tmp_path_factory) -> Path:
     model, tok = load_model(tiny_llama), load_tokenizer(tiny_llama)
-    memorize(model, tok, bios_dir)
+    memorize(model, tok, bios_dir, LIMIT)
     out = tmp_path_factory.mktemp("full") / "model"
     model.save_pretrained(out)
     tok.save_pretrained(out)
@@ -198,7 +182,7 @@ def lora_run(tiny_llama, bios_dir, tmp_path_factory) -> Path:
     tok = load_tokenizer(tiny_llama)
     model = get_peft_model(load_model(tiny_llama), LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj",
                            "down_proj"], init_lora_weights=True))  # fmt: skip
-    memorize(model, tok, bios_dir, steps=150, lr=1e-2)
+    memorize(model, tok, bios_dir, LIMIT, steps=150, lr=1e-2)
     out = tmp_path_factory.mktemp("lora") / "adapter"
     model.save_pretrained(out)
     tok.save_pretrained(out)

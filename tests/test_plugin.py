@@ -190,6 +190,7 @@ def llama_run(tiny_llama, bios_dir, tmp_path_factory) -> Path:
         engram_freeze_layers=[0],
         engram_eval_heldout=True,
         engram_eval_reverse=True,
+        engram_eval_capacity=True,
         engram_post_eval=True,
         engram_post_eval_model="best",
         engram_post_eval_limit=EVAL_SAMPLES,
@@ -235,6 +236,11 @@ def test_metrics_are_in_the_trainers_log_history(llama_run):
     for field in FIELDS:
         assert f"eval_engram_qa_acc_{field}" in names and f"eval_engram_heldout_acc_{field}" in names
     assert {"eval_engram_qa_acc_overall_norm", "eval_engram_heldout_acc_overall", "eval_engram_reverse_acc"} <= names
+    for e in logged:  # knowledge capacity at every evaluation too (engram_eval_capacity)
+        assert e["eval_engram_capacity_bits"] == pytest.approx(
+            sum(e[f"eval_engram_capacity_bits_{f}"] for f in FIELDS if f != "company_city")
+        )
+        assert e["eval_engram_capacity_bits_per_param"] >= 0
 
 
 @pytest.mark.slow

@@ -1,0 +1,108 @@
+"""Knowledge capacity (Physics of LM 3.3): an oracle stores exactly the maximum, a uniform
+model nothing, an untrained tiny model under 2%, a trained one more than untrained; the CLI
+and the CPU study write what they say."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from helpers.common import cli_env
+from helpers.memorize import memorize
+
+from engram_plugin import capacity
+from engram_plugin.capacity import COUNTED, CapacityEvaluator, bits_from_scores
+
+PEOPLE = 8
+
+
+def test_bits_of_an_oracle_a_uniform_and_a_wrong_scorer():
+    labels = torch.tensor([2, 0])
+    oracle = torch.full((2, 4), -1e30).scatter(1, labels.view(-1, 1), 0.0)
+    assert bits_from_scores(oracle, labels).tolist() == [2.0, 2.0]  # log2(4): every bit of the choice
+    assert bits_from_scores(torch.zeros(2, 4), labels).tolist() == [0.0, 0.0]  # uniform: no knowledge
+    wrong = torch.tensor([[0.0, 0.0, math.log(1 / 3), 0.0]])  # the answer a third as likely as each other
+    assert bits_from_scores(wrong, torch.tensor([2])).item() == pytest.approx(2 + math.log2(0.1))
+
+
+@pytest.fixture(scope="module")
+def evaluator(bios_dir, tiny_llama) -> CapacityEvaluator:
+    from transformers import AutoTokenizer
+
+    return CapacityEvaluator(bios_dir, AutoTokenizer.from_pretrained(tiny_llama), "train", PEOPLE, batch_size=8)
+
+
+def scripted(kind: str):
+    """score_batch as an oracle (all mass on the right value) or a uniform model would give it."""
+
+    def score(model, questions, pad_id=0, device=None):
+        scores = torch.zeros(len(questions), len(questions[0].options), dtype=torch.float64)
+        if kind == "oracle":
+            scores.fill_(-1e30)
+            scores[torch.arange(len(questions)), torch.tensor([q.label for q in questions])] = 0.0
+        return scores
+
+    return score
+
+
+def test_an_oracle_stores_exactly_the_maximum_and_a_uniform_model_nothing(evaluator, tiny_llama, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    monkeypatch.setattr(capacity, "score_batch", scripted("oracle"))
+    oracle = evaluator.evaluate(model)
+    assert oracle["bits"] == pytest.approx(oracle["max_bits"], rel=1e-12) and oracle["share"] == pytest.approx(1.0)
+    fields = oracle["fields"]
+    assert fields["birth_date"]["method"] == "chain" and len(fields["birth_date"]["pool"]) == 3
+    assert fields["major"]["pool"] == [len(evaluator.pools["major", 0])]
+    for f in fields.values():
+        assert f["people"] == PEOPLE and f["bits"] == pytest.approx(f["max_bits"], rel=1e-12)
+        assert f["max_bits"] == pytest.approx(PEOPLE * sum(math.log2(n) for n in f["pool"]))
+    assert oracle["max_bits"] == pytest.approx(sum(fields[f]["max_bits"] for f in COUNTED))
+    assert oracle["bits_per_param"] == oracle["bits"] / sum(p.numel() for p in model.parameters())
+    monkeypatch.setattr(capacity, "score_batch", scripted("uniform"))
+    uniform = evaluator.evaluate(model)
+    assert uniform["bits"] == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.slow
+def test_an_untrained_model_stores_under_2_percent_and_a_trained_one_more(tiny_llama, bios_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    attributes = CapacityEvaluator(bios_dir, tok, "train", PEOPLE, batch_size=8, names=False)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    untrained = attributes.evaluate(model)
+    assert untrained["share"] < 0.02, untrained["share"]
+    memorize(model, tok, bios_dir, PEOPLE, steps=120)
+    trained = attributes.evaluate(model)
+    assert trained["bits"] > untrained["bits"] + 0.1 * trained["max_bits"], (trained["bits"], untrained["bits"])
+
+
+@pytest.mark.slow
+def test_the_cli_writes_json_and_markdown(bios_dir, tiny_llama, tmp_path):
+    cmd = [sys.executable, "-m", "engram_plugin.capacity", "--model", str(tiny_llama), "--data", str(bios_dir),
+           "--limit", "3", "--out", str(tmp_path / "cap")]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=cli_env())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "cap" / "capacity.json").read_text())
+    assert result["people"] == 3 and "name" in result["fields"] and not result["fields"]["name"]["in_total"]
+    assert "| birth_date | chain |" in (tmp_path / "cap" / "capacity.md").read_text()
+    bad = subprocess.run([*cmd[:6], str(tmp_path / "nodata")], capture_output=True, text=True, env=cli_env())
+    assert bad.returncode == 2 and bad.stderr.startswith("engram-capacity: error:") and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_the_cpu_study_at_a_reduced_size(tmp_path):
+    cmd = [sys.executable, "-m", "engram_run", "capacity", "--people", "12", "--hidden", "16,32", "--epochs", "1",
+           "--vocab-size", "512", "--data-dir", "data", "--outputs", "outputs", "--results", "results"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=cli_env(), cwd=tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    runs = json.loads((tmp_path / "results/capacity.json").read_text())["runs"]
+    assert [(r["people"], r["hidden"]) for r in runs] == [(12, 16), (12, 32)]
+    assert runs[0]["params"] < runs[1]["params"] and all(r["untrained_bits"] < 0.02 * r["max_bits"] for r in runs)
+    assert (tmp_path / "results/capacity.png").read_bytes()[:4] == b"\x89PNG"
