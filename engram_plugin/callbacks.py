@@ -78,8 +78,9 @@ class EngramCallback(TrainerCallback):
             self._join_evaluation(trainer)
         self.capacity = None
         if cfg.engram_recall_eval and cfg.engram_eval_capacity:
-            self.capacity = CapacityEvaluator(cfg.engram_data_dir, trainer.processing_class, split="train",
-                                              limit=cfg.engram_eval_samples, names=False)  # attributes: the total
+            self.capacity = CapacityEvaluator(
+                cfg.engram_data_dir, trainer.processing_class, split="train", limit=cfg.engram_eval_samples, names=False
+            )  # attributes: the total
 
     # -- recall inside the trainer's evaluation
     def _join_evaluation(self, trainer) -> None:

@@ -5,7 +5,9 @@
     launch     axolotl train and engram-eval as their own processes; lm-eval's result files
     batch      many runs in sequence, past failures, skipping finished ones
     report     one table of every run (md/csv/json) and plots
-    compare    base vs fine-tuned, metric by metric
+    compare    base vs fine-tuned on lm-eval's benchmark groups, with stderr and p-values
+    localize   engram-localize's analyses on a trained run (make localize)
+    capacity   the knowledge-capacity study on a CPU (make capacity)
     demo       the main job end to end on a CPU
     tiny       local tiny models and their tokenizer (no downloads)
 
