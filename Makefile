@@ -131,7 +131,7 @@ reproduce: install ## Physics of LM 3.1 in miniature: every text variant on one 
 localize: install ## where the memory is: weight diff, graft/prune curves, causal tracing of MODEL=demo (after make demo) or a trained run, into results/<run>/localize/
 	$(PIPELINE) localize --model $(MODEL) $(if $(METHOD),--method $(METHOD)) --variant $(VARIANT) $(if $(filter-out data/bios,$(DATA_DIR)),--data-dir $(DATA_DIR))
 
-capacity: install ## knowledge capacity (Physics of LM 3.3): tiny models of 3 widths x 2 populations on a CPU (~8 min), results/capacity/
+capacity: install ## knowledge capacity (Physics of LM 3.3): tiny models of 3 widths x 2 populations on a CPU (~25 min), results/capacity/
 	$(PIPELINE) capacity
 
 bench: install ## measure speed: training vs a plain loop, padding per recipe, data generation, bios_qa questions/s (~10 min); writes benchmarks/results/
