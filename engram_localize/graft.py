@@ -19,16 +19,10 @@ from engram_localize.checkpoints import OUTSIDE, Checkpoint, LocalizeError, clas
 from engram_localize.select import cuts, groups_of, masks
 from engram_plugin.recall import QUESTION_SETS, RecallEvaluator
 
-MODES = ("graft", "prune")
-
-
-def _state(model) -> dict[str, torch.Tensor]:
-    return model.state_dict()  # tensors sharing the parameters' storage: copy_ writes the model
-
 
 def apply(model, base: Checkpoint, tuned: Checkpoint, names, group, cut, mode: str) -> dict[tuple, int]:
     """Write base/tuned weights into ``model`` as ``mode`` says; chosen weights per (layer, module)."""
-    state = _state(model)
+    state = model.state_dict()  # tensors sharing the parameters' storage: copy_ writes the model
     missing = [n for n in names if n not in state]
     if missing:
         raise LocalizeError(f"the loaded model has no tensor {missing[0]}; is --base the model --tuned was tuned from?")

@@ -3,7 +3,6 @@ says how few weights carry the memory and where they are."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib
@@ -113,7 +112,3 @@ def write(result: dict, folder: Path) -> None:
     table(result).to_csv(folder / f"{mode}.csv", index=False)
     plot(result, folder / f"{mode}.png")
     (folder / f"{mode}.md").write_text(summary(result))
-
-
-def is_fraction(x: float) -> bool:
-    return not math.isnan(x) and 0 <= x <= 1
