@@ -59,7 +59,34 @@ TRAIN_ARGS = $(RUN_ARGS) $(if $(FORCE),--force) $(if $(SET),--set $(SET))
 DEMO_PEOPLE ?= 200
 DEMO_EPOCHS ?= 10
 
-.PHONY: help install install-gpu test lint format data tiny-model recipes train eval train-all eval-all report compare demo reproduce localize capacity bench clean
+# Tuning (make lr-find / epoch-find / sweep): the runs go through EXECUTOR=local (here, in
+# sequence) or EXECUTOR=slurm (submitit: PARTITION, GPUS per job, CPUS, MEM_GB, TIME_MIN per
+# job, PARALLEL jobs at once, SLURM_ARGS="account=x qos=y"). SWEEP_NAME names results/sweeps/<name>/.
+LRS ?= 1e-4 2e-4 5e-4 1e-3
+LR ?=
+EPOCHS ?=
+EVALS ?= 10
+EVALS_PER_EPOCH ?= 2
+PATIENCE ?= 3
+GRID ?=
+GRID_FILE ?=
+PRESET ?=
+SWEEP_NAME ?=
+KEEP_MODELS ?=
+EXECUTOR ?= local
+PARTITION ?=
+GPUS ?= 0
+CPUS ?=
+MEM_GB ?=
+TIME_MIN ?= 240
+PARALLEL ?=
+SLURM_ARGS ?=
+SWEEP_ARGS = $(RUN_ARGS) $(if $(SWEEP_NAME),--name $(SWEEP_NAME)) $(if $(SET),--set $(SET)) $(if $(KEEP_MODELS),--keep-models) \
+	--executor $(EXECUTOR) $(if $(PARTITION),--partition $(PARTITION)) --gpus $(GPUS) $(if $(CPUS),--cpus $(CPUS)) \
+	$(if $(MEM_GB),--mem-gb $(MEM_GB)) --time-min $(TIME_MIN) $(if $(PARALLEL),--parallel $(PARALLEL)) \
+	$(if $(SLURM_ARGS),--slurm-args "$(SLURM_ARGS)")
+
+.PHONY: help install install-gpu test lint format data tiny-model recipes train eval train-all eval-all report compare demo reproduce localize capacity lr-find epoch-find sweep bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -70,7 +97,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==$(TORCH_VERSION)" 2>&1 | $(PIP_QUIET)
 	$(PY) -m pip install -q -e ".[dev]" 2>&1 | $(PIP_QUIET)
-	$(PY) -c "import axolotl, lm_eval, nnsight, engram_data, engram_localize, engram_plugin, engram_run"
+	$(PY) -c "import axolotl, lm_eval, nnsight, submitit, engram_data, engram_localize, engram_plugin, engram_run"
 	touch $@
 
 install-gpu: install ## add what the multi-GPU recipes name: DeepSpeed and flash-attention (Axolotl's extras), vLLM
@@ -133,6 +160,17 @@ localize: install ## where the memory is: weight diff, graft/prune curves, causa
 
 capacity: install ## knowledge capacity (Physics of LM 3.3): tiny models of 3 widths x 2 populations on a CPU (~25 min), results/capacity/
 	$(PIPELINE) capacity
+
+lr-find: install ## short constant-rate runs of MODEL at each of LRS; the highest rate with smooth validation loss, results/sweeps/<run>-lr-find/
+	$(PIPELINE) lr-find --model $(MODEL) --lrs "$(LRS)" $(if $(EPOCHS),--epochs $(EPOCHS)) --evals $(EVALS) $(SWEEP_ARGS)
+
+epoch-find: install ## one constant-rate run of MODEL at LR: the epoch where validation loss turns up (PATIENCE), the retrain command
+	$(PIPELINE) epoch-find --model $(MODEL) --lr $(LR) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+		--evals-per-epoch $(EVALS_PER_EPOCH) --patience $(PATIENCE) $(SWEEP_ARGS)
+
+sweep: install ## one run per point of GRID="learning_rate=1e-4,3e-4 weight_decay=0,0.1" (or GRID_FILE, PRESET=batch): results/sweeps/<name>/
+	$(PIPELINE) sweep $(if $(PRESET),--preset $(PRESET),--model $(MODEL)) $(if $(GRID),--grid "$(GRID)") \
+		$(if $(GRID_FILE),--grid-file $(GRID_FILE)) $(SWEEP_ARGS)
 
 bench: install ## measure speed: training vs a plain loop, padding per recipe, data generation, bios_qa questions/s (~10 min); writes benchmarks/results/
 	$(PY) benchmarks/bench_train.py

@@ -47,6 +47,9 @@ QA_TRAIN = "qa_train"
 
 # What a training run with the plugin leaves for the run glue: recall per scoring, progress.
 RECALL_HISTORY = "engram_recall.jsonl"  # one JSON line per scoring: step, epoch, eval_engram_* metrics
+# Every log line of the trainer (loss, eval_loss, learning_rate, grad_norm), one JSON line each:
+# the loss curves that lr-find, epoch-find and sweeps read (Axolotl keeps no trainer state at the end).
+LOG_HISTORY = "engram_log.jsonl"
 PROGRESS_ENV = "ENGRAM_PROGRESS"  # where the plugin writes {"step", "max_steps", "epoch", "epochs"}
 
 

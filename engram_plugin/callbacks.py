@@ -19,7 +19,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from engram_data.contract import FIELDS, PROGRESS_ENV, RECALL_HISTORY
+from engram_data.contract import FIELDS, LOG_HISTORY, PROGRESS_ENV, RECALL_HISTORY
 from engram_plugin.capacity import CapacityEvaluator
 from engram_plugin.capacity import metric_names as capacity_metrics
 from engram_plugin.freeze import apply_freezing
@@ -141,6 +141,14 @@ class EngramCallback(TrainerCallback):
                 json.dump({"step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch,
                            "epochs": args.num_train_epochs}, f)  # fmt: skip
             os.replace(tmp, path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        # The trainer's own log lines (training loss every logging_steps, eval_loss at every
+        # evaluation) as a file: Axolotl writes no trainer_state.json at the end of training.
+        if logs and self.trainer.is_world_process_zero():
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.output_dir / LOG_HISTORY, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
 
     def on_epoch_end(self, args, state, control, **kwargs):
         # Without an eval split no evaluation runs: score recall once per epoch instead.

@@ -9,6 +9,9 @@ Usage:
     python -m engram_run reproduce [--model llama1b]
     python -m engram_run localize --model demo
     python -m engram_run capacity [--people 50,200 --hidden 32,64,128]
+    python -m engram_run lr-find --model tiny --lrs "1e-4 2e-4 5e-4 1e-3"
+    python -m engram_run epoch-find --model tiny --lr 5e-4
+    python -m engram_run sweep --model tiny --grid "learning_rate=1e-4,3e-4 weight_decay=0,0.1" [--executor slurm]
 
 Runs live in ``outputs/<run>/`` (config.yml, model/, train.log) and ``results/<run>/``
 (lm-eval's own JSON), a run being ``<model>-<method>-<variant>`` (engram_run.settings).
@@ -34,6 +37,7 @@ from engram_run.recipes import DEFAULT_DATA_DIR, RunError
 from engram_run.report import report
 from engram_run.reproduce import ReproduceSettings, reproduce
 from engram_run.settings import DEFAULT_VARIANT, Run
+from engram_run.sweep_cli import add_sweep_parsers, sweep_command
 from lm_eval_tasks import BACKENDS
 
 PROG = "python -m engram_run"
@@ -149,6 +153,7 @@ def build_parser() -> OneLineParser:
     lo.add_argument("--eval-limit", type=number(int, 1), default=None)
     lo.add_argument("--steps", type=lambda t: tuple(x for x in STEPS if x in t.split(",")), default=STEPS,
                     help=f"comma-separated, from {','.join(STEPS)}")  # fmt: skip
+    add_sweep_parsers(sub, _add_run_options)
     return parser
 
 
@@ -169,6 +174,8 @@ def command(args) -> int:
             batch.eval_all(runs, args.data_dir, args.tasks.split(","), args.limit, status, args.backend,
                            args.model_args, args.merge_lora)  # fmt: skip
         return batch.summary(status)
+    if args.command in ("sweep", "lr-find", "epoch-find"):
+        return sweep_command(args)
     if args.command == "report":
         print(f"report: {report(args.results, args.outputs, args.out)}")
     elif args.command == "compare":

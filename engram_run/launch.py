@@ -85,14 +85,16 @@ def is_trained(model_dir: Path) -> bool:
     return (model_dir / DONE_FILE).exists()
 
 
-def train(config: Path, model_dir: Path, log: Path) -> bool:
+def train(config: Path, model_dir: Path, log: Path, launcher_args: tuple[str, ...] | list[str] = ()) -> bool:
     """``axolotl train CONFIG`` with its output in ``log`` and a progress bar here; True on
-    success (and marks it done)."""
+    success (and marks it done). ``launcher_args`` go to ``accelerate launch``, e.g.
+    ``("--num_processes", "4")``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     progress_file = log.with_name("progress.json")
     env = tool_env(**{PROGRESS_ENV: str(progress_file)})
     watch = TrainingWatch(progress_file, model_dir / RECALL_HISTORY, enabled=sys.stdout.isatty())
-    code = run_watched([tool("axolotl"), "train", str(config)], log, env, watch)
+    extra = ["--", *launcher_args] if launcher_args else []
+    code = run_watched([tool("axolotl"), "train", str(config), *extra], log, env, watch)
     progress_file.unlink(missing_ok=True)
     if code == 0:
         (model_dir / DONE_FILE).write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")

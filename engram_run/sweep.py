@@ -1,0 +1,274 @@
+"""``make sweep``: one training run per point of a grid over a recipe's keys, and one table.
+
+Usage:
+    python -m engram_run sweep --model tiny --grid "learning_rate=1e-4,3e-4 weight_decay=0,0.1"
+    python -m engram_run sweep --model llama1b --grid-file my_sweep.yml --executor slurm --gpus 4
+
+The grid is ``KEY=V1,V2 ...`` (the cartesian product), or a YAML file in the format of
+``axolotl train --sweep`` (a list per key; ``_``: a list of settings that go together).
+Every point is the recipe (``derive_config``: data, text variant, ``--set``) with the point's
+values on top, checked with Axolotl's schema before anything runs. A point is a measurement,
+not a model to keep: no checkpoints, and its weights are deleted when it is scored unless
+``--keep-models``. Points run through an executor (engram_run.executors): here in sequence,
+or as SLURM jobs through submitit.
+
+    OUTPUTS/sweeps/<name>/<point>/   config.yml, train.log, model/ (logs), point.json
+    RESULTS/sweeps/<name>/sweep.{md,csv,json,png}
+
+A point whose ``point.json`` exists for the same config is finished: a rerun skips it. A
+failed point is reported and the others go on; a rerun retries it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from engram_data.contract import read_manifest
+from engram_run import launch
+from engram_run.curves import curves
+from engram_run.recipes import DEFAULT_DATA_DIR, RunError, derive_config, validate
+from engram_run.settings import DEFAULT_VARIANT, Run
+
+POINT_FILE = "point.json"
+WEIGHTS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "checkpoint-*", "best_model_qa_*")
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    model: str
+    grid: dict = field(default_factory=dict)  # {key: [values]} and optionally "_": [{key: value, ...}]
+    name: str | None = None  # default: the run's name, <model>-<method>-<variant>
+    method: str | None = None
+    variant: str = DEFAULT_VARIANT
+    data_dir: str = DEFAULT_DATA_DIR
+    overrides: dict = field(default_factory=dict)  # --set: on every point, under the grid's values
+    keep_models: bool = False
+    outputs: Path = Path("outputs")
+    results: Path = Path("results")
+
+    @property
+    def run(self) -> Run:
+        return Run.resolve(self.model, self.method, self.variant, outputs=self.outputs, results=self.results)
+
+    @property
+    def sweep_name(self) -> str:
+        return self.name or self.run.name
+
+
+@dataclass(frozen=True)
+class PointJob:
+    """Everything one point needs, picklable: what a SLURM job receives."""
+
+    id: str
+    values: dict
+    config: dict
+    dir: str  # absolute
+    cwd: str  # where the recipe's relative paths resolve
+    launcher_args: tuple[str, ...] = ()
+    keep_model: bool = False
+
+
+# -- the grid
+
+
+def parse_value(text: str):
+    """``1e-4`` -> 0.0001 (YAML would read a string), ``8`` -> 8, ``true`` -> True, ``cosine``."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return yaml.safe_load(text)
+
+
+def parse_grid(text: str) -> dict[str, list]:
+    """``"learning_rate=1e-4,3e-4 weight_decay=0,0.1"`` -> {key: [values]}."""
+    grid: dict[str, list] = {}
+    for part in text.split():
+        key, sep, values = part.partition("=")
+        if not sep or not key or not values:
+            raise RunError(f'GRID takes KEY=V1,V2 ... (got {part!r}), e.g. GRID="learning_rate=1e-4,3e-4"')
+        if key in grid:
+            raise RunError(f"GRID names {key} twice; give all its values once: {key}=V1,V2")
+        grid[key] = [parse_value(v) for v in values.split(",") if v != ""]
+    if not grid:
+        raise RunError('GRID is empty; give KEY=V1,V2 ..., e.g. GRID="learning_rate=1e-4,3e-4"')
+    return grid
+
+
+def load_grid_file(path: Path) -> dict:
+    """A sweep file as ``axolotl train --sweep`` reads it: {key: [values], "_": [{...}, ...]}."""
+    try:
+        grid = yaml.safe_load(Path(path).read_text("utf-8"))
+    except OSError as exc:
+        raise RunError(
+            f"cannot read the grid file {path} ({exc.strerror or exc}); pass an existing YAML file"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise RunError(f"{path} is not valid YAML ({str(exc).splitlines()[0]}); fix the file") from None
+    ok = isinstance(grid, dict) and grid and all(isinstance(v, list) and v for v in grid.values())
+    if not ok or not all(isinstance(d, dict) for d in grid.get("_", [])):
+        raise RunError(f"{path} is not a sweep file: a mapping of KEY: [values] (and optionally _: [{{KEY: value}}])")
+    return grid
+
+
+def expand(grid: dict) -> list[dict]:
+    """The points, in the grid's order: the product of every key's values, times each set
+    under ``_`` (axolotl's sweep format; unlike ``axolotl train --sweep``, not shuffled)."""
+    keys = [k for k in grid if k != "_"]
+    paired = grid.get("_") or [{}]
+    return [{**dict(zip(keys, combo, strict=True)), **extra}
+            for combo in itertools.product(*(grid[k] for k in keys)) for extra in paired]  # fmt: skip
+
+
+def point_id(values: dict) -> str:
+    """A folder name: ``learning_rate-0.0001__weight_decay-0`` (no ``=`` or ``,``, which lm-eval's
+    --model_args would split)."""
+
+    def fmt(v) -> str:
+        text = f"{v:g}" if isinstance(v, float) else str(v)
+        return re.sub(r"[^A-Za-z0-9._+-]", "_", text)
+
+    return "__".join(f"{k}-{fmt(v)}" for k, v in values.items()) or "recipe"
+
+
+# -- planning: every point checked before anything is written
+
+
+def measurement(cfg: dict) -> dict:
+    """A point measures, it does not keep: no checkpoints, no best-model copies, no lm-eval
+    after training (the plugin's recall at every evaluation is the score)."""
+    for key in ("saves_per_epoch", "save_steps", "save_total_limit", "load_best_model_at_end"):
+        cfg.pop(key, None)
+    cfg["save_strategy"] = "no"
+    if "engram_data_dir" in cfg:
+        cfg |= {"engram_save_best": False, "engram_post_eval": False}
+    return cfg
+
+
+def check_keys(keys, validated) -> None:
+    """Axolotl drops a key it does not know: a misspelled grid key would make every point the same."""
+    from axolotl.utils.schemas.config import AxolotlInputConfig
+
+    for key in keys:
+        if key != "_" and key not in validated:
+            import difflib
+
+            close = difflib.get_close_matches(key, sorted(AxolotlInputConfig.model_fields), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise RunError(f"'{key}' is not an Axolotl config key, so Axolotl would ignore it{hint}")
+
+
+def plan(s: SweepSettings, points: list[dict], adjust=None, launcher_args: tuple[str, ...] = ()) -> list[PointJob]:
+    """One job per point: the recipe's config with the point on top (``adjust``: what the
+    caller sets on every point after it, e.g. lr-find's constant rate), each validated."""
+    run = s.run
+    read_manifest(s.data_dir)  # a missing or foreign data dir fails here, before any training
+    root = (s.outputs / "sweeps" / s.sweep_name).resolve()
+    jobs, seen = [], {}
+    for values in points:
+        pid = point_id(values)
+        if pid in seen:
+            raise RunError(f"points {seen[pid]} and {values} share the folder name {pid}; make their values differ")
+        seen[pid] = values
+        given = {**s.overrides, **values}
+        cfg = derive_config(run.recipe, s.data_dir, root / pid / "model", s.variant, given)
+        for a, b in (("eval_steps", "evals_per_epoch"), ("evals_per_epoch", "eval_steps")):
+            if a in given and b not in given:
+                cfg.pop(b, None)  # Axolotl takes one of the two: the one given wins over the recipe's
+        cfg = measurement(adjust(cfg) if adjust else cfg)
+        check_keys([*values, *s.overrides], validate(cfg))
+        jobs.append(PointJob(pid, values, cfg, str(root / pid), str(Path.cwd()), launcher_args, s.keep_models))
+    return jobs
+
+
+def finished(job: PointJob) -> dict | None:
+    """The point's result if it finished with this very config (else it runs again)."""
+    path = Path(job.dir) / POINT_FILE
+    try:
+        row = json.loads(path.read_text()) if path.exists() else None
+    except ValueError:
+        return None
+    return row if row and row.get("config") == job.config and row.get("status") == "done" else None
+
+
+# -- one point: what a job runs
+
+
+def run_point(job: PointJob) -> dict:
+    """Train the point with ``axolotl train``, read its curves, write ``point.json``; the
+    model's weights are deleted unless ``keep_model``. Returns the point's row."""
+    import os
+
+    os.chdir(job.cwd)
+    folder = Path(job.dir)
+    model_dir = folder / "model"
+    if model_dir.exists():
+        shutil.rmtree(model_dir)  # a failed or stale try of this point, in our own folder
+    (folder / POINT_FILE).unlink(missing_ok=True)
+    config = folder / "config.yml"
+    config.write_text(yaml.safe_dump(job.config, sort_keys=False))
+    start = time.perf_counter()
+    ok = launch.train(config, model_dir, folder / "train.log", job.launcher_args)
+    seconds = time.perf_counter() - start
+    if not ok:
+        return {"id": job.id, **job.values, "status": f"failed: see {folder / 'train.log'}", "seconds": seconds}
+    row = {"id": job.id, **job.values, "status": "done", "seconds": round(seconds, 1), **summarize(curves(model_dir))}
+    if not job.keep_model:
+        for pattern in WEIGHTS:
+            for path in model_dir.glob(pattern):
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    tmp = folder / f".{POINT_FILE}.tmp"
+    tmp.write_text(json.dumps({**row, "config": job.config}, indent=1) + "\n")
+    os.replace(tmp, folder / POINT_FILE)
+    return row
+
+
+def summarize(c: dict) -> dict:
+    """Final and best recall (train people), heldout, validation and training loss, and the
+    curves themselves."""
+    evals = c["eval"]
+    scored = [e for e in evals if e["recall"] is not None]
+    best = max(scored, key=lambda e: e["recall"], default=None)
+    last = scored[-1] if scored else None
+    val = [e["eval_loss"] for e in evals]
+    return {
+        "recall_final": last and last["recall"],
+        "recall_best": best and best["recall"],
+        "best_epoch": best and round(best["epoch"], 3),
+        "heldout_final": last and last["heldout"],
+        "heldout_at_best": best and best["heldout"],
+        "val_loss_final": val[-1] if val else None,
+        "val_loss_min": min(val) if val else None,
+        "train_loss_final": c["train"][-1]["loss"] if c["train"] else None,
+        "curves": c,
+    }
+
+
+def sweep(s: SweepSettings, executor, points: list[dict] | None = None, adjust=None) -> list[dict]:
+    """Plan, skip what is finished, run the rest through ``executor``; the rows in grid order."""
+    from engram_run.executors import execute
+
+    executor.check()
+    jobs = plan(s, expand(s.grid) if points is None else points, adjust, executor.launcher_args)
+    root = launch.claim(s.outputs / "sweeps" / s.sweep_name)  # new, or engram_run's own
+    rows: dict[str, dict] = {}
+    todo = []
+    for job in jobs:
+        done = finished(job)
+        if done is not None:
+            print(f"[sweep] {job.id}: finished before, skipped (delete {job.dir} to rerun it)", flush=True)
+            rows[job.id] = {k: v for k, v in done.items() if k != "config"}
+        else:
+            launch.claim(Path(job.dir))
+            todo.append(job)
+    rows.update(execute(todo, executor, root))
+    return [rows[j.id] for j in jobs]
