@@ -22,12 +22,17 @@ POLL_SECONDS = 0.5
 _LM_EVAL_BAR = re.compile(rb"Running (?:loglikelihood|generate_until)[^\r\n]*?(\d+)/(\d+) \[")
 
 
+def _epoch(epoch: float) -> str:
+    """4, or 4.3 between whole epochs (evaluations more often than once an epoch)."""
+    return f"{epoch:.0f}" if abs(epoch - round(epoch)) < 0.05 else f"{epoch:.1f}"
+
+
 def recall_line(entry: dict, epochs: float | None) -> str:
     """``epoch 4/12  recall 0.71  heldout 0.55  reverse 0.24`` (``untrained`` at step 0)."""
     when = (
         "untrained"
         if entry["step"] == 0
-        else f"epoch {entry.get('epoch') or 0:.0f}" + (f"/{epochs:.0f}" if epochs else "")
+        else f"epoch {_epoch(entry.get('epoch') or 0)}" + (f"/{epochs:.0f}" if epochs else "")
     )
     parts = [f"{when:<11}", f"recall {entry['eval_engram_qa_acc_overall']:.2f}"]
     for key, name in (("eval_engram_heldout_acc_overall", "heldout"), ("eval_engram_reverse_acc", "reverse")):

@@ -84,8 +84,32 @@ def sweep_settings(args) -> tuple[SweepSettings, ExecutorSettings]:
     return s, executor
 
 
+def quiet_imports() -> None:
+    """Import Axolotl's schema (it validates every point) without its libraries' import-time
+    notices (torchao's CUDA kernels, bitsandbytes' hub kernels, torch's pytree): on a CPU
+    they are noise, and every training run keeps its own in its train.log."""
+    import contextlib
+    import io
+    import logging
+    import warnings
+
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
+                contextlib.redirect_stdout(io.StringIO()):  # fmt: skip
+            warnings.simplefilter("ignore")
+            import axolotl.utils.config  # noqa: F401
+            import axolotl.utils.schemas.config  # noqa: F401
+
+            with contextlib.suppress(Exception):  # imported by Axolotl's validation, when installed
+                import bitsandbytes  # noqa: F401
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def sweep_command(args) -> int:
     """Run the command; prints where its table is. Exit status 1 if a point failed."""
+    quiet_imports()
     path, failed = _run(args)
     print(f"{args.command}: {path}")
     return 1 if failed else 0

@@ -55,8 +55,8 @@ def lr_find(s: SweepSettings, executor, lrs=LRS, epochs: float = 1.0, evals: int
     """Short constant-rate runs, one per rate; the chosen rate and why."""
     s = replace(s, name=s.name or f"{s.run.name}-lr-find")
     rates = sorted(set(lrs))
-    # Training loss logged 5 times per evaluation (shares of the run's steps), whatever the recipe's logging_steps.
-    frequency = {"eval_steps": 1 / evals, "logging_steps": 1 / (5 * evals)}
+    # Training loss at every step (Axolotl takes whole steps only, and the run's length is not known here).
+    frequency = {"eval_steps": 1 / evals, "logging_steps": 1}
     rows = sweep(s, executor, [{"learning_rate": lr} for lr in rates], constant_rate(epochs, frequency))
     measures = {r["learning_rate"]: smoothness(r["curves"]) for r in rows if r["status"] == "done"}
     for r in rows:

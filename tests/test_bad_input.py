@@ -295,6 +295,7 @@ def test_an_api_key_echoed_by_the_server_is_redacted(docs_ws, tmp_path):
 # --------------------------------------------------------------------------- python -m engram_run
 
 
+SWEEP = ["sweep", "--model", "tiny", "--data-dir", "{ws}/prev", "--outputs", "{ws}/so", "--results", "{ws}/sr"]
 RUN_CASES = [
     ("report into the results folder", ["report", "--results", "{ws}/results", "--out", "{ws}/results"], "is not a previous llm-engram/report output"),
     ("report into a foreign folder", ["report", "--results", "{ws}/prevresults", "--out", "{ws}/foreign"], "is not a previous llm-engram/report output"),
@@ -324,6 +325,19 @@ RUN_CASES = [
     ("reproduce over foreign outputs", ["reproduce", "--data-dir", "{ws}/d", "--outputs", "{ws}/outs"], "was not written by reproduce"),
     ("reproduce a GPU recipe without data", ["reproduce", "--model", "llama1b", "--data-dir", "{ws}/nodata", "--outputs", "{ws}/ro"], "has no dataset; run `make data DATA_DIR="),
     ("reproduce an unknown model", ["reproduce", "--model", "gpt5", "--data-dir", "{ws}/prev", "--outputs", "{ws}/ro"], "no recipe for MODEL=gpt5"),
+    ("sweep a malformed grid", [*SWEEP, "--grid", "learning_rate"], "GRID takes KEY=V1,V2 ... (got 'learning_rate')"),
+    ("sweep a misspelled key", [*SWEEP, "--grid", "learning_rat=1e-4,3e-4"], "'learning_rat' is not an Axolotl config key, so Axolotl would ignore it; did you mean 'learning_rate'?"),
+    ("sweep a bad value", [*SWEEP, "--grid", "num_epochs=1,abc"], "num_epochs: Input should be a valid number"),
+    ("sweep without a grid", SWEEP, 'sweep takes one of GRID="KEY=V1,V2 ..." or GRID_FILE=sweep.yml'),
+    ("sweep a missing grid file", [*SWEEP, "--grid-file", "{ws}/none.yml"], "cannot read the grid file"),
+    ("sweep a grid file that is no grid", [*SWEEP, "--grid-file", "{ws}/prev/manifest.json"], "is not a sweep file"),
+    ("sweep on SLURM without SLURM", [*SWEEP, "--grid", "learning_rate=1e-4", "--executor", "slurm"], "EXECUTOR=slurm needs SLURM's sbatch and srun on PATH"),
+    ("sweep over a foreign folder", [*SWEEP, "--grid", "learning_rate=1e-4", "--outputs", "{ws}/outs"], "was not written by engram_run"),
+    ("sweep without the data", ["sweep", "--model", "tiny", "--grid", "learning_rate=1e-4", "--data-dir", "{ws}/nodata"], "manifest.json is missing"),
+    ("sweep preset before the demo", ["sweep", "--preset", "batch"], "PRESET=batch trains the demo's model on the demo's data: run `make demo` first"),
+    ("lr-find rates that are no rates", ["lr-find", "--model", "tiny", "--lrs", "fast", "--data-dir", "{ws}/prev"], 'LRS takes positive numbers, e.g. LRS="1e-4 2e-4 5e-4"'),
+    ("epoch-find without an eval split", ["epoch-find", "--model", "tiny", "--lr", "1e-3", "--data-dir", "{ws}/prev", "--set", "val_set_size=0"], "tuning reads validation loss, and this recipe has no eval split"),
+    ("epoch-find without a rate", ["epoch-find", "--model", "tiny"], "the following arguments are required: --lr"),
 ]  # fmt: skip
 
 
@@ -331,6 +345,8 @@ RUN_CASES = [
 def run_ws(ws) -> Path:
     (ws / "outs" / "demo").mkdir(parents=True, exist_ok=True)
     (ws / "outs" / "demo" / "keep.txt").write_text("mine\n")
+    (ws / "outs" / "sweeps" / "tiny-full-bioS_multi5_permutes").mkdir(parents=True, exist_ok=True)
+    (ws / "outs" / "sweeps" / "tiny-full-bioS_multi5_permutes" / "keep.txt").write_text("mine\n")
     (ws / "prevresults" / "x").mkdir(parents=True, exist_ok=True)
     shutil.copy(ws / "ok_results.json", ws / "prevresults" / "x" / "results_2026-01-02T00-00-00.json")
     return ws
