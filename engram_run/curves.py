@@ -94,26 +94,38 @@ def smoothness(run_curves: dict[str, list[dict]]) -> dict:
 
 
 def choose_rate(runs: dict[float, dict], max_rise_share: float) -> tuple[float | None, str]:
-    """The highest rate whose validation loss stays smooth (rises in at most
-    ``max_rise_share`` of its evaluations, and ends below where it began), and why."""
+    """The highest rate whose validation loss stays smooth, and why. Smooth: it rises in at
+    most ``max_rise_share`` of the evaluations and ends below where it began. A smooth rate
+    that ends above a lower rate's final validation loss has overshot (a jump early on, then
+    a slower descent) and is not chosen either."""
     if not runs:
         return None, "no run finished, so no rate can be chosen"
-    smooth = {lr: m for lr, m in runs.items() if not m["val_diverged"] and m["val_rise_share"] <= max_rise_share}
 
-    def told(lr: float) -> str:
+    def problem(lr: float) -> str | None:
         m = runs[lr]
         if m["val_diverged"]:
-            return f"{lr:g} (validation loss did not end below where it began)"
-        return f"{lr:g} (validation loss rose in {m['val_rises']} of {max(m['evaluations'] - 1, 0)} evaluations)"
+            return "its validation loss did not end below where it began"
+        if m["val_rise_share"] > max_rise_share:
+            return f"its validation loss rose in {m['val_rises']} of {m['evaluations'] - 1} evaluations: it oscillates"
+        lower = [x for x in runs if x < lr and not runs[x]["val_diverged"]]
+        better = min(lower, key=lambda x: runs[x]["val_loss_final"], default=None)
+        if better is not None and runs[better]["val_loss_final"] < m["val_loss_final"]:
+            return (f"its validation loss ended at {m['val_loss_final']:.4g}, above {runs[better]['val_loss_final']:.4g} "
+                    f"at {better:g}: it overshoots")  # fmt: skip
+        return None
 
-    if not smooth:
-        return None, (f"no rate kept validation loss smooth (rising in at most {max_rise_share:.0%} of evaluations): "
-                      f"{'; '.join(told(lr) for lr in sorted(runs))}; try lower rates")  # fmt: skip
-    best = max(smooth)
-    higher = sorted(lr for lr in runs if lr > best)
-    why = f"{told(best)}: the highest rate whose validation loss rose in at most {max_rise_share:.0%} of evaluations"
+    problems = {lr: problem(lr) for lr in sorted(runs)}
+    fine = [lr for lr, p in problems.items() if p is None]
+    if not fine:
+        return None, ("no rate kept validation loss smooth: " + "; ".join(f"{lr:g}: {p}" for lr, p in problems.items())
+                      + "; try lower rates")  # fmt: skip
+    best = max(fine)
+    m = runs[best]
+    why = (f"{best:g}: the highest rate whose validation loss stays smooth (rose in {m['val_rises']} of "
+           f"{m['evaluations'] - 1} evaluations, at most {max_rise_share:.0%}, and ended lowest so far)")  # fmt: skip
+    higher = [lr for lr in problems if lr > best]
     if higher:
-        why += f"; the next higher, {told(higher[0])}, oscillates"
+        why += "; " + "; ".join(f"{lr:g}: {problems[lr]}" for lr in higher)
     else:
         why += "; it is the highest rate tried, so a higher one may be smooth too: add higher LRS"
     return best, why

@@ -3,8 +3,8 @@ project's advice for memorization fine-tuning finds them.
 
 1. lr-find: short runs at a constant rate (no warmup, no decay), one per rate, with
    frequent evaluation. The chosen rate is the highest whose validation loss stays smooth:
-   it rises in at most ``max_rise_share`` of the evaluations and ends below where it began
-   (engram_run.curves). The training loss's oscillation (total variation over net drop) is
+   it rises in at most ``max_rise_share`` of the evaluations, ends below where it began, and
+   no lower rate ends lower (a higher rate that learns less has overshot; engram_run.curves). The training loss's oscillation (total variation over net drop) is
    reported beside it; with small batches it is noisy at every rate, so it does not decide.
 2. epoch-find: one long run at that constant rate, evaluated ``evals_per_epoch`` times an
    epoch; the epoch where validation loss turns up (lowest, then ``patience`` evaluations
@@ -67,7 +67,8 @@ def lr_find(s: SweepSettings, executor, lrs=LRS, epochs: float = 1.0, evals: int
           f"model `{s.model}` ({s.run.name}).", "",
           f"**Chosen: {_fmt(chosen) or 'none'}** — {why}.", "",
           "Smoothness: `val_rise_share` is the share of evaluations at which validation loss rose over the one "
-          f"before (the choice: at most {max_rise_share:.0%}, and the curve ends below its start); "
+          f"before (the choice: at most {max_rise_share:.0%}, the curve ends below its start, and no lower rate "
+          "ends lower: a higher rate that learns less has overshot); "
           "`train_tv_ratio` is the training loss's total variation over its net drop (1.0: it only fell; "
           "inf: it ended no lower than it began).", "",
           table.to_markdown(index=False, floatfmt=".4g", missingval=""), "", "![curves](lr_find.png)"]  # fmt: skip

@@ -40,7 +40,7 @@ def test_smoothness_counts_the_rises_of_validation_loss_and_the_path_of_training
     assert m["train_tv_ratio"] == pytest.approx((1 + 0.5 + 1) / 1.5) and m["val_diverged"] is False
 
 
-def test_the_chosen_rate_is_the_highest_smooth_one_and_the_reason_names_the_next():
+def test_the_chosen_rate_is_the_highest_smooth_one_and_the_reason_names_the_others():
     runs = {
         1e-4: smoothness(curve([3, 2.8, 2.6, 2.5, 2.4, 2.3])),  # smooth, slow
         3e-4: smoothness(curve([3, 2.5, 2.2, 2.0, 2.05, 1.9])),  # one rise in 5: 20%
@@ -49,10 +49,16 @@ def test_the_chosen_rate_is_the_highest_smooth_one_and_the_reason_names_the_next
     }
     lr, why = choose_rate(runs, max_rise_share=0.2)
     assert lr == 3e-4
-    assert why.startswith("0.0003 (validation loss rose in 1 of 5 evaluations): the highest rate")
-    assert "the next higher, 0.001 (validation loss rose in 2 of 5 evaluations), oscillates" in why
+    assert why.startswith("0.0003: the highest rate whose validation loss stays smooth (rose in 1 of 5 evaluations")
+    assert "; 0.001: its validation loss rose in 2 of 5 evaluations: it oscillates" in why
+    assert "; 0.003: its validation loss did not end below where it began" in why
     assert choose_rate(runs, max_rise_share=0.0)[0] == 1e-4
-    assert choose_rate(runs, max_rise_share=0.5)[0] == 1e-3  # the diverged rate never counts as smooth
+    # At 50% 1e-3 counts as smooth but ends at 2.1, above 1.9 at 3e-4: it overshoots.
+    lr, why = choose_rate(runs, max_rise_share=0.5)
+    assert lr == 3e-4 and "0.001: its validation loss ended at 2.1, above 1.9 at 0.0003: it overshoots" in why
+    # A smooth curve that ends lower than every lower rate's is chosen.
+    runs[1e-3] = smoothness(curve([3, 2.4, 2.2, 2.0, 1.8, 1.7]))
+    assert choose_rate(runs, max_rise_share=0.2)[0] == 1e-3
     lr, why = choose_rate({3e-3: runs[3e-3]}, 0.2)
     assert lr is None and why.startswith("no rate kept validation loss smooth") and why.endswith("try lower rates")
     assert "add higher LRS" in choose_rate({1e-4: runs[1e-4]}, 0.2)[1]
