@@ -156,12 +156,12 @@ def measurement(cfg: dict) -> dict:
 
 def check_keys(keys, validated) -> None:
     """Axolotl drops a key it does not know: a misspelled grid key would make every point the same."""
+    import difflib
+
     from axolotl.utils.schemas.config import AxolotlInputConfig
 
     for key in keys:
-        if key != "_" and key not in validated:
-            import difflib
-
+        if key not in validated:
             close = difflib.get_close_matches(key, sorted(AxolotlInputConfig.model_fields), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise RunError(f"'{key}' is not an Axolotl config key, so Axolotl would ignore it{hint}")

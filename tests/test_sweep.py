@@ -211,7 +211,7 @@ def test_epoch_find_reads_the_turn_up_off_one_run_and_prints_the_retrain_command
         assert result["turn_up_epoch"] is None and result["retrain"] is None
         assert "had not turned up by epoch 4 (patience 2): rerun with EPOCHS=8" in proc.stdout
     else:
-        epoch = round(evals[at]["epoch"] * 2) / 2
+        epoch = round(evals[at]["epoch"], 2)
         assert (result["turn_up_epoch"], result["turn_up_step"]) == (epoch, evals[at]["step"])
         assert (
             result["recall_at_turn_up"] == evals[at]["recall"] and result["heldout_at_turn_up"] == evals[at]["heldout"]
@@ -224,3 +224,21 @@ def test_epoch_find_reads_the_turn_up_off_one_run_and_prints_the_retrain_command
     config = (tmp_path / "outputs/sweeps" / out.name / "learning_rate-0.003/config.yml").read_text()
     assert "lr_scheduler: constant" in config and "evals_per_epoch: 2" in config and "num_epochs: 4.0" in config
     assert (out / "epoch_find.png").stat().st_size > 5_000
+
+
+def test_the_readme_names_only_make_targets_that_exist_and_its_grid_file_loads(tmp_path):
+    import re
+
+    from helpers.common import REPO
+
+    from engram_run.sweep import load_grid_file
+
+    readme = (REPO / "README.md").read_text()
+    targets = set(re.findall(r"^([a-z-]+):.*## ", (REPO / "Makefile").read_text(), re.M))
+    code = "\n".join(re.findall(r"```[a-z]*\n(.*?)```", readme, re.S) + re.findall(r"`([^`\n]+)`", readme))
+    named = set(re.findall(r"(?:^|\s)make ([a-z][a-z-]*)", code, re.M))
+    assert {"lr-find", "epoch-find", "sweep", "demo", "test"} <= named and named <= targets, named - targets
+    snippet = readme.split("# my_sweep.yml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "my_sweep.yml").write_text(snippet)
+    points = expand(load_grid_file(tmp_path / "my_sweep.yml"))
+    assert [(p["learning_rate"], p["lora_r"]) for p in points] == [(1e-4, 16), (1e-4, 64), (3e-4, 16), (3e-4, 64)]
