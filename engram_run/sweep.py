@@ -197,7 +197,9 @@ def finished(job: PointJob) -> dict | None:
         row = json.loads(path.read_text()) if path.exists() else None
     except ValueError:
         return None
-    return row if row and row.get("config") == job.config and row.get("status") == "done" else None
+    if not row or row.get("config") != job.config or row.get("status") != "done" or "curves" not in row:
+        return None
+    return {"id": job.id, **job.values, "status": "done", "seconds": row["seconds"], **summarize(row["curves"])}
 
 
 # -- one point: what a job runs
@@ -227,14 +229,14 @@ def run_point(job: PointJob) -> dict:
             for path in model_dir.glob(pattern):
                 shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
     tmp = folder / f".{POINT_FILE}.tmp"
-    tmp.write_text(json.dumps({**row, "config": job.config}, indent=1) + "\n")
+    tmp.write_text(json.dumps({**row, "config": job.config}, indent=1) + "\n")  # the scores are re-read from the curves
     os.replace(tmp, folder / POINT_FILE)
     return row
 
 
 def summarize(c: dict) -> dict:
-    """Final and best recall (train people), heldout, validation and training loss, and the
-    curves themselves."""
+    """Final and best recall (train people), the first epoch at 0.9 recall (how fast it
+    memorizes), heldout, validation and training loss, and the curves themselves."""
     evals = c["eval"]
     scored = [e for e in evals if e["recall"] is not None]
     best = max(scored, key=lambda e: e["recall"], default=None)
@@ -244,6 +246,7 @@ def summarize(c: dict) -> dict:
         "recall_final": last and last["recall"],
         "recall_best": best and best["recall"],
         "best_epoch": best and round(best["epoch"], 3),
+        "epoch_to_90": next((round(e["epoch"], 3) for e in scored if e["recall"] >= 0.9), None),
         "heldout_final": last and last["heldout"],
         "heldout_at_best": best and best["heldout"],
         "val_loss_final": val[-1] if val else None,
@@ -266,7 +269,7 @@ def sweep(s: SweepSettings, executor, points: list[dict] | None = None, adjust=N
         done = finished(job)
         if done is not None:
             print(f"[sweep] {job.id}: finished before, skipped (delete {job.dir} to rerun it)", flush=True)
-            rows[job.id] = {k: v for k, v in done.items() if k != "config"}
+            rows[job.id] = done
         else:
             launch.claim(Path(job.dir))
             todo.append(job)

@@ -12,7 +12,7 @@ import pandas as pd
 from engram_data.contract import atomic_output
 
 GENERATOR = "llm-engram/sweep"
-SHOWN = ("status", "recall_final", "recall_best", "best_epoch", "heldout_final", "heldout_at_best",
+SHOWN = ("status", "recall_final", "recall_best", "best_epoch", "epoch_to_90", "heldout_final", "heldout_at_best",
          "val_loss_final", "val_loss_min", "train_loss_final", "seconds")  # fmt: skip
 
 
@@ -20,6 +20,11 @@ def frame(rows: list[dict], keys: list[str], extra: tuple[str, ...] = ()) -> pd.
     """One line per point: its grid values, then the scores (no curves)."""
     columns = [*keys, *extra, *SHOWN]
     return pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """The table for a person: 4 significant digits, empty cells where there is no value."""
+    return table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=".4g", missingval="")
 
 
 def plot_curves(rows: list[dict], path: Path, label=None, recall: bool = True, mark: float | None = None) -> None:
@@ -94,8 +99,9 @@ def write_sweep(rows: list[dict], keys: list[str], out: Path, title: str, settin
     failed = [r for r in rows if r["status"] != "done"]
     md = [f"# {title}", "", f"{len(rows)} points, {len(rows) - len(failed)} finished, {len(failed)} failed. "
           "Recall: four-option accuracy on train people (the plugin's, at every evaluation; chance 0.25); "
-          "best: the highest of the run's evaluations; heldout: people whose QA was never trained.", "",
-          table.to_markdown(index=False, floatfmt=".4g", missingval=""), "",
+          "best: the highest of the run's evaluations; epoch_to_90: the first evaluation at 0.9 or more; "
+          "heldout: people whose QA was never trained.", "",
+          markdown(table), "",
           "![recall per point](sweep.png)", "", "![curves per point](sweep_curves.png)"]  # fmt: skip
 
     def plots(tmp: Path) -> None:

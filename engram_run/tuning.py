@@ -27,7 +27,7 @@ from pathlib import Path
 from engram_run.curves import choose_rate, smoothness, turn_up
 from engram_run.recipes import DEFAULT_DATA_DIR, RunError, load_recipe
 from engram_run.sweep import SweepSettings, sweep
-from engram_run.sweep_report import frame, plot_curves, write
+from engram_run.sweep_report import frame, markdown, plot_curves, write
 
 LRS = (1e-4, 2e-4, 5e-4, 1e-3)
 
@@ -71,7 +71,7 @@ def lr_find(s: SweepSettings, executor, lrs=LRS, epochs: float = 1.0, evals: int
           "ends lower: a higher rate that learns less has overshot); "
           "`train_tv_ratio` is the training loss's total variation over its net drop (1.0: it only fell; "
           "inf: it ended no lower than it began).", "",
-          table.to_markdown(index=False, floatfmt=".4g", missingval=""), "", "![curves](lr_find.png)"]  # fmt: skip
+          markdown(table), "", "![curves](lr_find.png)"]  # fmt: skip
     if chosen is not None:
         md += ["", "Next: `" + epoch_find_command(s, chosen) + "`"]
     data = {"chosen": chosen, "why": why, "max_rise_share": max_rise_share, "epochs": epochs, "evals": evals,
@@ -138,7 +138,7 @@ def epoch_find(s: SweepSettings, executor, lr: float, epochs: float | None = Non
         tail = []
     md = ["# Epochs", "", f"One constant-rate run at learning rate {lr:g} for {epochs:g} epochs, "
           f"{evals_per_epoch} evaluations an epoch, model `{s.model}` ({s.run.name}).", "", verdict, *tail, "",
-          table.to_markdown(index=False, floatfmt=".4g", missingval=""), "", "![curves](epoch_find.png)"]  # fmt: skip
+          markdown(table), "", "![curves](epoch_find.png)"]  # fmt: skip
     out = s.results / "sweeps" / s.sweep_name
     path = write(
         out,
