@@ -85,6 +85,11 @@ def is_trained(model_dir: Path) -> bool:
     return (model_dir / DONE_FILE).exists()
 
 
+def train_command(config: Path, launcher_args: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """``axolotl train CONFIG [-- LAUNCHER_ARGS]``: what follows ``--`` goes to ``accelerate launch``."""
+    return [tool("axolotl"), "train", str(config), *(["--", *launcher_args] if launcher_args else [])]
+
+
 def train(config: Path, model_dir: Path, log: Path, launcher_args: tuple[str, ...] | list[str] = ()) -> bool:
     """``axolotl train CONFIG`` with its output in ``log`` and a progress bar here; True on
     success (and marks it done). ``launcher_args`` go to ``accelerate launch``, e.g.
@@ -93,8 +98,7 @@ def train(config: Path, model_dir: Path, log: Path, launcher_args: tuple[str, ..
     progress_file = log.with_name("progress.json")
     env = tool_env(**{PROGRESS_ENV: str(progress_file)})
     watch = TrainingWatch(progress_file, model_dir / RECALL_HISTORY, enabled=sys.stdout.isatty())
-    extra = ["--", *launcher_args] if launcher_args else []
-    code = run_watched([tool("axolotl"), "train", str(config), *extra], log, env, watch)
+    code = run_watched(train_command(config, launcher_args), log, env, watch)
     progress_file.unlink(missing_ok=True)
     if code == 0:
         (model_dir / DONE_FILE).write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")

@@ -242,3 +242,24 @@ def test_the_readme_names_only_make_targets_that_exist_and_its_grid_file_loads(t
     (tmp_path / "my_sweep.yml").write_text(snippet)
     points = expand(load_grid_file(tmp_path / "my_sweep.yml"))
     assert [(p["learning_rate"], p["lora_r"]) for p in points] == [(1e-4, 16), (1e-4, 64), (3e-4, 16), (3e-4, 64)]
+
+
+def test_a_multi_gpu_point_reaches_accelerate_launch_with_one_process_per_gpu(tmp_path, monkeypatch):
+    """What a SLURM job with GPUS=4 runs: `axolotl train CONFIG -- --num_processes 4`, which
+    Axolotl's own CLI turns into `accelerate launch --num_processes 4 -m axolotl.cli.train`."""
+    import axolotl.cli.utils.train as axolotl_train
+    from axolotl.cli.main import cli
+    from click.testing import CliRunner
+
+    from engram_run.launch import train_command
+
+    launched = []
+    monkeypatch.setattr(axolotl_train.os, "execvpe", lambda _file, cmd, _env: launched.append(cmd))
+    monkeypatch.setattr(axolotl_train.subprocess, "run", lambda cmd, check: launched.append(cmd))
+    config = tmp_path / "point.yml"
+    config.write_text("base_model: x\n")
+    cmd = train_command(config, ExecutorSettings("slurm", gpus=4).launcher_args)
+    assert cmd[1:] == ["train", str(config), "--", "--num_processes", "4"]
+    result = CliRunner().invoke(cli, cmd[1:])
+    assert result.exit_code == 0, result.output
+    assert launched[0][:7] == ["accelerate", "launch", "--num_processes", "4", "-m", "axolotl.cli.train", str(config)]
