@@ -14,11 +14,10 @@ The curves come from the plugin's ``engram_log.jsonl`` (the trainer's log lines)
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-from engram_data.contract import LOG_HISTORY, RECALL_HISTORY
+from engram_data.contract import LOG_HISTORY, RECALL_HISTORY, read_jsonl
 from engram_run.recipes import RunError
 
 RECALL = "eval_engram_qa_acc_overall"
@@ -26,11 +25,12 @@ HELDOUT = "eval_engram_heldout_acc_overall"
 REVERSE = "eval_engram_reverse_acc"
 
 
-def read_jsonl(path: Path) -> list[dict]:
+def read_log(path: Path) -> list[dict]:
+    """A log the plugin writes (none if it wrote none); RunError if it was cut or edited."""
     if not path.exists():
         return []
     try:
-        return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+        return read_jsonl(path)
     except ValueError as exc:
         raise RunError(f"{path} is not JSON lines ({exc}); it was cut or edited: rerun that point") from None
 
@@ -38,8 +38,8 @@ def read_jsonl(path: Path) -> list[dict]:
 def curves(model_dir: Path) -> dict[str, list[dict]]:
     """``train``: [{step, epoch, loss}], ``eval``: [{step, epoch, eval_loss, recall, heldout,
     reverse}] (recall keys where the plugin scored that evaluation)."""
-    logs = read_jsonl(model_dir / LOG_HISTORY)
-    recall = {r["step"]: r for r in read_jsonl(model_dir / RECALL_HISTORY)}
+    logs = read_log(model_dir / LOG_HISTORY)
+    recall = {r["step"]: r for r in read_log(model_dir / RECALL_HISTORY)}
     train = [{"step": r["step"], "epoch": r["epoch"], "loss": r["loss"]} for r in logs if "loss" in r]
     evals = []
     for r in logs:
@@ -51,12 +51,14 @@ def curves(model_dir: Path) -> dict[str, list[dict]]:
     return {"train": train, "eval": evals}
 
 
+def rises(values: list[float]) -> int:
+    """How many times the value rose over the one before."""
+    return sum(b > a for a, b in zip(values, values[1:]))
+
+
 def rise_share(values: list[float]) -> float:
     """The share of steps where the value rose over the one before (0 for fewer than 2)."""
-    steps = list(zip(values, values[1:]))
-    if not steps:
-        return 0.0
-    return sum(b > a for a, b in steps) / len(steps)
+    return rises(values) / (len(values) - 1) if len(values) > 1 else 0.0
 
 
 def tv_ratio(values: list[float]) -> float:
@@ -83,7 +85,7 @@ def smoothness(run_curves: dict[str, list[dict]]) -> dict:
     train = [t["loss"] for t in run_curves["train"]]
     return {
         "evaluations": len(val),
-        "val_rises": sum(b > a for a, b in zip(val, val[1:])),
+        "val_rises": rises(val),
         "val_rise_share": rise_share(val),
         "val_diverged": diverged(val),
         "train_tv_ratio": tv_ratio(train),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import shutil
 import time
@@ -34,6 +35,7 @@ import yaml
 from engram_data.contract import read_manifest
 from engram_run import launch
 from engram_run.curves import curves
+from engram_run.executors import execute
 from engram_run.recipes import DEFAULT_DATA_DIR, RunError, derive_config, validate
 from engram_run.settings import DEFAULT_VARIANT, Run
 
@@ -208,8 +210,6 @@ def finished(job: PointJob) -> dict | None:
 def run_point(job: PointJob) -> dict:
     """Train the point with ``axolotl train``, read its curves, write ``point.json``; the
     model's weights are deleted unless ``keep_model``. Returns the point's row."""
-    import os
-
     os.chdir(job.cwd)
     folder = Path(job.dir)
     model_dir = folder / "model"
@@ -258,8 +258,6 @@ def summarize(c: dict) -> dict:
 
 def sweep(s: SweepSettings, executor, points: list[dict] | None = None, adjust=None) -> list[dict]:
     """Plan, skip what is finished, run the rest through ``executor``; the rows in grid order."""
-    from engram_run.executors import execute
-
     executor.check()
     jobs = plan(s, expand(s.grid) if points is None else points, adjust, executor.launcher_args)
     root = launch.claim(s.outputs / "sweeps" / s.sweep_name)  # new, or engram_run's own

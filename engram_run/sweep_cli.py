@@ -9,7 +9,7 @@ from pathlib import Path
 from engram_data.errors import OneLineParser, number
 from engram_run.executors import EXECUTORS, ExecutorSettings
 from engram_run.recipes import RunError
-from engram_run.sweep import SweepSettings, load_grid_file, parse_grid, parse_value, sweep
+from engram_run.sweep import SweepSettings, expand, load_grid_file, parse_grid, parse_value, sweep
 from engram_run.sweep_report import write_sweep
 from engram_run.tuning import LRS, epoch_find, lr_find
 
@@ -121,7 +121,7 @@ def _run(args) -> tuple[Path, int]:
         args.model, args.data_dir = args.model or preset["model"], preset["data_dir"]
         args.grid, args.set = args.grid or preset["grid"], [*preset["set"], *args.set]
         args.name = args.name or f"preset-{args.preset}"
-        if not Path("outputs/demo/init").is_dir():
+        if not Path(parse_pairs(preset["set"], "PRESET")["base_model"]).is_dir():
             raise RunError(f"PRESET={args.preset} trains the demo's model on the demo's data: run `make demo` first")
     if args.command == "sweep" and not args.model:
         raise RunError("sweep needs --model (MODEL=...)")
@@ -138,7 +138,7 @@ def _run(args) -> tuple[Path, int]:
     grid = parse_grid(args.grid) if args.grid else load_grid_file(args.grid_file)
     s = dataclasses.replace(s, grid=grid)
     rows = sweep(s, executor)
-    keys = list(dict.fromkeys(k for r in rows for k in r if k in {*grid, *(k for d in grid.get("_", []) for k in d)}))
+    keys = list(dict.fromkeys(k for point in expand(grid) for k in point))
     settings = {"model": s.model, "run": s.run.name, "grid": grid, "set": s.overrides, "executor": args.executor}
     path = write_sweep(rows, keys, s.results / "sweeps" / s.sweep_name, f"Sweep {s.sweep_name}", settings)
     failed = sum(r["status"] != "done" for r in rows)

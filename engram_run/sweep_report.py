@@ -27,8 +27,8 @@ def markdown(table: pd.DataFrame) -> str:
     return table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=".4g", missingval="")
 
 
-def plot_curves(rows: list[dict], path: Path, label=None, recall: bool = True, mark: float | None = None) -> None:
-    """Validation loss, training loss (and recall, if scored) against the epoch, one line per point;
+def plot_curves(rows: list[dict], path: Path, label=None, mark: float | None = None) -> None:
+    """Validation loss, training loss and recall against the epoch, one line per point;
     ``mark``: an epoch to draw a line at (where validation loss turned up)."""
     import matplotlib
 
@@ -36,25 +36,22 @@ def plot_curves(rows: list[dict], path: Path, label=None, recall: bool = True, m
     import matplotlib.pyplot as plt
 
     done = [r for r in rows if r["status"] == "done"]
-    panels = 3 if recall else 2
-    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for i, r in enumerate(done):
         c, name = r["curves"], (label(r) if label else r["id"])
         axes[0].plot([e["epoch"] for e in c["eval"]], [e["eval_loss"] for e in c["eval"]], "o-", ms=3,
                      color=f"C{i}", label=name)  # fmt: skip
         axes[1].plot([t["epoch"] for t in c["train"]], [t["loss"] for t in c["train"]], color=f"C{i}", lw=1)
-        if recall:
-            scored = [e for e in c["eval"] if e["recall"] is not None]
-            axes[2].plot([e["epoch"] for e in scored], [e["recall"] for e in scored], "o-", ms=3, color=f"C{i}")
+        scored = [e for e in c["eval"] if e["recall"] is not None]
+        axes[2].plot([e["epoch"] for e in scored], [e["recall"] for e in scored], "o-", ms=3, color=f"C{i}")
     titles = ["validation loss", "training loss", "recall (train people)"]
-    for ax, title in zip(axes, titles, strict=False):
+    for ax, title in zip(axes, titles, strict=True):
         ax.set_xlabel("epoch")
         ax.set_title(title)
         if mark is not None:
             ax.axvline(mark, color="red", ls=":", lw=1)
-    if recall:
-        axes[2].axhline(0.25, color="grey", ls="--", lw=1)
-        axes[2].set_ylim(0, 1)
+    axes[2].axhline(0.25, color="grey", ls="--", lw=1)
+    axes[2].set_ylim(0, 1)
     if done:
         axes[0].legend(fontsize=7)
     fig.tight_layout()

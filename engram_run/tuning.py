@@ -4,8 +4,9 @@ project's advice for memorization fine-tuning finds them.
 1. lr-find: short runs at a constant rate (no warmup, no decay), one per rate, with
    frequent evaluation. The chosen rate is the highest whose validation loss stays smooth:
    it rises in at most ``max_rise_share`` of the evaluations, ends below where it began, and
-   no lower rate ends lower (a higher rate that learns less has overshot; engram_run.curves). The training loss's oscillation (total variation over net drop) is
-   reported beside it; with small batches it is noisy at every rate, so it does not decide.
+   no lower rate ends lower (a higher rate that learns less has overshot; engram_run.curves).
+   The training loss's oscillation (total variation over net drop) is reported beside it;
+   with small batches it is noisy at every rate, so it does not decide.
 2. epoch-find: one long run at that constant rate, evaluated ``evals_per_epoch`` times an
    epoch; the epoch where validation loss turns up (lowest, then ``patience`` evaluations
    without a new low), recall there, and the ``make train`` command that retrains for that
