@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from engram_plugin.batch import BatchError, data_parallel, split_batch, world_size
+
 DEFAULT_POST_EVAL_TASKS = ["bios_qa", "bios_qa_heldout", "bios_qa_reverse"]
 
 
@@ -67,6 +69,19 @@ class EngramArgs(BaseModel):
         "Python's garbage collection (gc.freeze): Axolotl's packing sampler and checkpoint saves call gc.collect() "
         "every epoch, and each call would scan them all again (a tenth of the demo's CPU training).",
     )
+    # Batch and precision: the experiment a recipe states, on any GPU count
+    engram_effective_batch: int | None = Field(
+        default=None,
+        description="Sequences per optimizer step, whatever the GPU count: micro_batch_size and "
+        "gradient_accumulation_steps are derived for the run's data-parallel processes (Axolotl would "
+        "multiply the batch by them). Unset: the batch grows with the GPU count, as in Axolotl.",
+    )
+    engram_fp32_master_weights: bool = Field(
+        default=False,
+        description="Full fine-tuning under bf16/fp16: keep the trained weights (and so AdamW's states) in fp32 "
+        "while the forward pass runs in bf16 autocast. Axolotl loads the weights in bf16, where one step at "
+        "a fine-tuning rate leaves most weights unchanged. DeepSpeed and FSDP2 keep fp32 masters themselves.",
+    )
     # After training
     engram_post_eval: bool = Field(default=False, description="Run lm-eval's bios_qa family after training.")
     engram_post_eval_model: Literal["final", "best"] = Field(
@@ -91,6 +106,47 @@ class EngramArgs(BaseModel):
                 close = difflib.get_close_matches(key, sorted(known), n=1)
                 hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(sorted(known))}"
                 raise ValueError(f"unknown engram plugin key '{key}': {hint} (Axolotl would silently ignore it)")
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def keep_the_effective_batch(cls, data):
+        """micro x accumulation x data-parallel GPUs == engram_effective_batch, in every process: the
+        accumulation (and, where a GPU's share is smaller, the micro batch) is derived, whatever
+        the config wrote; the plugin logs the split at model load."""
+        if not isinstance(data, dict) or data.get("engram_effective_batch") is None:
+            return data
+        effective = data["engram_effective_batch"]
+        if not isinstance(effective, int) or effective < 1:
+            raise ValueError(f"engram_effective_batch must be a positive integer (got {effective!r})")
+        n = data_parallel(world_size(data), data.get("context_parallel_size"), data.get("tensor_parallel_size"))
+        micro = data.get("micro_batch_size") or 1
+        accum = data.get("gradient_accumulation_steps")
+        if accum and micro * accum * n == effective:
+            return data
+        try:
+            micro, accum = split_batch(effective, micro, n)
+        except BatchError as exc:
+            raise ValueError(str(exc)) from None
+        data = {**data, "micro_batch_size": micro, "gradient_accumulation_steps": accum}
+        data.pop("batch_size", None)  # Axolotl recomputes it from the two
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def fp32_masters_for_full_fine_tuning_only(cls, data):
+        if not isinstance(data, dict) or not data.get("engram_fp32_master_weights"):
+            return data
+        if data.get("adapter"):
+            raise ValueError(
+                "engram_fp32_master_weights is for full fine-tuning; peft already keeps LoRA weights in fp32: "
+                "remove the key"
+            )
+        if data.get("deepspeed") or data.get("fsdp_config") or data.get("fsdp"):
+            raise ValueError(
+                "engram_fp32_master_weights is not needed with DeepSpeed or FSDP, which keep fp32 master "
+                "weights themselves: remove the key"
+            )
         return data
 
     @model_validator(mode="before")

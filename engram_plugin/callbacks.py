@@ -15,6 +15,7 @@ import gc
 import json
 import os
 import shutil
+import weakref
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -53,9 +54,11 @@ def best_dirs(output_dir: str | Path) -> list[Path]:
 
 
 class EngramCallback(TrainerCallback):
-    def __init__(self, cfg, trainer):
+    def __init__(self, cfg, trainer, held: dict | None = None):
         self.cfg = cfg
         self.trainer = trainer
+        self.held = {} if held is None else held  # the plugin's weak references; the optimizer joins at the end
+        self.froze_gc = False
         self.output_dir = Path(cfg.output_dir)
         self.best: float | None = None
         self.val_losses: list[float] = []
@@ -113,6 +116,7 @@ class EngramCallback(TrainerCallback):
             # live for the whole run: frozen, collections only walk what training creates.
             gc.collect()
             gc.freeze()
+            self.froze_gc = True
         apply_freezing(self.trainer.model, self.cfg.engram_freeze_embeddings, self.cfg.engram_freeze_layers)
         if self.evaluator is not None and state.global_step == 0:
             floor = self._recall(state, control)  # the untrained floor, before any update
@@ -155,7 +159,15 @@ class EngramCallback(TrainerCallback):
         if self.evaluator is not None and self.trainer.eval_dataset is None:
             self.trainer.log(self._recall(state, control))
 
-    def on_train_end(self, args, state, control, **kwargs):
+    def on_train_end(self, args, state, control, optimizer=None, **kwargs):
+        if optimizer is not None:
+            self.held["optimizer"] = weakref.ref(getattr(optimizer, "optimizer", optimizer))  # accelerate wraps it
+        if self.froze_gc:
+            # Frozen objects are never collected: the trainer <-> callback cycle (and with it the
+            # model and optimizer) would outlive Axolotl's `del model, trainer; gc.collect()` and
+            # stay on the GPU while the post-training evaluation loads the model again.
+            gc.unfreeze()
+            self.froze_gc = False
         if self.cfg.engram_save_best and self.hf_tracks_the_best() and state.best_model_checkpoint:
             self._link_best(state)
 
@@ -164,10 +176,15 @@ class EngramCallback(TrainerCallback):
         if self.scored_step == state.global_step:
             return dict(self.scored)  # scored already at this step (eval_on_start, a final evaluation)
         self.scored_step = state.global_step
-        results = self.evaluator.evaluate(self.trainer.model, device=self.trainer.args.device)
-        logs = self.scored = metric_names(results)
-        if self.capacity is not None:
-            logs.update(capacity_metrics(self.capacity.evaluate(self.trainer.model, device=self.trainer.args.device)))
+        # In the training's own autocast (bf16/fp16), as the trained forward pass runs: fp32
+        # master weights stay fp32, and flash-attention gets the half-precision inputs it needs.
+        with self.trainer.accelerator.autocast():
+            results = self.evaluator.evaluate(self.trainer.model, device=self.trainer.args.device)
+            logs = self.scored = metric_names(results)
+            if self.capacity is not None:
+                logs.update(
+                    capacity_metrics(self.capacity.evaluate(self.trainer.model, device=self.trainer.args.device))
+                )
         if self.trainer.is_world_process_zero():
             self.output_dir.mkdir(parents=True, exist_ok=True)
             with open(self.output_dir / HISTORY_FILE, "a", encoding="utf-8") as f:

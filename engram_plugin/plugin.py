@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 from axolotl.integrations.base import BasePlugin
@@ -22,10 +24,20 @@ class EngramPlugin(BasePlugin):
     """Freezing, recall evaluation during training, best-checkpoint keeping, and an
     lm-eval run of the bios_qa family after training."""
 
+    def __init__(self):
+        super().__init__()
+        # Weak references to what training holds in memory (trainer, model, optimizer): the
+        # post-training lm-eval run loads the model again, and starts only once they are gone.
+        self.held: dict[str, weakref.ref] = {}
+
     def get_input_args(self) -> str:
         return "engram_plugin.args.EngramArgs"
 
     def pre_model_load(self, cfg):
+        if cfg.engram_effective_batch:
+            n = max(cfg.batch_size // (cfg.micro_batch_size * cfg.gradient_accumulation_steps), 1)
+            LOG.info("engram: effective batch %d = micro batch %d x accumulation %d x %d data-parallel process(es)",
+                     cfg.batch_size, cfg.micro_batch_size, cfg.gradient_accumulation_steps, n)  # fmt: skip
         if cfg.engram_recall_eval or cfg.engram_post_eval:
             qa = Path(cfg.engram_data_dir) / "qa"
             if not qa.is_dir():
@@ -45,14 +57,20 @@ class EngramPlugin(BasePlugin):
         frozen = apply_freezing(trainer.model, cfg.engram_freeze_embeddings, cfg.engram_freeze_layers)
         if frozen:
             LOG.info("engram: %d parameter tensors frozen", len(frozen))
+        if cfg.engram_fp32_master_weights:
+            # Before the optimizer exists (created at train start), so its states are fp32 too.
+            upcast = upcast_trainable(trainer.model)
+            LOG.info("engram: %d trained parameter tensors kept in fp32 (bf16/fp16 autocast computes)", upcast)
+        self.held = {"trainer": weakref.ref(trainer), "model": weakref.ref(trainer.model)}
 
     def add_callbacks_post_trainer(self, cfg, trainer):
-        return [EngramCallback(cfg, trainer)]
+        return [EngramCallback(cfg, trainer, held=self.held)]
 
     def post_train_unload(self, cfg):
         """After the final model is saved and unloaded: score it with lm-eval (rank 0)."""
         if not cfg.engram_post_eval or int(os.environ.get("RANK", "0")) != 0:
             return
+        released(self.held)
         model_dir = Path(cfg.output_dir)
         if cfg.engram_post_eval_model == "best":
             found = best_dirs(model_dir)
@@ -61,6 +79,38 @@ class EngramPlugin(BasePlugin):
             else:
                 model_dir = found[-1]
         run_post_eval(cfg, model_dir)
+
+
+def upcast_trainable(model) -> int:
+    """Trained parameters to fp32 in place (as accelerate's FSDP2 and DeepSpeed do for their
+    master copies); frozen ones stay as loaded. Returns how many tensors changed."""
+    import torch
+
+    count = 0
+    for param in model.parameters():
+        if param.requires_grad and param.is_floating_point() and param.dtype != torch.float32:
+            param.data = param.data.to(torch.float32)
+            count += 1
+    return count
+
+
+def released(held: dict[str, weakref.ref]) -> list[str]:
+    """Collect garbage, free the GPU cache, and log whether training's trainer, model and
+    optimizer are gone (by weak reference) before the evaluation loads the model again."""
+    gc.collect()
+    alive = [name for name, ref in held.items() if ref() is not None]
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+    if alive:
+        LOG.warning("engram: still in memory when lm-eval starts: %s", ", ".join(alive))
+    else:
+        LOG.info("engram: released before lm-eval: %s", ", ".join(held) or "nothing was tracked")
+    return alive
 
 
 POST_EVAL_DIR = "lm_eval"  # beside the scored model: lm-eval's own results_*.json (and samples)
@@ -77,7 +127,7 @@ def post_eval_command(cfg, model_dir: Path) -> list[str]:
     from lm_eval_tasks import model_args
 
     cmd = [sys.executable, "-m", "lm_eval_tasks.cli", "--model", "hf",
-           "--model_args", model_args(model_dir, cfg.base_model),
+           "--model_args", model_args(model_dir, cfg.base_model, quantization=quantization(cfg)),
            "--tasks", ",".join(cfg.engram_post_eval_tasks),
            "--metadata", json.dumps({"data_dir": str(cfg.engram_data_dir)}),
            "--batch_size", str(cfg.engram_eval_batch_size),
@@ -88,6 +138,24 @@ def post_eval_command(cfg, model_dir: Path) -> list[str]:
     if cfg.engram_post_eval_log_samples:
         cmd += ["--log_samples"]
     return cmd
+
+
+def quantization(cfg) -> dict | None:
+    """A QLoRA run's 4-bit base as Axolotl loaded it for training (``ModelLoader``: NF4, double
+    quantization, compute in the run's dtype, then ``bnb_config_kwargs``), for lm-eval to load alike."""
+    if not (cfg.adapter == "qlora" and cfg.load_in_4bit):
+        return None
+    dtype = cfg.torch_dtype
+    settings = {
+        "load_in_4bit": True,
+        "bnb_4bit_quant_type": "nf4",
+        "bnb_4bit_use_double_quant": True,
+        "bnb_4bit_compute_dtype": str(dtype).removeprefix("torch.") if dtype is not None else "bfloat16",
+    }
+    for key, value in (cfg.bnb_config_kwargs or {}).items():
+        if key in settings:
+            settings[key] = str(value).removeprefix("torch.") if "dtype" in key else value
+    return settings
 
 
 def run_post_eval(cfg, model_dir: Path) -> bool:

@@ -4,6 +4,12 @@ schema, derive a run's config from it, and derive a CPU variant.
 Usage:
     python -m engram_run.recipes check axolotl_configs/*.yml
 
+``check`` validates each recipe twice: with Axolotl's schema as on any machine, and as
+``axolotl train`` validates it on a CUDA machine with bf16 (the GPU's capabilities passed,
+which turns on Axolotl's fused LoRA kernels where a recipe leaves them unset), then resolves
+it as Axolotl does (``normalize_config``) against its model's real config and applies the
+attention patch those kernels need, without a GPU or a download.
+
 The CPU variant keeps a recipe's own settings and swaps in a local model, CPU precision
 and kernel switches: it is how the tests train every architecture and method offline.
 """
@@ -11,7 +17,9 @@ and kernel switches: it is how the tests train every architecture and method off
 from __future__ import annotations
 
 import copy
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -128,9 +136,26 @@ def schema_message(exc: Exception) -> str:
     return "; ".join(parts)
 
 
-def validate(cfg: dict):
+def gpu_capabilities(n_gpu: int = 1) -> tuple[dict, dict]:
+    """What ``axolotl.cli.config.gpu_capabilities()`` reports on an H100/H200 box with this
+    torch: bf16 and TF32, ``n_gpu`` processes."""
+    import torch
+
+    caps = {"bf16": True, "fp8": True, "tf32": True, "n_gpu": n_gpu, "compute_capability": "sm_90"}
+    return caps, {"torch_version": str(torch.__version__).split("+", maxsplit=1)[0]}
+
+
+def recipe_gpus(path: str | Path) -> int:
+    """The GPU count a recipe's header runs it on (``--num_processes N``), else 1."""
+    head = "\n".join(Path(path).read_text(encoding="utf-8").splitlines()[:4])
+    found = re.search(r"--num_processes (\d+)", head)
+    return int(found.group(1)) if found else 1
+
+
+def validate(cfg: dict, gpus: int | None = None):
     """Axolotl's own validation, plugins included (their args join the schema). Axolotl
-    drops unknown keys silently, so ``engram_*`` keys without the plugin listed are refused."""
+    drops unknown keys silently, so ``engram_*`` keys without the plugin listed are refused.
+    ``gpus``: validate as ``axolotl train`` does on a CUDA machine with that many processes."""
     from axolotl.utils.config import prepare_plugins, validate_config
     from axolotl.utils.dict import DictDefault
 
@@ -142,10 +167,69 @@ def validate(cfg: dict):
         )
     cfg = DictDefault(copy.deepcopy(cfg))
     prepare_plugins(cfg)
+    caps, env = gpu_capabilities(gpus) if gpus else (None, None)
     try:
-        return validate_config(cfg)
+        return validate_config(cfg, capabilities=caps, env_capabilities=env)
     except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
         raise RunError(f"the config fails Axolotl's schema: {schema_message(exc)}") from None
+
+
+def gpu_check(cfg: dict, gpus: int = 1, model_dir: str | Path | None = None):
+    """The recipe as ``axolotl train`` takes it on a bf16 GPU: validated with the GPU's
+    capabilities, resolved by ``normalize_config`` against its model's config (``model_dir``,
+    else the real shape from :mod:`engram_run.architectures`), and, where the fused LoRA kernels
+    end up on, with Axolotl's attention patch applied (then undone). Returns the resolved config;
+    RunError with Axolotl's own message where the GPU path would stop."""
+    from axolotl.utils.config import normalize_config
+
+    validated = validate(cfg, gpus=gpus)
+    with tempfile.TemporaryDirectory() as tmp:
+        if model_dir is None:
+            from engram_run.architectures import config_for
+
+            try:
+                config_for(cfg["base_model"]).save_pretrained(tmp)
+            except KeyError as exc:
+                raise RunError(f"{exc.args[0]}") from None
+            model_dir = tmp
+        validated["base_model"] = validated["base_model_config"] = str(model_dir)
+        validated.pop("tokenizer_config", None)
+        if validated.get("bf16") == "auto":
+            validated["bf16"] = True  # what `auto` resolves to on a bf16 GPU
+        try:
+            normalize_config(validated)
+        except (ValueError, OSError) as exc:
+            raise RunError(f"Axolotl cannot resolve the config: {one_line(exc)}") from None
+        if validated.get("lora_qkv_kernel") or validated.get("lora_o_kernel"):
+            _try_attention_patch(validated)
+    return validated
+
+
+def _known_shape(base_model: str) -> bool:
+    from engram_run.architectures import ARCHITECTURES
+
+    return base_model in ARCHITECTURES
+
+
+def _try_attention_patch(cfg) -> None:
+    """Axolotl's LoRA QKV/O attention patch on the model's attention class, restored after."""
+    from axolotl.monkeypatch.lora_kernels import get_attention_cls_from_config, patch_self_attn_lora
+
+    cls = get_attention_cls_from_config(cfg)
+    forward = cls.__dict__.get("forward")
+    had_original = "_original_forward" in cls.__dict__
+    try:
+        patch_self_attn_lora(cfg)
+    except AssertionError as exc:
+        raise RunError(
+            f"Axolotl's fused LoRA kernels (auto-enabled on a GPU) cannot patch {cls.__name__}: {exc}; "
+            "set lora_qkv_kernel, lora_o_kernel and lora_mlp_kernel to false"
+        ) from None
+    finally:
+        if forward is not None:
+            cls.forward = forward
+        if not had_original and "_original_forward" in cls.__dict__:
+            delattr(cls, "_original_forward")
 
 
 def cpu_variant(
@@ -205,8 +289,17 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for path in args[1:]:
         try:
-            validate(load_recipe(path))
-            print(f"ok      {path}")
+            cfg = load_recipe(path)
+            validate(cfg)
+            base = str(cfg.get("base_model"))
+            local = Path(base).is_dir()
+            note = f"schema only: {base} is built locally (make tiny-model)"
+            if local or _known_shape(base):  # the GPU path too, against the model's config
+                gpus = recipe_gpus(path)
+                resolved = gpu_check(cfg, gpus, model_dir=base if local else None)
+                kernels = "on" if resolved.get("lora_qkv_kernel") else "off" if cfg.get("adapter") else "n/a"
+                note = f"GPU: bf16, {gpus} process(es), LoRA kernels {kernels}"
+            print(f"ok      {path} ({note})")
         except RunError as exc:  # report every recipe, not only the first failure
             failed += 1
             print(f"FAILED  {path}: {exc}")

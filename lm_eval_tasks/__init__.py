@@ -12,10 +12,15 @@ TASKS_DIR = Path(__file__).resolve().parent
 BACKENDS = ("hf", "vllm")
 
 
-def model_args(model_dir: str | Path, base_model: str, backend: str = "hf", extra: str = "") -> str:
+def model_args(
+    model_dir: str | Path, base_model: str, backend: str = "hf", extra: str = "", quantization: dict | None = None
+) -> str:
     """lm-eval's ``--model_args`` for a trained output folder: the model itself, or for a
     LoRA adapter the base model plus the adapter (``peft=`` for hf, ``lora_local_path=``
-    for vLLM, with the adapter's rank), then ``extra`` (``key=value,...``) as given."""
+    for vLLM, with the adapter's rank), then ``extra`` (``key=value,...``) as given.
+    ``quantization``: a QLoRA run's bitsandbytes settings (``load_in_4bit=True``, ...), so that
+    the adapter is scored on the 4-bit base it trained on (``engram-eval`` turns them into a
+    ``BitsAndBytesConfig``); vLLM cannot load a bitsandbytes base with a LoRA adapter."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown lm-eval backend {backend!r}; choose from {', '.join(BACKENDS)}")
     model_dir = Path(model_dir)
@@ -24,6 +29,8 @@ def model_args(model_dir: str | Path, base_model: str, backend: str = "hf", extr
         args = f"pretrained={model_dir},dtype=auto"
     elif backend == "hf":
         args = f"pretrained={base_model},peft={model_dir},dtype=auto"
+        if quantization:
+            args += "," + ",".join(f"{k}={v}" for k, v in quantization.items())
     else:
         rank = json.loads(adapter.read_text()).get("r", 16)
         args = f"pretrained={base_model},lora_local_path={model_dir},enable_lora=True,max_lora_rank={rank},dtype=auto"

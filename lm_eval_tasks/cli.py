@@ -35,10 +35,39 @@ def add_engram_tasks() -> None:
     TaskManager.__init__ = __init__
 
 
+BNB_4BIT_KEYS = ("load_in_4bit", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant", "bnb_4bit_compute_dtype")
+
+
+def add_4bit_loading() -> None:
+    """lm-eval's ``load_in_4bit=True`` (and ``bnb_4bit_*``) model args as a ``BitsAndBytesConfig``:
+    lm-eval 0.4.11 passes them to ``from_pretrained`` as keywords, which transformers 5 rejects."""
+    from lm_eval.models.huggingface import HFLM
+
+    create = HFLM._create_model
+    if getattr(create, "_engram_4bit", False):
+        return
+
+    @functools.wraps(create)
+    def _create_model(self, *args, **kwargs):
+        if kwargs.get("load_in_4bit") and kwargs.get("quantization_config") is None:
+            from lm_eval.models.huggingface import get_dtype
+            from transformers import BitsAndBytesConfig
+
+            settings = {k: kwargs.pop(k) for k in BNB_4BIT_KEYS if k in kwargs}
+            if "bnb_4bit_compute_dtype" in settings:
+                settings["bnb_4bit_compute_dtype"] = get_dtype(settings["bnb_4bit_compute_dtype"])
+            kwargs["quantization_config"] = BitsAndBytesConfig(**settings)
+        return create(self, *args, **kwargs)
+
+    _create_model._engram_4bit = True
+    HFLM._create_model = _create_model
+
+
 def main(argv: list[str] | None = None) -> None:
     from lm_eval.__main__ import cli_evaluate
 
     add_engram_tasks()
+    add_4bit_loading()
     sys.argv = ["lm_eval", *(sys.argv[1:] if argv is None else argv)]
     cli_evaluate()
 
