@@ -19,8 +19,6 @@ HELDOUT_FRACTION ?= 0.5
 # per package: hide that noise, keep every other line.
 PIP_QUIET := { grep -v "is neither a file nor a directory" || true; }
 
-export HF_HUB_OFFLINE ?= 1
-export HF_DATASETS_OFFLINE ?= 1
 export AXOLOTL_DO_NOT_TRACK ?= 1
 export WANDB_MODE ?= disabled
 export TOKENIZERS_PARALLELISM ?= false
@@ -28,6 +26,19 @@ export TOKENIZERS_PARALLELISM ?= false
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 TINY_MODEL ?= outputs/tiny-llama-init
+
+# Offline (no Hugging Face Hub) for what builds its models here: the tests, the demo, the tiny
+# model, the CPU studies and the benchmarks. Training and evaluating a recipe downloads its base
+# model the first time (and transformers' kernels): those targets keep the Hub on.
+OFFLINE_TARGETS := test test-fast lint demo tiny-model capacity bench bench-gpu recipes
+$(OFFLINE_TARGETS): export HF_HUB_OFFLINE = 1
+$(OFFLINE_TARGETS): export HF_DATASETS_OFFLINE = 1
+
+# GPUs (processes) per training run; every recipe keeps its effective batch on any count.
+GPUS ?=
+# lm-eval with vLLM lives in its own environment (vLLM pins its own torch): make install-vllm.
+VLLM_VENV ?= .venv-vllm
+export ENGRAM_VLLM_VENV ?= $(abspath $(VLLM_VENV))
 
 # Runs: outputs/<model>-<method>-<variant>/ and results/<same>/
 MODEL ?= tiny
@@ -53,7 +64,7 @@ FORCE ?=
 SET ?=
 PIPELINE := $(PY) -m engram_run
 RUN_ARGS = $(if $(METHOD),--method $(METHOD)) --variant $(VARIANT) --data-dir $(DATA_DIR)
-TRAIN_ARGS = $(RUN_ARGS) $(if $(FORCE),--force) $(if $(SET),--set $(SET))
+TRAIN_ARGS = $(RUN_ARGS) $(if $(FORCE),--force) $(if $(SET),--set $(SET)) --gpus $(or $(GPUS),1)
 
 # The demo: sizes chosen so a 2-core laptop CPU memorizes far above chance in under 3 minutes.
 DEMO_PEOPLE ?= 200
@@ -75,18 +86,17 @@ SWEEP_NAME ?=
 KEEP_MODELS ?=
 EXECUTOR ?= local
 PARTITION ?=
-GPUS ?= 0
 CPUS ?=
 MEM_GB ?=
 TIME_MIN ?= 240
 PARALLEL ?=
 SLURM_ARGS ?=
 SWEEP_ARGS = $(RUN_ARGS) $(if $(SWEEP_NAME),--name $(SWEEP_NAME)) $(if $(SET),--set $(SET)) $(if $(KEEP_MODELS),--keep-models) \
-	--executor $(EXECUTOR) $(if $(PARTITION),--partition $(PARTITION)) --gpus $(GPUS) $(if $(CPUS),--cpus $(CPUS)) \
+	--executor $(EXECUTOR) $(if $(PARTITION),--partition $(PARTITION)) $(if $(GPUS),--gpus $(GPUS)) $(if $(CPUS),--cpus $(CPUS)) \
 	$(if $(MEM_GB),--mem-gb $(MEM_GB)) --time-min $(TIME_MIN) $(if $(PARALLEL),--parallel $(PARALLEL)) \
 	$(if $(SLURM_ARGS),--slurm-args "$(SLURM_ARGS)")
 
-.PHONY: help install install-gpu test lint format data tiny-model recipes train eval train-all eval-all report compare demo reproduce localize capacity lr-find epoch-find sweep bench clean
+.PHONY: help install install-gpu install-vllm bench-gpu test lint format data tiny-model recipes train eval train-all eval-all report compare demo reproduce localize capacity lr-find epoch-find sweep bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -100,8 +110,21 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -c "import axolotl, lm_eval, nnsight, submitit, engram_data, engram_localize, engram_plugin, engram_run"
 	touch $@
 
-install-gpu: install ## add what the multi-GPU recipes name: DeepSpeed and flash-attention (Axolotl's extras), vLLM
-	$(PY) -m pip install -q -e ".[gpu]" 2>&1 | $(PIP_QUIET)
+install-gpu: install ## on a CUDA box: DeepSpeed and flash-attention for the recipes (install your CUDA torch first)
+	@$(PY) -c "import sys, torch; sys.exit(0 if torch.version.cuda else \
+		'install-gpu: this torch ' + torch.__version__ + ' has no CUDA. First: $(PY) -m pip install torch==$(TORCH_VERSION) ' \
+		'from PyTorch\'s wheel index for your CUDA driver (its --index-url), then run make install-gpu again')"
+	@command -v nvcc >/dev/null || test -n "$${CUDA_HOME:-}" || { echo "install-gpu: flash-attn builds against the CUDA toolkit: install it (nvcc on PATH or CUDA_HOME set), or run make install-gpu FLASH_ATTN=0"; exit 1; }
+	$(PY) -m pip install -q -e ".[gpu]" packaging ninja psutil 2>&1 | $(PIP_QUIET)
+	# flash-attn compiles against the torch installed here: no build isolation (pip's isolated build has no torch).
+	$(if $(filter 0,$(FLASH_ATTN)),,MAX_JOBS=$${MAX_JOBS:-8} $(PY) -m pip install -q --no-build-isolation "flash-attn==2.8.3" 2>&1 | $(PIP_QUIET))
+	$(PY) -c "import deepspeed, torch; print('install-gpu: deepspeed', deepspeed.__version__, '| torch', torch.__version__, 'CUDA', torch.version.cuda)"
+
+install-vllm: ## lm-eval with vLLM in its own environment, $(VLLM_VENV) (vLLM pins its own torch): make eval MODEL_BACKEND=vllm
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q "lm_eval[vllm]==0.4.11" vllm pyyaml orjson tqdm 2>&1 | $(PIP_QUIET)
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps -e . 2>&1 | $(PIP_QUIET)
+	$(VLLM_VENV)/bin/python -c "import vllm, lm_eval_tasks; print('install-vllm: vllm', vllm.__version__)"
 
 test: install ## run the test suite (CPU, offline; builds its own tiny models and data)
 	$(PY) -m pytest -q tests
@@ -110,11 +133,13 @@ lint: install ## check style (ruff) and that the generated task files are curren
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) lm_eval_tasks/_generate_configs.py --check
+	$(PY) benchmarks/memory.py --check
 
 format: install ## rewrite files into ruff's style and regenerate the per-field task files
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 	$(PY) lm_eval_tasks/_generate_configs.py
+	$(PY) benchmarks/memory.py
 
 data: install ## generate the bioS population in DATA_DIR (NUM_PEOPLE, SEED, HELDOUT_FRACTION; ~2 s for 10k)
 	$(PY) generate_data.py --num-people $(NUM_PEOPLE) --seed $(SEED) \
@@ -123,13 +148,13 @@ data: install ## generate the bioS population in DATA_DIR (NUM_PEOPLE, SEED, HEL
 tiny-model: install ## build a small random Llama + BPE tokenizer from DATA_DIR into TINY_MODEL (no downloads)
 	$(PY) -m engram_run.tiny --data $(DATA_DIR) --out $(TINY_MODEL)
 
-recipes: install ## validate every axolotl_configs/*.yml with Axolotl's own schema
-	$(PY) -m engram_run.recipes check axolotl_configs/*.yml
+recipes: install ## validate every axolotl_configs/*.yml with Axolotl's schema, and as axolotl train does on a bf16 GPU
+	$(PY) -m engram_run.recipe_check axolotl_configs/*.yml
 
 demo: install ## the main job on a CPU: data, tiny Llama, axolotl train + plugin, lm-eval, report (~3 min)
 	$(PIPELINE) demo --people $(DEMO_PEOPLE) --epochs $(DEMO_EPOCHS)
 
-train: install ## train one model: MODEL=llama3b [METHOD=lora|qlora|full] [VARIANT=bioS|...] [FORCE=1] [SET="num_epochs=3"]
+train: install ## train one model: MODEL=llama3b [METHOD=lora|qlora|full] [VARIANT=bioS|...] [GPUS=N] [FORCE=1] [SET="num_epochs=3"]
 	$(PIPELINE) train-all --models "$(MODEL)" $(TRAIN_ARGS)
 
 EVAL_ARGS = --tasks $(TASKS) $(if $(LIMIT),--limit $(LIMIT)) --backend $(MODEL_BACKEND) \
@@ -177,6 +202,9 @@ bench: install ## measure speed: training vs a plain loop, padding per recipe, d
 	$(PY) benchmarks/bench_padding.py --people 2000
 	$(PY) benchmarks/bench_data.py --num-people 100000
 	$(PY) benchmarks/bench_eval.py --num-people 2000 --limit 200
+
+bench-gpu: install ## on a GPU: each recipe that fits one GPU, real-size random weights, a few steps + one recall evaluation; benchmarks/results/gpu.md
+	$(PY) benchmarks/bench_gpu.py $(if $(RECIPES),--recipes "$(RECIPES)")
 
 clean: ## remove generated data, outputs and caches (keeps .venv)
 	rm -rf data outputs results .pytest_cache .ruff_cache

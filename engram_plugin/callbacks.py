@@ -160,6 +160,7 @@ class EngramCallback(TrainerCallback):
             self.trainer.log(self._recall(state, control))
 
     def on_train_end(self, args, state, control, optimizer=None, **kwargs):
+        optimizer = optimizer or getattr(self.trainer, "optimizer", None)
         if optimizer is not None:
             self.held["optimizer"] = weakref.ref(getattr(optimizer, "optimizer", optimizer))  # accelerate wraps it
         if self.froze_gc:

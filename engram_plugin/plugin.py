@@ -61,7 +61,8 @@ class EngramPlugin(BasePlugin):
             # Before the optimizer exists (created at train start), so its states are fp32 too.
             upcast = upcast_trainable(trainer.model)
             LOG.info("engram: %d trained parameter tensors kept in fp32 (bf16/fp16 autocast computes)", upcast)
-        self.held = {"trainer": weakref.ref(trainer), "model": weakref.ref(trainer.model)}
+        # In place: the callback (created before or after this hook) shares the dict.
+        self.held.update(trainer=weakref.ref(trainer), model=weakref.ref(trainer.model))
 
     def add_callbacks_post_trainer(self, cfg, trainer):
         return [EngramCallback(cfg, trainer, held=self.held)]
@@ -70,7 +71,7 @@ class EngramPlugin(BasePlugin):
         """After the final model is saved and unloaded: score it with lm-eval (rank 0)."""
         if not cfg.engram_post_eval or int(os.environ.get("RANK", "0")) != 0:
             return
-        released(self.held)
+        alive = released(self.held)
         model_dir = Path(cfg.output_dir)
         if cfg.engram_post_eval_model == "best":
             found = best_dirs(model_dir)
@@ -78,7 +79,12 @@ class EngramPlugin(BasePlugin):
                 LOG.warning("engram: no best_model_qa_* to evaluate; scoring the final model")
             else:
                 model_dir = found[-1]
-        run_post_eval(cfg, model_dir)
+        note = (
+            f"still in memory when lm-eval started: {', '.join(alive)}"
+            if alive
+            else (f"released before lm-eval started: {', '.join(self.held)}")
+        )
+        run_post_eval(cfg, model_dir, note=f"engram: {note}")
 
 
 def upcast_trainable(model) -> int:
@@ -124,10 +130,10 @@ def post_eval_command(cfg, model_dir: Path) -> list[str]:
     """``engram-eval`` (lm_eval with our tasks) on ``model_dir``, writing beside it."""
     import torch
 
-    from lm_eval_tasks import model_args
+    from lm_eval_tasks import model_args, qlora_quantization
 
     cmd = [sys.executable, "-m", "lm_eval_tasks.cli", "--model", "hf",
-           "--model_args", model_args(model_dir, cfg.base_model, quantization=quantization(cfg)),
+           "--model_args", model_args(model_dir, cfg.base_model, quantization=qlora_quantization(cfg, cfg.torch_dtype)),
            "--tasks", ",".join(cfg.engram_post_eval_tasks),
            "--metadata", json.dumps({"data_dir": str(cfg.engram_data_dir)}),
            "--batch_size", str(cfg.engram_eval_batch_size),
@@ -140,31 +146,16 @@ def post_eval_command(cfg, model_dir: Path) -> list[str]:
     return cmd
 
 
-def quantization(cfg) -> dict | None:
-    """A QLoRA run's 4-bit base as Axolotl loaded it for training (``ModelLoader``: NF4, double
-    quantization, compute in the run's dtype, then ``bnb_config_kwargs``), for lm-eval to load alike."""
-    if not (cfg.adapter == "qlora" and cfg.load_in_4bit):
-        return None
-    dtype = cfg.torch_dtype
-    settings = {
-        "load_in_4bit": True,
-        "bnb_4bit_quant_type": "nf4",
-        "bnb_4bit_use_double_quant": True,
-        "bnb_4bit_compute_dtype": str(dtype).removeprefix("torch.") if dtype is not None else "bfloat16",
-    }
-    for key, value in (cfg.bnb_config_kwargs or {}).items():
-        if key in settings:
-            settings[key] = str(value).removeprefix("torch.") if "dtype" in key else value
-    return settings
-
-
-def run_post_eval(cfg, model_dir: Path) -> bool:
+def run_post_eval(cfg, model_dir: Path, note: str = "") -> bool:
     """lm-eval on ``model_dir`` as its own process: a multi-process training's ranks and
     process group are gone by now, and lm-eval in this process would still see them."""
     env = {k: v for k, v in os.environ.items() if k not in _LAUNCHER_ENV and not k.startswith(_LAUNCHER_PREFIXES)}
     log = model_dir / POST_EVAL_DIR / "eval.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as f:
+        if note:  # what training still held in memory (weak references), first in the log
+            f.write(note + "\n")
+            f.flush()
         code = subprocess.call(post_eval_command(cfg, model_dir), stdout=f, stderr=subprocess.STDOUT, env=env)
     if code == 0:
         LOG.info("engram: lm-eval results written under %s", log.parent)

@@ -87,6 +87,8 @@ def build_parser() -> OneLineParser:
         p.add_argument("--backend", default="hf", choices=BACKENDS, help="lm-eval's --model (default: hf)")
         p.add_argument("--model-args", default="", help="more lm-eval --model_args, e.g. tensor_parallel_size=4")
         p.add_argument("--merge-lora", action="store_true", help="merge an adapter into its base first")
+        p.add_argument("--gpus", type=number(int, 1), default=1,
+                       help="processes (GPUs) per run, at the recipe's effective batch (default: 1)")  # fmt: skip
 
     r = sub.add_parser("report", help="collect every run into report.{md,csv,json} and PNG plots")
     r.add_argument("--results", default="results", type=Path)
@@ -169,7 +171,7 @@ def command(args) -> int:
         status: dict[str, str] = {}
         runs = batch.resolve_runs(models, args.method, args.variant, status, outputs=args.outputs, results=args.results)
         if args.command == "train-all":
-            batch.train_all(runs, args.data_dir, args.force, overrides, status)
+            batch.train_all(runs, args.data_dir, args.force, overrides, status, args.gpus)
         else:
             batch.eval_all(runs, args.data_dir, args.tasks.split(","), args.limit, status, args.backend,
                            args.model_args, args.merge_lora)  # fmt: skip

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from engram_data.contract import read_manifest
 from engram_run import launch
-from engram_run.recipes import RunError, derive_config, load_recipe, validate, write_config
+from engram_run.recipes import RunError, derive_config, for_gpus, load_recipe, validate, write_config
 from engram_run.settings import Run
-from lm_eval_tasks import model_args
+from lm_eval_tasks import model_args, qlora_quantization
 
 
 def resolve_runs(models: list[str], method: str | None, variant: str, status: dict[str, str], **paths) -> Iterator[Run]:
@@ -25,8 +25,9 @@ def resolve_runs(models: list[str], method: str | None, variant: str, status: di
 
 
 def train_all(runs: Iterator[Run], data_dir: str | Path, force: bool = False, overrides: dict | None = None,
-              status: dict[str, str] | None = None) -> dict[str, str]:  # fmt: skip
-    """Train in sequence. Returns {run: "trained" | "skipped" | "failed: why"}."""
+              status: dict[str, str] | None = None, gpus: int = 1) -> dict[str, str]:  # fmt: skip
+    """Train in sequence, each run on ``gpus`` processes (``accelerate launch --num_processes``)
+    at its recipe's effective batch. Returns {run: "trained" | "skipped" | "failed: why"}."""
     status = {} if status is None else status
     read_manifest(data_dir)  # a missing or foreign --data-dir fails here, before any training
     for run in runs:
@@ -35,7 +36,7 @@ def train_all(runs: Iterator[Run], data_dir: str | Path, force: bool = False, ov
             print(f"[engram] {run.name}: already trained (FORCE=1 retrains)", flush=True)
             continue
         try:
-            cfg = derive_config(run.recipe, data_dir, run.model_dir, run.variant, overrides)
+            cfg = for_gpus(derive_config(run.recipe, data_dir, run.model_dir, run.variant, overrides), gpus)
             validate(cfg)  # --set keys and values through Axolotl's schema, before anything is written
             launch.claim(run.dir)  # outputs/<run>/ is ours (new or marked), and so is what is inside it
         except RunError as exc:
@@ -46,7 +47,7 @@ def train_all(runs: Iterator[Run], data_dir: str | Path, force: bool = False, ov
             shutil.rmtree(run.model_dir)
         write_config(cfg, run.config)
         print(f"[engram] {run.name}: training (log: {run.train_log})", flush=True)
-        ok = launch.train(run.config, run.model_dir, run.train_log)
+        ok = launch.train(run.config, run.model_dir, run.train_log, launch.gpu_args(gpus))
         status[run.name] = "trained" if ok else f"failed: see {run.train_log}"
         print(f"[engram] {run.name}: {'done' if ok else 'FAILED'}", flush=True)
     return status
@@ -64,7 +65,8 @@ def eval_all(runs: Iterator[Run], data_dir: str | Path, tasks=launch.EVAL_TASKS,
             status[run.name] = "failed: not trained (make train MODEL=...)"
             print(f"[engram] {run.name}: not trained, skipped", flush=True)
             continue
-        base = load_recipe(run.config)["base_model"]
+        cfg = load_recipe(run.config)
+        base = cfg["base_model"]
         model_dir = run.model_dir
         if merge and (model_dir / "adapter_config.json").exists():
             try:
@@ -72,7 +74,9 @@ def eval_all(runs: Iterator[Run], data_dir: str | Path, tasks=launch.EVAL_TASKS,
             except RunError as exc:
                 status[run.name] = f"failed: {exc}"
                 continue
-        margs = model_args(model_dir, base, backend, extra_model_args)
+        # A QLoRA adapter on the 4-bit base it trained on (a merged adapter: on its bf16 merge).
+        quant = None if model_dir != run.model_dir else qlora_quantization(cfg, None if launch.cuda() else "float32")
+        margs = model_args(model_dir, base, backend, extra_model_args, quant)
         ok = launch.evaluate(margs, data_dir, run.results_dir, tasks, limit, backend)
         status[run.name] = "evaluated" if ok else f"failed: see {run.results_dir / 'eval.log'}"
         print(f"[engram] {run.name}: {status[run.name]}", flush=True)

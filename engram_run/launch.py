@@ -3,6 +3,7 @@ train`` and ``engram-eval`` (lm-eval with llm-engram's tasks); finding lm-eval's
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -32,7 +33,7 @@ def tool_env(**extra: str) -> dict:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     # `accelerate launch` sets OMP_NUM_THREADS=1 unless it is set: on a CPU that leaves all
     # cores but one idle (half the speed on 2 cores). A GPU run is not changed.
-    if "OMP_NUM_THREADS" not in env and not _cuda():
+    if "OMP_NUM_THREADS" not in env and not cuda():
         env["OMP_NUM_THREADS"] = str(os.cpu_count() or 1)
     return env
 
@@ -85,6 +86,11 @@ def is_trained(model_dir: Path) -> bool:
     return (model_dir / DONE_FILE).exists()
 
 
+def gpu_args(gpus: int) -> tuple[str, ...]:
+    """``accelerate launch`` arguments for ``gpus`` processes (none for one)."""
+    return ("--num_processes", str(gpus)) if gpus > 1 else ()
+
+
 def train_command(config: Path, launcher_args: tuple[str, ...] | list[str] = ()) -> list[str]:
     """``axolotl train CONFIG [-- LAUNCHER_ARGS]``: what follows ``--`` goes to ``accelerate launch``."""
     return [tool("axolotl"), "train", str(config), *(["--", *launcher_args] if launcher_args else [])]
@@ -112,12 +118,12 @@ def eval_command(model_args: str, data_dir: str | Path, out: Path, tasks=EVAL_TA
     ``extra``: more lm-eval flags, as lm-eval spells them. ``log_samples`` (lm-eval's
     ``--log_samples``) is on by default whenever a bios_qa task runs: which facts, exactly."""
     cmd = [
-        tool("engram-eval"), "--model", backend, "--model_args", model_args,
+        eval_tool(backend), "--model", backend, "--model_args", model_args,
         "--tasks", ",".join(tasks), "--metadata", json.dumps({"data_dir": str(data_dir)}),
         "--output_path", str(out), "--batch_size", str("auto" if backend == "vllm" else batch_size),
     ]  # fmt: skip
     if backend == "hf":  # vLLM places the model itself
-        cmd += ["--device", device or ("cuda" if _cuda() else "cpu")]
+        cmd += ["--device", device or ("cuda" if cuda() else "cpu")]
     if limit:
         cmd += ["--limit", str(limit)]
     if log_samples is None:
@@ -125,7 +131,23 @@ def eval_command(model_args: str, data_dir: str | Path, out: Path, tasks=EVAL_TA
     return cmd + (["--log_samples"] if log_samples else []) + list(extra or [])
 
 
-def _cuda() -> bool:
+def eval_tool(backend: str = "hf") -> str:
+    """``engram-eval`` of this environment, or for vLLM that of ``make install-vllm``'s own
+    environment (``ENGRAM_VLLM_VENV``, default .venv-vllm) unless vLLM is installed here."""
+    if backend != "vllm":
+        return tool("engram-eval")
+    other = Path(os.environ.get("ENGRAM_VLLM_VENV", ".venv-vllm")) / "bin" / "engram-eval"
+    if other.exists():
+        return str(other)
+    if importlib.util.find_spec("vllm") is not None:
+        return tool("engram-eval")
+    raise RunError(
+        f"MODEL_BACKEND=vllm needs vLLM, which is in neither this environment nor {other.parent.parent}: "
+        "run make install-vllm first"
+    )
+
+
+def cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()

@@ -1,14 +1,7 @@
 """Axolotl recipes: find one by model and method, load and validate it with Axolotl's own
 schema, derive a run's config from it, and derive a CPU variant.
 
-Usage:
-    python -m engram_run.recipes check axolotl_configs/*.yml
-
-``check`` validates each recipe twice: with Axolotl's schema as on any machine, and as
-``axolotl train`` validates it on a CUDA machine with bf16 (the GPU's capabilities passed,
-which turns on Axolotl's fused LoRA kernels where a recipe leaves them unset), then resolves
-it as Axolotl does (``normalize_config``) against its model's real config and applies the
-attention patch those kernels need, without a GPU or a download.
+``engram_run.recipe_check`` (``make recipes``) validates every recipe as a GPU would.
 
 The CPU variant keeps a recipe's own settings and swaps in a local model, CPU precision
 and kernel switches: it is how the tests train every architecture and method offline.
@@ -17,15 +10,13 @@ and kernel switches: it is how the tests train every architecture and method off
 from __future__ import annotations
 
 import copy
-import re
-import sys
-import tempfile
 from pathlib import Path
 
 import yaml
 
 from engram_data.contract import VARIANTS
 from engram_data.errors import one_line
+from engram_plugin.batch import BatchError, split_batch
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "axolotl_configs"
 DEFAULT_DATA_DIR = "data/bios"
@@ -113,6 +104,20 @@ def derive_config(
     return cfg
 
 
+def for_gpus(cfg: dict, gpus: int) -> dict:
+    """The config for ``gpus`` data-parallel processes at the recipe's effective batch
+    (``engram_effective_batch``, else micro x accumulation as written, for one GPU): micro
+    batch and accumulation with micro x accumulation x gpus == that batch. RunError (one line)
+    where the batch cannot be split so."""
+    micro = int(cfg.get("micro_batch_size") or 1)
+    effective = cfg.get("engram_effective_batch") or micro * int(cfg.get("gradient_accumulation_steps") or 1)
+    try:
+        micro, accum = split_batch(int(effective), micro, gpus)
+    except BatchError as exc:
+        raise RunError(f"GPUS={gpus}: {exc}") from None
+    return {**cfg, "micro_batch_size": micro, "gradient_accumulation_steps": accum}
+
+
 def write_config(cfg: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,13 +150,6 @@ def gpu_capabilities(n_gpu: int = 1) -> tuple[dict, dict]:
     return caps, {"torch_version": str(torch.__version__).split("+", maxsplit=1)[0]}
 
 
-def recipe_gpus(path: str | Path) -> int:
-    """The GPU count a recipe's header runs it on (``--num_processes N``), else 1."""
-    head = "\n".join(Path(path).read_text(encoding="utf-8").splitlines()[:4])
-    found = re.search(r"--num_processes (\d+)", head)
-    return int(found.group(1)) if found else 1
-
-
 def validate(cfg: dict, gpus: int | None = None):
     """Axolotl's own validation, plugins included (their args join the schema). Axolotl
     drops unknown keys silently, so ``engram_*`` keys without the plugin listed are refused.
@@ -172,64 +170,6 @@ def validate(cfg: dict, gpus: int | None = None):
         return validate_config(cfg, capabilities=caps, env_capabilities=env)
     except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
         raise RunError(f"the config fails Axolotl's schema: {schema_message(exc)}") from None
-
-
-def gpu_check(cfg: dict, gpus: int = 1, model_dir: str | Path | None = None):
-    """The recipe as ``axolotl train`` takes it on a bf16 GPU: validated with the GPU's
-    capabilities, resolved by ``normalize_config`` against its model's config (``model_dir``,
-    else the real shape from :mod:`engram_run.architectures`), and, where the fused LoRA kernels
-    end up on, with Axolotl's attention patch applied (then undone). Returns the resolved config;
-    RunError with Axolotl's own message where the GPU path would stop."""
-    from axolotl.utils.config import normalize_config
-
-    validated = validate(cfg, gpus=gpus)
-    with tempfile.TemporaryDirectory() as tmp:
-        if model_dir is None:
-            from engram_run.architectures import config_for
-
-            try:
-                config_for(cfg["base_model"]).save_pretrained(tmp)
-            except KeyError as exc:
-                raise RunError(f"{exc.args[0]}") from None
-            model_dir = tmp
-        validated["base_model"] = validated["base_model_config"] = str(model_dir)
-        validated.pop("tokenizer_config", None)
-        if validated.get("bf16") == "auto":
-            validated["bf16"] = True  # what `auto` resolves to on a bf16 GPU
-        try:
-            normalize_config(validated)
-        except (ValueError, OSError) as exc:
-            raise RunError(f"Axolotl cannot resolve the config: {one_line(exc)}") from None
-        if validated.get("lora_qkv_kernel") or validated.get("lora_o_kernel"):
-            _try_attention_patch(validated)
-    return validated
-
-
-def _known_shape(base_model: str) -> bool:
-    from engram_run.architectures import ARCHITECTURES
-
-    return base_model in ARCHITECTURES
-
-
-def _try_attention_patch(cfg) -> None:
-    """Axolotl's LoRA QKV/O attention patch on the model's attention class, restored after."""
-    from axolotl.monkeypatch.lora_kernels import get_attention_cls_from_config, patch_self_attn_lora
-
-    cls = get_attention_cls_from_config(cfg)
-    forward = cls.__dict__.get("forward")
-    had_original = "_original_forward" in cls.__dict__
-    try:
-        patch_self_attn_lora(cfg)
-    except AssertionError as exc:
-        raise RunError(
-            f"Axolotl's fused LoRA kernels (auto-enabled on a GPU) cannot patch {cls.__name__}: {exc}; "
-            "set lora_qkv_kernel, lora_o_kernel and lora_mlp_kernel to false"
-        ) from None
-    finally:
-        if forward is not None:
-            cls.forward = forward
-        if not had_original and "_original_forward" in cls.__dict__:
-            delattr(cls, "_original_forward")
 
 
 def cpu_variant(
@@ -278,33 +218,3 @@ def _pad_token(model_dir: str | Path) -> str:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(model_dir)).pad_token
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] != "check" or len(args) < 2:
-        print("python -m engram_run.recipes: error: usage: python -m engram_run.recipes check RECIPE.yml [...]",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    failed = 0
-    for path in args[1:]:
-        try:
-            cfg = load_recipe(path)
-            validate(cfg)
-            base = str(cfg.get("base_model"))
-            local = Path(base).is_dir()
-            note = f"schema only: {base} is built locally (make tiny-model)"
-            if local or _known_shape(base):  # the GPU path too, against the model's config
-                gpus = recipe_gpus(path)
-                resolved = gpu_check(cfg, gpus, model_dir=base if local else None)
-                kernels = "on" if resolved.get("lora_qkv_kernel") else "off" if cfg.get("adapter") else "n/a"
-                note = f"GPU: bf16, {gpus} process(es), LoRA kernels {kernels}"
-            print(f"ok      {path} ({note})")
-        except RunError as exc:  # report every recipe, not only the first failure
-            failed += 1
-            print(f"FAILED  {path}: {exc}")
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -36,7 +36,7 @@ from engram_data.contract import read_manifest
 from engram_run import launch
 from engram_run.curves import curves
 from engram_run.executors import execute
-from engram_run.recipes import DEFAULT_DATA_DIR, RunError, derive_config, validate
+from engram_run.recipes import DEFAULT_DATA_DIR, RunError, derive_config, for_gpus, validate
 from engram_run.settings import DEFAULT_VARIANT, Run
 
 POINT_FILE = "point.json"
@@ -187,6 +187,9 @@ def plan(s: SweepSettings, points: list[dict], adjust=None, launcher_args: tuple
             if a in given and b not in given:
                 cfg.pop(b, None)  # Axolotl takes one of the two: the one given wins over the recipe's
         cfg = measurement(adjust(cfg) if adjust else cfg)
+        gpus = int(launcher_args[1]) if launcher_args else 1
+        if gpus > 1:
+            cfg = for_gpus(cfg, gpus)  # the recipe's effective batch on every GPU count
         check_keys([*values, *s.overrides], validate(cfg))
         jobs.append(PointJob(pid, values, cfg, str(root / pid), str(Path.cwd()), launcher_args, s.keep_models))
     return jobs

@@ -42,8 +42,10 @@ def _add_sweep_options(p: OneLineParser, add_run_options) -> None:
     p.add_argument("--executor", default="local", choices=EXECUTORS)
     p.add_argument("--partition", default=None, help="SLURM partition")
     p.add_argument(
-        "--gpus", type=number(int, 0), default=0, help="GPUs per job; >1 launches accelerate with as many processes"
-    )
+        "--gpus", type=number(int, 0), default=None,
+        help="GPUs per job (default: 1 on SLURM, none here); >1 launches accelerate with as many processes, "
+        "at the recipe's effective batch",
+    )  # fmt: skip
     p.add_argument("--cpus", type=number(int, 1), default=None, help="CPUs per job")
     p.add_argument("--mem-gb", type=number(int, 1), default=None, help="memory per job")
     p.add_argument("--time-min", type=number(int, 1), default=240, help="time limit per job, minutes")
@@ -76,7 +78,8 @@ def add_sweep_parsers(sub, add_run_options) -> None:
 
 def sweep_settings(args) -> tuple[SweepSettings, ExecutorSettings]:
     slurm_args = parse_pairs(args.slurm_args.split(), "SLURM_ARGS")
-    executor = ExecutorSettings(args.executor, args.partition, args.gpus, args.cpus, args.mem_gb, args.time_min,
+    gpus = args.gpus if args.gpus is not None else (1 if args.executor == "slurm" else 0)
+    executor = ExecutorSettings(args.executor, args.partition, gpus, args.cpus, args.mem_gb, args.time_min,
                                 args.parallel, slurm_args)  # fmt: skip
     overrides = parse_pairs(args.set, "--set")
     s = SweepSettings(args.model, {}, args.name, args.method, args.variant, str(args.data_dir), overrides,

@@ -35,3 +35,20 @@ def model_args(
         rank = json.loads(adapter.read_text()).get("r", 16)
         args = f"pretrained={base_model},lora_local_path={model_dir},enable_lora=True,max_lora_rank={rank},dtype=auto"
     return f"{args},{extra.strip(',')}" if extra.strip(",") else args
+
+
+def qlora_quantization(cfg: dict, dtype: str | None = None) -> dict | None:
+    """A QLoRA config's 4-bit base as Axolotl's ``ModelLoader`` builds it (NF4, double
+    quantization, compute in the run's dtype, then ``bnb_config_kwargs``), as lm-eval model
+    args; None for any other config. ``dtype``: the run's resolved dtype (``bfloat16``...),
+    else read from ``bf16`` / ``fp16`` as a bf16 GPU resolves them."""
+    if not (cfg.get("adapter") == "qlora" and cfg.get("load_in_4bit")):
+        return None
+    if dtype is None:
+        dtype = "bfloat16" if cfg.get("bf16") in (True, "auto") else "float16" if cfg.get("fp16") else "float32"
+    settings = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
+                "bnb_4bit_compute_dtype": str(dtype).removeprefix("torch.")}  # fmt: skip
+    for key, value in (cfg.get("bnb_config_kwargs") or {}).items():
+        if key in settings:
+            settings[key] = str(value).removeprefix("torch.") if "dtype" in key else value
+    return settings

@@ -381,7 +381,7 @@ def test_recipe_check_keeps_the_field_name_and_the_hint(tmp_path):
     recipe = tmp_path / "r.yml"
     cfg = (REPO / "axolotl_configs/tiny.yml").read_text().replace("engram_eval_samples:", "engram_eval_sample:")
     recipe.write_text(cfg)
-    proc = run([*RECIPES, "check", str(recipe)], tmp_path)
+    proc = run([*RECIPES, str(recipe)], tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
     assert "unknown engram plugin key 'engram_eval_sample': did you mean 'engram_eval_samples'?" in proc.stdout
 
@@ -390,7 +390,7 @@ def test_recipe_check_refuses_engram_keys_without_the_plugin(tmp_path):
     recipe = tmp_path / "r.yml"
     text = (REPO / "axolotl_configs/tiny.yml").read_text().replace("  - engram_plugin.EngramPlugin\n", "")
     recipe.write_text(text.replace("plugins:\n", "plugins: []\n"))
-    proc = run([*RECIPES, "check", str(recipe)], tmp_path)
+    proc = run([*RECIPES, str(recipe)], tmp_path)
     assert proc.returncode == 1
     assert "set but plugins does not list engram_plugin.EngramPlugin, so Axolotl would ignore them" in proc.stdout
 
@@ -398,9 +398,9 @@ def test_recipe_check_refuses_engram_keys_without_the_plugin(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["check", "{ws}/missing.yml"], "cannot read the recipe"),
-        (["check", "{ws}/list.yml"], "is not an Axolotl config (a YAML mapping of keys)"),
-        (["check", "{ws}/broken.yml"], "is not valid YAML"),
+        (["{ws}/missing.yml"], "cannot read the recipe"),
+        (["{ws}/list.yml"], "is not an Axolotl config (a YAML mapping of keys)"),
+        (["{ws}/broken.yml"], "is not valid YAML"),
     ],
 )
 def test_recipe_check_names_an_unreadable_recipe(ws, args, message):

@@ -281,6 +281,15 @@ def test_in_training_recall_equals_lm_eval_on_the_same_checkpoint(llama_run):
     assert (best / "lm_eval" / "eval.log").exists()
 
 
+def test_training_is_released_before_the_post_training_lm_eval_starts(llama_run):
+    """With engram_gc_freeze on (the default), the trainer, the model and the optimizer are
+    gone (their weak references dead) when lm-eval loads the model again: the plugin unfreezes
+    the collector at train end, and the first line of lm-eval's log says what it found."""
+    (best,) = list(llama_run.glob(f"{BEST_PREFIX}*"))
+    first = (best / "lm_eval" / "eval.log").read_text().splitlines()[0]
+    assert first == "engram: released before lm-eval started: trainer, model, optimizer"
+
+
 @pytest.mark.slow
 def test_adapter_freezing_on_gpt2(tiny_models, bios_dir, tmp_path):
     cfg = run_config(

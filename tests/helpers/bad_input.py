@@ -31,7 +31,7 @@ def run(argv: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
 
 GENERATE = [sys.executable, str(REPO / "generate_data.py")]
 ENGRAM_RUN = [sys.executable, "-m", "engram_run"]
-RECIPES = [sys.executable, "-m", "engram_run.recipes"]
+RECIPES = [sys.executable, "-m", "engram_run.recipe_check"]
 TINY = [sys.executable, "-m", "engram_run.tiny"]
 
 
