@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -284,7 +285,17 @@ def test_lm_eval_model_args_for_each_backend_full_and_adapter(tmp_path):
     )
     with pytest.raises(ValueError, match="unknown lm-eval backend 'sglang'; choose from hf, vllm"):
         model_args(full, "B", "sglang")
-    cmd = eval_command("pretrained=x", "data/bios", tmp_path / "r", ["bios_qa"], 5, backend="vllm")
+    with pytest.raises(RunError, match="MODEL_BACKEND=vllm needs vLLM, which is in neither .*: run make install-vllm"):
+        eval_command("pretrained=x", "data/bios", tmp_path / "r", ["bios_qa"], 5, backend="vllm")
+    vllm_env = tmp_path / "venv-vllm"  # make install-vllm's own environment
+    (vllm_env / "bin").mkdir(parents=True)
+    (vllm_env / "bin" / "engram-eval").write_text("")
+    os.environ["ENGRAM_VLLM_VENV"] = str(vllm_env)
+    try:
+        cmd = eval_command("pretrained=x", "data/bios", tmp_path / "r", ["bios_qa"], 5, backend="vllm")
+    finally:
+        del os.environ["ENGRAM_VLLM_VENV"]
+    assert cmd[0] == str(vllm_env / "bin" / "engram-eval")
     assert cmd[1:5] == ["--model", "vllm", "--model_args", "pretrained=x"]
     assert cmd[cmd.index("--batch_size") + 1] == "auto" and "--device" not in cmd
     assert cmd[-3:] == ["--limit", "5", "--log_samples"]
