@@ -15,6 +15,7 @@ import gc
 import json
 import os
 import shutil
+import time
 import weakref
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from engram_plugin.recall import RecallEvaluator
 BEST_PREFIX = "best_model_qa_"
 SCORES_FILE = "engram_scores.json"
 HISTORY_FILE = RECALL_HISTORY  # one line per scoring: step, epoch and every metric
+TIMING_FILE = "engram_timing.jsonl"  # one line per scoring: step and seconds
 OVERALL = "eval_engram_qa_acc_overall"
 
 
@@ -177,6 +179,7 @@ class EngramCallback(TrainerCallback):
         if self.scored_step == state.global_step:
             return dict(self.scored)  # scored already at this step (eval_on_start, a final evaluation)
         self.scored_step = state.global_step
+        start = time.perf_counter()
         # In the training's own autocast (bf16/fp16), as the trained forward pass runs: fp32
         # master weights stay fp32, and flash-attention gets the half-precision inputs it needs.
         with self.trainer.accelerator.autocast():
@@ -186,10 +189,14 @@ class EngramCallback(TrainerCallback):
                 logs.update(
                     capacity_metrics(self.capacity.evaluate(self.trainer.model, device=self.trainer.args.device))
                 )
+        seconds = time.perf_counter() - start
         if self.trainer.is_world_process_zero():
             self.output_dir.mkdir(parents=True, exist_ok=True)
             with open(self.output_dir / HISTORY_FILE, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+            # How long each scoring took, apart from the scores (which reruns reproduce exactly).
+            with open(self.output_dir / TIMING_FILE, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": state.global_step, "seconds": round(seconds, 3)}) + "\n")
         overall = results["train"]["overall"]
         if (
             self.cfg.engram_save_best
