@@ -30,7 +30,7 @@ TINY_MODEL ?= outputs/tiny-llama-init
 # Offline (no Hugging Face Hub) for what builds its models here: the tests, the demo, the tiny
 # model, the CPU studies and the benchmarks. Training and evaluating a recipe downloads its base
 # model the first time (and transformers' kernels): those targets keep the Hub on.
-OFFLINE_TARGETS := test test-fast lint demo tiny-model capacity bench bench-gpu recipes
+OFFLINE_TARGETS := test lint demo tiny-model capacity bench bench-gpu recipes
 $(OFFLINE_TARGETS): export HF_HUB_OFFLINE = 1
 $(OFFLINE_TARGETS): export HF_DATASETS_OFFLINE = 1
 
