@@ -229,3 +229,10 @@ def test_slurm_jobs_get_one_gpu_unless_told_and_local_runs_none():
     ):
         _, settings = sweep_settings(SimpleNamespace(**base, executor=executor, gpus=gpus))
         assert settings.gpus == expected, executor
+
+
+def test_install_gpu_says_what_to_install_first_on_a_box_without_cuda():
+    proc = subprocess.run(["make", "install-gpu"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode != 0
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("install-gpu:"))
+    assert "has no CUDA. First:" in line and "pip install torch==2.13.0" in line and "then run make install-gpu" in line
