@@ -443,9 +443,11 @@ def test_a_sharded_model_makes_equal_calls_on_every_rank_and_the_same_totals(tin
 @pytest.mark.slow
 def test_post_training_lm_eval_after_a_two_process_training(tiny_llama, bios_dir, tmp_path):
     """Axolotl destroys the process group before post_train_unload; the evaluation runs as
-    its own process, once (rank 0), and writes lm-eval's own result file."""
+    its own process, once (rank 0), and writes lm-eval's own result file. With
+    engram_effective_batch, a step of the two processes covers the rows of one step of one."""
     cfg = run_config(tiny_llama, bios_dir, tmp_path / "out", engram_post_eval=True, engram_post_eval_limit=4,
-                     engram_eval_heldout=True, engram_post_eval_log_samples=True, ddp_backend="gloo")  # fmt: skip
+                     engram_eval_heldout=True, engram_post_eval_log_samples=True, ddp_backend="gloo",
+                     engram_effective_batch=16)  # fmt: skip
     cfg["plugins"] = ["helpers.cpu_processes.CpuProcessesPlugin", *cfg["plugins"]]
     config = tmp_path / "config.yml"
     config.write_text(yaml.safe_dump(cfg))
@@ -465,7 +467,9 @@ def test_post_training_lm_eval_after_a_two_process_training(tiny_llama, bios_dir
     # The two ranks scored recall together: every evaluation has all 6 x 12 train questions.
     history = [json.loads(line) for line in (out / "engram_recall.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == [0, 3, 6]
-    assert history[1]["epoch"] == pytest.approx(2 * 3 / 46)  # two ranks: each step covers twice the rows
+    # Micro batch 8 on each of two ranks (the plugin's split of 16; Axolotl alone would take
+    # 16 on each, and a step would cover twice the rows): 46 steps an epoch, as on one process.
+    assert history[1]["epoch"] == pytest.approx(3 / 46)
     (best,) = best_dirs(out)
     assert best.name == f"{BEST_PREFIX}{max(h['eval_engram_qa_acc_overall'] for h in history[1:]):.4f}"
 
