@@ -236,3 +236,16 @@ def test_install_gpu_says_what_to_install_first_on_a_box_without_cuda():
     assert proc.returncode != 0
     line = next(x for x in proc.stderr.splitlines() if x.startswith("install-gpu:"))
     assert "has no CUDA. First:" in line and "pip install torch==2.13.0" in line and "then run make install-gpu" in line
+
+
+def test_only_the_local_targets_are_offline():
+    """Training and evaluating a recipe downloads its base model the first time; the tests,
+    the demo, the tiny model, the CPU studies and the benchmarks build everything here."""
+    import os
+    import re
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}  # as a user's shell
+    db = subprocess.run(["make", "-p", "-n", "help"], cwd=REPO, capture_output=True, text=True, env=env).stdout
+    offline = set(re.findall(r"^([\w-]+): HF_HUB_OFFLINE = 1$", db, re.M))
+    assert offline == {"test", "lint", "demo", "tiny-model", "capacity", "bench", "bench-gpu", "recipes"}
+    assert not re.search(r"^(export )?HF_HUB_OFFLINE", db, re.M)  # nothing global
