@@ -11,6 +11,7 @@ import sys
 import weakref
 from pathlib import Path
 
+import torch
 from axolotl.integrations.base import BasePlugin
 
 from engram_data.contract import FIELDS, REVERSE, read_qa_file
@@ -79,19 +80,15 @@ class EngramPlugin(BasePlugin):
                 LOG.warning("engram: no best_model_qa_* to evaluate; scoring the final model")
             else:
                 model_dir = found[-1]
-        note = (
-            f"still in memory when lm-eval started: {', '.join(alive)}"
-            if alive
-            else (f"released before lm-eval started: {', '.join(self.held)}")
-        )
+        note = f"still in memory when lm-eval started: {', '.join(alive)}" if alive else (
+            f"released before lm-eval started: {', '.join(self.held)}"
+        )  # fmt: skip
         run_post_eval(cfg, model_dir, note=f"engram: {note}")
 
 
 def upcast_trainable(model) -> int:
     """Trained parameters to fp32 in place (as accelerate's FSDP2 and DeepSpeed do for their
     master copies); frozen ones stay as loaded. Returns how many tensors changed."""
-    import torch
-
     count = 0
     for param in model.parameters():
         if param.requires_grad and param.is_floating_point() and param.dtype != torch.float32:
@@ -105,13 +102,8 @@ def released(held: dict[str, weakref.ref]) -> list[str]:
     optimizer are gone (by weak reference) before the evaluation loads the model again."""
     gc.collect()
     alive = [name for name, ref in held.items() if ref() is not None]
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     if alive:
         LOG.warning("engram: still in memory when lm-eval starts: %s", ", ".join(alive))
     else:
@@ -128,8 +120,6 @@ _LAUNCHER_PREFIXES = ("TORCHELASTIC_", "ACCELERATE_", "FSDP_", "OMP_NUM_THREADS"
 
 def post_eval_command(cfg, model_dir: Path) -> list[str]:
     """``engram-eval`` (lm_eval with our tasks) on ``model_dir``, writing beside it."""
-    import torch
-
     from lm_eval_tasks import model_args, qlora_quantization
 
     cmd = [sys.executable, "-m", "lm_eval_tasks.cli", "--model", "hf",
