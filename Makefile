@@ -146,10 +146,10 @@ data: install ## generate the bioS population in DATA_DIR (NUM_PEOPLE, SEED, HEL
 		--heldout-fraction $(HELDOUT_FRACTION) --out $(DATA_DIR) --overwrite
 
 tiny-model: install ## build a small random Llama + BPE tokenizer from DATA_DIR into TINY_MODEL (no downloads)
-	$(PY) -m engram_run.tiny --data $(DATA_DIR) --out $(TINY_MODEL)
+	$(PY) -m engram_run.runs.tiny --data $(DATA_DIR) --out $(TINY_MODEL)
 
 recipes: install ## validate every axolotl_configs/*.yml with Axolotl's schema, and as axolotl train does on a bf16 GPU
-	$(PY) -m engram_run.recipe_check axolotl_configs/*.yml
+	$(PY) -m engram_run.runs.recipe_check axolotl_configs/*.yml
 
 demo: install ## the main job on a CPU: data, tiny Llama, axolotl train + plugin, lm-eval, report (~3 min)
 	$(PIPELINE) demo --people $(DEMO_PEOPLE) --epochs $(DEMO_EPOCHS)

@@ -6,7 +6,7 @@ Usage:
     python benchmarks/bench_gpu.py --recipes "gpt2 llama3b" --steps 10
     python benchmarks/bench_gpu.py --small              # the same code on a CPU (tests): tiny shapes
 
-For each base model: its real architecture (engram_run.architectures) with random weights in
+For each base model: its real architecture (engram_run.runs.architectures) with random weights in
 bf16 and a local byte-level BPE tokenizer padded to the real vocabulary size, saved once. Each
 recipe then runs through `axolotl train` as a user runs it (its own settings; the model swapped
 in, `max_steps` set, no checkpoints), with the plugin's recall scored at step 0. From the run's
@@ -39,9 +39,9 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 
 from engram_data.contract import LOG_HISTORY, read_jsonl  # noqa: E402
 from engram_plugin.callbacks import TIMING_FILE  # noqa: E402
-from engram_run.architectures import config_for  # noqa: E402
-from engram_run.memory import plan, shape_of  # noqa: E402
-from engram_run.recipes import RECIPES_DIR, cpu_variant, derive_config, load_recipe, write_config  # noqa: E402
+from engram_run.runs.architectures import config_for  # noqa: E402
+from engram_run.runs.memory import plan, shape_of  # noqa: E402
+from engram_run.runs.recipes import RECIPES_DIR, cpu_variant, derive_config, load_recipe, write_config  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SMALL = {"hidden_size": 64, "n_embd": 64, "num_hidden_layers": 2, "n_layer": 2, "num_attention_heads": 4,
@@ -50,12 +50,12 @@ SMALL_VOCAB = 2048
 
 
 def tokenizer_of_size(data_dir: Path, vocab: int):
-    """A BPE tokenizer trained on the data (engram_run.tiny's), its vocabulary padded with
+    """A BPE tokenizer trained on the data (engram_run.runs.tiny's), its vocabulary padded with
     unused entries to exactly ``vocab`` ids, as the real tokenizer's embedding size needs."""
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    from engram_run.tiny import SPECIAL_TOKENS, corpus, train_tokenizer
+    from engram_run.runs.tiny import SPECIAL_TOKENS, corpus, train_tokenizer
 
     tok = train_tokenizer(corpus(data_dir), min(vocab, 4096))
     spec = json.loads(tok.backend_tokenizer.to_str())

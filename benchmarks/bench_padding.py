@@ -86,9 +86,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from engram_data.contract import QA_TRAIN, train_file
-    from engram_run import launch
-    from engram_run.recipes import RECIPES_DIR, derive_config
-    from engram_run.tiny import corpus, train_tokenizer
+    from engram_run.runs import launch
+    from engram_run.runs.recipes import RECIPES_DIR, derive_config
+    from engram_run.runs.tiny import corpus, train_tokenizer
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -43,8 +43,8 @@ def axolotl_run(cfg: dict, work: Path) -> tuple[float, int, dict]:
     """(train_runtime, useful tokens per epoch, the final log line) of ``axolotl train``."""
     from datasets import load_from_disk
 
-    from engram_run import launch
-    from engram_run.recipes import write_config
+    from engram_run.runs import launch
+    from engram_run.runs.recipes import write_config
 
     config = write_config(cfg, work / "config.yml")
     if not launch.train(config, Path(cfg["output_dir"]), work / "train.log"):
@@ -92,9 +92,9 @@ def main() -> None:
 
     import torch
 
-    from engram_run import launch
     from engram_run.demo import DemoSettings, demo_config
-    from engram_run.tiny import build_tiny_model
+    from engram_run.runs import launch
+    from engram_run.runs.tiny import build_tiny_model
 
     if args.epochs is None:
         args.epochs = DemoSettings.epochs

@@ -1,13 +1,13 @@
 #!/usr/bin/env python
-"""Peak GPU memory of every recipe, estimated (engram_run.memory), and the settings that follow.
+"""Peak GPU memory of every recipe, estimated (engram_run.runs.memory), and the settings that follow.
 
 Usage:
     python benchmarks/memory.py           # rewrite the recipes' headers and batch settings, and the table
     python benchmarks/memory.py --check   # exit 1 if any of them is out of date (make lint)
 
-For each recipe, its model's real shape (engram_run.architectures: no download) and its own
+For each recipe, its model's real shape (engram_run.runs.architectures: no download) and its own
 settings give weights, gradients, optimizer states, activations and logits per GPU. The plan
-(``engram_run.memory.plan``) is the fastest setting that fits: the fewest GPUs, the smallest
+(``engram_run.runs.memory.plan``) is the fastest setting that fits: the fewest GPUs, the smallest
 common card that holds the run with gradient checkpointing, then the largest micro batch and
 no checkpointing wherever that card still holds it. This script writes, from the plan:
 
@@ -31,9 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engram_run.architectures import config_for  # noqa: E402
-from engram_run.memory import estimate, from_recipe, plan, shape_of  # noqa: E402
-from engram_run.recipes import RECIPES_DIR, load_recipe  # noqa: E402
+from engram_run.runs.architectures import config_for  # noqa: E402
+from engram_run.runs.memory import estimate, from_recipe, plan, shape_of  # noqa: E402
+from engram_run.runs.recipes import RECIPES_DIR, load_recipe  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 README = RECIPES_DIR / "README.md"

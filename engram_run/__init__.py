@@ -1,15 +1,17 @@
-"""The glue behind the Makefile (``python -m engram_run``), one job per module:
+"""The glue behind the Makefile (``python -m engram_run``), by concern:
 
-    settings   Run: a recipe on one text variant, and where its files go
-    recipes    find, load and validate recipes; derive a run's config or a CPU variant
-    launch     axolotl train and engram-eval as their own processes; lm-eval's result files
-    batch      many runs in sequence, past failures, skipping finished ones
-    report     one table of every run (md/csv/json) and plots
-    compare    base vs fine-tuned on lm-eval's benchmark groups, with stderr and p-values
-    localize   engram-localize's analyses on a trained run (make localize)
-    capacity   the knowledge-capacity study on a CPU (make capacity)
-    demo       the main job end to end on a CPU
-    tiny       local tiny models and their tokenizer (no downloads)
+    runs/      one run: recipes (find, check, derive for N GPUs), settings (where its files
+               go), launch (axolotl train, engram-eval), batch (many in sequence), progress,
+               tiny (a local model), architectures and memory (real shapes, peak estimates),
+               recipe_check (make recipes: the schema and the GPU path)
+    studies/   many runs, one question: reproduce (Physics of LM 3.1), capacity (3.3),
+               localize (engram-localize on a trained run)
+    tuning/    sweep (grids; local or SLURM executors), finders (lr-find, epoch-find),
+               curves (loss and recall read from a run's logs), sweep_report
+    reports/   report (one table of every run, plots), compare (base vs tuned, p-values)
+    demo       the main job end to end on a CPU: data, model, train, evaluate, report
 
-It reads data through :mod:`engram_data.contract`; the Axolotl plugin never imports it.
+Layers: runs imports none of the others; reports only runs; studies and tuning runs and
+reports; demo and __main__ anything (tests/test_layout.py). It reads data through
+:mod:`engram_data.contract`; the Axolotl plugin never imports it.
 """

@@ -14,7 +14,7 @@ Usage:
     python -m engram_run sweep --model tiny --grid "learning_rate=1e-4,3e-4 weight_decay=0,0.1" [--executor slurm]
 
 Runs live in ``outputs/<run>/`` (config.yml, model/, train.log) and ``results/<run>/``
-(lm-eval's own JSON), a run being ``<model>-<method>-<variant>`` (engram_run.settings).
+(lm-eval's own JSON), a run being ``<model>-<method>-<variant>`` (engram_run.runs.settings).
 """
 
 from __future__ import annotations
@@ -27,17 +27,17 @@ import yaml
 
 from engram_data.contract import VARIANTS, DataError
 from engram_data.errors import OneLineParser, number, run_cli
-from engram_run import batch
-from engram_run.capacity import CapacitySettings, study
-from engram_run.compare import SUITES, CompareOptions, compare, suite_tasks
 from engram_run.demo import DemoSettings, demo
-from engram_run.launch import EVAL_TASKS
-from engram_run.localize import STEPS, LocalizeSettings, endpoints, localize
-from engram_run.recipes import DEFAULT_DATA_DIR, RunError
-from engram_run.report import report
-from engram_run.reproduce import ReproduceSettings, reproduce
-from engram_run.settings import DEFAULT_VARIANT, Run
-from engram_run.sweep_cli import add_sweep_parsers, sweep_command
+from engram_run.reports.compare import SUITES, CompareOptions, compare, suite_tasks
+from engram_run.reports.report import report
+from engram_run.runs import batch
+from engram_run.runs.launch import EVAL_TASKS
+from engram_run.runs.recipes import DEFAULT_DATA_DIR, RunError
+from engram_run.runs.settings import DEFAULT_VARIANT, Run
+from engram_run.studies.capacity import CapacitySettings, study
+from engram_run.studies.localize import STEPS, LocalizeSettings, endpoints, localize
+from engram_run.studies.reproduce import ReproduceSettings, reproduce
+from engram_run.tuning.sweep_cli import add_sweep_parsers, sweep_command
 from lm_eval_tasks import BACKENDS
 
 PROG = "python -m engram_run"

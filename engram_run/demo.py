@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engram_run import launch
-from engram_run.recipes import RECIPES_DIR, RunError, derive_config, write_config
-from engram_run.report import CHANCE, collect, report
+from engram_run.reports.report import CHANCE, collect, report
+from engram_run.runs import launch
+from engram_run.runs.recipes import RECIPES_DIR, RunError, derive_config, write_config
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ def bios_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama(bios_dir, tmp_path_factory) -> Path:
     """A random tiny Llama with a tokenizer trained on the generated data (no downloads)."""
-    from engram_run.tiny import build_tiny_model
+    from engram_run.runs.tiny import build_tiny_model
 
     return build_tiny_model(bios_dir, tmp_path_factory.mktemp("models") / "tiny-llama", hidden=64, layers=2)
 
@@ -31,7 +31,7 @@ def tiny_llama(bios_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_models(bios_dir, tiny_llama, tmp_path_factory) -> dict[str, Path]:
     """A tiny random model of every architecture the recipes cover, sharing one tokenizer."""
-    from engram_run.tiny import ARCHITECTURES, build_tiny_model
+    from engram_run.runs.tiny import ARCHITECTURES, build_tiny_model
 
     root = tmp_path_factory.mktemp("arch-models")
     models = {"llama": tiny_llama}

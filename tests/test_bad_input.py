@@ -424,7 +424,7 @@ TINY_CASES = [
 @pytest.mark.parametrize(("args", "message"), [c[1:] for c in TINY_CASES], ids=[c[0] for c in TINY_CASES])
 def test_tiny_builder_refuses(ws, args, message):
     line = refused(ws, [*TINY, *[a.format(ws=ws) for a in args]], message)
-    assert line.startswith("python -m engram_run.tiny: error:")
+    assert line.startswith("python -m engram_run.runs.tiny: error:")
     assert not (ws / "m").exists()
 
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from helpers.common import REPO
 
-from engram_run.recipe_check import gpu_check, recipe_gpus
-from engram_run.recipes import RECIPES_DIR, RunError, for_gpus, load_recipe, validate
+from engram_run.runs.recipe_check import gpu_check, recipe_gpus
+from engram_run.runs.recipes import RECIPES_DIR, RunError, for_gpus, load_recipe, validate
 
 RECIPES = sorted(p for p in RECIPES_DIR.glob("*.yml") if p.stem != "tiny")
 FAMILY = (("gpt2", "gpt2"), ("gpt-j", "gptj"), ("neox", "gpt_neox"), ("llama", "llama"), ("olmo-2", "olmo2"))
@@ -46,7 +46,7 @@ def test_the_recipe_check_runs_the_gpu_path(tmp_path):
     bad = tmp_path / "gpt2-lora.yml"
     bad.write_text("".join(line for line in open(RECIPES_DIR / "gpt2-lora.yml") if "_kernel:" not in line))
     proc = subprocess.run(
-        ["python", "-m", "engram_run.recipe_check", str(RECIPES_DIR / "llama3b.yml"), str(bad)],
+        ["python", "-m", "engram_run.runs.recipe_check", str(RECIPES_DIR / "llama3b.yml"), str(bad)],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 1
@@ -91,7 +91,7 @@ def test_make_train_launches_n_processes(tmp_path):
     assert "--gpus 4" in proc.stdout
     default = subprocess.run(["make", "-n", "train", "MODEL=llama3b"], cwd=REPO, capture_output=True, text=True)
     assert "--gpus 1" in default.stdout
-    from engram_run.launch import gpu_args, train_command
+    from engram_run.runs.launch import gpu_args, train_command
 
     assert train_command(tmp_path / "c.yml", gpu_args(4))[-3:] == ["--", "--num_processes", "4"]
     assert gpu_args(1) == ()
@@ -216,7 +216,7 @@ def test_capacity_counts_parameters_under_zero3_and_4_bit():
 def test_slurm_jobs_get_one_gpu_unless_told_and_local_runs_none():
     from types import SimpleNamespace
 
-    from engram_run.sweep_cli import sweep_settings
+    from engram_run.tuning.sweep_cli import sweep_settings
 
     base = dict(slurm_args="", partition=None, cpus=None, mem_gb=None, time_min=60, parallel=None, set=[],
                 model="tiny", name=None, method=None, variant="bioS", data_dir="d", keep_models=False,

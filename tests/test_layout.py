@@ -72,3 +72,50 @@ def test_committed_task_files_are_what_the_generator_writes():
         [sys.executable, str(REPO / "lm_eval_tasks/_generate_configs.py"), "--check"], capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
+
+
+# engram_run by concern: a sub-package imports only those below it (or itself).
+LAYERS = {"runs": 0, "reports": 1, "studies": 2, "tuning": 2, "demo": 3, "__main__": 4, "__init__": 4}
+
+
+def run_module_graph() -> dict[str, set[str]]:
+    """engram_run's modules (dotted) and the engram_run modules each imports, anywhere in it."""
+    root = REPO / "engram_run"
+    graph = {}
+    for path in sorted(root.rglob("*.py")):
+        name = ".".join(("engram_run", *path.relative_to(root).with_suffix("").parts)).removesuffix(".__init__")
+        graph[name] = {n for n in own_imports(path) if n.startswith("engram_run.")}
+    return graph
+
+
+def concern(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else "__init__"
+
+
+def test_engram_run_is_split_by_concern_with_docstrings():
+    root = REPO / "engram_run"
+    assert {p.name for p in root.iterdir() if p.is_dir() and p.name != "__pycache__"} == {
+        "runs", "reports", "studies", "tuning"}  # fmt: skip
+    assert {p.name for p in root.glob("*.py")} == {"__init__.py", "__main__.py", "demo.py"}
+    for path in root.rglob("*.py"):
+        assert ast.get_docstring(ast.parse(path.read_text())), f"{path.relative_to(REPO)} has no module docstring"
+
+
+def test_engram_run_sub_packages_import_only_those_below_them():
+    for module, imports in run_module_graph().items():
+        for name in imports:
+            mine, theirs = concern(module), concern(name)
+            assert mine == theirs or LAYERS[theirs] < LAYERS[mine], f"{module} ({mine}) imports {name} ({theirs})"
+
+
+def test_engram_run_has_no_import_circles():
+    graph = run_module_graph()
+    resolved = {m: {n if n in graph else n.rsplit(".", 1)[0] for n in deps} for m, deps in graph.items()}
+
+    def visit(module, path):
+        assert module not in path, " -> ".join([*path, module])
+        for dep in resolved.get(module, ()):
+            visit(dep, [*path, module])
+
+    for module in graph:
+        visit(module, [])

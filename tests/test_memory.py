@@ -1,4 +1,4 @@
-"""The memory estimate (engram_run.memory) against peaks measured on a CPU, the real shapes
+"""The memory estimate (engram_run.runs.memory) against peaks measured on a CPU, the real shapes
 against the published parameter counts, and the recipes' headers and settings current."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 import torch
 from helpers.common import REPO
 
-from engram_run.architectures import ARCHITECTURES, PARAMS, config_for
-from engram_run.memory import Setting, estimate, shape_of
+from engram_run.runs.architectures import ARCHITECTURES, PARAMS, config_for
+from engram_run.runs.memory import Setting, estimate, shape_of
 
 TINY = {
     "llama": dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,

@@ -20,7 +20,7 @@ from engram_data.contract import FIELDS
 from engram_plugin.callbacks import BEST_PREFIX, SCORES_FILE, EngramCallback, best_dirs
 from engram_plugin.freeze import apply_freezing
 from engram_plugin.recall import RecallEvaluator
-from engram_run.recipes import RECIPES_DIR, load_recipe, validate
+from engram_run.runs.recipes import RECIPES_DIR, load_recipe, validate
 
 EVAL_SAMPLES = 12
 

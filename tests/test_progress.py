@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from engram_run.progress import LmEvalWatch, TrainingWatch, recall_line, run_watched
+from engram_run.runs.progress import LmEvalWatch, TrainingWatch, recall_line, run_watched
 
 
 def test_recall_line():

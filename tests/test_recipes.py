@@ -11,7 +11,7 @@ import pytest
 import yaml
 from helpers.common import cli_env
 
-from engram_run.recipes import RECIPES_DIR, cpu_variant, load_recipe, validate
+from engram_run.runs.recipes import RECIPES_DIR, cpu_variant, load_recipe, validate
 
 RECIPES = sorted(RECIPES_DIR.glob("*.yml"))
 # (architecture, method) -> the recipe whose CPU variant trains; every pair the recipes use.

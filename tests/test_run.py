@@ -16,10 +16,18 @@ from pathlib import Path
 import pytest
 from helpers.common import REPO, cli_env
 
-from engram_run.compare import CompareOptions, Side, check_tasks, compare_results, paired_test, suite_tasks, z_test
-from engram_run.launch import eval_command, evaluate, latest_results
-from engram_run.recipes import RECIPES_DIR, RunError, derive_config
-from engram_run.report import collect
+from engram_run.reports.compare import (
+    CompareOptions,
+    Side,
+    check_tasks,
+    compare_results,
+    paired_test,
+    suite_tasks,
+    z_test,
+)
+from engram_run.reports.report import collect
+from engram_run.runs.launch import eval_command, evaluate, latest_results
+from engram_run.runs.recipes import RECIPES_DIR, RunError, derive_config
 
 FIELDS = ("birth_date", "birth_city", "university", "major", "employer", "company_city")
 
@@ -264,7 +272,7 @@ def test_derived_config_points_at_the_data_and_bio_field(tmp_path):
 
 
 def test_lm_eval_model_args_for_each_backend_full_and_adapter(tmp_path):
-    from engram_run.launch import eval_command
+    from engram_run.runs.launch import eval_command
     from lm_eval_tasks import model_args
 
     full, adapter = tmp_path / "full", tmp_path / "lora"
@@ -334,8 +342,8 @@ def test_the_report_reads_the_plugins_post_training_results_too(tmp_path):
 
 def test_reproduce_gives_every_variant_the_same_budget_and_evaluations(bios_dir, tmp_path):
     from engram_data.contract import QA_TRAIN, VARIANTS, train_file
-    from engram_run.recipes import validate
-    from engram_run.reproduce import ReproduceSettings, budget_epochs, text_size, variant_config
+    from engram_run.runs.recipes import validate
+    from engram_run.studies.reproduce import ReproduceSettings, budget_epochs, text_size, variant_config
 
     epochs = budget_epochs(bios_dir, 12)
     qa = text_size(train_file(bios_dir, QA_TRAIN))

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from helpers.common import cli_env
 
-from engram_run.curves import choose_rate, rise_share, smoothness, turn_up, tv_ratio
-from engram_run.executors import ExecutorSettings
-from engram_run.recipes import RunError
-from engram_run.sweep import expand, parse_grid, point_id
+from engram_run.runs.recipes import RunError
+from engram_run.tuning.curves import choose_rate, rise_share, smoothness, turn_up, tv_ratio
+from engram_run.tuning.executors import ExecutorSettings
+from engram_run.tuning.sweep import expand, parse_grid, point_id
 
 # -- hand-made curves
 
@@ -231,7 +231,7 @@ def test_the_readme_names_only_make_targets_that_exist_and_its_grid_file_loads(t
 
     from helpers.common import REPO
 
-    from engram_run.sweep import load_grid_file
+    from engram_run.tuning.sweep import load_grid_file
 
     readme = (REPO / "README.md").read_text()
     targets = set(re.findall(r"^([a-z-]+):.*## ", (REPO / "Makefile").read_text(), re.M))
@@ -251,7 +251,7 @@ def test_a_multi_gpu_point_reaches_accelerate_launch_with_one_process_per_gpu(tm
     from axolotl.cli.main import cli
     from click.testing import CliRunner
 
-    from engram_run.launch import train_command
+    from engram_run.runs.launch import train_command
 
     launched = []
     monkeypatch.setattr(axolotl_train.os, "execvpe", lambda _file, cmd, _env: launched.append(cmd))

@@ -31,8 +31,8 @@ def run(argv: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
 
 GENERATE = [sys.executable, str(REPO / "generate_data.py")]
 ENGRAM_RUN = [sys.executable, "-m", "engram_run"]
-RECIPES = [sys.executable, "-m", "engram_run.recipe_check"]
-TINY = [sys.executable, "-m", "engram_run.tiny"]
+RECIPES = [sys.executable, "-m", "engram_run.runs.recipe_check"]
+TINY = [sys.executable, "-m", "engram_run.runs.tiny"]
 
 
 def assert_refused(proc: subprocess.CompletedProcess, message: str, code: int = 2, any_line: bool = False) -> str:

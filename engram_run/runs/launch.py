@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from engram_data.contract import PROGRESS_ENV, RECALL_HISTORY
-from engram_run.progress import LmEvalWatch, TrainingWatch, run_watched
-from engram_run.recipes import RunError
+from engram_run.runs.progress import LmEvalWatch, TrainingWatch, run_watched
+from engram_run.runs.recipes import RunError
 
 DONE_FILE = ".engram_done"
 MARKER = ".engram_run"  # in every folder engram_run creates: the only folders it ever deletes
@@ -50,9 +50,9 @@ def generate_data(out: Path, people: int, seed: int = 0) -> None:
 
 
 def build_model(data_dir: Path, out: Path, log: Path, **sizes: int) -> Path:
-    """``python -m engram_run.tiny``: a random model and its tokenizer in ``out``, as its own
+    """``python -m engram_run.runs.tiny``: a random model and its tokenizer in ``out``, as its own
     process so that the libraries' import noise goes to ``log``, not the terminal."""
-    cmd = [sys.executable, "-m", "engram_run.tiny", "--data", str(data_dir), "--out", str(out)]
+    cmd = [sys.executable, "-m", "engram_run.runs.tiny", "--data", str(data_dir), "--out", str(out)]
     for key, value in sizes.items():
         cmd += [f"--{key.replace('_', '-')}", str(value)]
     log.parent.mkdir(parents=True, exist_ok=True)

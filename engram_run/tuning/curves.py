@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 
 from engram_data.contract import LOG_HISTORY, RECALL_HISTORY, read_jsonl
-from engram_run.recipes import RunError
+from engram_run.runs.recipes import RunError
 
 RECALL = "eval_engram_qa_acc_overall"
 HELDOUT = "eval_engram_heldout_acc_overall"

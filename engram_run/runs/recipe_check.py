@@ -1,12 +1,12 @@
 """``make recipes``: every recipe as Axolotl takes it, on any machine and on a GPU.
 
 Usage:
-    python -m engram_run.recipe_check axolotl_configs/*.yml
+    python -m engram_run.runs.recipe_check axolotl_configs/*.yml
 
 Each recipe is validated twice: with Axolotl's schema as on any machine, and as ``axolotl
 train`` validates it on a CUDA machine with bf16 (the GPU's capabilities passed, which turns
 on Axolotl's fused LoRA kernels where a recipe leaves them unset), then resolved as Axolotl
-does (``normalize_config``) against its model's real config (engram_run.architectures) and
+does (``normalize_config``) against its model's real config (engram_run.runs.architectures) and
 given the attention patch those kernels need, with no GPU and no download.
 """
 
@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 from engram_data.errors import one_line
-from engram_run.architectures import ARCHITECTURES, config_for
-from engram_run.recipes import RunError, load_recipe, validate
+from engram_run.runs.architectures import ARCHITECTURES, config_for
+from engram_run.runs.recipes import RunError, load_recipe, validate
 
 
 def recipe_gpus(path: str | Path) -> int:
@@ -32,7 +32,7 @@ def recipe_gpus(path: str | Path) -> int:
 def gpu_check(cfg: dict, gpus: int = 1, model_dir: str | Path | None = None):
     """The recipe as ``axolotl train`` takes it on a bf16 GPU: validated with the GPU's
     capabilities, resolved by ``normalize_config`` against its model's config (``model_dir``,
-    else the real shape from :mod:`engram_run.architectures`), and, where the fused LoRA kernels
+    else the real shape from :mod:`engram_run.runs.architectures`), and, where the fused LoRA kernels
     end up on, with Axolotl's attention patch applied (then undone). Returns the resolved config;
     RunError with Axolotl's own message where the GPU path would stop."""
     from axolotl.utils.config import normalize_config
@@ -82,7 +82,7 @@ def _try_attention_patch(cfg) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0].startswith("-"):
-        print("python -m engram_run.recipe_check: error: usage: python -m engram_run.recipe_check RECIPE.yml [...]",
+        print("python -m engram_run.runs.recipe_check: error: usage: python -m engram_run.runs.recipe_check RECIPE.yml [...]",
               file=sys.stderr)  # fmt: skip
         return 2
     failed = 0

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engram_data.contract import read_manifest
-from engram_run import launch
-from engram_run.recipes import RunError, derive_config, for_gpus, load_recipe, validate, write_config
-from engram_run.settings import Run
+from engram_run.runs import launch
+from engram_run.runs.recipes import RunError, derive_config, for_gpus, load_recipe, validate, write_config
+from engram_run.runs.settings import Run
 from lm_eval_tasks import model_args, qlora_quantization
 
 

@@ -9,7 +9,7 @@ The grid is ``KEY=V1,V2 ...`` (the cartesian product), or a YAML file in the for
 Every point is the recipe (``derive_config``: data, text variant, ``--set``) with the point's
 values on top, checked with Axolotl's schema before anything runs. A point is a measurement,
 not a model to keep: no checkpoints, and its weights are deleted when it is scored unless
-``--keep-models``. Points run through an executor (engram_run.executors): here in sequence,
+``--keep-models``. Points run through an executor (engram_run.tuning.executors): here in sequence,
 or as SLURM jobs through submitit.
 
     OUTPUTS/sweeps/<name>/<point>/   config.yml, train.log, model/ (logs), point.json
@@ -22,25 +22,18 @@ failed point is reported and the others go on; a rerun retries it.
 from __future__ import annotations
 
 import itertools
-import json
-import os
 import re
-import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from engram_data.contract import read_manifest
-from engram_run import launch
-from engram_run.curves import curves
-from engram_run.executors import execute
-from engram_run.recipes import DEFAULT_DATA_DIR, RunError, derive_config, for_gpus, validate
-from engram_run.settings import DEFAULT_VARIANT, Run
-
-POINT_FILE = "point.json"
-WEIGHTS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "checkpoint-*", "best_model_qa_*")
+from engram_run.runs import launch
+from engram_run.runs.recipes import DEFAULT_DATA_DIR, RunError, derive_config, for_gpus, validate
+from engram_run.runs.settings import DEFAULT_VARIANT, Run
+from engram_run.tuning.executors import execute
+from engram_run.tuning.points import PointJob, finished
 
 
 @dataclass(frozen=True)
@@ -63,19 +56,6 @@ class SweepSettings:
     @property
     def sweep_name(self) -> str:
         return self.name or self.run.name
-
-
-@dataclass(frozen=True)
-class PointJob:
-    """Everything one point needs, picklable: what a SLURM job receives."""
-
-    id: str
-    values: dict
-    config: dict
-    dir: str  # absolute
-    cwd: str  # where the recipe's relative paths resolve
-    launcher_args: tuple[str, ...] = ()
-    keep_model: bool = False
 
 
 # -- the grid
@@ -193,70 +173,6 @@ def plan(s: SweepSettings, points: list[dict], adjust=None, launcher_args: tuple
         check_keys([*values, *s.overrides], validate(cfg))
         jobs.append(PointJob(pid, values, cfg, str(root / pid), str(Path.cwd()), launcher_args, s.keep_models))
     return jobs
-
-
-def finished(job: PointJob) -> dict | None:
-    """The point's result if it finished with this very config (else it runs again)."""
-    path = Path(job.dir) / POINT_FILE
-    try:
-        row = json.loads(path.read_text()) if path.exists() else None
-    except ValueError:
-        return None
-    if not row or row.get("config") != job.config or row.get("status") != "done" or "curves" not in row:
-        return None
-    return {"id": job.id, **job.values, "status": "done", "seconds": row["seconds"], **summarize(row["curves"])}
-
-
-# -- one point: what a job runs
-
-
-def run_point(job: PointJob) -> dict:
-    """Train the point with ``axolotl train``, read its curves, write ``point.json``; the
-    model's weights are deleted unless ``keep_model``. Returns the point's row."""
-    os.chdir(job.cwd)
-    folder = Path(job.dir)
-    model_dir = folder / "model"
-    if model_dir.exists():
-        shutil.rmtree(model_dir)  # a failed or stale try of this point, in our own folder
-    (folder / POINT_FILE).unlink(missing_ok=True)
-    config = folder / "config.yml"
-    config.write_text(yaml.safe_dump(job.config, sort_keys=False))
-    start = time.perf_counter()
-    ok = launch.train(config, model_dir, folder / "train.log", job.launcher_args)
-    seconds = time.perf_counter() - start
-    if not ok:
-        return {"id": job.id, **job.values, "status": f"failed: see {folder / 'train.log'}", "seconds": seconds}
-    row = {"id": job.id, **job.values, "status": "done", "seconds": round(seconds, 1), **summarize(curves(model_dir))}
-    if not job.keep_model:
-        for pattern in WEIGHTS:
-            for path in model_dir.glob(pattern):
-                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-    tmp = folder / f".{POINT_FILE}.tmp"
-    tmp.write_text(json.dumps({**row, "config": job.config}, indent=1) + "\n")  # the scores are re-read from the curves
-    os.replace(tmp, folder / POINT_FILE)
-    return row
-
-
-def summarize(c: dict) -> dict:
-    """Final and best recall (train people), the first epoch at 0.9 recall (how fast it
-    memorizes), heldout, validation and training loss, and the curves themselves."""
-    evals = c["eval"]
-    scored = [e for e in evals if e["recall"] is not None]
-    best = max(scored, key=lambda e: e["recall"], default=None)
-    last = scored[-1] if scored else None
-    val = [e["eval_loss"] for e in evals]
-    return {
-        "recall_final": last and last["recall"],
-        "recall_best": best and best["recall"],
-        "best_epoch": best and round(best["epoch"], 3),
-        "epoch_to_90": next((round(e["epoch"], 3) for e in scored if e["recall"] >= 0.9), None),
-        "heldout_final": last and last["heldout"],
-        "heldout_at_best": best and best["heldout"],
-        "val_loss_final": val[-1] if val else None,
-        "val_loss_min": min(val) if val else None,
-        "train_loss_final": c["train"][-1]["loss"] if c["train"] else None,
-        "curves": c,
-    }
 
 
 def sweep(s: SweepSettings, executor, points: list[dict] | None = None, adjust=None) -> list[dict]:

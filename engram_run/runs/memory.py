@@ -122,7 +122,7 @@ class Setting:
 
 
 def from_recipe(cfg: dict, gpus: int = 1) -> Setting:
-    from engram_run.recipes import recipe_method
+    from engram_run.runs.recipes import recipe_method
 
     method = recipe_method(cfg)
     sharding = "none"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from engram_data.contract import FIELDS, MANIFEST, RECALL_HISTORY, DataError, atomic_output, check_output_dir
-from engram_run.launch import latest_results, read_results
+from engram_run.runs.launch import latest_results, read_results
 
 COLUMNS = (*FIELDS, "overall", "heldout", "reverse", "gen", "untrained")
 CHANCE = 0.25

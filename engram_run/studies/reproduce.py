@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engram_data.contract import MANIFEST, QA_TRAIN, RECALL_HISTORY, VARIANTS, atomic_output, train_file
-from engram_run import launch
-from engram_run.recipes import RECIPES_DIR, RunError, derive_config, recipe_path, write_config
-from engram_run.report import CHANCE, untrained_recall
+from engram_run.reports.report import CHANCE, untrained_recall
+from engram_run.runs import launch
+from engram_run.runs.recipes import RECIPES_DIR, RunError, derive_config, recipe_path, write_config
 from lm_eval_tasks import model_args
 
 GENERATOR = "llm-engram/reproduce"

@@ -9,9 +9,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from engram_run import launch
-from engram_run.recipes import DEFAULT_DATA_DIR, RunError, load_recipe
-from engram_run.settings import Run
+from engram_run.runs import launch
+from engram_run.runs.recipes import DEFAULT_DATA_DIR, RunError, load_recipe
+from engram_run.runs.settings import Run
 
 STEPS = ("diff", "graft", "prune", "trace")
 

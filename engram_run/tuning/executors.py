@@ -19,7 +19,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from engram_run.recipes import RunError
+from engram_run.runs.recipes import RunError
+from engram_run.tuning.points import run_point
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 POLL_SECONDS = {"slurm": 30.0, "submitit-local": 2.0}
@@ -84,7 +85,6 @@ def _status(row: dict) -> str:
 
 def execute(jobs: list, settings: ExecutorSettings, root: Path) -> dict[str, dict]:
     """Run every job; {point id: row}. A failed point is a row with ``status: failed: ...``."""
-    from engram_run.sweep import run_point
 
     if not jobs:
         return {}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engram_data.contract import VARIANTS
-from engram_run.recipes import RunError, load_recipe, recipe_method, recipe_path
+from engram_run.runs.recipes import RunError, load_recipe, recipe_method, recipe_path
 
 DEFAULT_VARIANT = "bioS_multi5_permutes"
 

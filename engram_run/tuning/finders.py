@@ -4,7 +4,7 @@ project's advice for memorization fine-tuning finds them.
 1. lr-find: short runs at a constant rate (no warmup, no decay), one per rate, with
    frequent evaluation. The chosen rate is the highest whose validation loss stays smooth:
    it rises in at most ``max_rise_share`` of the evaluations, ends below where it began, and
-   no lower rate ends lower (a higher rate that learns less has overshot; engram_run.curves).
+   no lower rate ends lower (a higher rate that learns less has overshot; engram_run.tuning.curves).
    The training loss's oscillation (total variation over net drop) is reported beside it;
    with small batches it is noisy at every rate, so it does not decide.
 2. epoch-find: one long run at that constant rate, evaluated ``evals_per_epoch`` times an
@@ -12,7 +12,7 @@ project's advice for memorization fine-tuning finds them.
    without a new low), recall there, and the ``make train`` command that retrains for that
    many epochs with ``lr_scheduler: cosine``.
 
-Both are sweeps (engram_run.sweep): the same executors, folders and skipping of finished runs.
+Both are sweeps (engram_run.tuning.sweep): the same executors, folders and skipping of finished runs.
 
     RESULTS/sweeps/<name>/lr_find.{md,csv,json,png}      name: <run>-lr-find
     RESULTS/sweeps/<name>/epoch_find.{md,csv,json,png}   name: <run>-epoch-find
@@ -25,10 +25,10 @@ import shlex
 from dataclasses import replace
 from pathlib import Path
 
-from engram_run.curves import choose_rate, smoothness, turn_up
-from engram_run.recipes import DEFAULT_DATA_DIR, RunError, load_recipe
-from engram_run.sweep import SweepSettings, sweep
-from engram_run.sweep_report import frame, markdown, plot_curves, write
+from engram_run.runs.recipes import DEFAULT_DATA_DIR, RunError, load_recipe
+from engram_run.tuning.curves import choose_rate, smoothness, turn_up
+from engram_run.tuning.sweep import SweepSettings, sweep
+from engram_run.tuning.sweep_report import frame, markdown, plot_curves, write
 
 LRS = (1e-4, 2e-4, 5e-4, 1e-3)
 

@@ -1,7 +1,7 @@
 """Build a small model and its tokenizer locally from a generated bioS dataset (no downloads).
 
 Usage:
-    python -m engram_run.tiny --data data/bios --arch llama --out outputs/tiny-llama-init
+    python -m engram_run.runs.tiny --data data/bios --arch llama --out outputs/tiny-llama-init
 
 Trains a byte-level BPE tokenizer with `tokenizers` on the data's sentences with their
 facts left out and on every value an option can take, each equally often (see ``corpus``),
@@ -29,8 +29,8 @@ from engram_data.contract import (
     read_manifest,
 )
 from engram_data.errors import OneLineParser, number, run_cli
-from engram_run.launch import MARKER, claim
-from engram_run.recipes import RunError
+from engram_run.runs.launch import MARKER, claim
+from engram_run.runs.recipes import RunError
 
 ARCHITECTURES = ("llama", "gpt2", "gptj", "gpt_neox", "olmo2")
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
@@ -196,7 +196,7 @@ def build_tiny_model(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineParser(prog="python -m engram_run.tiny", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m engram_run.runs.tiny", description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/bios", help="generated dataset to train the tokenizer on")
     parser.add_argument("--out", required=True, help="folder for the model and tokenizer")
     parser.add_argument("--arch", default="llama", choices=ARCHITECTURES)

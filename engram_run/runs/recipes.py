@@ -1,7 +1,7 @@
 """Axolotl recipes: find one by model and method, load and validate it with Axolotl's own
 schema, derive a run's config from it, and derive a CPU variant.
 
-``engram_run.recipe_check`` (``make recipes``) validates every recipe as a GPU would.
+``engram_run.runs.recipe_check`` (``make recipes``) validates every recipe as a GPU would.
 
 The CPU variant keeps a recipe's own settings and swaps in a local model, CPU precision
 and kernel switches: it is how the tests train every architecture and method offline.
@@ -18,7 +18,7 @@ from engram_data.contract import VARIANTS
 from engram_data.errors import one_line
 from engram_plugin.batch import BatchError, split_batch
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "axolotl_configs"
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "axolotl_configs"
 DEFAULT_DATA_DIR = "data/bios"
 METHODS = ("full", "lora", "qlora")
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from engram_run import launch
-from engram_run.recipes import RunError, load_recipe
-from engram_run.settings import Run
+from engram_run.runs import launch
+from engram_run.runs.recipes import RunError, load_recipe
+from engram_run.runs.settings import Run
 from lm_eval_tasks import model_args
 
 BIOS_TASKS = launch.EVAL_TASKS

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from engram_run import launch
-from engram_run.recipes import RECIPES_DIR, RunError, derive_config, write_config
+from engram_run.runs import launch
+from engram_run.runs.recipes import RECIPES_DIR, RunError, derive_config, write_config
 
 PAPER_BITS_PER_PARAM = 2.0
 

@@ -1,5 +1,5 @@
-"""The command line of ``make sweep``, ``make lr-find`` and ``make epoch-find`` (engram_run.sweep,
-engram_run.tuning), for ``python -m engram_run``."""
+"""The command line of ``make sweep``, ``make lr-find`` and ``make epoch-find`` (engram_run.tuning.sweep,
+engram_run.tuning.finders), for ``python -m engram_run``."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import dataclasses
 from pathlib import Path
 
 from engram_data.errors import OneLineParser, number
-from engram_run.executors import EXECUTORS, ExecutorSettings
-from engram_run.recipes import RunError
-from engram_run.sweep import SweepSettings, expand, load_grid_file, parse_grid, parse_value, sweep
-from engram_run.sweep_report import write_sweep
-from engram_run.tuning import LRS, epoch_find, lr_find
+from engram_run.runs.recipes import RunError
+from engram_run.tuning.executors import EXECUTORS, ExecutorSettings
+from engram_run.tuning.finders import LRS, epoch_find, lr_find
+from engram_run.tuning.sweep import SweepSettings, expand, load_grid_file, parse_grid, parse_value, sweep
+from engram_run.tuning.sweep_report import write_sweep
 
 
 def parse_pairs(pairs: list[str], what: str) -> dict:
