@@ -120,7 +120,7 @@ install-gpu: install ## on a CUDA box: DeepSpeed and flash-attention for the rec
 	$(if $(filter 0,$(FLASH_ATTN)),,MAX_JOBS=$${MAX_JOBS:-8} $(PY) -m pip install -q --no-build-isolation "flash-attn==2.8.3" 2>&1 | $(PIP_QUIET))
 	$(PY) -c "import deepspeed, torch; print('install-gpu: deepspeed', deepspeed.__version__, '| torch', torch.__version__, 'CUDA', torch.version.cuda)"
 
-install-vllm: ## lm-eval with vLLM in its own environment, $(VLLM_VENV) (vLLM pins its own torch): make eval MODEL_BACKEND=vllm
+install-vllm: ## lm-eval with vLLM in its own environment, .venv-vllm (vLLM pins its own torch): make eval MODEL_BACKEND=vllm
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install -q "lm_eval[vllm]==0.4.11" vllm pyyaml orjson tqdm 2>&1 | $(PIP_QUIET)
 	$(VLLM_VENV)/bin/python -m pip install -q --no-deps -e . 2>&1 | $(PIP_QUIET)
@@ -129,7 +129,7 @@ install-vllm: ## lm-eval with vLLM in its own environment, $(VLLM_VENV) (vLLM pi
 test: install ## run the test suite (CPU, offline; builds its own tiny models and data)
 	$(PY) -m pytest -q tests
 
-lint: install ## check style (ruff) and that the generated task files are current, rewriting nothing
+lint: install ## check style (ruff), that the generated task files and the recipes' memory figures are current; rewrites nothing
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) lm_eval_tasks/_generate_configs.py --check
