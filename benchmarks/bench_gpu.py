@@ -41,7 +41,14 @@ from engram_data.contract import LOG_HISTORY, read_jsonl  # noqa: E402
 from engram_plugin.callbacks import TIMING_FILE  # noqa: E402
 from engram_run.runs.architectures import config_for  # noqa: E402
 from engram_run.runs.memory import plan, shape_of  # noqa: E402
-from engram_run.runs.recipes import RECIPES_DIR, cpu_variant, derive_config, load_recipe, write_config  # noqa: E402
+from engram_run.runs.recipes import (  # noqa: E402
+    RECIPES_DIR,
+    cpu_variant,
+    derive_config,
+    load_recipe,
+    on_a_bf16_gpu,
+    write_config,
+)  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SMALL = {"hidden_size": 64, "n_embd": 64, "num_hidden_layers": 2, "n_layer": 2, "num_attention_heads": 4,
@@ -160,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             model_dir = None
             for recipe in recipes:
                 cfg = load_recipe(recipe)
-                p = plan({**cfg, "bf16": True}, shape_of(config_for(base)))
+                p = plan(on_a_bf16_gpu(cfg), shape_of(config_for(base)))
                 row = {"recipe": recipe.name, "estimate_gb": round(p.estimate["total"] / 1e9, 1), "gpus": p.gpus}
                 if not args.small and (p.gpus > 1 or p.estimate["total"] / 1e9 > gpu_gb):
                     row["status"] = f"skipped: needs {p.gpus}x {p.gpu_gb} GB"

@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engram_run.runs.architectures import config_for  # noqa: E402
-from engram_run.runs.memory import estimate, from_recipe, plan, shape_of  # noqa: E402
-from engram_run.runs.recipes import RECIPES_DIR, load_recipe  # noqa: E402
+from engram_run.runs.memory import plan, shape_of  # noqa: E402
+from engram_run.runs.recipes import RECIPES_DIR, load_recipe, on_a_bf16_gpu  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 README = RECIPES_DIR / "README.md"
@@ -41,17 +41,12 @@ START, END = "<!-- memory:start -->", "<!-- memory:end -->"
 EFFECTIVE = 8
 
 
-def gpu_view(cfg: dict) -> dict:
-    """The recipe as Axolotl resolves it on a bf16 GPU (``bf16: auto`` -> true)."""
-    return {**cfg, "bf16": True} if cfg.get("bf16") == "auto" else cfg
-
-
 def command(name: str, gpus: int) -> str:
     base = f"axolotl train axolotl_configs/{name}.yml"
     return base if gpus == 1 else f"{base} --launcher accelerate -- --num_processes {gpus}"
 
 
-def rewrite(path: Path, cfg: dict, p) -> str:
+def rewrite(path: Path, p) -> str:
     """The recipe's text with the plan's header and batch settings."""
     text = path.read_text()
     lines = text.split("\n")
@@ -96,14 +91,13 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, stale, texts = [], [], {}
     for path in sorted(RECIPES_DIR.glob("*.yml")):
-        cfg = gpu_view(load_recipe(path))
+        cfg = on_a_bf16_gpu(load_recipe(path))
         if path.stem == "tiny":
             continue
         shape = shape_of(config_for(cfg["base_model"]))
         p = plan(cfg, shape, EFFECTIVE)
-        texts[path] = rewrite(path, cfg, p)
-        planned = {**cfg, "micro_batch_size": p.micro_batch, "gradient_checkpointing": p.checkpointing}
-        est = estimate(shape, from_recipe(planned, gpus=p.gpus))
+        texts[path] = rewrite(path, p)
+        est = p.estimate
         rows.append({"recipe": path.name, "params_b": round(shape.params / 1e9, 3), "gpus": p.gpus,
                      "gpu_gb": p.gpu_gb, "micro_batch": p.micro_batch, "checkpointing": p.checkpointing,
                      **{k: round(v / 1e9, 2) for k, v in est.items() if k != "trained_params"},

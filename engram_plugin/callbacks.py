@@ -11,7 +11,6 @@ no evaluation runs, so recall is scored at the end of every epoch instead.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import os
@@ -183,8 +182,7 @@ class EngramCallback(TrainerCallback):
         start = time.perf_counter()
         # In the training's own autocast (bf16/fp16), as the trained forward pass runs: fp32
         # master weights stay fp32, and flash-attention gets the half-precision inputs it needs.
-        accelerator = getattr(self.trainer, "accelerator", None)
-        with accelerator.autocast() if accelerator is not None else contextlib.nullcontext():
+        with self.trainer.accelerator.autocast():
             results = self.evaluator.evaluate(self.trainer.model, device=self.trainer.args.device)
             logs = self.scored = metric_names(results)
             if self.capacity is not None:

@@ -72,7 +72,7 @@ class EngramPlugin(BasePlugin):
         """After the final model is saved and unloaded: score it with lm-eval (rank 0)."""
         if not cfg.engram_post_eval or int(os.environ.get("RANK", "0")) != 0:
             return
-        alive = released(self.held)
+        note = released(self.held)
         model_dir = Path(cfg.output_dir)
         if cfg.engram_post_eval_model == "best":
             found = best_dirs(model_dir)
@@ -80,10 +80,7 @@ class EngramPlugin(BasePlugin):
                 LOG.warning("engram: no best_model_qa_* to evaluate; scoring the final model")
             else:
                 model_dir = found[-1]
-        note = f"still in memory when lm-eval started: {', '.join(alive)}" if alive else (
-            f"released before lm-eval started: {', '.join(self.held)}"
-        )  # fmt: skip
-        run_post_eval(cfg, model_dir, note=f"engram: {note}")
+        run_post_eval(cfg, model_dir, note=note)
 
 
 def upcast_trainable(model) -> int:
@@ -97,18 +94,20 @@ def upcast_trainable(model) -> int:
     return count
 
 
-def released(held: dict[str, weakref.ref]) -> list[str]:
-    """Collect garbage, free the GPU cache, and log whether training's trainer, model and
-    optimizer are gone (by weak reference) before the evaluation loads the model again."""
+def released(held: dict[str, weakref.ref]) -> str:
+    """Collect garbage and free the GPU cache, then say (and log) whether training's trainer,
+    model and optimizer are gone (by weak reference) before the evaluation loads the model again."""
     gc.collect()
     alive = [name for name, ref in held.items() if ref() is not None]
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     if alive:
-        LOG.warning("engram: still in memory when lm-eval starts: %s", ", ".join(alive))
+        note = f"engram: still in memory when lm-eval started: {', '.join(alive)}"
+        LOG.warning(note)
     else:
-        LOG.info("engram: released before lm-eval: %s", ", ".join(held) or "nothing was tracked")
-    return alive
+        note = f"engram: released before lm-eval started: {', '.join(held)}"
+        LOG.info(note)
+    return note
 
 
 POST_EVAL_DIR = "lm_eval"  # beside the scored model: lm-eval's own results_*.json (and samples)

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -336,7 +337,8 @@ def fake_callback(**cfg) -> EngramCallback:
         "engram_save_best": False,
         "engram_gc_freeze": False,
     }
-    trainer = SimpleNamespace(is_world_process_zero=lambda: True)
+    # A trainer's accelerator gives the training's autocast; none here (fp32).
+    trainer = SimpleNamespace(is_world_process_zero=lambda: True, accelerator=SimpleNamespace(autocast=nullcontext))
     return EngramCallback(SimpleNamespace(**{**base, **cfg}), trainer)
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engram_run.runs.recipes import recipe_method
+
 GIB = 2**30
 # Per token and layer, how many hidden-sized, key/value-sized and MLP-sized tensors the
 # backward pass keeps (norm inputs, projections' inputs and outputs, rotated q/k, attention
@@ -122,8 +124,6 @@ class Setting:
 
 
 def from_recipe(cfg: dict, gpus: int = 1) -> Setting:
-    from engram_run.runs.recipes import recipe_method
-
     method = recipe_method(cfg)
     sharding = "none"
     if cfg.get("deepspeed"):

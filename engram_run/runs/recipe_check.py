@@ -19,7 +19,7 @@ from pathlib import Path
 
 from engram_data.errors import one_line
 from engram_run.runs.architectures import ARCHITECTURES, config_for
-from engram_run.runs.recipes import RunError, load_recipe, validate
+from engram_run.runs.recipes import RunError, load_recipe, on_a_bf16_gpu, validate
 
 
 def recipe_gpus(path: str | Path) -> int:
@@ -36,6 +36,7 @@ def gpu_check(cfg: dict, gpus: int = 1, model_dir: str | Path | None = None):
     end up on, with Axolotl's attention patch applied (then undone). Returns the resolved config;
     RunError with Axolotl's own message where the GPU path would stop."""
     from axolotl.utils.config import normalize_config
+    from axolotl.utils.dict import DictDefault
 
     validated = validate(cfg, gpus=gpus)
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,12 +44,11 @@ def gpu_check(cfg: dict, gpus: int = 1, model_dir: str | Path | None = None):
             try:
                 config_for(cfg["base_model"]).save_pretrained(tmp)
             except KeyError as exc:
-                raise RunError(f"{exc.args[0]}") from None
+                raise RunError(str(exc.args[0])) from None
             model_dir = tmp
         validated["base_model"] = validated["base_model_config"] = str(model_dir)
         validated.pop("tokenizer_config", None)
-        if validated.get("bf16") == "auto":
-            validated["bf16"] = True  # what `auto` resolves to on a bf16 GPU
+        validated = DictDefault(on_a_bf16_gpu(validated))
         try:
             normalize_config(validated)
         except (ValueError, OSError) as exc:

@@ -150,6 +150,11 @@ def gpu_capabilities(n_gpu: int = 1) -> tuple[dict, dict]:
     return caps, {"torch_version": str(torch.__version__).split("+", maxsplit=1)[0]}
 
 
+def on_a_bf16_gpu(cfg: dict) -> dict:
+    """The config with ``bf16: auto`` as Axolotl resolves it on a bf16 GPU (true)."""
+    return {**cfg, "bf16": True} if cfg.get("bf16") == "auto" else cfg
+
+
 def validate(cfg: dict, gpus: int | None = None):
     """Axolotl's own validation, plugins included (their args join the schema). Axolotl
     drops unknown keys silently, so ``engram_*`` keys without the plugin listed are refused.
