@@ -96,7 +96,7 @@ SWEEP_ARGS = $(RUN_ARGS) $(if $(SWEEP_NAME),--name $(SWEEP_NAME)) $(if $(SET),--
 	$(if $(MEM_GB),--mem-gb $(MEM_GB)) --time-min $(TIME_MIN) $(if $(PARALLEL),--parallel $(PARALLEL)) \
 	$(if $(SLURM_ARGS),--slurm-args "$(SLURM_ARGS)")
 
-.PHONY: help install install-gpu install-vllm bench-gpu test lint format data tiny-model recipes train eval train-all eval-all report compare demo reproduce localize capacity lr-find epoch-find sweep bench clean
+.PHONY: help install install-gpu install-vllm bench-gpu test test-fast lint docs format data tiny-model recipes train eval train-all eval-all report compare demo reproduce localize capacity lr-find epoch-find sweep bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -129,11 +129,15 @@ install-vllm: ## lm-eval with vLLM in its own environment, .venv-vllm (vLLM pins
 test: install ## run the test suite (CPU, offline; builds its own tiny models and data)
 	$(PY) -m pytest -q tests
 
-lint: install ## check style (ruff), that the generated task files and the recipes' memory figures are current; rewrites nothing
+lint: install ## check style (ruff), that the generated task files and the recipes' memory figures are current, and build the docs site (--strict); rewrites nothing
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) lm_eval_tasks/_generate_configs.py --check
 	$(PY) benchmarks/memory.py --check
+	site=$$(mktemp -d) && trap 'rm -rf $$site' EXIT && NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir $$site 2>&1 | { grep -v '^INFO' || true; }
+
+docs: install ## serve the docs site (docs/, mkdocs.yml) at http://127.0.0.1:8000 with live reload
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 format: install ## rewrite files into ruff's style and regenerate the per-field task files
 	$(VENV)/bin/ruff check --fix .

@@ -8,14 +8,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers.bad_input import ENGRAM_RUN, GENERATE, RECIPES, TINY, assert_refused, run, snapshot
+from helpers.bad_input import ENGRAM_RUN, GENERATE, LOCALIZE, RECIPES, TINY, assert_refused, run, run_here, snapshot
 from helpers.common import REPO, cli_env
 
 from engram_data.contract import read_jsonl
@@ -62,9 +61,11 @@ def ws(tmp_path_factory) -> Path:
     return root
 
 
-def refused(ws: Path, argv: list[str], message: str, code: int = 2, **env) -> str:
+def refused(ws: Path, argv: list[str], message: str, code: int = 2, process: bool = False, **env) -> str:
+    """``argv`` refused with ``message`` and nothing under ``ws`` changed: in this process, or
+    (``process``) as its own process."""
     before = snapshot(ws)
-    line = assert_refused(run(argv, ws, **env), message, code)
+    line = assert_refused((run if process else run_here)(argv, ws, **env), message, code)
     assert snapshot(ws) == before, "files changed"
     return line
 
@@ -140,7 +141,7 @@ def test_a_run_that_holds_the_lock_makes_a_second_refuse(ws):
     lock.write_text(str(os.getpid()))  # this test process: alive
     try:
         refused(ws, [*GENERATE, "--num-people", "5", "--out", str(ws / "prev"), "--overwrite", "--no-progress"],
-                f"another run (pid {os.getpid()}) is writing")  # fmt: skip
+                f"another run (pid {os.getpid()}) is writing", process=True)  # fmt: skip
     finally:
         lock.unlink()
 
@@ -368,7 +369,7 @@ def test_engram_run_refuses(run_ws, args, message):
 def test_set_is_validated_through_axolotls_schema_before_any_config_is_written(ws, tmp_path, setting, message):
     argv = [*ENGRAM_RUN, "train-all", "--models", "tiny", "--data-dir", str(ws / "prev"), "--set", setting,
             "--outputs", str(tmp_path / "outputs")]  # fmt: skip
-    proc = run(argv, tmp_path)
+    proc = run_here(argv, tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
     assert message in proc.stdout, proc.stdout[-2000:]
     assert not (tmp_path / "outputs").exists()  # no config written, nothing trained
@@ -381,7 +382,7 @@ def test_recipe_check_keeps_the_field_name_and_the_hint(tmp_path):
     recipe = tmp_path / "r.yml"
     cfg = (REPO / "axolotl_configs/tiny.yml").read_text().replace("engram_eval_samples:", "engram_eval_sample:")
     recipe.write_text(cfg)
-    proc = run([*RECIPES, str(recipe)], tmp_path)
+    proc = run_here([*RECIPES, str(recipe)], tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
     assert "unknown engram plugin key 'engram_eval_sample': did you mean 'engram_eval_samples'?" in proc.stdout
 
@@ -390,7 +391,7 @@ def test_recipe_check_refuses_engram_keys_without_the_plugin(tmp_path):
     recipe = tmp_path / "r.yml"
     text = (REPO / "axolotl_configs/tiny.yml").read_text().replace("  - engram_plugin.EngramPlugin\n", "")
     recipe.write_text(text.replace("plugins:\n", "plugins: []\n"))
-    proc = run([*RECIPES, str(recipe)], tmp_path)
+    proc = run_here([*RECIPES, str(recipe)], tmp_path)
     assert proc.returncode == 1
     assert "set but plugins does not list engram_plugin.EngramPlugin, so Axolotl would ignore them" in proc.stdout
 
@@ -510,7 +511,6 @@ def test_engram_eval_on_a_cut_file_ends_with_one_line(ws, tiny_llama, tmp_path):
 
 # --------------------------------------------------------------------------- engram-localize
 
-LOCALIZE = [sys.executable, "-m", "engram_localize.cli"]
 LOCALIZE_CASES = [
     ("base not found", ["diff", "--base", "{ws}/nomodel", "--tuned", "{llama}", "--out", "{ws}/loc"], "is neither a local folder nor a Hub model this machine can fetch"),
     ("no weights", ["diff", "--base", "{llama}", "--tuned", "{ws}/foreign", "--out", "{ws}/loc"], "holds no model.safetensors"),
@@ -532,3 +532,25 @@ def test_engram_localize_refuses(ws, tiny_models, args, message):
     line = refused(ws, [*LOCALIZE, *[a.format(**paths) for a in args]], message)
     assert line.startswith("engram-localize")
     assert not (ws / "loc").exists() and not (ws / "m").exists()
+
+
+# --------------------------------------------------------------------------- each entry point as a process
+
+# The tables above call each entry point's main in this process. One case of each runs as its
+# own process too: the exit status, the one line and no traceback, with every library's
+# import-time output included.
+PROCESS_CASES = [
+    ("generate_data.py", GENERATE, ["--num-people", "0", "--out", "{ws}/new", "--no-progress"], "argument --num-people: must be >= 1 (got 0)"),
+    ("generate_data.py docs", GENERATE, ["docs", "--input", "{ws}/nothing.md", "--out", "{ws}/newdocs", "--generator", "hf:{ws}/nomodel", "--no-progress"], "does not exist; pass hf:PATH"),
+    ("python -m engram_run", ENGRAM_RUN, [*SWEEP, "--grid", "learning_rat=1e-4,3e-4"], "'learning_rat' is not an Axolotl config key"),
+    ("python -m engram_run.runs.tiny", TINY, ["--data", "{ws}/prev", "--out", "{ws}/m", "--hidden", "30", "--heads", "4"], "is not a multiple of --heads 4"),
+    ("engram-localize", LOCALIZE, ["diff", "--base", "{llama}", "--tuned", "{gpt2}", "--out", "{ws}/loc"], "hold different tensors"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("entry", "args", "message"), [c[1:] for c in PROCESS_CASES], ids=[c[0] for c in PROCESS_CASES]
+)
+def test_each_entry_point_refuses_as_a_process(run_ws, tiny_models, entry, args, message):
+    paths = {"ws": run_ws, "llama": tiny_models["llama"], "gpt2": tiny_models["gpt2"]}
+    refused(run_ws, [*entry, *[a.format(**paths) for a in args]], message, process=True)

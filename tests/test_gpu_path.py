@@ -6,6 +6,7 @@ parameter counts under ZeRO-3 and 4-bit weights."""
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -46,7 +47,7 @@ def test_the_recipe_check_runs_the_gpu_path(tmp_path):
     bad = tmp_path / "gpt2-lora.yml"
     bad.write_text("".join(line for line in open(RECIPES_DIR / "gpt2-lora.yml") if "_kernel:" not in line))
     proc = subprocess.run(
-        ["python", "-m", "engram_run.runs.recipe_check", str(RECIPES_DIR / "llama3b.yml"), str(bad)],
+        [sys.executable, "-m", "engram_run.runs.recipe_check", str(RECIPES_DIR / "llama3b.yml"), str(bad)],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 1

@@ -226,24 +226,6 @@ def test_epoch_find_reads_the_turn_up_off_one_run_and_prints_the_retrain_command
     assert (out / "epoch_find.png").stat().st_size > 5_000
 
 
-def test_the_readme_names_only_make_targets_that_exist_and_its_grid_file_loads(tmp_path):
-    import re
-
-    from helpers.common import REPO
-
-    from engram_run.tuning.sweep import load_grid_file
-
-    readme = (REPO / "README.md").read_text()
-    targets = set(re.findall(r"^([a-z-]+):.*## ", (REPO / "Makefile").read_text(), re.M))
-    code = "\n".join(re.findall(r"```[a-z]*\n(.*?)```", readme, re.S) + re.findall(r"`([^`\n]+)`", readme))
-    named = set(re.findall(r"(?:^|\s)make ([a-z][a-z-]*)", code, re.M))
-    assert {"lr-find", "epoch-find", "sweep", "demo", "test"} <= named and named <= targets, named - targets
-    snippet = readme.split("# my_sweep.yml\n", 1)[1].split("```", 1)[0]
-    (tmp_path / "my_sweep.yml").write_text(snippet)
-    points = expand(load_grid_file(tmp_path / "my_sweep.yml"))
-    assert [(p["learning_rate"], p["lora_r"]) for p in points] == [(1e-4, 16), (1e-4, 64), (3e-4, 16), (3e-4, 64)]
-
-
 def test_a_multi_gpu_point_reaches_accelerate_launch_with_one_process_per_gpu(tmp_path, monkeypatch):
     """What a SLURM job with GPUS=4 runs: `axolotl train CONFIG -- --num_processes 4`, which
     Axolotl's own CLI turns into `accelerate launch --num_processes 4 -m axolotl.cli.train`."""
