@@ -30,7 +30,7 @@ TINY_MODEL ?= outputs/tiny-llama-init
 # Offline (no Hugging Face Hub) for what builds its models here: the tests, the demo, the tiny
 # model, the CPU studies and the benchmarks. Training and evaluating a recipe downloads its base
 # model the first time (and transformers' kernels): those targets keep the Hub on.
-OFFLINE_TARGETS := test lint demo tiny-model capacity bench bench-gpu recipes
+OFFLINE_TARGETS := test test-fast lint demo tiny-model capacity bench bench-gpu recipes
 $(OFFLINE_TARGETS): export HF_HUB_OFFLINE = 1
 $(OFFLINE_TARGETS): export HF_DATASETS_OFFLINE = 1
 
@@ -126,8 +126,14 @@ install-vllm: ## lm-eval with vLLM in its own environment, .venv-vllm (vLLM pins
 	$(VLLM_VENV)/bin/python -m pip install -q --no-deps -e . 2>&1 | $(PIP_QUIET)
 	$(VLLM_VENV)/bin/python -c "import vllm, lm_eval_tasks; print('install-vllm: vllm', vllm.__version__)"
 
-test: install ## run the test suite (CPU, offline; builds its own tiny models and data)
-	$(PY) -m pytest -q tests
+# One pytest-xdist worker per core (at most 4: each holds its own tiny models and libraries).
+PYTEST := $(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadgroup --durations 15
+
+test: install ## run the whole test suite (CPU, offline; builds its own tiny models and data; ~12 min on 2 cores)
+	$(PYTEST) tests
+
+test-fast: install ## the suite without the slow end-to-end trainings and studies (< 3 min): the inner loop
+	$(PYTEST) -m "not slow" tests
 
 lint: install ## check style (ruff), that the generated task files and the recipes' memory figures are current, and build the docs site (--strict); rewrites nothing
 	$(VENV)/bin/ruff check .

@@ -1,5 +1,9 @@
 """Session fixtures: one generated population and tiny models of every architecture, shared
-by all tests; offline settings for every test. Helpers live in tests/helpers/."""
+by all tests; offline settings for every test. Helpers live in tests/helpers/.
+
+`make test` runs the suite on pytest-xdist workers (``-n auto --dist loadgroup``): each worker
+builds the session fixtures once, tests that share a module-scoped fixture (a trained run)
+are kept on one worker, and the CPU's cores are split between the workers' trainings."""
 
 from __future__ import annotations
 
@@ -10,6 +14,21 @@ import pytest
 from helpers.common import NUM_PEOPLE, OFFLINE, SEED, run_generate
 
 os.environ.update(OFFLINE)
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
+    # Each worker's trainings get their share of the cores, not all of them each.
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // WORKERS))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Tests that use a module-scoped fixture of their module (a trained run, a workspace)
+    share one xdist group, so that fixture is built once, on one worker."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs.values() if info else ()
+        if any(d[-1].scope == "module" for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +60,14 @@ def tiny_models(bios_dir, tiny_llama, tmp_path_factory) -> dict[str, Path]:
                 bios_dir, root / arch, arch=arch, hidden=64, layers=2, tokenizer_from=tiny_llama
             )
     return models
+
+
+@pytest.fixture(scope="session")
+def task_manager(bios_dir):
+    """lm-eval's task index with ours added, pointed at the shared population: indexing
+    lm-eval's thousands of task files takes seconds, so it is done once."""
+    from lm_eval.tasks import TaskManager
+
+    from lm_eval_tasks import TASKS_DIR
+
+    return TaskManager(include_path=str(TASKS_DIR), metadata={"data_dir": str(bios_dir)})

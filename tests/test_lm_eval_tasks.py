@@ -14,7 +14,6 @@ import pytest
 from helpers.common import REPO, cli_env
 from lm_eval import simple_evaluate
 from lm_eval.api.model import LM
-from lm_eval.tasks import TaskManager
 from lm_eval.utils import load_yaml_config
 
 from engram_data.contract import FIELDS, read_jsonl
@@ -66,13 +65,12 @@ class ScriptedLM(LM):
         return [" " + self.row(req.args[0])["answer"] + "." for req in requests]
 
 
-def evaluate(bios_dir, lm, tasks):
-    tm = TaskManager(include_path=str(TASKS_DIR), metadata={"data_dir": str(bios_dir)})
-    return simple_evaluate(model=lm, tasks=tasks, task_manager=tm)["results"]
+def evaluate(task_manager, lm, tasks):
+    return simple_evaluate(model=lm, tasks=tasks, task_manager=task_manager)["results"]
 
 
-def test_oracle_scores_exactly_one_on_every_task(bios_dir):
-    results = evaluate(bios_dir, ScriptedLM(bios_dir, lambda r: r["label"]), ALL_TASKS)
+def test_oracle_scores_exactly_one_on_every_task(bios_dir, task_manager):
+    results = evaluate(task_manager, ScriptedLM(bios_dir, lambda r: r["label"]), ALL_TASKS)
     for task in MC_TASKS:
         assert results[task]["acc,none"] == 1.0, task
         if "letters" not in task:
@@ -84,8 +82,8 @@ def test_oracle_scores_exactly_one_on_every_task(bios_dir):
         assert results[f"bios_qa_gen_{field}"]["exact_match,none"] == 1.0
 
 
-def test_first_option_model_scores_the_fraction_of_labels_equal_to_zero(bios_dir):
-    results = evaluate(bios_dir, ScriptedLM(bios_dir, lambda r: 0), MC_TASKS)
+def test_first_option_model_scores_the_fraction_of_labels_equal_to_zero(bios_dir, task_manager):
+    results = evaluate(task_manager, ScriptedLM(bios_dir, lambda r: 0), MC_TASKS)
     for group, (prefix, people) in GROUPS.items():
         total = zero = 0
         for field in FIELDS:
@@ -208,7 +206,7 @@ def test_every_task_runs_on_a_tiny_model_via_the_console_script_from_another_dir
 
 
 @pytest.mark.slow
-def test_plain_lm_eval_with_include_path_and_simple_evaluate(bios_dir, tiny_llama, tmp_path):
+def test_plain_lm_eval_with_include_path_and_simple_evaluate(bios_dir, tiny_llama, task_manager, tmp_path):
     out = tmp_path / "results"
     lm_eval = [str(Path(sys.executable).parent / "lm_eval")]
     metadata = json.dumps({"data_dir": str(bios_dir)})
@@ -227,7 +225,6 @@ def test_plain_lm_eval_with_include_path_and_simple_evaluate(bios_dir, tiny_llam
     )
     cli = check_result_file(out, ["bios_qa"], limit=4)
 
-    tm = TaskManager(include_path=str(TASKS_DIR), metadata={"data_dir": str(bios_dir)})
     api = simple_evaluate(
         model="hf",
         model_args=f"pretrained={tiny_llama},dtype=float32",
@@ -235,7 +232,7 @@ def test_plain_lm_eval_with_include_path_and_simple_evaluate(bios_dir, tiny_llam
         limit=4,
         device="cpu",
         batch_size=8,
-        task_manager=tm,
+        task_manager=task_manager,
     )["results"]
     for field in FIELDS:  # the same model and questions give the same numbers both ways
         assert api[f"bios_qa_{field}"]["acc,none"] == cli[f"bios_qa_{field}"]["acc,none"]

@@ -106,11 +106,8 @@ def test_readme_table_matches_the_files():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("arch", "method"), list(TRAINED), ids=lambda v: str(v))
-def test_cpu_variant_trains_and_is_scored_by_lm_eval(arch, method, tiny_models, bios_dir, tmp_path):
+def test_cpu_variant_trains_and_is_scored_by_lm_eval(arch, method, tiny_models, bios_dir, task_manager, tmp_path):
     from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
-
-    from lm_eval_tasks import TASKS_DIR
 
     recipe = load_recipe(RECIPES_DIR / TRAINED[(arch, method)])
     model = tiny_models[arch]
@@ -137,9 +134,8 @@ def test_cpu_variant_trains_and_is_scored_by_lm_eval(arch, method, tiny_models, 
         if "lora_target_modules" in recipe:
             assert set(adapter["target_modules"]) == set(recipe["lora_target_modules"])
         model_args = f"pretrained={model},peft={out},dtype=float32"
-    tm = TaskManager(include_path=str(TASKS_DIR), metadata={"data_dir": str(bios_dir)})
     results = simple_evaluate(
-        model="hf", model_args=model_args, tasks=["bios_qa"], limit=2, device="cpu", task_manager=tm
+        model="hf", model_args=model_args, tasks=["bios_qa"], limit=2, device="cpu", task_manager=task_manager
     )
     for field in ("birth_date", "birth_city", "university", "major", "employer", "company_city"):
         assert results["results"][f"bios_qa_{field}"]["acc,none"] in (0.0, 0.5, 1.0)

@@ -190,12 +190,8 @@ def test_paired_tests_on_hand_made_scores():
 
 
 @pytest.mark.parametrize("suite", ["tiny", "openllm", "leaderboard", "bios"])
-def test_every_suite_names_groups_the_installed_lm_eval_knows(suite):
-    from lm_eval.tasks import TaskManager
-
-    from lm_eval_tasks import TASKS_DIR
-
-    known = TaskManager(include_path=str(TASKS_DIR))  # lm-eval's own index, with ours added
+def test_every_suite_names_groups_the_installed_lm_eval_knows(suite, task_manager):
+    known = task_manager  # lm-eval's own index, with ours added
     tasks = suite_tasks(suite)
     assert tasks[:3] == ["bios_qa", "bios_qa_heldout", "bios_qa_reverse"]
     assert all(t in known.all_groups or t in known.all_tasks for t in tasks)
