@@ -120,9 +120,12 @@ def test_cpu_variant_trains_and_is_scored_by_lm_eval(arch, method, tiny_models, 
         assert cfg[key] == recipe[key]
     config_file = tmp_path / "config.yml"
     config_file.write_text(yaml.safe_dump(cfg))
+    # The recipe is under test here, not the launcher (make train's `accelerate launch` path is
+    # the demo's and the sweeps'): Axolotl's own in-process launcher saves a second Python start.
     proc = subprocess.run(
-        ["axolotl", "train", str(config_file)], env=cli_env(), capture_output=True, text=True, cwd=tmp_path
-    )
+        ["axolotl", "train", "--launcher", "python", str(config_file)],
+        env=cli_env(), capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
 
     if method == "full":

@@ -39,6 +39,10 @@ CPU_SETTINGS = {
     "lora_mlp_kernel": False,
     "lora_qkv_kernel": False,
     "lora_o_kernel": False,
+    # On a few CPU cores, process pools for the packer and loader workers cost more than they
+    # save (measured for the demo: see docs/benchmarks.md).
+    "dataset_num_proc": 1,
+    "dataloader_num_workers": 0,
 }
 GPU_ONLY_KEYS = ("deepspeed", "fsdp_version", "fsdp_config", "flash_attention")
 
