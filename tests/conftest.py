@@ -22,8 +22,8 @@ if WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
 
 def pytest_itemcollected(item):
     """Tests that use a module-scoped fixture of their module (a trained run, a workspace)
-    share one xdist group, so that fixture is built once, on one worker. (Marked as each test
-    is collected: xdist reads the groups before conftest's collection_modifyitems runs.)"""
+    share one xdist group, so that fixture is built once, on one worker (``--dist loadgroup``;
+    it needs pytest 8: xdist 3.8's group ids are lost under pytest 9, see pyproject.toml)."""
     info = getattr(item, "_fixtureinfo", None)
     defs = info.name2fixturedefs.values() if info else ()
     if any(d[-1].scope == "module" for d in defs):

@@ -17,7 +17,7 @@ import traceback
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-from helpers.common import OFFLINE, REPO, cli_env
+from helpers.common import REPO, cli_env
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -61,7 +61,7 @@ def run_here(argv: list[str], cwd: Path, **env: str) -> subprocess.CompletedProc
     main = getattr(importlib.import_module(module), name)
     out, err = io.StringIO(), io.StringIO()
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
-    os.environ.update({**OFFLINE, **env})
+    os.environ.update(cli_env(**env))
     os.chdir(cwd)
     try:
         with redirect_stdout(out), redirect_stderr(err):
