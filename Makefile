@@ -127,7 +127,7 @@ install-vllm: ## lm-eval with vLLM in its own environment, .venv-vllm (vLLM pins
 	$(VLLM_VENV)/bin/python -c "import vllm, lm_eval_tasks; print('install-vllm: vllm', vllm.__version__)"
 
 # One pytest-xdist worker per core (at most 4: each holds its own tiny models and libraries).
-PYTEST := $(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadgroup --durations 15
+PYTEST := $(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadgroup --no-loadscope-reorder --durations 15
 
 test: install ## run the whole test suite (CPU, offline; builds its own tiny models and data; 18 min on 2 cores)
 	$(PYTEST) tests
@@ -207,8 +207,9 @@ sweep: install ## one run per point of GRID="learning_rate=1e-4,3e-4 weight_deca
 	$(PIPELINE) sweep $(if $(PRESET),--preset $(PRESET),--model $(MODEL)) $(if $(GRID),--grid "$(GRID)") \
 		$(if $(GRID_FILE),--grid-file $(GRID_FILE)) $(SWEEP_ARGS)
 
-bench: install ## measure speed: training vs a plain loop, padding per recipe, data generation, bios_qa questions/s (~10 min); writes benchmarks/results/
+bench: install ## measure speed: training vs a plain loop, a short run's launch, padding per recipe, data generation, bios_qa questions/s (~15 min); writes benchmarks/results/
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_launch.py
 	$(PY) benchmarks/bench_padding.py --people 2000
 	$(PY) benchmarks/bench_data.py --num-people 100000
 	$(PY) benchmarks/bench_eval.py --num-people 2000 --limit 200

@@ -65,9 +65,10 @@ class EngramArgs(BaseModel):
     # Speed
     engram_gc_freeze: bool = Field(
         default=True,
-        description="At the start of training, exempt every object alive then (libraries, model, data) from "
-        "Python's garbage collection (gc.freeze): Axolotl's packing sampler and checkpoint saves call gc.collect() "
-        "every epoch, and each call would scan them all again (a tenth of the demo's CPU training).",
+        description="Before the data is prepared and again at the start of training, exempt every object alive "
+        "then (libraries, model, data) from Python's garbage collection (gc.freeze, undone at train end): "
+        "Axolotl's packing sampler and checkpoint saves call gc.collect() several times per epoch, and each call "
+        "would scan them all again (a tenth of the demo's CPU training).",
     )
     # Batch and precision: the experiment a recipe states, on any GPU count
     engram_effective_batch: int | None = Field(

@@ -30,6 +30,13 @@ def pytest_itemcollected(item):
         item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
+def pytest_collection_modifyitems(items):
+    """The slow tests first, so that the suite ends on short ones: xdist hands out the groups in
+    the order of their first test (``--no-loadscope-reorder``), and a long training handed out
+    last would run on one worker while the other has finished."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def bios_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bios") / "bios"

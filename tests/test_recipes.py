@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
-from helpers.common import cli_env
+from helpers.common import REPO, cli_env
+from helpers.train_in_one_process import ERROR_FILE
 
 from engram_run.runs.recipes import RECIPES_DIR, cpu_variant, load_recipe, validate
 
@@ -104,30 +107,44 @@ def test_readme_table_matches_the_files():
         )
 
 
+@pytest.fixture(scope="module")
+def trained(tiny_models, bios_dir, tmp_path_factory) -> dict:
+    """The CPU variant of each recipe in TRAINED, 2 steps on its architecture's tiny model, all
+    trained by Axolotl's own CLI in one process (one import of the libraries, not thirteen).
+    The recipe is under test here, not the launcher: `make train` and the studies launch
+    theirs as their own processes (the demo, the sweeps, the plugin's runs)."""
+    root = tmp_path_factory.mktemp("recipes")
+    runs, configs = {}, []
+    for (arch, method), name in TRAINED.items():
+        recipe = load_recipe(RECIPES_DIR / name)
+        work = root / f"{arch}-{method}"
+        cfg = cpu_variant(recipe, tiny_models[arch], work / "out", data_dir=bios_dir, max_steps=2)
+        for ds in cfg["datasets"]:
+            ds["split"] = "train[:256]"  # the recipes' own cap-on-samples option
+        work.mkdir()
+        (work / "config.yml").write_text(yaml.safe_dump(cfg))
+        configs.append(str(work / "config.yml"))
+        runs[(arch, method)] = (recipe, cfg)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests/helpers/train_in_one_process.py"), *configs],
+        env=cli_env(), capture_output=True, text=True, cwd=root,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    return runs
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("arch", "method"), list(TRAINED), ids=lambda v: str(v))
-def test_cpu_variant_trains_and_is_scored_by_lm_eval(arch, method, tiny_models, bios_dir, task_manager, tmp_path):
+def test_cpu_variant_trains_and_is_scored_by_lm_eval(arch, method, trained, tiny_models, task_manager):
     from lm_eval import simple_evaluate
 
-    recipe = load_recipe(RECIPES_DIR / TRAINED[(arch, method)])
-    model = tiny_models[arch]
-    out = tmp_path / "out"
-    cfg = cpu_variant(recipe, model, out, data_dir=bios_dir, max_steps=2)
-    for ds in cfg["datasets"]:
-        ds["split"] = "train[:256]"  # the recipes' own cap-on-samples option
+    recipe, cfg = trained[(arch, method)]
+    out = Path(cfg["output_dir"])
+    error = out / ERROR_FILE
+    assert not error.exists(), error.read_text()[-4000:]
     # Everything else is the recipe's own setting.
     for key in ("micro_batch_size", "gradient_accumulation_steps", "learning_rate", "lr_scheduler", "sequence_len"):
         assert cfg[key] == recipe[key]
-    config_file = tmp_path / "config.yml"
-    config_file.write_text(yaml.safe_dump(cfg))
-    # The recipe is under test here, not the launcher (make train's `accelerate launch` path is
-    # the demo's and the sweeps'): Axolotl's own in-process launcher saves a second Python start.
-    proc = subprocess.run(
-        ["axolotl", "train", "--launcher", "python", str(config_file)],
-        env=cli_env(), capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-
     if method == "full":
         assert (out / "model.safetensors").exists()
         model_args = f"pretrained={out},dtype=float32"
@@ -136,7 +153,7 @@ def test_cpu_variant_trains_and_is_scored_by_lm_eval(arch, method, tiny_models, 
         assert (adapter["r"], adapter["lora_alpha"]) == (recipe["lora_r"], recipe["lora_alpha"])
         if "lora_target_modules" in recipe:
             assert set(adapter["target_modules"]) == set(recipe["lora_target_modules"])
-        model_args = f"pretrained={model},peft={out},dtype=float32"
+        model_args = f"pretrained={tiny_models[arch]},peft={out},dtype=float32"
     results = simple_evaluate(
         model="hf", model_args=model_args, tasks=["bios_qa"], limit=2, device="cpu", task_manager=task_manager
     )
