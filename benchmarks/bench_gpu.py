@@ -40,6 +40,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 from engram_data.contract import LOG_HISTORY, read_jsonl  # noqa: E402
 from engram_plugin.callbacks import TIMING_FILE  # noqa: E402
 from engram_run.runs.architectures import config_for  # noqa: E402
+from engram_run.runs.launch import train_command  # noqa: E402
 from engram_run.runs.memory import plan, shape_of  # noqa: E402
 from engram_run.runs.recipes import (  # noqa: E402
     RECIPES_DIR,
@@ -113,8 +114,8 @@ def run_recipe(recipe: Path, model_dir: Path, data_dir: Path, work: Path, steps:
     start = time.perf_counter()
     log = work / f"{recipe.stem}.log"
     with log.open("w") as f:
-        code = subprocess.call([str(Path(sys.executable).parent / "axolotl"), "train", str(config)], stdout=f,
-                               stderr=subprocess.STDOUT, cwd=work)  # fmt: skip
+        # engram_run's own command: accelerate launch on a GPU, Axolotl's process on a CPU (--small).
+        code = subprocess.call(train_command(config), stdout=f, stderr=subprocess.STDOUT, cwd=work)
     seconds = time.perf_counter() - start
     if code != 0:
         tail = log.read_text().strip().splitlines()[-1:] or [f"exit {code}"]

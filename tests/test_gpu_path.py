@@ -98,6 +98,19 @@ def test_make_train_launches_n_processes(tmp_path):
     assert gpu_args(1) == ()
 
 
+def test_one_process_trains_in_axolotls_own_process_only_without_cuda(tmp_path, monkeypatch):
+    """On a CPU `accelerate launch` only adds two Python starts: one process trains through
+    `--launcher python`; on a GPU box (and for several processes) Axolotl's accelerate path."""
+    from engram_run.runs import launch
+
+    config = tmp_path / "c.yml"
+    monkeypatch.setattr(launch, "cuda", lambda: False)
+    assert launch.train_command(config)[1:] == ["train", "--launcher", "python", str(config)]
+    assert launch.train_command(config, launch.gpu_args(2))[1:] == ["train", str(config), "--", "--num_processes", "2"]
+    monkeypatch.setattr(launch, "cuda", lambda: True)
+    assert launch.train_command(config)[1:] == ["train", str(config)]
+
+
 # --------------------------------------------------------------------------- precision
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 from helpers.common import REPO, cli_env
+from helpers.train_in_one_process import ERROR_FILE
 from safetensors.torch import load_file
 
 from engram_data.contract import FIELDS
@@ -128,15 +129,13 @@ def test_freezing_selects_the_right_parameters_for_every_architecture(arch, tiny
 # --------------------------------------------------------------------------- a real run
 
 
-def train(cfg: dict, tmp_path: Path, launcher: str = "python") -> Path:
-    """``axolotl train --launcher LAUNCHER CONFIG``: in Axolotl's own process unless a test is
-    about the launch (``accelerate`` starts two more Python processes, ~8 s on 2 cores)."""
+def train(cfg: dict, tmp_path: Path) -> Path:
+    """``axolotl train CONFIG``, as on a GPU box: through ``accelerate launch``."""
     config = tmp_path / "config.yml"
     config.write_text(yaml.safe_dump(cfg))
     proc = subprocess.run(
-        ["axolotl", "train", "--launcher", launcher, str(config)],
-        env=cli_env(), capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
+        ["axolotl", "train", str(config)], env=cli_env(), capture_output=True, text=True, cwd=tmp_path
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     return Path(cfg["output_dir"])
 
@@ -202,7 +201,42 @@ def llama_run(tiny_llama, bios_dir, tmp_path_factory) -> Path:
     cfg.pop("metric_for_best_model")  # the plugin's own best save (HF's: the test below)
     # Through `accelerate launch`, as `axolotl train CONFIG` runs on a GPU box: the post-training
     # lm-eval and the release check below see the process layout users get.
-    return train(cfg, tmp, launcher="accelerate")
+    return train(cfg, tmp)
+
+
+@pytest.fixture(scope="module")
+def together(tiny_models, tiny_llama, bios_dir, tmp_path_factory) -> dict[str, Path]:
+    """Two more real runs, trained one after the other in one process by Axolotl's own CLI
+    (one import of the libraries): LoRA on GPT-2 with layer 0 frozen, and a Llama whose best
+    checkpoint HF keeps by recall (metric_for_best_model)."""
+    root = tmp_path_factory.mktemp("together")
+    cfgs = {
+        "gpt2-lora": run_config(
+            tiny_models["gpt2"], bios_dir, root / "gpt2-lora",
+            adapter="lora", lora_r=4, lora_alpha=8, lora_dropout=0.0, lora_target_modules=["c_attn", "c_proj", "c_fc"],
+            lora_fan_in_fan_out=True,
+            lora_mlp_kernel=False, lora_qkv_kernel=False, lora_o_kernel=False,  # Axolotl's Triton LoRA kernels need CUDA
+            engram_freeze_layers=[0], engram_recall_eval=False,
+        ),
+        "llama-hf-best": run_config(
+            tiny_llama, bios_dir, root / "llama-hf-best", metric_for_best_model="eval_engram_qa_acc_overall",
+            greater_is_better=True, save_total_limit=1, early_stopping_patience=5,
+        ),
+    }  # fmt: skip
+    cfgs["gpt2-lora"].pop("metric_for_best_model")  # ranks by recall, which is off there
+    configs = []
+    for name, cfg in cfgs.items():
+        (root / f"{name}.yml").write_text(yaml.safe_dump(cfg))
+        configs.append(str(root / f"{name}.yml"))
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests/helpers/train_in_one_process.py"), *configs],
+        env=cli_env(), capture_output=True, text=True, cwd=root,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    for name, cfg in cfgs.items():
+        error = Path(cfg["output_dir"]) / ERROR_FILE
+        assert not error.exists(), f"{name}: " + error.read_text()[-4000:]
+    return {name: Path(cfg["output_dir"]) for name, cfg in cfgs.items()}
 
 
 @pytest.mark.slow
@@ -297,25 +331,8 @@ def test_training_is_released_before_the_post_training_lm_eval_starts(llama_run)
 
 
 @pytest.mark.slow
-def test_adapter_freezing_on_gpt2(tiny_models, bios_dir, tmp_path):
-    cfg = run_config(
-        tiny_models["gpt2"],
-        bios_dir,
-        tmp_path / "out",
-        adapter="lora",
-        lora_r=4,
-        lora_alpha=8,
-        lora_dropout=0.0,
-        lora_target_modules=["c_attn", "c_proj", "c_fc"],
-        lora_fan_in_fan_out=True,
-        lora_mlp_kernel=False,  # Axolotl's Triton LoRA kernels need CUDA
-        lora_qkv_kernel=False,
-        lora_o_kernel=False,
-        engram_freeze_layers=[0],
-        engram_recall_eval=False,
-    )
-    cfg.pop("metric_for_best_model")  # ranks by recall, which is off here
-    out = train(cfg, tmp_path)
+def test_adapter_freezing_on_gpt2(together):
+    out = together["gpt2-lora"]
     first = load_file(out / "checkpoint-3" / "adapter_model.safetensors")
     final = load_file(out / "adapter_model.safetensors")
     layer0 = [k for k in final if ".h.0." in k]
@@ -361,6 +378,25 @@ def test_gc_freeze_at_the_start_of_training(freeze):
         gc.unfreeze()
 
 
+@pytest.mark.parametrize(("freeze", "preprocess"), [(True, False), (False, False), (True, True)])
+def test_gc_freeze_before_the_data_is_prepared_in_a_training_process(freeze, preprocess):
+    """The plugin's load_datasets hook loads nothing (Axolotl loads the data) and, in a training
+    process with engram_gc_freeze, freezes what the imports left before the packing sampler's
+    gc.collect() calls; `axolotl preprocess` is left alone."""
+    import gc
+
+    from axolotl.utils.dict import DictDefault
+
+    from engram_plugin import EngramPlugin
+
+    gc.unfreeze()
+    try:
+        assert EngramPlugin().load_datasets(DictDefault(engram_gc_freeze=freeze), preprocess=preprocess) is None
+        assert (gc.get_freeze_count() > 0) is (freeze and not preprocess)
+    finally:
+        gc.unfreeze()
+
+
 def test_early_stopping_needs_patience_rises_in_a_row():
     cb = fake_callback(engram_early_stopping_patience=2)
     control, state = SimpleNamespace(should_training_stop=False), SimpleNamespace(global_step=0)
@@ -389,8 +425,22 @@ def test_stop_at_recall(tmp_path):
 # --------------------------------------------------------------------------- distributed
 
 
+@pytest.fixture(scope="module")
+def two_ranks(tiny_llama, bios_dir, tmp_path_factory) -> dict:
+    """Recall scored by 2 processes (torchrun, gloo), plain and through a model whose every
+    forward is a collective: one launch for both tests below."""
+    out = tmp_path_factory.mktemp("ranks") / "ranks.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+         str(REPO / "tests/helpers/recall_ranks.py"), str(tiny_llama), str(bios_dir), "15", "3", "5", str(out)],
+        env=cli_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
 @pytest.mark.slow
-def test_two_processes_give_the_same_recall_as_one(tiny_llama, bios_dir, tmp_path):
+def test_two_processes_give_the_same_recall_as_one(two_ranks, tiny_llama, bios_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_llama)
@@ -398,35 +448,13 @@ def test_two_processes_give_the_same_recall_as_one(tiny_llama, bios_dir, tmp_pat
     single = RecallEvaluator(bios_dir, tok, sets=["train", "heldout", "reverse"], limit=15, batch_size=8).evaluate(
         model
     )
-
-    out = tmp_path / "dist.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29533",
-            str(REPO / "tests/helpers/recall_dist.py"),
-            str(tiny_llama),
-            str(bios_dir),
-            "15",
-            str(out),
-        ],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    dist = json.loads(out.read_text())
+    dist = two_ranks["plain"]
     assert dist["world"] == 2 and dist["shard"] < (6 * 15 * 2 + 15)  # each rank scored a part
     assert dist["results"] == single
 
 
 @pytest.mark.slow
-def test_a_sharded_model_makes_equal_calls_on_every_rank_and_the_same_totals(tiny_llama, bios_dir, tmp_path):
+def test_a_sharded_model_makes_equal_calls_on_every_rank_and_the_same_totals(two_ranks, tiny_llama, bios_dir):
     """21 questions on 2 ranks, 5 per batch: 11 and 10 questions, 3 and 2 batches unless
     the short rank pads. Every forward is a collective, so unequal calls would hang."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -434,14 +462,7 @@ def test_a_sharded_model_makes_equal_calls_on_every_rank_and_the_same_totals(tin
     tok = AutoTokenizer.from_pretrained(tiny_llama)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
     single = RecallEvaluator(bios_dir, tok, sets=["train", "reverse"], limit=3, batch_size=5).evaluate(model)
-    out = tmp_path / "sharded.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
-         str(REPO / "tests/helpers/recall_sharded.py"), str(tiny_llama), str(bios_dir), "3", "5", str(out)],
-        env=cli_env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    got = json.loads(out.read_text())
+    got = two_ranks["sharded"]
     assert got["shards"] == [11, 10]
     assert got["calls"][0] == got["calls"][1] == 2 * 3  # three batches of two calls on each rank
     assert got["results"] == single
@@ -482,13 +503,11 @@ def test_post_training_lm_eval_after_a_two_process_training(tiny_llama, bios_dir
 
 
 @pytest.mark.slow
-def test_hf_keeps_the_best_checkpoint_by_recall_and_the_plugin_names_it(tiny_llama, bios_dir, tmp_path):
+def test_hf_keeps_the_best_checkpoint_by_recall_and_the_plugin_names_it(together):
     """metric_for_best_model: eval_engram_qa_acc_overall works with HF's own machinery;
     best_model_qa_<acc> is a link to that checkpoint (no copy); Axolotl's early stopping
     sees the metric too."""
-    cfg = run_config(tiny_llama, bios_dir, tmp_path / "out", metric_for_best_model="eval_engram_qa_acc_overall",
-                     greater_is_better=True, save_total_limit=1, early_stopping_patience=5)  # fmt: skip
-    out = train(cfg, tmp_path)
+    out = together["llama-hf-best"]
     state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
     history = [json.loads(line) for line in (out / "engram_recall.jsonl").read_text().splitlines()]
     evals = {h["step"]: h["eval_engram_qa_acc_overall"] for h in history if h["step"] > 0}
