@@ -37,8 +37,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-from engram_data.contract import LOG_HISTORY, read_jsonl  # noqa: E402
-from engram_plugin.callbacks import TIMING_FILE  # noqa: E402
+from engram_data.contract import LOG_HISTORY, TIMING_FILE, read_jsonl  # noqa: E402
 from engram_run.runs.architectures import config_for  # noqa: E402
 from engram_run.runs.launch import train_command  # noqa: E402
 from engram_run.runs.memory import plan, shape_of  # noqa: E402

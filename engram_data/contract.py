@@ -50,6 +50,8 @@ RECALL_HISTORY = "engram_recall.jsonl"  # one JSON line per scoring: step, epoch
 # Every log line of the trainer (loss, eval_loss, learning_rate, grad_norm), one JSON line each:
 # the loss curves that lr-find, epoch-find and sweeps read (Axolotl keeps no trainer state at the end).
 LOG_HISTORY = "engram_log.jsonl"
+# The plugin's seconds per recall scoring (one JSON line each: step, seconds), read by bench_gpu.py.
+TIMING_FILE = "engram_timing.jsonl"
 PROGRESS_ENV = "ENGRAM_PROGRESS"  # where the plugin writes {"step", "max_steps", "epoch", "epochs"}
 
 

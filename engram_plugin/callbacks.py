@@ -21,7 +21,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from engram_data.contract import FIELDS, LOG_HISTORY, PROGRESS_ENV, RECALL_HISTORY
+from engram_data.contract import FIELDS, LOG_HISTORY, PROGRESS_ENV, RECALL_HISTORY, TIMING_FILE
 from engram_plugin.capacity import CapacityEvaluator
 from engram_plugin.capacity import metric_names as capacity_metrics
 from engram_plugin.freeze import apply_freezing
@@ -30,7 +30,6 @@ from engram_plugin.recall import RecallEvaluator
 BEST_PREFIX = "best_model_qa_"
 SCORES_FILE = "engram_scores.json"
 HISTORY_FILE = RECALL_HISTORY  # one line per scoring: step, epoch and every metric
-TIMING_FILE = "engram_timing.jsonl"  # one line per scoring: step and seconds
 OVERALL = "eval_engram_qa_acc_overall"
 
 

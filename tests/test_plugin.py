@@ -321,6 +321,7 @@ def test_in_training_recall_equals_lm_eval_on_the_same_checkpoint(llama_run):
     assert (best / "lm_eval" / "eval.log").exists()
 
 
+@pytest.mark.slow
 def test_training_is_released_before_the_post_training_lm_eval_starts(llama_run):
     """With engram_gc_freeze on (the default), the trainer, the model and the optimizer are
     gone (their weak references dead) when lm-eval loads the model again: the plugin unfreezes
