@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 from helpers.common import REPO, cli_env
-from helpers.train_in_one_process import ERROR_FILE
+from helpers.train_in_one_process import ERROR_FILE, train_together
 from safetensors.torch import load_file
 
 from engram_data.contract import FIELDS
@@ -224,15 +224,9 @@ def together(tiny_models, tiny_llama, bios_dir, tmp_path_factory) -> dict[str, P
         ),
     }  # fmt: skip
     cfgs["gpt2-lora"].pop("metric_for_best_model")  # ranks by recall, which is off there
-    configs = []
     for name, cfg in cfgs.items():
         (root / f"{name}.yml").write_text(yaml.safe_dump(cfg))
-        configs.append(str(root / f"{name}.yml"))
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "tests/helpers/train_in_one_process.py"), *configs],
-        env=cli_env(), capture_output=True, text=True, cwd=root,
-    )  # fmt: skip
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    train_together([root / f"{name}.yml" for name in cfgs], root)
     for name, cfg in cfgs.items():
         error = Path(cfg["output_dir"]) / ERROR_FILE
         assert not error.exists(), f"{name}: " + error.read_text()[-4000:]

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers.common import REPO, cli_env
-from helpers.train_in_one_process import ERROR_FILE
+from helpers.train_in_one_process import ERROR_FILE, train_together
 
 from engram_run.runs.recipes import RECIPES_DIR, cpu_variant, load_recipe, validate
 
@@ -123,13 +120,9 @@ def trained(tiny_models, bios_dir, tmp_path_factory) -> dict:
             ds["split"] = "train[:256]"  # the recipes' own cap-on-samples option
         work.mkdir()
         (work / "config.yml").write_text(yaml.safe_dump(cfg))
-        configs.append(str(work / "config.yml"))
+        configs.append(work / "config.yml")
         runs[(arch, method)] = (recipe, cfg)
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "tests/helpers/train_in_one_process.py"), *configs],
-        env=cli_env(), capture_output=True, text=True, cwd=root,
-    )  # fmt: skip
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    train_together(configs, root)
     return runs
 
 

@@ -33,5 +33,17 @@ def main(configs: list[str]) -> None:
             (out / ERROR_FILE).write_text(traceback.format_exc())
 
 
+def train_together(configs: list[Path], cwd: Path) -> None:
+    """This script as its own process on ``configs`` (for the suite's fixtures); each config's
+    failure is left in its ``ERROR_FILE`` for the test that reads that run."""
+    import subprocess
+
+    from helpers.common import cli_env
+
+    proc = subprocess.run([sys.executable, __file__, *map(str, configs)], env=cli_env(), capture_output=True,
+                          text=True, cwd=cwd)  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+
+
 if __name__ == "__main__":
     main(sys.argv[1:])
