@@ -3,6 +3,7 @@ train`` and ``engram-eval`` (lm-eval with llm-engram's tasks); finding lm-eval's
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -62,6 +63,31 @@ def build_model(data_dir: Path, out: Path, log: Path, **sizes: int) -> Path:
         lines = log.read_text().strip().splitlines() or [f"exit status {code}"]
         raise RunError(lines[-1])
     return out
+
+
+@contextlib.contextmanager
+def output_to(log: Path):
+    """Send everything this process writes to stdout and stderr into ``log`` for the block: the
+    file descriptors themselves, so the libraries' import noise (C extensions, handlers made at
+    import time) goes there too. For work done in-process that a tool would do in its own."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with log.open("a") as f:
+            os.dup2(f.fileno(), 1)
+            os.dup2(f.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        os.close(saved[0])
+        os.close(saved[1])
 
 
 def claim(folder: Path) -> Path:

@@ -9,7 +9,6 @@ parameter.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import pandas as pd
 
 from engram_run.runs import launch
 from engram_run.runs.recipes import RECIPES_DIR, RunError, derive_config, write_config
+from engram_run.runs.tiny import build_tiny_model
 
 PAPER_BITS_PER_PARAM = 2.0
 
@@ -37,12 +37,21 @@ class CapacitySettings:
 
 
 def measure(model: Path, data: Path, out: Path) -> dict:
-    cmd = [launch.tool("engram-capacity"), "--model", str(model), "--data", str(data), "--split", "all",
-           "--no-names", "--batch-size", "8", "--out", str(out), "--overwrite"]  # fmt: skip
-    with (out.parent / f"{out.name}.log").open("w") as log:
-        if subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=launch.tool_env()) != 0:
-            raise RunError(f"engram-capacity failed on {model}; see {out.parent / (out.name + '.log')}")
-    return json.loads((out / "capacity.json").read_text())
+    """``engram-capacity --split all --no-names`` on ``model``, in this process (one import of
+    transformers for the whole study); its noise goes to ``out``.log, its files to ``out``."""
+    with launch.output_to(out.parent / f"{out.name}.log"):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from engram_plugin.capacity import CapacityEvaluator, markdown
+
+        tok = AutoTokenizer.from_pretrained(model)
+        result = CapacityEvaluator(data, tok, "all", batch_size=8, names=False).evaluate(
+            AutoModelForCausalLM.from_pretrained(model)
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "capacity.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "capacity.md").write_text(markdown(result, str(model), "all"))
+    return result
 
 
 def study(s: CapacitySettings) -> Path:
@@ -60,8 +69,8 @@ def study(s: CapacitySettings) -> Path:
             run = launch.claim(s.outputs / f"people{n}-hidden{h}")
             print(f"[capacity {time.perf_counter() - start:5.0f}s] {n} people, hidden {h}: build, train, measure",
                   flush=True)  # fmt: skip
-            launch.build_model(data, run / "init", run / "build.log", hidden=h, layers=s.layers,
-                               vocab_size=s.vocab_size, seed=0)  # fmt: skip
+            with launch.output_to(run / "build.log"):  # in this process: one import for the study
+                build_tiny_model(data, run / "init", hidden=h, layers=s.layers, vocab_size=s.vocab_size, seed=0)
             overrides = {"base_model": str(run / "init"), "num_epochs": s.epochs, "learning_rate": s.learning_rate,
                          "micro_batch_size": s.micro_batch}  # fmt: skip
             config = write_config(derive_config(RECIPES_DIR / "tiny.yml", data, run / "model", None, overrides),
