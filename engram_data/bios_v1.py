@@ -14,8 +14,16 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from engram_data.contract import FIELDS, QA_PREFIX, VARIANTS, DataError
-from engram_data.population import Population, assign_splits, check_heldout_fraction, check_variants, person_row, seeded
+from engram_data.contract import DEFAULT_VARIANTS, FIELDS, MULTI_VARIANTS, QA_PREFIX, DataError
+from engram_data.population import (
+    Population,
+    assign_splits,
+    check_heldout_fraction,
+    check_variants,
+    person_row,
+    seeded,
+    variant_rngs,
+)
 from engram_data.render import render_texts
 
 _HE = re.compile(r"\b(he|his|him)\b", re.IGNORECASE)
@@ -80,7 +88,7 @@ def from_records(
     records: Iterable[dict],
     seed: int = 0,
     heldout_fraction: float = 0.5,
-    variants: Iterable[str] = VARIANTS,
+    variants: Iterable[str] = DEFAULT_VARIANTS,
     source: str = "local",
     progress: bool = False,
     drop_duplicates: bool = False,
@@ -90,7 +98,7 @@ def from_records(
     is a DataError that names the row and the column."""
     variants = check_variants(variants)
     check_heldout_fraction(heldout_fraction)
-    text_rng = seeded(seed, "text")
+    text_rng, own_rngs = seeded(seed, "text"), variant_rngs(seed)
     rows, seen, rendered = [], set(), Counter()
     duplicates: list[str] = []
     for i, rec in enumerate(tqdm(records, desc="import", unit="person", disable=not progress)):
@@ -118,10 +126,10 @@ def from_records(
         gender = gender or infer_gender(str(rec.get("bioS") or rec.get("bioS_fullname") or ""))
         missing = [v for v in variants if rec.get(v) is None]
         rendered.update(missing)
-        texts = render_texts(values, name, gender, text_rng, missing) if missing else {}
+        texts = render_texts(values, name, gender, text_rng, missing, own_rngs) if missing else {}
         for v in variants:
             if v not in missing:
-                texts[v] = _texts(rec[v], where, v) if v == "bioS_multi5_permutes" else _text(rec[v], where, v)
+                texts[v] = _texts(rec[v], where, v) if v in MULTI_VARIANTS else _text(rec[v], where, v)
         parts = name.split()
         name_parts = (parts[0], " ".join(parts[1:-1]), parts[-1] if len(parts) > 1 else "")
         texts = {v: texts[v] for v in variants}

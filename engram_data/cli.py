@@ -8,7 +8,7 @@ import gc
 import sys
 import time
 
-from engram_data.contract import VARIANTS, DataError
+from engram_data.contract import DEFAULT_VARIANTS, VARIANTS, DataError
 from engram_data.errors import OneLineParser, number, run_cli
 
 PROG = "generate_data.py"
@@ -33,8 +33,23 @@ def build_parser() -> OneLineParser:
     )
     parser.add_argument(
         "--variants",
-        default=",".join(VARIANTS),
-        help=f"comma-separated text variants to write (default: {','.join(VARIANTS)})",
+        default=",".join(DEFAULT_VARIANTS),
+        help=f"comma-separated text variants to write, from {','.join(VARIANTS)} (default: bioS_v1's three, "
+        f"{','.join(DEFAULT_VARIANTS)})",
+    )
+    parser.add_argument(
+        "--gender",
+        choices=("by-name", "independent"),  # population.GENDER_MODES
+        default=None,
+        help="by-name: pronouns follow the first name's usual gender (default); independent: names from both "
+        "lists, gender drawn on its own, as the authors' generator does (one more fact per person)",
+    )
+    parser.add_argument(
+        "--fields-dir",
+        default=None,
+        help="draw names and attributes from field lists in the authors' layout (PhysicsLM4's "
+        "Capo-bioS-bioR/fields/: first_name.txt, middle_name.txt, last_name.txt, city.txt, university.txt, "
+        "field.txt, company.txt); their names have no gender, so gender is independent",
     )
     parser.add_argument(
         "--source",
@@ -118,19 +133,25 @@ def docs_main(argv: list[str]) -> int:
 
 def bios_main(argv: list[str]) -> int:
     from engram_data.bios_v1 import from_records, load_bios_v1
+    from engram_data.pools import load_author_pools
     from engram_data.population import synthesize
     from engram_data.write import write_dataset
 
     args = build_parser().parse_args(argv)
     progress = not args.no_progress
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    # What made the data (in its manifest); the newer options only where they were given.
     recorded = {k: v for k, v in vars(args).items() if k not in ("out", "overwrite", "no_progress")}
+    recorded = {k: v for k, v in recorded.items() if v is not None or k not in ("gender", "fields_dir")}
 
     def body() -> int:
         start = time.perf_counter()
         # Hundreds of thousands of small acyclic dicts: the cyclic GC would rescan them over
         # and over (a third of the run time at 100k people) and can free nothing.
         gc.disable()
+        if args.source and (args.gender or args.fields_dir):
+            flag = "--gender" if args.gender else "--fields-dir"
+            raise DataError(f"{flag} applies to synthesized people, not to --source imports; drop one of the two")
         if args.source:
             pop = from_records(
                 load_bios_v1(args.source),
@@ -143,7 +164,11 @@ def bios_main(argv: list[str]) -> int:
             )
             recorded.pop("num_people")
         else:
-            pop = synthesize(args.num_people, args.seed, args.heldout_fraction, variants, progress=progress)
+            if args.fields_dir and args.gender == "by-name":
+                raise DataError("--fields-dir lists have no gender: drop --gender by-name (gender is independent)")
+            pools = load_author_pools(args.fields_dir) if args.fields_dir else None
+            gender = "independent" if args.fields_dir else args.gender or "by-name"
+            pop = synthesize(args.num_people, args.seed, args.heldout_fraction, variants, pools, progress, gender)
         manifest = write_dataset(pop, args.out, overwrite=args.overwrite, progress=progress, args=recorded)
         splits = manifest["splits"]
         dropped = pop.extra.get("duplicate_names_dropped")

@@ -28,30 +28,30 @@ import orjson
 
 # The six attributes of a person (the "fields"); a text variant is something else.
 FIELDS = ("birth_date", "birth_city", "university", "major", "employer", "company_city")
-# Whose QA may be trained (train) and whose is only ever evaluated (heldout).
-SPLITS = ("train", "heldout")
-# The biography variants of Physics of LM 3.1, with bioS_v1's column names.
-VARIANTS = ("bioS", "bioS_fullname", "bioS_multi5_permutes")
+SPLITS = ("train", "heldout")  # whose QA may be trained, and whose is only ever evaluated
+# Physics of LM 3.1's biography variants (docs/data.md); the default: bioS_v1's three columns.
+DEFAULT_VARIANTS = ("bioS", "bioS_fullname", "bioS_multi5_permutes")
+VARIANTS = ("bioS", "bioS_fullname", "bioS_permute", "bioS_multi5", "bioS_multi5_permutes",
+            "bioS_multi5_permutes_fullname")  # fmt: skip
+MULTI_VARIANTS = ("bioS_multi5", "bioS_multi5_permutes", "bioS_multi5_permutes_fullname")  # a list per person
 # Column prefixes of bioS_v1's QA columns in people.jsonl: bdate_q / bdate_a, ...
 QA_PREFIX = {"birth_date": "bdate", "birth_city": "bcity"} | {f: f for f in FIELDS[2:]}
 REVERSE = "reverse"  # qa/reverse.jsonl: name the person from birth date and city
 NUM_CHOICES = 4
 QA_KEYS = ("id", "person_id", "split", "field", "question", "answer", "choices", "label")
 
-# 2.0: options that a frequency-only guesser cannot tell apart, subject-first biographies.
-# Readers refuse data of an older major version (its numbers mean something else).
-GENERATOR_VERSION = "2.0"
+# 2.0: options a frequency-only guesser cannot tell apart; 2.1: ablation variants, --gender,
+# --fields-dir. Readers refuse data of an older major version (its numbers mean something else).
+GENERATOR_VERSION = "2.1"
 MANIFEST = "manifest.json"
 PEOPLE = "people.jsonl"
 QA_TRAIN = "qa_train"
 
 # What a training run with the plugin leaves for the run glue: recall per scoring, progress.
 RECALL_HISTORY = "engram_recall.jsonl"  # one JSON line per scoring: step, epoch, eval_engram_* metrics
-# Every log line of the trainer (loss, eval_loss, learning_rate, grad_norm), one JSON line each:
-# the loss curves that lr-find, epoch-find and sweeps read (Axolotl keeps no trainer state at the end).
+# Every trainer log line (loss, eval_loss, ...) as JSON: the curves lr-find, epoch-find and sweeps read.
 LOG_HISTORY = "engram_log.jsonl"
-# The plugin's seconds per recall scoring (one JSON line each: step, seconds), read by bench_gpu.py.
-TIMING_FILE = "engram_timing.jsonl"
+TIMING_FILE = "engram_timing.jsonl"  # the plugin's seconds per recall scoring, read by bench_gpu.py
 PROGRESS_ENV = "ENGRAM_PROGRESS"  # where the plugin writes {"step", "max_steps", "epoch", "epochs"}
 
 

@@ -7,7 +7,18 @@ import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
 
-from engram_data.contract import FIELDS, NUM_CHOICES, PEOPLE, QA_PREFIX, QA_TRAIN, REVERSE, qa_file, qa_text, train_file
+from engram_data.contract import (
+    FIELDS,
+    MULTI_VARIANTS,
+    NUM_CHOICES,
+    PEOPLE,
+    QA_PREFIX,
+    QA_TRAIN,
+    REVERSE,
+    qa_file,
+    qa_text,
+    train_file,
+)
 from engram_data.options import OptionSampler, make_choices
 from engram_data.pools import load_pools
 from engram_data.population import Population, seeded
@@ -129,8 +140,9 @@ def dataset_files(pop: Population) -> Iterator[tuple[str, list, list[str | None]
     splits = [p["split"] for p in people]
     yield PEOPLE, people, splits, {}
     for v in pop.variants:
-        if v == "bioS_multi5_permutes":
-            texts = interleave([p[v] for p in people], seeded(pop.seed, "order:multi5"))
+        if v in MULTI_VARIANTS:
+            stream = "order:multi5" if v == "bioS_multi5_permutes" else f"order:{v}"
+            texts = interleave([p[v] for p in people], seeded(pop.seed, stream))
             yield str(train_file(".", v)), [{"text": t} for t in texts], [None] * len(texts), {}
         else:
             yield str(train_file(".", v)), [{"text": p[v]} for p in people], splits, {}

@@ -12,9 +12,12 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from engram_data.contract import VARIANTS, DataError
+from engram_data.contract import DEFAULT_VARIANTS, VARIANTS, DataError
 from engram_data.pools import Pools, load_pools
-from engram_data.render import pick, qa_columns, random_date, render_texts
+from engram_data.render import ABLATION_VARIANTS, pick, qa_columns, random_date, render_texts
+
+# A person's gender (pronouns): from the first name's usual gender, or on its own (the authors').
+GENDER_MODES = ("by-name", "independent")
 
 
 @dataclass
@@ -40,6 +43,17 @@ def check_variants(variants: Iterable[str]) -> tuple[str, ...]:
             f"unknown text variant {', '.join(unknown) or '(none given)'}; choose from {', '.join(VARIANTS)}"
         )
     return tuple(v for v in VARIANTS if v in variants)
+
+
+def variant_rngs(seed: int) -> dict[str, random.Random]:
+    """The ablation variants' own text streams (asking for them changes no other variant)."""
+    return {v: seeded(seed, f"text:{v}") for v in ABLATION_VARIANTS}
+
+
+def check_gender(mode: str) -> str:
+    if mode not in GENDER_MODES:
+        raise DataError(f"unknown --gender {mode!r}; choose from {', '.join(GENDER_MODES)}")
+    return mode
 
 
 def check_heldout_fraction(fraction: float) -> float:
@@ -86,13 +100,19 @@ def synthesize(
     num_people: int = 10_000,
     seed: int = 0,
     heldout_fraction: float = 0.5,
-    variants: Iterable[str] = VARIANTS,
+    variants: Iterable[str] = DEFAULT_VARIANTS,
     pools: Pools | None = None,
     progress: bool = False,
+    gender: str = "by-name",
 ) -> Population:
-    """Sample ``num_people`` people with unique names and independent, uniform attributes."""
+    """Sample ``num_people`` people with unique names and independent, uniform attributes.
+
+    ``gender="by-name"``: a gender, then first and middle names of that gender (pronouns agree
+    with the name). ``"independent"``: names from both genders' lists and a gender drawn on its
+    own, as the authors' generator does (the pronouns are then one more fact per person)."""
     pools = pools or load_pools()
     variants = check_variants(variants)
+    check_gender(gender)
     check_heldout_fraction(heldout_fraction)
     if not isinstance(num_people, int) or num_people <= 0:
         raise DataError(f"--num-people must be a positive integer (got {num_people})")
@@ -103,16 +123,20 @@ def synthesize(
             f"(at most {pools.name_capacity() // 4}); use fewer people"
         )
 
-    attr_rng, text_rng = seeded(seed, "attributes"), seeded(seed, "text")
+    attr_rng, text_rng, own_rngs = seeded(seed, "attributes"), seeded(seed, "text"), variant_rngs(seed)
+    first_names, middle_names = pools.first_names, pools.middle_names
+    if gender == "independent":  # every name for either gender (a name on both lists once)
+        first_names = dict.fromkeys(first_names, tuple(dict.fromkeys(sum(first_names.values(), ()))))
+        middle_names = dict.fromkeys(middle_names, tuple(dict.fromkeys(sum(middle_names.values(), ()))))
     companies = tuple(pools.companies)
     splits = assign_splits(num_people, heldout_fraction, seed)
     seen: set[str] = set()
     people = []
     for pid in tqdm(range(num_people), desc="people", unit="person", disable=not progress):
-        gender = pick(attr_rng, ("male", "female"))
+        sex = pick(attr_rng, ("male", "female"))
         while True:
-            first = pick(attr_rng, pools.first_names[gender])
-            middle = pick(attr_rng, pools.middle_names[gender])
+            first = pick(attr_rng, first_names[sex])
+            middle = pick(attr_rng, middle_names[sex])
             last = pick(attr_rng, pools.last_names)
             name = f"{first} {middle} {last}"
             if middle != first and name not in seen:
@@ -128,13 +152,13 @@ def synthesize(
             # The company city is the employer's headquarters, as in bioS.
             "company_city": pools.companies[employer],
         }
-        texts = render_texts(values, name, gender, text_rng, variants)
-        people.append(person_row(pid, name, (first, middle, last), gender, values, splits[pid], texts))
+        texts = render_texts(values, name, sex, text_rng, variants, own_rngs)
+        people.append(person_row(pid, name, (first, middle, last), sex, values, splits[pid], texts))
     return Population(
         people=people,
         pool_sizes=pools.sizes(),
         seed=seed,
         source="synthetic",
         variants=variants,
-        extra={},
+        extra={} if gender == "by-name" else {"gender": gender},
     )

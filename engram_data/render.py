@@ -109,15 +109,35 @@ for _n in _NUM_TEMPLATES.values():
 assert _COMBINATIONS < 2**53  # exact in a double, so the digits are uniform
 
 
+def five_bios(contexts, rng: random.Random, permute: bool, fullname: bool = False) -> list[str]:
+    """Five different biographies of one person: each with its own templates, and with
+    ``permute`` its own order of the fields; never a repeat."""
+    bios: list[str] = []
+    while len(bios) < NUM_PERMUTES:
+        order = pick(rng, _PERMUTATIONS) if permute else FIELDS
+        bio = render_bio(contexts, order, draw_templates(rng, order), fullname_every_sentence=fullname)
+        if bio not in bios:
+            bios.append(bio)
+    return bios
+
+
+# The ablation variants draw from their own streams (variant_rngs), so that asking for them
+# leaves the texts of bioS_v1's three variants as they were.
+ABLATION_VARIANTS = tuple(v for v in VARIANTS if v not in ("bioS", "bioS_fullname", "bioS_multi5_permutes"))
+
+
 def render_texts(
     values: dict[str, str],
     name: str,
     gender: str | None,
     rng: random.Random,
     variants: Sequence[str] = VARIANTS,
+    variant_rngs: dict[str, random.Random] | None = None,
 ) -> dict[str, object]:
-    """The text variants of one person, with bioS_v1's column names."""
+    """The text variants of one person, with bioS_v1's column names; the ablation variants
+    draw from ``variant_rngs[variant]`` (their own seeded streams)."""
     contexts = field_contexts(values, name, gender)
+    own = variant_rngs or {}
     out: dict[str, object] = {}
     if "bioS" in variants or "bioS_fullname" in variants:
         ids = draw_templates(rng, FIELDS)
@@ -125,15 +145,18 @@ def render_texts(
             out["bioS"] = render_bio(contexts, FIELDS, ids)
         if "bioS_fullname" in variants:
             out["bioS_fullname"] = render_bio(contexts, FIELDS, ids, fullname_every_sentence=True)
+    if "bioS_permute" in variants:
+        r = own.get("bioS_permute", rng)
+        order = pick(r, _PERMUTATIONS)
+        out["bioS_permute"] = render_bio(contexts, order, draw_templates(r, order))
+    if "bioS_multi5" in variants:
+        out["bioS_multi5"] = five_bios(contexts, own.get("bioS_multi5", rng), permute=False)
     if "bioS_multi5_permutes" in variants:
-        bios: list[str] = []
-        while len(bios) < NUM_PERMUTES:
-            order = pick(rng, _PERMUTATIONS)
-            bio = render_bio(contexts, order, draw_templates(rng, order))
-            if bio not in bios:  # five different biographies, never a repeat
-                bios.append(bio)
-        out["bioS_multi5_permutes"] = bios
-    return out
+        out["bioS_multi5_permutes"] = five_bios(contexts, rng, permute=True)
+    if "bioS_multi5_permutes_fullname" in variants:
+        r = own.get("bioS_multi5_permutes_fullname", rng)
+        out["bioS_multi5_permutes_fullname"] = five_bios(contexts, r, permute=True, fullname=True)
+    return {v: out[v] for v in VARIANTS if v in out}
 
 
 def qa_columns(name: str, values: dict[str, str], questions: dict[str, str] | None = None) -> dict[str, str]:

@@ -14,7 +14,7 @@ import pytest
 from helpers.common import NUM_PEOPLE, SEED, run_generate
 
 from engram_data import render, write
-from engram_data.contract import FIELDS, QA_PREFIX, VARIANTS, DataError, read_jsonl
+from engram_data.contract import DEFAULT_VARIANTS, FIELDS, QA_PREFIX, VARIANTS, DataError, read_jsonl
 from engram_data.pools import load_pools
 from engram_data.population import synthesize
 from engram_data.render import QUESTIONS, REVERSE_GIVEN
@@ -327,7 +327,7 @@ def test_synthesize_rejects_bad_sizes_in_the_library_too():
 
 def biosv1_rows(people):
     """Rows in the public bioS_v1 schema: name, texts and QA columns; no splits or choices."""
-    keep = ["name", *VARIANTS, *(f"{QA_PREFIX[f]}_{s}" for f in FIELDS for s in "qa")]
+    keep = ["name", *DEFAULT_VARIANTS, *(f"{QA_PREFIX[f]}_{s}" for f in FIELDS for s in "qa")]
     return [{k: p[k] for k in keep} for p in people]
 
 
@@ -379,3 +379,125 @@ def test_import_of_a_file_outside_the_schema_fails_clearly(tmp_path):
     proc = run_generate("--source", str(src), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2
     assert "has no 'name' column; it must follow the bioS_v1 schema" in proc.stderr
+
+
+# -- the paper's ablation variants, gender drawn on its own, the authors' field lists
+
+ABLATION = ("bioS_permute", "bioS_multi5", "bioS_multi5_permutes_fullname")
+
+
+@pytest.fixture(scope="module")
+def ablation(bios_dir, tmp_path_factory) -> Path:
+    """The suite's population with every variant: the same people, seed and size."""
+    out = tmp_path_factory.mktemp("ablation") / "data"
+    args = ("--num-people", str(NUM_PEOPLE), "--seed", str(SEED), "--variants", ",".join(VARIANTS), "--out", str(out))
+    assert run_generate(*args).returncode == 0
+    return out
+
+
+def in_order(text: str, values: list[str]) -> bool:
+    """The values occur in ``text`` one after another, in this order."""
+    at = 0
+    for v in values:
+        at = text.find(v, at)
+        if at < 0:
+            return False
+        at += len(v)
+    return True
+
+
+def test_asking_for_the_ablation_variants_leaves_the_other_texts_as_they_were(bios_dir, ablation):
+    assert files_of(ablation) == sorted([*LAYOUT, *(f"train/{v}.jsonl" for v in ABLATION)])
+    same = [f for f in LAYOUT if f not in ("manifest.json", "people.jsonl")]
+    match, mismatch, errors = filecmp.cmpfiles(bios_dir, ablation, same, shallow=False)
+    assert (sorted(match), mismatch, errors) == (sorted(same), [], [])
+    rows = [{k: v for k, v in p.items() if k not in ABLATION} for p in read_jsonl(ablation / "people.jsonl")]
+    assert rows == read_jsonl(bios_dir / "people.jsonl")
+
+
+def test_each_ablation_variant_has_its_augmentations_and_only_those(ablation):
+    people = read_jsonl(ablation / "people.jsonl")
+    orders = Counter()
+    for p in people:
+        values = [p[f] for f in FIELDS]
+        one = p["bioS_permute"]  # one biography, its own order, the name once at the start
+        assert isinstance(one, str) and one.startswith(p["name"]) and one.count(p["name"]) == 1
+        assert all(v in one for v in values)
+        orders[tuple(sorted(FIELDS, key=lambda f: one.index(" " + p[f])))] += 1
+        multi = p["bioS_multi5"]  # five reworded biographies, all in the fixed order
+        assert len(multi) == 5 and len(set(multi)) == 5
+        for bio in multi:
+            assert bio.startswith(p["name"]) and bio.count(p["name"]) == 1 and in_order(bio, values), bio
+        full = p["bioS_multi5_permutes_fullname"]  # five, each shuffled, the full name in every sentence
+        assert len(full) == 5 and len(set(full)) == 5
+        assert all(bio.count(p["name"]) == len(FIELDS) and bio.startswith(p["name"]) for bio in full)
+        assert not all(in_order(bio, values) for bio in full)  # 5 of 720 orders: all fixed is ~1e-14
+    assert orders[FIELDS] < len(people) / 10 and len(orders) > len(people) / 2  # shuffled: 1/720 each
+    rows = [r["text"] for r in read_jsonl(ablation / "train/bioS_multi5.jsonl")]
+    assert sorted(rows) == sorted(b for p in people for b in p["bioS_multi5"])  # each once, interleaved
+
+
+def test_gender_independent_of_the_name_draws_pronouns_on_their_own(tmp_path):
+    from engram_data.render import PRONOUNS
+
+    assert run_generate("--num-people", "400", "--out", str(tmp_path / "g"), "--gender", "independent").returncode == 0
+    people = read_jsonl(tmp_path / "g/people.jsonl")
+    pools = load_pools()
+    by_name = {n: g for g, names in pools.first_names.items() for n in names}
+    crossed = sum(by_name[p["first_name"]] != p["gender"] for p in people)
+    assert 0.4 < crossed / len(people) < 0.6, crossed  # a name's usual gender says nothing: half cross
+    for p in people:
+        assert p["bioS"].split(". ")[1].startswith((PRONOUNS[p["gender"]]["S"], PRONOUNS[p["gender"]]["P"]))
+    assert json.loads((tmp_path / "g/manifest.json").read_text())["args"]["gender"] == "independent"
+
+
+def write_author_fields(folder: Path, companies: list[str] | None = None) -> None:
+    """A small folder in the layout of PhysicsLM4's Capo-bioS-bioR/fields/."""
+    folder.mkdir()
+    lists = {
+        "first_name": ["Ada", "Ben", "Cleo", "Dev", "Eli", "Fay"],
+        "middle_name": ["Gil", "Hal", "Ivy", "Jo", "Kai", "Lee"],
+        "last_name": ["Moss", "Nash", "Orr", "Park", "Quinn", "Reyes", "Shaw", "Todd"],
+        "city": ["Austin, TX", "Boise, ID", "Camden, NJ", "Dayton, OH", "Erie, PA"],
+        "university": ["North College", "South College", "East College", "West College"],
+        "field": ["Botany", "Chemistry", "Dance", "Economics"],
+        "company": companies or ["Acme; Akron, OH", "Bolt Inc.; Boise, ID", "Cog; Camden, NJ", "Dyna; Dayton, OH"],
+        "job": ["Teacher"],  # in the authors' folder, unused by bioS
+    }
+    for name, values in lists.items():
+        (folder / f"{name}.txt").write_text("\n".join(values) + "\n")
+
+
+def test_fields_dir_draws_every_value_from_the_authors_lists(tmp_path):
+    write_author_fields(tmp_path / "fields")
+    out = tmp_path / "data"
+    assert (
+        run_generate("--num-people", "40", "--fields-dir", str(tmp_path / "fields"), "--out", str(out)).returncode == 0
+    )
+    people = read_jsonl(out / "people.jsonl")
+    text = {n: (tmp_path / "fields" / f"{n}.txt").read_text().split("\n") for n in ("first_name", "city", "field")}
+    hq = {"Acme": "Akron, OH", "Bolt Inc.": "Boise, ID", "Cog": "Camden, NJ", "Dyna": "Dayton, OH"}
+    for p in people:
+        assert p["first_name"] in text["first_name"] and p["birth_city"] in text["city"] and p["major"] in text["field"]
+        assert p["company_city"] == hq[p["employer"]]
+    assert {p["gender"] for p in people} == {"male", "female"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["pool_sizes"]["first_names"] == 6 and manifest["pool_sizes"]["employer"] == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (("--fields-dir", "{tmp}/none"), "--fields-dir {tmp}/none is not a folder"),
+        (("--fields-dir", "{tmp}/bad"), "company.txt line 2 is 'Bolt Inc.'; write 'Company; City, ST'"),
+        (("--fields-dir", "{tmp}/bad", "--gender", "by-name"), "--fields-dir lists have no gender"),
+        (("--gender", "independent", "--source", "{tmp}/x.jsonl"), "--gender applies to synthesized people"),
+    ],
+)
+def test_fields_dir_and_gender_refuse_bad_input_in_one_line(tmp_path, args, error):
+    write_author_fields(tmp_path / "bad", ["Acme; Akron, OH", "Bolt Inc.", "Cog; Camden, NJ", "Dyna; Dayton, OH"])
+    args = [a.format(tmp=tmp_path) for a in args]
+    proc = run_generate("--num-people", "10", "--out", str(tmp_path / "out"), *args)
+    assert proc.returncode != 0 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert error.format(tmp=tmp_path) in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
