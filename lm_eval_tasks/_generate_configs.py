@@ -35,6 +35,10 @@ FAMILIES = {
     "bios_qa_letters": ("_bios_qa_letters_template_yaml", "train", {"fewshot": True}, ("acc",)),
     "bios_qa_letters_5shot": ("_bios_qa_letters_template_yaml", "train", {"fewshot": True, "num_fewshot": 5}, ("acc",)),
     "bios_qa_gen": ("_bios_qa_gen_template_yaml", "train", {}, ("exact_match",)),
+    # Extraction as Physics of LM 3.1 measures it: generation, exact match, heldout people.
+    "bios_qa_gen_heldout": ("_bios_qa_gen_template_yaml", "heldout", {}, ("exact_match",)),
+    # The original LLM Engram protocol, to compare with its published numbers.
+    "bios_qa_engram": ("_bios_qa_engram_template_yaml", "train", {}, ("acc",)),
 }
 FEWSHOT_SEED = 1234
 FEWSHOT_CANDIDATES = 60  # per field; the tasks take the first 10 whose names are not in the data
