@@ -36,7 +36,7 @@ from engram_run.runs.recipes import DEFAULT_DATA_DIR, RunError
 from engram_run.runs.settings import DEFAULT_VARIANT, Run
 from engram_run.studies.capacity import CapacitySettings, study
 from engram_run.studies.localize import STEPS, LocalizeSettings, endpoints, localize
-from engram_run.studies.reproduce import ReproduceSettings, reproduce
+from engram_run.studies.reproduce import PROTOCOLS, ReproduceSettings, reproduce
 from engram_run.tuning.sweep_cli import add_sweep_parsers, sweep_command
 from lm_eval_tasks import BACKENDS
 
@@ -51,6 +51,17 @@ def parse_overrides(pairs: list[str]) -> dict:
             raise RunError(f"--set takes KEY=VALUE (got {pair!r})")
         out[key] = yaml.safe_load(value)
     return out
+
+
+def protocol_list(text: str) -> tuple[str, ...]:
+    """``mixed,bio_then_qa``: training protocols of make reproduce, each known, in their order."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PROTOCOLS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown protocol {', '.join(unknown) or repr(text)}; choose from {', '.join(PROTOCOLS)}"
+        )
+    return tuple(p for p in PROTOCOLS if p in names)
 
 
 def variant_list(text: str) -> tuple[str, ...]:
@@ -119,13 +130,17 @@ def build_parser() -> OneLineParser:
     rp = sub.add_parser("reproduce", help="Physics of LM 3.1's two findings: every text variant, one budget")
     rdefaults = ReproduceSettings()
     rp.add_argument("--model", default=rdefaults.model, help="tiny (a CPU, from scratch) or a recipe: llama1b, ...")
-    for field, kind in (("people", number(int, 8)), ("multi5_epochs", number(int, 1)), ("hidden", number(int, 1)),
+    for field, kind in (("people", number(int, 8)), ("multi5_epochs", number(int, 1)), ("qa_epochs", number(int, 1)),
+                        ("hidden", number(int, 1)),
                         ("layers", number(int, 1)), ("vocab_size", number(int, 300)),
                         ("learning_rate", number(float, 0, low_open=True)), ("micro_batch", number(int, 1)),
                         ("data_dir", Path), ("outputs", Path), ("results", Path)):  # fmt: skip
         rp.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(rdefaults, field))
     rp.add_argument("--variants", type=variant_list, default=rdefaults.variants,
                     help=f"comma-separated, from {','.join(VARIANTS)} (default: all)")  # fmt: skip
+    rp.add_argument("--protocols", type=protocol_list, default=rdefaults.protocols,
+                    help="comma-separated: mixed (biographies + QA in one run), bio_then_qa (biographies, then a "
+                    "QA fine-tune); default: both")  # fmt: skip
     ca = sub.add_parser("capacity", help="knowledge capacity of tiny models of a few sizes (Physics of LM 3.3)")
     cdefaults = CapacitySettings()
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers.common import REPO, cli_env
 
 from engram_run.reports.compare import (
@@ -338,56 +339,89 @@ def test_the_report_reads_the_plugins_post_training_results_too(tmp_path):
 
 
 def test_reproduce_gives_every_variant_the_same_budget_and_evaluations(bios_dir, tmp_path):
-    from engram_data.contract import QA_TRAIN, VARIANTS, train_file
+    from engram_data.contract import DEFAULT_VARIANTS, QA_TRAIN, train_file
     from engram_run.runs.recipes import validate
     from engram_run.studies.reproduce import ReproduceSettings, budget_epochs, text_size, variant_config
 
-    epochs = budget_epochs(bios_dir, 12)
+    epochs = budget_epochs(bios_dir, 12, DEFAULT_VARIANTS)
     qa = text_size(train_file(bios_dir, QA_TRAIN))
-    size = {v: text_size(train_file(bios_dir, v)) + qa for v in VARIANTS}
+    size = {v: text_size(train_file(bios_dir, v)) + qa for v in DEFAULT_VARIANTS}
     budget = 12 * size["bioS_multi5_permutes"]
     assert epochs["bioS_multi5_permutes"] == 12
-    for v in VARIANTS:  # the nearest whole number of epochs to the same characters
+    for v in DEFAULT_VARIANTS:  # the nearest whole number of epochs to the same characters
         assert abs(epochs[v] * size[v] - budget) <= size[v] / 2, (v, epochs)
     assert epochs["bioS"] > 12 * 2  # one biography per person: several times the epochs
     # A GPU recipe (QA mixing commented out there) gets the QA of train people and the
     # same 12 evaluations whatever its epochs; Axolotl's schema accepts it.
     s = ReproduceSettings(model="llama1b", data_dir=bios_dir)
+    bio, qa_path = str(train_file(bios_dir, "bioS")), str(train_file(bios_dir, QA_TRAIN))
     cfg = variant_config(s, "bioS", epochs["bioS"], None, tmp_path / "model")
-    assert [d["path"] for d in cfg["datasets"]] == [
-        str(train_file(bios_dir, "bioS")),
-        str(train_file(bios_dir, QA_TRAIN)),
-    ]
+    assert [d["path"] for d in cfg["datasets"]] == [bio, qa_path]
     assert cfg["num_epochs"] == epochs["bioS"] and "evals_per_epoch" not in cfg and "saves_per_epoch" not in cfg
     assert cfg["eval_steps"] == cfg["save_steps"] == 1 / 12
     validate(cfg)
+    # bio_then_qa: the biographies alone for the same epochs, then the QA alone from those weights.
+    first = variant_config(s, "bioS", epochs["bioS"], None, tmp_path / "bio" / "model", "bio")
+    second = variant_config(s, None, 10, tmp_path / "bio" / "model", tmp_path / "qa" / "model", "qa")
+    assert [d["path"] for d in first["datasets"]] == [bio] and first["num_epochs"] == epochs["bioS"]
+    assert [d["path"] for d in second["datasets"]] == [qa_path] and second["num_epochs"] == 10
+    assert second["base_model"] == str(tmp_path / "bio" / "model") and first["base_model"] == cfg["base_model"]
+    for c in (first, second):
+        validate(c)
 
 
 @pytest.mark.slow
 def test_reproduce_shows_that_augmentation_buys_extraction(tmp_path):
-    """`make reproduce` at a reduced size (60 people, a 2-layer model, the two variants at the
-    ends): both memorize their train people; five permuted biographies per person extract
-    far more facts of heldout people than one; no variant names a person from attributes."""
+    """`make reproduce`'s mixed protocol at a reduced size (60 people, a 2-layer model, the two
+    variants at the ends): both memorize their trained QA; five permuted biographies per person
+    extract far more facts of heldout people than one; no variant names a person from attributes."""
     proc = pipeline(
         "reproduce", "--people", "60", "--multi5-epochs", "16", "--hidden", "64", "--layers", "2",
         "--vocab-size", "1024", "--learning-rate", "3e-3", "--micro-batch", "4",
-        "--variants", "bioS,bioS_multi5_permutes", cwd=tmp_path,
+        "--variants", "bioS,bioS_multi5_permutes", "--protocols", "mixed", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     out = tmp_path / "results" / "reproduce"
-    rows = json.loads((out / "reproduce.json").read_text())
+    rows = json.loads((out / "reproduce.json").read_text())["mixed"]
     assert list(rows) == ["bioS", "bioS_multi5_permutes"]
     assert rows["bioS_multi5_permutes"]["epochs"] == 16 and rows["bioS"]["epochs"] > 40  # one budget
     for r in rows.values():
-        assert set(r) >= {"train", "heldout", "reverse", "untrained"}
-        assert r["questions"] == {"train": 180, "heldout": 180, "reverse": 60}
-        assert r["train"] >= 0.9, rows  # memorized
+        sc = r["scores"]
+        assert r["questions"] == {"trained_qa": 180, "trained_qa_exact": 180, "heldout_exact": 180, "heldout": 180,
+                                  "reverse": 60}  # fmt: skip
+        assert sc["trained_qa"] >= 0.9, rows  # memorized
         assert abs(r["untrained"] - 0.25) <= 0.06, rows  # the floor: chance
-        assert r["reverse"] <= 0.4, rows  # chance (60 questions: +-0.06)
-    # Measured at this size: 0.644 vs 0.283.
-    assert rows["bioS_multi5_permutes"]["heldout"] - rows["bioS"]["heldout"] >= 0.2, rows
+        assert sc["reverse"] <= 0.4, rows  # chance (60 questions: +-0.06)
+    # Measured at this size (four-option): 0.644 vs 0.283.
+    assert rows["bioS_multi5_permutes"]["scores"]["heldout"] - rows["bioS"]["scores"]["heldout"] >= 0.2, rows
     md = (out / "reproduce.md").read_text()
-    assert "| `bioS` | " in md and "heldout(multi5) - heldout(bioS) = +" in md
+    assert "| `bioS` | " in md and "heldout extraction (exact match)" in md and "near 10%" not in md
     assert (out / "reproduce.png").stat().st_size > 10_000
     # The run's own folders are marked, so a rerun may replace them; nothing else is.
     assert (tmp_path / "outputs" / "reproduce" / ".engram_run").exists()
+
+
+@pytest.mark.slow
+def test_reproduce_bio_then_qa_fine_tunes_the_pretrained_weights_on_trained_qa_only(tmp_path):
+    """The paper's second protocol at a reduced size: biographies alone, then a second Axolotl
+    run from those weights on the QA of train people. The QA fine-tune memorizes its questions;
+    heldout people, whose QA never trained, are scored by exact match (the paper's metric)."""
+    proc = pipeline(
+        "reproduce", "--people", "60", "--multi5-epochs", "16", "--qa-epochs", "10", "--hidden", "64", "--layers",
+        "2", "--vocab-size", "1024", "--learning-rate", "3e-3", "--micro-batch", "4", "--variants", "bioS",
+        "--protocols", "bio_then_qa", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    (row,) = json.loads((tmp_path / "results/reproduce/reproduce.json").read_text())["bio_then_qa"].values()
+    run = tmp_path / "outputs/reproduce/bio_then_qa/bioS"
+    first, second = (yaml.safe_load((run / part / "config.yml").read_text()) for part in ("bio", "qa"))
+    assert [Path(d["path"]).name for d in first["datasets"]] == ["bioS.jsonl"]
+    assert [Path(d["path"]).name for d in second["datasets"]] == ["qa_train.jsonl"]
+    assert second["base_model"] == str(Path("outputs/reproduce/bio_then_qa/bioS/bio/model"))
+    assert (row["epochs"], row["qa_epochs"]) == (first["num_epochs"], 10) == (row["epochs"], second["num_epochs"])
+    assert row["scores"]["trained_qa"] >= 0.9, row  # the fine-tune memorized its own questions
+    assert abs(row["untrained"] - 0.25) <= 0.06, row
+    # One biography per person (measured: trained QA 0.956, exact match on heldout people 0.006): the
+    # QA fine-tune memorizes its own questions and extracts nothing else, as the paper finds for bioS.
+    assert row["scores"]["heldout_exact"] <= 0.1, row
+    assert "**BIO pretrain, then QA fine-tune**" in (tmp_path / "results/reproduce/reproduce.md").read_text()
