@@ -14,6 +14,12 @@ DATA_DIR ?= data/bios
 NUM_PEOPLE ?= 10000
 SEED ?= 0
 HELDOUT_FRACTION ?= 0.5
+# make data DATA_VARIANTS=all (or a comma list) adds the ablation variants to bioS_v1's three.
+DATA_VARIANTS ?=
+ALL_VARIANTS := bioS,bioS_fullname,bioS_permute,bioS_multi5,bioS_multi5_permutes,bioS_multi5_permutes_fullname
+# make reproduce: PROTOCOLS=mixed,bio_then_qa and REPRODUCE_VARIANTS=bioS,... (default: all of each)
+PROTOCOLS ?=
+REPRODUCE_VARIANTS ?=
 
 # The machine's pip config names find-links folders that pip reports as missing, once
 # per package: hide that noise, keep every other line.
@@ -151,9 +157,10 @@ format: install ## rewrite files into ruff's style and regenerate the per-field 
 	$(PY) lm_eval_tasks/_generate_configs.py
 	$(PY) benchmarks/memory.py
 
-data: install ## generate the bioS population in DATA_DIR (NUM_PEOPLE, SEED, HELDOUT_FRACTION; ~2 s for 10k)
+data: install ## generate the bioS population in DATA_DIR (NUM_PEOPLE, SEED, HELDOUT_FRACTION, DATA_VARIANTS=all for the ablation; ~2 s for 10k)
 	$(PY) generate_data.py --num-people $(NUM_PEOPLE) --seed $(SEED) \
-		--heldout-fraction $(HELDOUT_FRACTION) --out $(DATA_DIR) --overwrite
+		--heldout-fraction $(HELDOUT_FRACTION) --out $(DATA_DIR) --overwrite \
+		$(if $(DATA_VARIANTS),--variants $(if $(filter all,$(DATA_VARIANTS)),$(ALL_VARIANTS),$(DATA_VARIANTS)))
 
 tiny-model: install ## build a small random Llama + BPE tokenizer from DATA_DIR into TINY_MODEL (no downloads)
 	$(PY) -m engram_run.runs.tiny --data $(DATA_DIR) --out $(TINY_MODEL)
@@ -187,8 +194,9 @@ compare: install ## base vs fine-tuned MODEL: COMPARE=tiny|openllm|leaderboard|b
 		$(if $(LIMIT),--limit $(LIMIT)) $(if $(CHAT),--apply-chat-template --fewshot-as-multiturn) \
 		$(if $(HF_HUB_LOG_ARGS),--hf-hub-log-args "$(HF_HUB_LOG_ARGS)")
 
-reproduce: install ## Physics of LM 3.1 in miniature: every text variant on one budget, CPU (~8 min); MODEL=llama1b on GPUs
-	$(PIPELINE) reproduce --model $(MODEL) $(if $(filter-out tiny,$(MODEL)),--data-dir $(DATA_DIR) --people $(NUM_PEOPLE))
+reproduce: install ## Physics of LM 3.1 in miniature: both protocols, every text variant on one budget, CPU (~MINUTES); MODEL=llama1b on GPUs (make data DATA_VARIANTS=all first)
+	$(PIPELINE) reproduce --model $(MODEL) $(if $(filter-out tiny,$(MODEL)),--data-dir $(DATA_DIR) --people $(NUM_PEOPLE)) \
+		$(if $(PROTOCOLS),--protocols $(PROTOCOLS)) $(if $(REPRODUCE_VARIANTS),--variants $(REPRODUCE_VARIANTS))
 
 localize: install ## where the memory is: weight diff, graft/prune curves, causal tracing of MODEL=demo (after make demo) or a trained run, into results/<run>/localize/
 	$(PIPELINE) localize --model $(MODEL) $(if $(METHOD),--method $(METHOD)) --variant $(VARIANT) $(if $(filter-out data/bios,$(DATA_DIR)),--data-dir $(DATA_DIR))

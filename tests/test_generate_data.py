@@ -501,3 +501,10 @@ def test_fields_dir_and_gender_refuse_bad_input_in_one_line(tmp_path, args, erro
     assert proc.returncode != 0 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert error.format(tmp=tmp_path) in proc.stderr, proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_make_data_variants_all_names_every_variant():
+    from helpers.common import REPO
+
+    line = next(x for x in (REPO / "Makefile").read_text().splitlines() if x.startswith("ALL_VARIANTS :="))
+    assert line.split(":=")[1].strip() == ",".join(VARIANTS)

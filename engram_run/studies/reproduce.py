@@ -136,7 +136,7 @@ def reproduce(s: ReproduceSettings) -> Path:
         for variant in s.variants:
             where = launch.claim(launch.claim(s.outputs / protocol) / variant)
             texts = "bio+qa" if protocol == "mixed" else "bio"
-            first = train_run(s, where / ("model" if protocol == "mixed" else "bio"), variant, epochs[variant], init,
+            first = train_run(s, where if protocol == "mixed" else where / "bio", variant, epochs[variant], init,
                               texts, step, f"{protocol}/{variant}")  # fmt: skip
             final = first
             if protocol == "bio_then_qa":
