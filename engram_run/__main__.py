@@ -53,26 +53,20 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
-def protocol_list(text: str) -> tuple[str, ...]:
-    """``mixed,bio_then_qa``: training protocols of make reproduce, each known, in their order."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in PROTOCOLS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown protocol {', '.join(unknown) or repr(text)}; choose from {', '.join(PROTOCOLS)}"
-        )
-    return tuple(p for p in PROTOCOLS if p in names)
+def known_list(known: tuple[str, ...], what: str):
+    """An argparse type: ``a,b`` of ``known`` names (text variants, protocols), each once, in
+    ``known``'s order; an unknown or empty one is argparse's one-line error."""
 
+    def parse(text: str) -> tuple[str, ...]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {', '.join(unknown) or repr(text)}; choose from {', '.join(known)}"
+            )
+        return tuple(k for k in known if k in names)
 
-def variant_list(text: str) -> tuple[str, ...]:
-    """``bioS,bioS_multi5_permutes``: text variants, each known, each once, in VARIANTS order."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown variant {', '.join(unknown) or repr(text)}; choose from {', '.join(VARIANTS)}"
-        )
-    return tuple(v for v in VARIANTS if v in names)
+    return parse
 
 
 def _add_run_options(p: OneLineParser) -> None:
@@ -136,9 +130,9 @@ def build_parser() -> OneLineParser:
                         ("learning_rate", number(float, 0, low_open=True)), ("micro_batch", number(int, 1)),
                         ("data_dir", Path), ("outputs", Path), ("results", Path)):  # fmt: skip
         rp.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(rdefaults, field))
-    rp.add_argument("--variants", type=variant_list, default=rdefaults.variants,
+    rp.add_argument("--variants", type=known_list(VARIANTS, "variant"), default=rdefaults.variants,
                     help=f"comma-separated, from {','.join(VARIANTS)} (default: all)")  # fmt: skip
-    rp.add_argument("--protocols", type=protocol_list, default=rdefaults.protocols,
+    rp.add_argument("--protocols", type=known_list(PROTOCOLS, "protocol"), default=rdefaults.protocols,
                     help="comma-separated: mixed (biographies + QA in one run), bio_then_qa (biographies, then a "
                     "QA fine-tune); default: both")  # fmt: skip
     ca = sub.add_parser("capacity", help="knowledge capacity of tiny models of a few sizes (Physics of LM 3.3)")

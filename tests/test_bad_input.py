@@ -322,6 +322,7 @@ RUN_CASES = [
     ("unknown variant", ["train-all", "--models", "tiny", "--variant", "bioX"], "invalid choice: 'bioX' (choose from 'bioS', 'bioS_fullname', 'bioS_permute', 'bioS_multi5', 'bioS_multi5_permutes', 'bioS_multi5_permutes_fullname')"),
     ("unknown command", ["trian"], "argument command: invalid choice: 'trian'"),
     ("reproduce an unknown variant", ["reproduce", "--variants", "bioS,bioX"], "unknown variant bioX; choose from bioS, bioS_fullname, bioS_permute, bioS_multi5, bioS_multi5_permutes, bioS_multi5_permutes_fullname"),
+    ("reproduce an unknown protocol", ["reproduce", "--protocols", "mixed,qa"], "unknown protocol qa; choose from mixed, bio_then_qa"),
     ("reproduce no variant", ["reproduce", "--variants", ","], "unknown variant ','"),
     ("reproduce over foreign outputs", ["reproduce", "--data-dir", "{ws}/d", "--outputs", "{ws}/outs"], "was not written by reproduce"),
     ("reproduce a GPU recipe without data", ["reproduce", "--model", "llama1b", "--data-dir", "{ws}/nodata", "--outputs", "{ws}/ro"], "has no dataset; run `make data DATA_DIR="),
