@@ -1,5 +1,6 @@
-"""Knowledge capacity (Physics of Language Models 3.3): how many bits of a dataset's facts a
-model stores, and per parameter.
+"""Bits extractable through QA (``engram-capacity --measure qa``; the default measure, Physics
+of LM 3.3's own bound, is ``engram_plugin.capacity_bound``): how many bits of a dataset's facts
+a model gives back when asked, and per parameter.
 
 For each person and attribute: the bits needed to pick the value from its pool (log2 of the
 pool's size) minus the model's cross-entropy of the value given the person (in bits); summed
@@ -184,7 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", choices=("train", "heldout", "all"), default="train")
     parser.add_argument("--limit", type=number(int, 1), help="the first N people of the split")
     parser.add_argument("--batch-size", type=number(int, 1), default=4)
-    parser.add_argument("--no-names", action="store_true", help="skip the names (the slowest: three long pools)")
+    parser.add_argument("--no-names", action="store_true", help="qa: skip the names (the slowest: three long pools)")
+    parser.add_argument("--measure", choices=("bound", "qa"), default="bound",
+                        help="bound: Physics of LM 3.3's bit-complexity lower bound from the losses inside the "
+                        "biographies (default); qa: bits extractable through QA prompts")  # fmt: skip
+    parser.add_argument("--variant", default="bioS", help="bound: the biographies scored (default: bioS)")
     parser.add_argument("--out", type=Path, help="write capacity.json and capacity.md here")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
@@ -201,9 +206,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"cannot load a model from {args.model} ({type(exc).__name__}); pass a model folder"
             ) from None
         model.to("cuda" if torch.cuda.is_available() else "cpu")
-        result = CapacityEvaluator(args.data, tok, args.split, args.limit, args.batch_size, not args.no_names)
-        result = result.evaluate(model)
-        text = markdown(result, args.model, args.split)
+        if args.measure == "bound":
+            from engram_plugin.capacity_bound import BoundEvaluator, bound_markdown
+
+            result = BoundEvaluator(args.data, tok, args.variant, args.limit, args.batch_size).evaluate(model)
+            text = bound_markdown(result, args.model, args.variant)
+        else:
+            result = CapacityEvaluator(args.data, tok, args.split, args.limit, args.batch_size, not args.no_names)
+            result = result.evaluate(model)
+            text = markdown(result, args.model, args.split)
         if args.out:
             with atomic_output(args.out, "engram-capacity", args.overwrite) as tmp:
                 (tmp / "capacity.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -14,6 +14,7 @@ import torch
 from helpers.common import cli_env
 from helpers.memorize import memorize
 
+from engram_data.contract import FIELDS as FIELDS_ALL
 from engram_plugin import capacity
 from engram_plugin.capacity import COUNTED, CapacityEvaluator, bits_from_scores
 
@@ -86,7 +87,7 @@ def test_an_untrained_model_stores_under_2_percent_and_a_trained_one_more(tiny_l
 @pytest.mark.slow
 def test_the_cli_writes_json_and_markdown(bios_dir, tiny_llama, tmp_path):
     cmd = [sys.executable, "-m", "engram_plugin.capacity", "--model", str(tiny_llama), "--data", str(bios_dir),
-           "--limit", "3", "--out", str(tmp_path / "cap")]  # fmt: skip
+           "--limit", "3", "--out", str(tmp_path / "cap"), "--measure", "qa"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=cli_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "cap" / "capacity.json").read_text())
@@ -94,6 +95,11 @@ def test_the_cli_writes_json_and_markdown(bios_dir, tiny_llama, tmp_path):
     assert "| birth_date | chain |" in (tmp_path / "cap" / "capacity.md").read_text()
     bad = subprocess.run([*cmd[:6], str(tmp_path / "nodata")], capture_output=True, text=True, env=cli_env())
     assert bad.returncode == 2 and bad.stderr.startswith("engram-capacity: error:") and "Traceback" not in bad.stderr
+    # The default measure is Physics of LM 3.3's bound (in this process: the same code path).
+    assert capacity.main([*cmd[3:9], "--out", str(tmp_path / "bound")]) == 0
+    bound = json.loads((tmp_path / "bound" / "capacity.json").read_text())
+    assert bound["measure"] == "Physics of LM 3.3 bit-complexity lower bound" and bound["people"] == 3
+    assert "| attributes: N log2(S0 / e^p2) |" in (tmp_path / "bound" / "capacity.md").read_text()
 
 
 @pytest.mark.slow
@@ -105,4 +111,56 @@ def test_the_cpu_study_at_a_reduced_size(tmp_path):
     runs = json.loads((tmp_path / "results/capacity.json").read_text())["runs"]
     assert [(r["people"], r["hidden"]) for r in runs] == [(12, 16), (12, 32)]
     assert runs[0]["params"] < runs[1]["params"] and all(r["untrained_bits"] < 0.02 * r["max_bits"] for r in runs)
+    assert all(r["untrained_bits"] == 0.0 and "qa_bits" in r for r in runs)  # the bound floors a random model at 0
     assert (tmp_path / "results/capacity.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# -- Physics of LM 3.3's bound, from the losses inside the biographies
+
+
+@pytest.fixture(scope="module")
+def bound(bios_dir, tiny_llama):
+    from transformers import AutoTokenizer
+
+    from engram_plugin.capacity_bound import BoundEvaluator
+
+    return BoundEvaluator(bios_dir, AutoTokenizer.from_pretrained(tiny_llama), limit=PEOPLE)
+
+
+def test_the_bound_scores_exactly_the_name_and_value_tokens_of_each_biography(bound):
+    tok = bound.tokenizer
+    for person, (ids, name, values) in zip(bound.people, bound.items):
+        assert tok.decode([ids[i] for i in name]).strip() == person["name"]
+        text = tok.decode([ids[i] for i in values])
+        for field in FIELDS_ALL:
+            assert person[field] in text or person[field].replace(" ", "") in text.replace(" ", ""), (field, text)
+        # only those: no token of the template's own words between the values
+        assert len(values) <= sum(len(tok(" " + person[f], add_special_tokens=False)["input_ids"]) for f in FIELDS_ALL)
+
+
+def test_the_bound_of_a_knowing_scorer_is_the_datas_bits_and_of_a_uniform_one_zero(bound, tiny_llama, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    # by-name gender: N0 = 2 genders x 200 x 200 x 1000 names; S0 = dates x cities x universities x majors x employers
+    assert (bound.pools["N0"], bound.pools["S0"]) == (2 * 200 * 200 * 1000, 12 * 28 * 200 * 200 * 300 * 100 * 250)
+    knows = [torch.zeros(len(ids), dtype=torch.float64) for ids, _, _ in bound.items]
+    full = bound.summarize(knows, model)
+    expected = PEOPLE * (math.log2(bound.pools["N0"] - PEOPLE) + math.log2(bound.pools["S0"]))
+    assert full["bits"] == pytest.approx(expected, rel=1e-12) and full["share"] == pytest.approx(1.0)
+    uniform = [torch.full((len(ids),), math.log(len(bound.tokenizer))) for ids, _, _ in bound.items]
+    assert bound.summarize(uniform, model)["bits"] == 0.0
+    untrained = bound.evaluate(model)  # a random model is a near-uniform guesser: nothing stored
+    assert untrained["bits"] == 0.0 and untrained["value_loss_nats"] > math.log(bound.pools["S0"])
+
+
+@pytest.mark.slow
+def test_a_model_trained_on_the_biographies_stores_bits_by_the_bound(bound, tiny_llama, bios_dir):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    memorize(model, bound.tokenizer, bios_dir, PEOPLE, steps=150, texts=[p["bioS"] for p in bound.people])
+    trained = bound.evaluate(model)
+    # 8 biographies learnt by heart: most of their attribute bits, and the names too.
+    assert trained["value_bits"] > 0.5 * PEOPLE * math.log2(bound.pools["S0"]), trained
+    assert trained["name_bits"] > 0 and trained["bits_per_param"] == trained["bits"] / trained["params"]

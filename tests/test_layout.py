@@ -20,7 +20,13 @@ ALLOWED = {
     "lm_eval_tasks/cli.py": ("lm_eval_tasks", *SHARED),
     # The batch rule (micro x accumulation x GPUs) is one, for the plugin and for `make train GPUS=N`;
     # the capacity study measures with engram-capacity's evaluator in its own process.
-    "engram_run": ("engram_run", *SHARED, "lm_eval_tasks", "engram_plugin.batch", "engram_plugin.capacity"),
+    "engram_run": (
+        "engram_run",
+        *SHARED,
+        "lm_eval_tasks",
+        "engram_plugin.batch",
+        "engram_plugin.capacity",
+    ),  # and .capacity_bound
     # engram-localize scores with the plugin's recall evaluator (the numbers of bios_qa).
     "engram_localize": ("engram_localize", *SHARED, "engram_plugin.recall"),
     "engram_data/documents": (*SHARED, "engram_data.options", "engram_data.documents"),

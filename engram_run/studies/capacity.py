@@ -37,20 +37,23 @@ class CapacitySettings:
 
 
 def measure(model: Path, data: Path, out: Path) -> dict:
-    """``engram-capacity --split all --no-names`` on ``model``, in this process (one import of
-    transformers for the whole study); its noise goes to ``out``.log, its files to ``out``."""
+    """``engram-capacity`` on ``model`` in this process (one import of transformers for the whole
+    study): Physics of LM 3.3's bound on every person's first bioS_multi5_permutes biography
+    (what the model trained on), and beside it the bits extractable through QA (``qa_*``). Its
+    noise goes to ``out``.log, its files to ``out``."""
     with launch.output_to(out.parent / f"{out.name}.log"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from engram_plugin.capacity import CapacityEvaluator, markdown
+        from engram_plugin.capacity import CapacityEvaluator
+        from engram_plugin.capacity_bound import BoundEvaluator, bound_markdown
 
-        tok = AutoTokenizer.from_pretrained(model)
-        result = CapacityEvaluator(data, tok, "all", batch_size=8, names=False).evaluate(
-            AutoModelForCausalLM.from_pretrained(model)
-        )
+        tok, lm = AutoTokenizer.from_pretrained(model), AutoModelForCausalLM.from_pretrained(model)
+        result = BoundEvaluator(data, tok, "bioS_multi5_permutes").evaluate(lm)
+        qa = CapacityEvaluator(data, tok, "all", batch_size=8, names=False).evaluate(lm)
+    result |= {"qa_bits": qa["bits"], "qa_max_bits": qa["max_bits"]}
     out.mkdir(parents=True, exist_ok=True)
     (out / "capacity.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "capacity.md").write_text(markdown(result, str(model), "all"))
+    (out / "capacity.md").write_text(bound_markdown(result, str(model), "bioS_multi5_permutes"))
     return result
 
 
@@ -84,7 +87,8 @@ def study(s: CapacitySettings) -> Path:
                          "max_bits": trained["max_bits"], "share": trained["share"],
                          "bits_per_param": trained["bits_per_param"],
                          "bits_per_non_embedding_param": trained["bits_per_non_embedding_param"],
-                         "untrained_bits": untrained["bits"]})  # fmt: skip
+                         "untrained_bits": untrained["bits"], "qa_bits": trained["qa_bits"],
+                         "qa_max_bits": trained["qa_max_bits"], "untrained_qa_bits": untrained["qa_bits"]})  # fmt: skip
     return write(rows, s, time.perf_counter() - start)
 
 
@@ -117,10 +121,14 @@ def write(rows: list[dict], s: CapacitySettings, seconds: float) -> Path:
     fig.savefig(out / "capacity.png", dpi=120)
     plt.close(fig)
     shown = frame[["people", "hidden", "params", "bits", "max_bits", "share", "bits_per_param",
-                   "bits_per_non_embedding_param", "untrained_bits"]]  # fmt: skip
+                   "bits_per_non_embedding_param", "untrained_bits", "qa_bits", "qa_max_bits"]]  # fmt: skip
     md = ["# Knowledge capacity (Physics of LM 3.3) on a CPU", "",
           f"Tiny Llamas ({s.layers} layers) trained {s.epochs} epochs with `axolotl train` on each population "
-          f"(bioS_multi5_permutes + train QA), measured by `engram-capacity` on every person ({seconds:.0f} s).", "",
+          f"(bioS_multi5_permutes + train QA), measured on every person ({seconds:.0f} s): `bits` is Physics of LM 3.3's "
+          "bit-complexity lower bound from the losses of the name and value tokens in each person's first biography "
+          "(`engram-capacity`'s default); `qa_bits`, the bits extractable through QA prompts (`--measure qa`). The "
+          "paper's 2 bits per parameter holds when the data holds more bits than the model has parameters and each "
+          "fact was seen ~1,000 times; these runs are far from both.", "",
           shown.to_markdown(index=False, floatfmt=".4g"), "", "![capacity](capacity.png)", ""]  # fmt: skip
     (out / "capacity.md").write_text("\n".join(md))
     return out / "capacity.md"
