@@ -47,8 +47,13 @@ class EngramArgs(BaseModel):
     engram_eval_batch_size: int = Field(default=32, description="Questions per forward pass.")
     engram_eval_capacity: bool = Field(
         default=False,
-        description="Also log knowledge capacity (Physics of LM 3.3) in every evaluation: eval_engram_capacity_bits, "
-        "_bits_per_param and per field, for the first engram_eval_samples train people.",
+        description="Also log knowledge capacity in every evaluation (eval_engram_capacity_bits, _bits_per_param, "
+        "...) for the first engram_eval_samples train people; the measure is engram_capacity_measure.",
+    )
+    engram_capacity_measure: Literal["bound", "qa"] = Field(
+        default="bound",
+        description="bound: Physics of LM 3.3's bit-complexity lower bound from the losses inside the training "
+        "biographies (_name_bits, _value_bits); qa: bits extractable through QA prompts (per field).",
     )
     # Best checkpoint and stopping
     engram_save_best: bool = Field(

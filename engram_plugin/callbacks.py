@@ -21,9 +21,11 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from engram_data.contract import FIELDS, LOG_HISTORY, PROGRESS_ENV, RECALL_HISTORY, TIMING_FILE
+from engram_data.contract import FIELDS, LOG_HISTORY, PROGRESS_ENV, RECALL_HISTORY, TIMING_FILE, VARIANTS
 from engram_plugin.capacity import CapacityEvaluator
 from engram_plugin.capacity import metric_names as capacity_metrics
+from engram_plugin.capacity_bound import BoundEvaluator
+from engram_plugin.capacity_bound import metric_names as bound_metrics
 from engram_plugin.freeze import apply_freezing
 from engram_plugin.recall import RecallEvaluator
 
@@ -81,10 +83,16 @@ class EngramCallback(TrainerCallback):
             )
             self._join_evaluation(trainer)
         self.capacity = None
-        if cfg.engram_recall_eval and cfg.engram_eval_capacity:
+        self.capacity_metrics = capacity_metrics
+        if cfg.engram_recall_eval and cfg.engram_eval_capacity and cfg.engram_capacity_measure == "qa":
             self.capacity = CapacityEvaluator(
                 cfg.engram_data_dir, trainer.processing_class, split="train", limit=cfg.engram_eval_samples, names=False
             )  # attributes: the total
+        elif cfg.engram_recall_eval and cfg.engram_eval_capacity:  # the bound, on the run's own biographies
+            trained = [Path(d["path"]).stem for d in cfg.datasets or [] if Path(d["path"]).stem in VARIANTS]
+            self.capacity = BoundEvaluator(cfg.engram_data_dir, trainer.processing_class, (trained or ["bioS"])[0],
+                                           limit=cfg.engram_eval_samples, split="train")  # fmt: skip
+            self.capacity_metrics = bound_metrics
 
     # -- recall inside the trainer's evaluation
     def _join_evaluation(self, trainer) -> None:
@@ -186,7 +194,7 @@ class EngramCallback(TrainerCallback):
             logs = self.scored = metric_names(results)
             if self.capacity is not None:
                 logs.update(
-                    capacity_metrics(self.capacity.evaluate(self.trainer.model, device=self.trainer.args.device))
+                    self.capacity_metrics(self.capacity.evaluate(self.trainer.model, device=self.trainer.args.device))
                 )
         seconds = time.perf_counter() - start
         if self.trainer.is_world_process_zero():

@@ -65,10 +65,11 @@ class BoundEvaluator:
     """Physics of LM 3.3's bit-complexity lower bound of a model on a generated population,
     from each person's ``variant`` biography (its first, for the five-biography variants)."""
 
-    def __init__(self, data_dir, tokenizer, variant: str = "bioS", limit: int | None = None, batch_size: int = 8):
+    def __init__(self, data_dir, tokenizer, variant: str = "bioS", limit: int | None = None, batch_size: int = 8,
+                 split: str = "all"):  # fmt: skip
         people = read_jsonl(Path(data_dir) / PEOPLE)
         self.pools = pool_sizes(Path(data_dir), people)
-        self.people = people[:limit]
+        self.people = [p for p in people if split == "all" or p["split"] == split][:limit]
         self.tokenizer, self.batch_size = tokenizer, batch_size
         self.items = []
         for p in self.people:
@@ -139,3 +140,8 @@ def bound_markdown(result: dict, model: str, variant: str) -> str:
         "parameter (Physics of LM 3.3: about 2 when the data holds more bits than the model has parameters and "
         "each fact was seen ~1,000 times).", "",
     ])  # fmt: skip
+
+
+def metric_names(result: dict, prefix: str = "eval") -> dict[str, float]:
+    """What the plugin logs with ``engram_capacity_measure: bound``: the bound, per parameter, and its two terms."""
+    return {f"{prefix}_engram_capacity_{k}": result[k] for k in ("bits", "bits_per_param", "name_bits", "value_bits")}

@@ -270,9 +270,9 @@ def test_metrics_are_in_the_trainers_log_history(llama_run):
     for field in FIELDS:
         assert f"eval_engram_qa_acc_{field}" in names and f"eval_engram_heldout_acc_{field}" in names
     assert {"eval_engram_qa_acc_overall_norm", "eval_engram_heldout_acc_overall", "eval_engram_reverse_acc"} <= names
-    for e in logged:  # knowledge capacity at every evaluation too (engram_eval_capacity)
+    for e in logged:  # knowledge capacity (Physics of LM 3.3's bound) at every evaluation too
         assert e["eval_engram_capacity_bits"] == pytest.approx(
-            sum(e[f"eval_engram_capacity_bits_{f}"] for f in FIELDS if f != "company_city")
+            e["eval_engram_capacity_name_bits"] + e["eval_engram_capacity_value_bits"]
         )
         assert e["eval_engram_capacity_bits_per_param"] >= 0
 
@@ -291,12 +291,15 @@ def test_step_0_recall_is_the_untrained_models_recall(llama_run, tiny_llama, bio
                                 sets=["train", "heldout", "reverse"], limit=EVAL_SAMPLES, batch_size=8)  # fmt: skip
     recall = {k: v for k, v in step0.items() if k.startswith("eval_engram_") and "_capacity_" not in k}
     assert recall == metric_names(evaluator.evaluate(model))
-    # engram_eval_capacity: the untrained model's bits as engram-capacity counts them (float32 rounding apart).
-    from engram_plugin.capacity import CapacityEvaluator
-    from engram_plugin.capacity import metric_names as capacity_metrics
+    # engram_eval_capacity: the untrained model's bound as engram-capacity computes it, on the run's own
+    # biographies (the first train people); a random model stores nothing by the bound.
+    from engram_plugin.capacity_bound import BoundEvaluator
+    from engram_plugin.capacity_bound import metric_names as capacity_metrics
 
-    bits = CapacityEvaluator(bios_dir, AutoTokenizer.from_pretrained(tiny_llama), "train", EVAL_SAMPLES, names=False)
-    expected = capacity_metrics(bits.evaluate(model))
+    trained = Path(yaml.safe_load((llama_run.parent / "config.yml").read_text())["datasets"][0]["path"]).stem
+    bound = BoundEvaluator(bios_dir, AutoTokenizer.from_pretrained(tiny_llama), trained, EVAL_SAMPLES, split="train")
+    expected = capacity_metrics(bound.evaluate(model))
+    assert expected["eval_engram_capacity_bits"] == 0.0
     assert {k: v for k, v in step0.items() if "_capacity_" in k} == pytest.approx(expected, rel=1e-4, abs=1e-6)
 
 
