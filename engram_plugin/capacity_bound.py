@@ -98,9 +98,11 @@ class BoundEvaluator:
                 pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
                 ids = torch.tensor([x + [pad] * (width - len(x)) for x in batch], device=device)
                 mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in batch], device=device)
-                logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.double(), dim=-1)
-                nll = -logp[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1).cpu()
-                first = torch.full((len(batch), 1), math.log(logp.shape[-1]), dtype=torch.float64)
+                logits = model(input_ids=ids, attention_mask=mask).logits.float()
+                # cross_entropy, not a log-softmax over the whole vocabulary kept in memory (128k on Llama 3)
+                nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
+                nll = nll.double().cpu()
+                first = torch.full((len(batch), 1), math.log(logits.shape[-1]), dtype=torch.float64)
                 out += [torch.cat([first[i], nll[i, : len(x) - 1]]) for i, x in enumerate(batch)]
         finally:
             model.train(was_training)
