@@ -8,7 +8,7 @@ Usage:
     python -m engram_run compare --model llama3b
     python -m engram_run reproduce [--model llama1b]
     python -m engram_run localize --model demo
-    python -m engram_run capacity [--people 50,200 --hidden 32,64,128]
+    python -m engram_run capacity [--people 1000 --hidden 16,32,64 --epochs 20]
     python -m engram_run lr-find --model tiny --lrs "1e-4 2e-4 5e-4 1e-3"
     python -m engram_run epoch-find --model tiny --lr 5e-4
     python -m engram_run sweep --model tiny --grid "learning_rate=1e-4,3e-4 weight_decay=0,0.1" [--executor slurm]
@@ -148,7 +148,8 @@ def build_parser() -> OneLineParser:
     ca.add_argument("--hidden", type=int_list, default=cdefaults.hidden, help="model widths, e.g. 32,64,128")
     for field, kind in (("layers", number(int, 1)), ("epochs", number(int, 1)),
                         ("learning_rate", number(float, 0, low_open=True)), ("micro_batch", number(int, 1)),
-                        ("vocab_size", number(int, 300)), ("data_dir", Path), ("outputs", Path), ("results", Path)):  # fmt: skip
+                        ("vocab_size", number(int, 300)), ("qa_people", number(int, 1)), ("data_dir", Path),
+                        ("outputs", Path), ("results", Path)):  # fmt: skip
         ca.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(cdefaults, field))
     lo = sub.add_parser("localize", help="engram-localize diff, graft, prune and trace on a trained run")
     lo.add_argument("--model", required=True, help="demo (make demo's run) or a recipe name")

@@ -1,9 +1,9 @@
-"""Launching the tools as their own processes: ``engram-data`` (generate_data.py), ``axolotl
-train`` and ``engram-eval`` (lm-eval with llm-engram's tasks); finding lm-eval's result files."""
+"""Launching the tools: ``engram-data`` (generate_data.py), ``axolotl train`` and ``engram-eval``
+(lm-eval with llm-engram's tasks), each as its own process or, for a one-process run on a CPU,
+in the shared worker (worker.py); finding lm-eval's result files."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from engram_data.contract import PROGRESS_ENV, RECALL_HISTORY
+from engram_run.runs import worker
 from engram_run.runs.progress import LmEvalWatch, TrainingWatch, run_watched
 from engram_run.runs.recipes import RunError
 
@@ -66,31 +67,6 @@ def build_model(data_dir: Path, out: Path, log: Path, **sizes: int) -> Path:
     return out
 
 
-@contextlib.contextmanager
-def output_to(log: Path):
-    """Send everything this process writes to stdout and stderr into ``log`` for the block: the
-    file descriptors themselves, so the libraries' import noise (C extensions, handlers made at
-    import time) goes there too. For work done in-process that a tool would do in its own."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    try:
-        with log.open("a") as f:
-            os.dup2(f.fileno(), 1)
-            os.dup2(f.fileno(), 2)
-            try:
-                yield
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os.dup2(saved[0], 1)
-                os.dup2(saved[1], 2)
-    finally:
-        os.close(saved[0])
-        os.close(saved[1])
-
-
 def claim(folder: Path) -> Path:
     """Create ``folder`` (new, empty, or ours) and mark it as engram_run's."""
     if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (folder / MARKER).exists())):
@@ -137,7 +113,8 @@ def train(config: Path, model_dir: Path, log: Path, launcher_args: tuple[str, ..
     progress_file = log.with_name("progress.json")
     env = tool_env(**{PROGRESS_ENV: str(progress_file)})
     watch = TrainingWatch(progress_file, model_dir / RECALL_HISTORY, enabled=sys.stdout.isatty())
-    code = run_watched(train_command(config, launcher_args), log, env, watch)
+    cmd = train_command(config, launcher_args)
+    code = run_here(cmd, log, env, watch) if cmd[2:4] == ["--launcher", "python"] else run_watched(cmd, log, env, watch)
     progress_file.unlink(missing_ok=True)
     if code == 0:
         (model_dir / DONE_FILE).write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
@@ -213,7 +190,19 @@ def evaluate(
     claim(out)
     cmd = eval_command(model_args, data_dir, out, tasks, limit, backend, extra=extra, log_samples=log_samples)
     log = log or out / "eval.log"
-    return run_watched(cmd, log, tool_env(), LmEvalWatch(log, enabled=sys.stdout.isatty())) == 0
+    watch = LmEvalWatch(log, enabled=sys.stdout.isatty())
+    if backend == "hf" and not cuda():
+        return run_here(cmd, log, tool_env(), watch) == 0
+    return run_watched(cmd, log, tool_env(), watch) == 0
+
+
+def run_here(cmd: list[str], log: Path, env: dict, watch) -> int:
+    """A one-process CPU run in the shared worker (the libraries imported once for all of this
+    process's runs; see worker.py), or as its own process where ``ENGRAM_WORKER=0``."""
+    if not worker.enabled():
+        return run_watched(cmd, log, env, watch)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return worker.SHARED.run(cmd, log, env, watch)
 
 
 def read_results(path: Path) -> dict:

@@ -1,0 +1,85 @@
+"""engram_run's shared worker (engram_run/runs/worker.py): a run trained in it is the run its
+own process would train, a failed run fails alone, and a worker that dies with a run is
+replaced for the next."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def short_config(bios_dir: Path, tiny_llama: Path, out: Path, **extra) -> Path:
+    from engram_run.runs.recipes import RECIPES_DIR, derive_config, write_config
+
+    overrides = {"base_model": str(tiny_llama), "max_steps": 3, "engram_eval_samples": 4, "sample_packing": False,
+                 "engram_eval_heldout": False, "engram_eval_reverse": False, "save_strategy": "no", **extra}  # fmt: skip
+    cfg = derive_config(RECIPES_DIR / "tiny.yml", bios_dir, out / "model", None, overrides)
+    return write_config(cfg, out / "config.yml")
+
+
+@pytest.mark.slow
+def test_a_run_in_the_worker_is_the_run_of_its_own_process_and_a_failure_stays_its_own(
+    bios_dir, tiny_llama, tmp_path, monkeypatch
+):
+    from engram_run.runs import launch, worker
+
+    runs = {}
+    for name, flag in (("process", "0"), ("worker", "1")):
+        monkeypatch.setenv(worker.WORKER_ENV, flag)
+        config = short_config(bios_dir, tiny_llama, tmp_path / name)
+        assert launch.train(config, tmp_path / name / "model", tmp_path / name / "train.log"), name
+        runs[name] = tmp_path / name
+    assert worker.SHARED.proc is not None and worker.SHARED.proc.poll() is None  # the worker stays for the next run
+    # Seeded and in a fresh Axolotl run either way: the same weights, byte for byte.
+    weights = [(r / "model" / "model.safetensors").read_bytes() for r in runs.values()]
+    assert weights[0] == weights[1]
+    log = (runs["worker"] / "train.log").read_text()
+    assert "train_runtime" in log, log[-2000:]
+    # The run's environment was its own (the progress file the caller watches), and is gone after it.
+    assert "ENGRAM_PROGRESS" not in os.environ
+    # A run that fails (no such base model) fails alone: its log says why, and the next one trains.
+    bad = short_config(bios_dir, tmp_path / "no-such-model", tmp_path / "bad")
+    assert not launch.train(bad, tmp_path / "bad" / "model", tmp_path / "bad" / "train.log")
+    assert "no-such-model" in (tmp_path / "bad" / "train.log").read_text()
+    assert not (tmp_path / "bad" / "model" / launch.DONE_FILE).exists()
+    again = short_config(bios_dir, tiny_llama, tmp_path / "again")
+    assert launch.train(again, tmp_path / "again" / "model", tmp_path / "again" / "train.log")
+    assert (tmp_path / "again" / "model" / "model.safetensors").read_bytes() == weights[0]
+    worker.SHARED.close()
+
+
+class KillOnFirstPoll:
+    """A progress watch that kills the worker the first time it is polled: a crash mid-run."""
+
+    def __init__(self, w) -> None:
+        self.w, self.killed = w, False
+
+    def poll(self) -> None:
+        if not self.killed:
+            self.w.proc.kill()
+            self.killed = True
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_worker_that_dies_with_a_run_fails_that_run_and_is_replaced(tmp_path):
+    from engram_run.runs import launch, worker
+
+    w = worker.Worker()
+    help_cmd = [launch.tool("engram-eval"), "--help"]
+    code = w.run(help_cmd, tmp_path / "crashed.log", launch.tool_env(), KillOnFirstPoll(w))
+    assert code != 0
+    assert "the worker process running this ended with exit status" in (tmp_path / "crashed.log").read_text()
+    first = w.proc
+    watch = KillOnFirstPoll(w)
+    watch.killed = True  # polls and does nothing
+    assert w.run(help_cmd, tmp_path / "help.log", launch.tool_env(), watch) == 0  # lm_eval --help exits 0
+    assert w.proc is not first and "usage" in (tmp_path / "help.log").read_text()
+    # An unknown tool is refused by the worker, not run.
+    assert w.run(["python", "-c", "1"], tmp_path / "other.log", launch.tool_env(), watch) == 1
+    assert "runs axolotl and engram-eval, not python" in (tmp_path / "other.log").read_text()
+    w.close()
+    assert w.proc is None
