@@ -8,9 +8,11 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from helpers.common import cli_env
 from helpers.memorize import memorize
 
@@ -112,6 +114,13 @@ def test_the_cpu_study_at_a_reduced_size(tmp_path):
     assert [(r["people"], r["hidden"]) for r in runs] == [(12, 16), (12, 32)]
     assert runs[0]["params"] < runs[1]["params"] and all(r["untrained_bits"] < 0.02 * r["max_bits"] for r in runs)
     assert all(r["untrained_bits"] == 0.0 and "qa_bits" in r for r in runs)  # the bound floors a random model at 0
+    assert all(r["exposures"] == 5 and r["data_bits_per_param"] == r["max_bits"] / r["params"] for r in runs)
+    assert runs[0]["qa_max_bits"] == runs[1]["qa_max_bits"] > 0  # the QA measure's first --qa-people people
+    # The biographies alone are trained (the bound reads them), not the QA.
+    config = yaml.safe_load((tmp_path / "outputs/people12-hidden16/config.yml").read_text())
+    assert [Path(d["path"]).name for d in config["datasets"]] == ["bioS_multi5_permutes.jsonl"]
+    md = (tmp_path / "results/capacity.md").read_text()
+    assert "5 exposures of each fact" in md and "none at this exposure count" in md
     assert (tmp_path / "results/capacity.png").read_bytes()[:4] == b"\x89PNG"
 
 
