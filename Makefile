@@ -201,7 +201,7 @@ reproduce: install ## Physics of LM 3.1 in miniature: both protocols, every text
 localize: install ## where the memory is: weight diff, graft/prune curves, causal tracing of MODEL=demo (after make demo) or a trained run, into results/<run>/localize/
 	$(PIPELINE) localize --model $(MODEL) $(if $(METHOD),--method $(METHOD)) --variant $(VARIANT) $(if $(filter-out data/bios,$(DATA_DIR)),--data-dir $(DATA_DIR))
 
-capacity: install ## knowledge capacity (Physics of LM 3.3): tiny models of 3 widths x 2 populations on a CPU (~25 min), results/capacity/
+capacity: install ## knowledge capacity (Physics of LM 3.3) in its regime: 3 widths on 1,000 people, 100 exposures, CPU (~25 min), results/capacity/
 	$(PIPELINE) capacity
 
 lr-find: install ## short constant-rate runs of MODEL at each of LRS; the highest rate with smooth validation loss, results/sweeps/<run>-lr-find/

@@ -115,6 +115,9 @@ def test_the_cpu_study_at_a_reduced_size(tmp_path):
     assert runs[0]["params"] < runs[1]["params"] and all(r["untrained_bits"] < 0.02 * r["max_bits"] for r in runs)
     assert all(r["untrained_bits"] == 0.0 and "qa_bits" in r for r in runs)  # the bound floors a random model at 0
     assert all(r["exposures"] == 5 and r["data_bits_per_param"] == r["max_bits"] / r["params"] for r in runs)
+    # One epoch: the losses stay above what the pools alone give, where the bound counts nothing.
+    assert all(r["value_loss_nats"] > r["value_zero_nats"] == pytest.approx(math.log(12 * 28 * 200 * 200 * 300 * 100 * 250))
+               and r["bits"] == 0.0 for r in runs)  # fmt: skip
     assert runs[0]["qa_max_bits"] == runs[1]["qa_max_bits"] > 0  # the QA measure's first --qa-people people
     # The biographies alone are trained (the bound reads them), not the QA.
     config = yaml.safe_load((tmp_path / "outputs/people12-hidden16/config.yml").read_text())

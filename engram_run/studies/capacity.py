@@ -11,6 +11,7 @@ the population's bits and the paper's figures (about 1 bit per parameter at 100 
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,10 @@ def study(s: CapacitySettings) -> Path:
                          "bits_per_param": trained["bits_per_param"],
                          "bits_per_non_embedding_param": trained["bits_per_non_embedding_param"],
                          "untrained_bits": untrained["bits"], "qa_bits": trained["qa_bits"],
-                         "qa_max_bits": trained["qa_max_bits"], "untrained_qa_bits": untrained["qa_bits"]})  # fmt: skip
+                         "qa_max_bits": trained["qa_max_bits"], "untrained_qa_bits": untrained["qa_bits"],
+                         # Where the bound starts counting: a model that knows the pools and no person.
+                         "name_loss_nats": trained["name_loss_nats"], "value_loss_nats": trained["value_loss_nats"],
+                         "name_zero_nats": math.log(trained["N0"] - n), "value_zero_nats": math.log(trained["S0"])})  # fmt: skip
     return write(rows, s, time.perf_counter() - start)
 
 
@@ -131,7 +135,8 @@ def write(rows: list[dict], s: CapacitySettings, seconds: float) -> Path:
     fig.savefig(out / "capacity.png", dpi=120)
     plt.close(fig)
     shown = frame[["people", "hidden", "params", "max_bits", "data_bits_per_param", "exposures", "bits", "share",
-                   "bits_per_param", "bits_per_non_embedding_param", "untrained_bits", "qa_bits", "qa_max_bits"]]  # fmt: skip
+                   "bits_per_param", "bits_per_non_embedding_param", "untrained_bits", "value_loss_nats",
+                   "value_zero_nats", "name_loss_nats", "name_zero_nats", "qa_bits", "qa_max_bits"]]  # fmt: skip
     exposures = sorted(set(frame["exposures"]))
     paper = [f"{PAPER_BITS_PER_PARAM[e]:g} bit/param at {e} exposures" for e in exposures if e in PAPER_BITS_PER_PARAM]
     md = ["# Knowledge capacity (Physics of LM 3.3) on a CPU", "",
@@ -140,7 +145,10 @@ def write(rows: list[dict], s: CapacitySettings, seconds: float) -> Path:
           f"fact), measured on every person ({seconds:.0f} s). `bits`: Physics of LM 3.3's bit-complexity lower bound "
           "from the losses of the name and value tokens in each person's first biography (`engram-capacity`'s "
           "default); `max_bits`: the population's bits (N0, S0 from the generator's pools); `data_bits_per_param` "
-          "above 1 is the paper's regime (more bits than parameters). `qa_bits` / `qa_max_bits`: bits extractable "
+          "above 1 is the paper's regime (more bits than parameters). `value_loss_nats` / `name_loss_nats`: the "
+          "model's loss (nats a person) on the attribute values and on the name in the biographies; the bound "
+          "counts bits only below `value_zero_nats` = ln S0 and `name_zero_nats` = ln(N0 - N), what a model that "
+          "knows the pools and no one person pays. `qa_bits` / `qa_max_bits`: bits extractable "
           f"through QA prompts (`--measure qa`) of the first {s.qa_people} people. The paper's figure for the same "
           f"measure and exposures: {'; '.join(paper) or 'none at this exposure count'} (its text).", "",
           shown.to_markdown(index=False, floatfmt=".4g"), "", "![capacity](capacity.png)", ""]  # fmt: skip

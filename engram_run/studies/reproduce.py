@@ -41,7 +41,7 @@ REFERENCE = "bioS_multi5_permutes"  # the budget: multi5_epochs passes over this
 @dataclass(frozen=True)
 class ReproduceSettings:
     model: str = "tiny"  # tiny: a local model from scratch on a CPU; else a recipe (llama1b, ...)
-    people: int = 100
+    people: int = 60
     multi5_epochs: int = 12  # the others get the same budget
     qa_epochs: int = 10  # bio_then_qa: the QA fine-tune's epochs
     hidden: int = 128
