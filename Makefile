@@ -194,7 +194,7 @@ compare: install ## base vs fine-tuned MODEL: COMPARE=tiny|openllm|leaderboard|b
 		$(if $(LIMIT),--limit $(LIMIT)) $(if $(CHAT),--apply-chat-template --fewshot-as-multiturn) \
 		$(if $(HF_HUB_LOG_ARGS),--hf-hub-log-args "$(HF_HUB_LOG_ARGS)")
 
-reproduce: install ## Physics of LM 3.1 in miniature: both protocols, every text variant on one budget, CPU (~45 min for all six on 2 cores; fewer with REPRODUCE_VARIANTS); MODEL=llama1b on GPUs (make data DATA_VARIANTS=all first)
+reproduce: install ## Physics of LM 3.1 in miniature: both protocols, every text variant on one budget, CPU (~12 min on 2 cores; fewer with REPRODUCE_VARIANTS); MODEL=llama1b on GPUs (make data DATA_VARIANTS=all first)
 	$(PIPELINE) reproduce --model $(MODEL) $(if $(filter-out tiny,$(MODEL)),--data-dir $(DATA_DIR) --people $(NUM_PEOPLE)) \
 		$(if $(PROTOCOLS),--protocols $(PROTOCOLS)) $(if $(REPRODUCE_VARIANTS),--variants $(REPRODUCE_VARIANTS))
 
