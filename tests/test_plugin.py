@@ -395,6 +395,34 @@ def test_gc_freeze_before_the_data_is_prepared_in_a_training_process(freeze, pre
         gc.unfreeze()
 
 
+def test_a_packed_runs_step_count_is_the_same_in_every_process():
+    """Axolotl counts a packed run's batches per epoch over an unseeded RandomSampler (the least
+    of four random packings) before anything seeds torch, and torch seeds its generator at
+    random in each process: a borderline dataset (here 235 rows, ~30 bins of 256 tokens, as the
+    reproduce study's mixed bioS run) gets 3 batches an epoch in some processes and 4 in others.
+    The plugin's first hook seeds torch with the run's seed, so every process counts the same."""
+    import numpy as np
+    from axolotl.utils.dict import DictDefault
+    from axolotl.utils.samplers.multipack import MultipackBatchSampler
+    from torch.utils.data import RandomSampler
+
+    from engram_plugin import EngramPlugin
+
+    rng = np.random.default_rng(4)
+    lengths = np.concatenate([rng.integers(55, 79, 60), rng.integers(17, 26, 175)])
+
+    def batches_per_epoch(prior_state: int, plugin: bool) -> int:
+        torch.manual_seed(prior_state)  # what the process happened to start with
+        if plugin:
+            EngramPlugin().load_datasets(DictDefault(seed=42, engram_gc_freeze=False))
+        sampler = MultipackBatchSampler(sampler=RandomSampler(range(len(lengths))), lengths=lengths, batch_size=8,
+                                        batch_max_len=256, bin_size=200, drop_last=True, num_processes=1)  # fmt: skip
+        return len(sampler)
+
+    assert {batches_per_epoch(k, plugin=False) for k in range(20)} == {3, 4}  # Axolotl alone: either
+    assert len({batches_per_epoch(k, plugin=True) for k in range(20)}) == 1  # with the plugin: one count
+
+
 def test_early_stopping_needs_patience_rises_in_a_row():
     cb = fake_callback(engram_early_stopping_patience=2)
     control, state = SimpleNamespace(should_training_stop=False), SimpleNamespace(global_step=0)
