@@ -395,6 +395,7 @@ def test_gc_freeze_before_the_data_is_prepared_in_a_training_process(freeze, pre
         gc.unfreeze()
 
 
+@pytest.mark.slow  # ~25 s: 12 step counts, each four packings, as Axolotl counts them
 def test_a_packed_runs_step_count_is_the_same_in_every_process():
     """Axolotl counts a packed run's batches per epoch over an unseeded RandomSampler (the least
     of four random packings) before anything seeds torch, and torch seeds its generator at
@@ -419,8 +420,8 @@ def test_a_packed_runs_step_count_is_the_same_in_every_process():
                                         batch_max_len=256, bin_size=200, drop_last=True, num_processes=1)  # fmt: skip
         return len(sampler)
 
-    assert {batches_per_epoch(k, plugin=False) for k in range(20)} == {3, 4}  # Axolotl alone: either
-    assert len({batches_per_epoch(k, plugin=True) for k in range(20)}) == 1  # with the plugin: one count
+    assert {batches_per_epoch(k, plugin=False) for k in range(6)} == {3, 4}  # Axolotl alone: either
+    assert len({batches_per_epoch(k, plugin=True) for k in range(6)}) == 1  # with the plugin: one count
 
 
 def test_early_stopping_needs_patience_rises_in_a_row():
