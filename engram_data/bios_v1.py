@@ -25,6 +25,7 @@ from engram_data.population import (
     variant_rngs,
 )
 from engram_data.render import render_texts
+from engram_data.reversal import entity_reversed
 
 _HE = re.compile(r"\b(he|his|him)\b", re.IGNORECASE)
 _SHE = re.compile(r"\b(she|her|hers)\b", re.IGNORECASE)
@@ -130,6 +131,10 @@ def from_records(
         for v in variants:
             if v not in missing:
                 texts[v] = _texts(rec[v], where, v) if v in MULTI_VARIANTS else _text(rec[v], where, v)
+        reversed_ = "bioS_multi5_permutes_entity_reversed"
+        if reversed_ in texts and rec.get("bioS_multi5_permutes") is not None:  # the imported five, reversed
+            multi5 = _texts(rec["bioS_multi5_permutes"], where, "bioS_multi5_permutes")
+            texts[reversed_] = [entity_reversed(b, [name, *values.values()]) for b in multi5]
         parts = name.split()
         name_parts = (parts[0], " ".join(parts[1:-1]), parts[-1] if len(parts) > 1 else "")
         texts = {v: texts[v] for v in variants}

@@ -3,6 +3,7 @@
     DIR/people.jsonl                      one row per person (attributes, split, texts, QA columns)
     DIR/train/<variant>.jsonl             {"text": ...} training text, one file per text variant
     DIR/train/qa_train.jsonl              QA text of ``train``-split people (mixed training)
+    DIR/train/qa_reverse_train.jsonl      reverse QA text of ``train``-split people (a reversal remedy)
     DIR/qa/<field>.jsonl, qa/reverse.jsonl  four-option questions (QA_KEYS), fixed choices and label
     DIR/manifest.json                     generator, version, seed, counts, sha256 of every file
 
@@ -33,7 +34,11 @@ SPLITS = ("train", "heldout")  # whose QA may be trained, and whose is only ever
 DEFAULT_VARIANTS = ("bioS", "bioS_fullname", "bioS_multi5_permutes")
 VARIANTS = ("bioS", "bioS_fullname", "bioS_permute", "bioS_multi5", "bioS_multi5_permutes",
             "bioS_multi5_permutes_fullname")  # fmt: skip
-MULTI_VARIANTS = ("bioS_multi5", "bioS_multi5_permutes", "bioS_multi5_permutes_fullname")  # a list per person
+# The reversal remedies' texts (reversal.py): they state values before names, so they are kept
+# out of VARIANTS (make reproduce, the subject-first checks) and asked for by name.
+REVERSAL_VARIANTS = ("bioS_multi5_permutes_value_first", "bioS_multi5_permutes_entity_reversed")
+TEXT_VARIANTS = VARIANTS + REVERSAL_VARIANTS
+MULTI_VARIANTS = ("bioS_multi5", "bioS_multi5_permutes", "bioS_multi5_permutes_fullname", *REVERSAL_VARIANTS)
 # Column prefixes of bioS_v1's QA columns in people.jsonl: bdate_q / bdate_a, ...
 QA_PREFIX = {"birth_date": "bdate", "birth_city": "bcity"} | {f: f for f in FIELDS[2:]}
 REVERSE = "reverse"  # qa/reverse.jsonl: name the person from birth date and city
@@ -41,11 +46,13 @@ NUM_CHOICES = 4
 QA_KEYS = ("id", "person_id", "split", "field", "question", "answer", "choices", "label")
 
 # 2.0: options a frequency-only guesser cannot tell apart; 2.1: ablation variants, --gender,
-# --fields-dir. Readers refuse data of an older major version (its numbers mean something else).
-GENERATOR_VERSION = "2.1"
+# --fields-dir; 2.2: reversal remedies (REVERSAL_VARIANTS, train/qa_reverse_train.jsonl).
+# Readers refuse data of an older major version (its numbers mean something else).
+GENERATOR_VERSION = "2.2"
 MANIFEST = "manifest.json"
 PEOPLE = "people.jsonl"
 QA_TRAIN = "qa_train"
+QA_REVERSE_TRAIN = "qa_reverse_train"  # reverse QA text of train people: a reversal remedy to train on
 
 # What a training run with the plugin leaves for the run glue: recall per scoring, progress.
 RECALL_HISTORY = "engram_recall.jsonl"  # one JSON line per scoring: step, epoch, eval_engram_* metrics
@@ -60,13 +67,11 @@ class DataError(Exception):
 
 
 def train_file(root: str | os.PathLike, name: str) -> Path:
-    """``root/train/<name>.jsonl``: a text variant, ``qa_train``, or a documents file."""
-    return Path(root) / "train" / f"{name}.jsonl"
+    return Path(root) / "train" / f"{name}.jsonl"  # a text variant, qa_train, ..., or a documents file
 
 
 def qa_file(root: str | os.PathLike, name: str) -> Path:
-    """``root/qa/<name>.jsonl``: a field, ``reverse``, or ``docs``."""
-    return Path(root) / "qa" / f"{name}.jsonl"
+    return Path(root) / "qa" / f"{name}.jsonl"  # a field, reverse, or docs
 
 
 def qa_prompt(question: str) -> str:
@@ -105,8 +110,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         return [json.loads(line) for line in f]
 
 
-def write_jsonl(path: Path, rows: Sequence[dict], chunk: int = 8192) -> tuple[int, str]:
-    """Write rows as JSON lines; return the row count and the sha256 of the bytes."""
+def write_jsonl(path: Path, rows: Sequence[dict], chunk: int = 8192) -> tuple[int, str]:  # (rows, sha256)
     digest = hashlib.sha256()
     dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     with path.open("wb") as f:
@@ -132,8 +136,7 @@ def read_manifest(root: str | os.PathLike) -> dict:
 
 
 def check_data_version(root: str | os.PathLike) -> None:
-    """Refuse data whose options a frequency-only guesser can tell apart (generator < 2.0):
-    scoring it with today's tasks would mix old and new numbers under one version."""
+    """Refuse data whose options a frequency-only guesser can tell apart (generator < 2.0)."""
     version = str(read_manifest(root).get("generator_version", "1.0"))
     if not version.split(".")[0].isdigit() or int(version.split(".")[0]) < int(GENERATOR_VERSION.split(".")[0]):
         raise DataError(
@@ -174,8 +177,7 @@ def read_qa_file(root: str | os.PathLike, name: str, keys: Sequence[str] = QA_KE
     return parsed
 
 
-def is_previous_output(path: Path, generator: str) -> bool:
-    """Whether ``path`` holds what ``generator`` wrote (its manifest names it)."""
+def is_previous_output(path: Path, generator: str) -> bool:  # its manifest names generator
     try:
         manifest = json.loads((path / MANIFEST).read_text("utf-8"))
     except (OSError, ValueError):
@@ -204,9 +206,7 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True  # another user's live process
-    return True
+    return True  # alive (PermissionError: another user's live process)
 
 
 def _pid_of(path: Path) -> int | None:
@@ -255,12 +255,12 @@ def _terminate_as_exit() -> Iterator[None]:
     try:
         previous = signal.signal(signal.SIGTERM, stop)
     except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
+        previous = None
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

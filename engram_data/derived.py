@@ -13,6 +13,7 @@ from engram_data.contract import (
     NUM_CHOICES,
     PEOPLE,
     QA_PREFIX,
+    QA_REVERSE_TRAIN,
     QA_TRAIN,
     REVERSE,
     qa_file,
@@ -141,7 +142,7 @@ def dataset_files(pop: Population) -> Iterator[tuple[str, list, list[str | None]
     yield PEOPLE, people, splits, {}
     for v in pop.variants:
         if v in MULTI_VARIANTS:
-            stream = "order:multi5" if v == "bioS_multi5_permutes" else f"order:{v}"
+            stream = "order:multi5" if v == "bioS_multi5_permutes" else f"order:{v}"  # each its own
             texts = interleave([p[v] for p in people], seeded(pop.seed, stream))
             yield str(train_file(".", v)), [{"text": t} for t in texts], [None] * len(texts), {}
         else:
@@ -155,7 +156,18 @@ def dataset_files(pop: Population) -> Iterator[tuple[str, list, list[str | None]
         yield str(qa_file(".", field)), rows, [r["split"] for r in rows], {"options_exact": exact}
     rev, exact = reverse_rows(pop)
     yield str(qa_file(".", REVERSE)), rev, [r["split"] for r in rev], {"options_exact": exact}
+    # A reversal remedy: the reverse questions of train people as training text (heldout
+    # people's stay untrained, so qa/reverse.jsonl's heldout rows test whether it generalizes).
+    texts = [qa_text(r["question"], r["answer"]) for r in rev if r["split"] == "train"]
+    texts = [texts[i] for i in _shuffled(len(texts), seeded(pop.seed, "order:qa_reverse_train"))]
+    yield str(train_file(".", QA_REVERSE_TRAIN)), [{"text": t} for t in texts], ["train"] * len(texts), {}
+
+
+def _shuffled(n: int, rng: random.Random) -> list[int]:
+    order = list(range(n))
+    rng.shuffle(order)
+    return order
 
 
 def num_dataset_files(pop: Population) -> int:
-    return 1 + len(pop.variants) + 1 + len(FIELDS) + 1
+    return 1 + len(pop.variants) + 1 + len(FIELDS) + 1 + 1

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from engram_data.contract import DEFAULT_VARIANTS, VARIANTS, DataError
+from engram_data.contract import DEFAULT_VARIANTS, TEXT_VARIANTS, DataError
 from engram_data.pools import Pools, load_pools
 from engram_data.render import ABLATION_VARIANTS, pick, qa_columns, random_date, render_texts
 
@@ -37,12 +37,12 @@ def seeded(seed: int, stream: str) -> random.Random:
 
 def check_variants(variants: Iterable[str]) -> tuple[str, ...]:
     variants = tuple(variants)
-    unknown = [v for v in variants if v not in VARIANTS]
+    unknown = [v for v in variants if v not in TEXT_VARIANTS]
     if unknown or not variants:
         raise DataError(
-            f"unknown text variant {', '.join(unknown) or '(none given)'}; choose from {', '.join(VARIANTS)}"
+            f"unknown text variant {', '.join(unknown) or '(none given)'}; choose from {', '.join(TEXT_VARIANTS)}"
         )
-    return tuple(v for v in VARIANTS if v in variants)
+    return tuple(v for v in TEXT_VARIANTS if v in variants)
 
 
 def variant_rngs(seed: int) -> dict[str, random.Random]:

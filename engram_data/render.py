@@ -9,7 +9,8 @@ import itertools
 import random
 from collections.abc import Sequence
 
-from engram_data.contract import FIELDS, QA_PREFIX, VARIANTS
+from engram_data.contract import FIELDS, QA_PREFIX, TEXT_VARIANTS, VARIANTS
+from engram_data import reversal
 from engram_data.templates import TEMPLATES
 
 QUESTIONS = {
@@ -123,7 +124,7 @@ def five_bios(contexts, rng: random.Random, permute: bool, fullname: bool = Fals
 
 # The ablation variants draw from their own streams (variant_rngs), so that asking for them
 # leaves the texts of bioS_v1's three variants as they were.
-ABLATION_VARIANTS = tuple(v for v in VARIANTS if v not in ("bioS", "bioS_fullname", "bioS_multi5_permutes"))
+ABLATION_VARIANTS = tuple(v for v in TEXT_VARIANTS if v not in ("bioS", "bioS_fullname", "bioS_multi5_permutes"))
 
 
 def render_texts(
@@ -131,7 +132,7 @@ def render_texts(
     name: str,
     gender: str | None,
     rng: random.Random,
-    variants: Sequence[str] = VARIANTS,
+    variants: Sequence[str] = VARIANTS,  # or any of TEXT_VARIANTS
     variant_rngs: dict[str, random.Random] | None = None,
 ) -> dict[str, object]:
     """The text variants of one person, with bioS_v1's column names; the ablation variants
@@ -151,12 +152,20 @@ def render_texts(
         out["bioS_permute"] = render_bio(contexts, order, draw_templates(r, order))
     if "bioS_multi5" in variants:
         out["bioS_multi5"] = five_bios(contexts, own.get("bioS_multi5", rng), permute=False)
-    if "bioS_multi5_permutes" in variants:
-        out["bioS_multi5_permutes"] = five_bios(contexts, rng, permute=True)
+    if "bioS_multi5_permutes" in variants or "bioS_multi5_permutes_entity_reversed" in variants:
+        multi5 = five_bios(contexts, rng, permute=True)
+        if "bioS_multi5_permutes" in variants:
+            out["bioS_multi5_permutes"] = multi5
+        if "bioS_multi5_permutes_entity_reversed" in variants:  # the same five, reversed
+            entities = [name, *values.values()]
+            out["bioS_multi5_permutes_entity_reversed"] = [reversal.entity_reversed(b, entities) for b in multi5]
+    if "bioS_multi5_permutes_value_first" in variants:
+        r = own.get("bioS_multi5_permutes_value_first", rng)
+        out["bioS_multi5_permutes_value_first"] = reversal.value_first_bios(values, name, gender, r, NUM_PERMUTES)
     if "bioS_multi5_permutes_fullname" in variants:
         r = own.get("bioS_multi5_permutes_fullname", rng)
         out["bioS_multi5_permutes_fullname"] = five_bios(contexts, r, permute=True, fullname=True)
-    return {v: out[v] for v in VARIANTS if v in out}
+    return {v: out[v] for v in TEXT_VARIANTS if v in out}
 
 
 def qa_columns(name: str, values: dict[str, str], questions: dict[str, str] | None = None) -> dict[str, str]:

@@ -36,6 +36,7 @@ LAYOUT = [
     "train/bioS.jsonl",
     "train/bioS_fullname.jsonl",
     "train/bioS_multi5_permutes.jsonl",
+    "train/qa_reverse_train.jsonl",
     "train/qa_train.jsonl",
 ]
 
@@ -240,7 +241,7 @@ def test_manifest_counts_and_hashes_match_the_files(bios_dir, people):
             got = Counter(r.get("split") or split_of.get(r.get("id")) for r in rows)
             if rel.startswith("train/bioS"):
                 got = Counter(split_of[i] for i in range(len(rows)))
-            elif rel == "train/qa_train.jsonl":
+            elif rel in ("train/qa_train.jsonl", "train/qa_reverse_train.jsonl"):
                 got = Counter({"train": len(rows)})
             assert {k: v for k, v in info["by_split"].items() if v} == dict(got)
     assert manifest["files"]["train/bioS_multi5_permutes.jsonl"]["rows"] == 5 * NUM_PEOPLE

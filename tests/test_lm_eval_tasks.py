@@ -27,9 +27,11 @@ GROUPS = {
     "bios_qa_letters_5shot": ("bios_qa_letters_5shot", "train"),
     "bios_qa_engram": ("bios_qa_engram", "train"),
 }
-MC_TASKS = [*GROUPS, "bios_qa_reverse"]
+REVERSE_TASKS = {"bios_qa_reverse": "all", "bios_qa_reverse_train": "train", "bios_qa_reverse_heldout": "heldout"}
+REVERSE_GEN = {"bios_qa_reverse_gen": "train", "bios_qa_reverse_gen_heldout": "heldout"}
+MC_TASKS = [*GROUPS, *REVERSE_TASKS]
 GEN_TASKS = {"bios_qa_gen": "train", "bios_qa_gen_heldout": "heldout"}
-ALL_TASKS = [*MC_TASKS, *GEN_TASKS]
+ALL_TASKS = [*MC_TASKS, *GEN_TASKS, *REVERSE_GEN]
 
 
 def qa_rows(bios_dir: Path, name: str, people: str) -> list[dict]:
@@ -89,6 +91,10 @@ def test_oracle_scores_exactly_one_on_every_task(bios_dir, task_manager):
             assert out["n-samples"][f"{prefix}_{field}"]["effective"] == len(qa_rows(bios_dir, field, people))
     for task in GEN_TASKS:
         assert results[task]["exact_match,none"] == 1.0
+    for task, people in {**REVERSE_TASKS, **REVERSE_GEN}.items():  # each split's reverse questions, all of them
+        assert out["n-samples"][task]["effective"] == len(qa_rows(bios_dir, "reverse", people)) > 0, task
+    for task in REVERSE_GEN:
+        assert results[task]["exact_match,none"] == 1.0
 
 
 def test_first_option_model_scores_the_fraction_of_labels_equal_to_zero(bios_dir, task_manager):
@@ -103,8 +109,9 @@ def test_first_option_model_scores_the_fraction_of_labels_equal_to_zero(bios_dir
         # The group row is the size-weighted mean ("overall").
         assert results[group]["acc,none"] == pytest.approx(zero / total, abs=1e-12)
         assert 0.15 < zero / total < 0.35  # labels are spread: this is not the oracle again
-    rows = qa_rows(bios_dir, "reverse", "all")
-    assert results["bios_qa_reverse"]["acc,none"] == pytest.approx(sum(r["label"] == 0 for r in rows) / len(rows))
+    for task, people in REVERSE_TASKS.items():
+        rows = qa_rows(bios_dir, "reverse", people)
+        assert results[task]["acc,none"] == pytest.approx(sum(r["label"] == 0 for r in rows) / len(rows)), task
 
 
 def test_fewshot_exemplars_are_strangers(bios_dir):
