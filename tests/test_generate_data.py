@@ -251,7 +251,11 @@ def test_manifest_counts_and_hashes_match_the_files(bios_dir, people):
 def test_variants_option_writes_only_the_chosen_texts(tmp_path):
     out = tmp_path / "d"
     assert run_generate("--num-people", "20", "--variants", "bioS", "--out", str(out)).returncode == 0
-    assert [f for f in files_of(out) if f.startswith("train/")] == ["train/bioS.jsonl", "train/qa_train.jsonl"]
+    assert [f for f in files_of(out) if f.startswith("train/")] == [
+        "train/bioS.jsonl",
+        "train/qa_reverse_train.jsonl",
+        "train/qa_train.jsonl",
+    ]
     person = read_jsonl(out / "people.jsonl")[0]
     assert "bioS" in person and "bioS_fullname" not in person and "bioS_multi5_permutes" not in person
 

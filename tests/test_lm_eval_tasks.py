@@ -149,7 +149,7 @@ def test_normalize_answer():
 def test_task_files_follow_the_conventions():
     yamls = sorted(TASKS_DIR.glob("*.yaml"))
     readme = (TASKS_DIR / "README.md").read_text()
-    assert len(yamls) == 53  # 7 generated families of 7 files, reverse and 3 docs tasks
+    assert len(yamls) == 57  # 7 generated families of 7 files, 5 reverse and 3 docs tasks
     for path in yamls:
         config = load_yaml_config(str(path))
         name = config["group"] if "group" in config else config["task"]
