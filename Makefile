@@ -36,7 +36,7 @@ TINY_MODEL ?= outputs/tiny-llama-init
 # Offline (no Hugging Face Hub) for what builds its models here: the tests, the demo, the tiny
 # model, the CPU studies and the benchmarks. Training and evaluating a recipe downloads its base
 # model the first time (and transformers' kernels): those targets keep the Hub on.
-OFFLINE_TARGETS := test test-fast lint demo tiny-model capacity bench bench-gpu recipes
+OFFLINE_TARGETS := test test-fast lint demo tiny-model capacity reversal probe bench bench-gpu recipes
 $(OFFLINE_TARGETS): export HF_HUB_OFFLINE = 1
 $(OFFLINE_TARGETS): export HF_DATASETS_OFFLINE = 1
 
@@ -102,7 +102,7 @@ SWEEP_ARGS = $(RUN_ARGS) $(if $(SWEEP_NAME),--name $(SWEEP_NAME)) $(if $(SET),--
 	$(if $(MEM_GB),--mem-gb $(MEM_GB)) --time-min $(TIME_MIN) $(if $(PARALLEL),--parallel $(PARALLEL)) \
 	$(if $(SLURM_ARGS),--slurm-args "$(SLURM_ARGS)")
 
-.PHONY: help install install-gpu install-vllm bench-gpu test test-fast lint docs format data tiny-model recipes train eval train-all eval-all report compare demo reproduce localize capacity lr-find epoch-find sweep bench clean
+.PHONY: help install install-gpu install-vllm bench-gpu test test-fast lint docs format data tiny-model recipes train eval train-all eval-all report compare demo reproduce reversal probe localize capacity lr-find epoch-find sweep bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -197,6 +197,12 @@ compare: install ## base vs fine-tuned MODEL: COMPARE=tiny|openllm|leaderboard|b
 reproduce: install ## Physics of LM 3.1 in miniature: both protocols, every text variant on one budget, CPU (~12 min on 2 cores; fewer with REPRODUCE_VARIANTS); MODEL=llama1b on GPUs (make data DATA_VARIANTS=all first)
 	$(PIPELINE) reproduce --model $(MODEL) $(if $(filter-out tiny,$(MODEL)),--data-dir $(DATA_DIR) --people $(NUM_PEOPLE)) \
 		$(if $(PROTOCOLS),--protocols $(PROTOCOLS)) $(if $(REPRODUCE_VARIANTS),--variants $(REPRODUCE_VARIANTS))
+
+reversal: install ## what beats the reversal curse: one budget, four arms (baseline, reverse QA, + value-first or entity-reversed biographies), reverse recall of heldout and train people, CPU, results/reversal/
+	$(PIPELINE) reversal $(if $(REVERSAL_ARMS),--arms $(REVERSAL_ARMS))
+
+probe: install ## why multi5 + permutation makes knowledge extractable: P- and Q-probes of a bioS and a bioS_multi5_permutes model, CPU, results/probe/
+	$(PIPELINE) probe
 
 localize: install ## where the memory is: weight diff, graft/prune curves, causal tracing of MODEL=demo (after make demo) or a trained run, into results/<run>/localize/
 	$(PIPELINE) localize --model $(MODEL) $(if $(METHOD),--method $(METHOD)) --variant $(VARIANT) $(if $(filter-out data/bios,$(DATA_DIR)),--data-dir $(DATA_DIR))

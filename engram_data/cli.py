@@ -52,6 +52,13 @@ def build_parser() -> OneLineParser:
         "field.txt, company.txt); their names have no gender, so gender is independent",
     )
     parser.add_argument(
+        "--values-per-field",
+        type=number(int, 4),
+        default=None,
+        help="draw each attribute from only this many values (a seeded subset of its list; as many dates), so "
+        "that every value recurs: what a per-value probe needs (engram-localize probe); default: the whole lists",
+    )
+    parser.add_argument(
         "--source",
         default=None,
         help="import instead of synthesizing: a hub id (minsungkim/bioS_v1), a save_to_disk folder, "
@@ -142,15 +149,16 @@ def bios_main(argv: list[str]) -> int:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     # What made the data (in its manifest); the newer options only where they were given.
     recorded = {k: v for k, v in vars(args).items() if k not in ("out", "overwrite", "no_progress")}
-    recorded = {k: v for k, v in recorded.items() if v is not None or k not in ("gender", "fields_dir")}
+    optional = ("gender", "fields_dir", "values_per_field")
+    recorded = {k: v for k, v in recorded.items() if v is not None or k not in optional}
 
     def body() -> int:
         start = time.perf_counter()
         # Hundreds of thousands of small acyclic dicts: the cyclic GC would rescan them over
         # and over (a third of the run time at 100k people) and can free nothing.
         gc.disable()
-        if args.source and (args.gender or args.fields_dir):
-            flag = "--gender" if args.gender else "--fields-dir"
+        if args.source and (args.gender or args.fields_dir or args.values_per_field):
+            flag = "--gender" if args.gender else "--fields-dir" if args.fields_dir else "--values-per-field"
             raise DataError(f"{flag} applies to synthesized people, not to --source imports; drop one of the two")
         if args.source:
             pop = from_records(
@@ -168,7 +176,8 @@ def bios_main(argv: list[str]) -> int:
                 raise DataError("--fields-dir lists have no gender: drop --gender by-name (gender is independent)")
             pools = load_author_pools(args.fields_dir) if args.fields_dir else None
             gender = "independent" if args.fields_dir else args.gender or "by-name"
-            pop = synthesize(args.num_people, args.seed, args.heldout_fraction, variants, pools, progress, gender)
+            pop = synthesize(args.num_people, args.seed, args.heldout_fraction, variants, pools, progress, gender,
+                             args.values_per_field)  # fmt: skip
         manifest = write_dataset(pop, args.out, overwrite=args.overwrite, progress=progress, args=recorded)
         splits = manifest["splits"]
         dropped = pop.extra.get("duplicate_names_dropped")

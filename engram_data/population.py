@@ -104,13 +104,19 @@ def synthesize(
     pools: Pools | None = None,
     progress: bool = False,
     gender: str = "by-name",
+    values_per_field: int | None = None,
 ) -> Population:
     """Sample ``num_people`` people with unique names and independent, uniform attributes.
 
     ``gender="by-name"``: a gender, then first and middle names of that gender (pronouns agree
     with the name). ``"independent"``: names from both genders' lists and a gender drawn on its
-    own, as the authors' generator does (the pronouns are then one more fact per person)."""
+    own, as the authors' generator does (the pronouns are then one more fact per person).
+    ``values_per_field``: each attribute drawn from that many values only (a seeded subset of
+    its pool, and as many seeded dates), so that each value recurs: the probes' regime."""
     pools = pools or load_pools()
+    dates = None
+    if values_per_field is not None:
+        pools, dates = few_values(pools, values_per_field, seed)
     variants = check_variants(variants)
     check_gender(gender)
     check_heldout_fraction(heldout_fraction)
@@ -144,7 +150,7 @@ def synthesize(
                 break
         employer = pick(attr_rng, companies)
         values = {
-            "birth_date": random_date(attr_rng),
+            "birth_date": pick(attr_rng, dates) if dates else random_date(attr_rng),
             "birth_city": pick(attr_rng, pools.cities),
             "university": pick(attr_rng, pools.universities),
             "major": pick(attr_rng, pools.majors),
@@ -160,5 +166,25 @@ def synthesize(
         seed=seed,
         source="synthetic",
         variants=variants,
-        extra={} if gender == "by-name" else {"gender": gender},
+        extra={**({} if gender == "by-name" else {"gender": gender}),
+               **({"values_per_field": values_per_field} if values_per_field else {})},  # fmt: skip
     )
+
+
+def few_values(pools: Pools, k: int, seed: int) -> tuple[Pools, tuple[str, ...]]:
+    """``pools`` cut to ``k`` values per attribute (seeded, each field its own stream) and ``k`` dates."""
+    import dataclasses
+
+    if not isinstance(k, int) or k < 4:
+        raise DataError(f"--values-per-field must be at least 4, one per option (got {k})")
+    cut = {}
+    for name in ("cities", "universities", "majors"):
+        values = getattr(pools, name)
+        cut[name] = tuple(seeded(seed, f"values:{name}").sample(values, min(k, len(values))))
+    chosen = seeded(seed, "values:companies").sample(sorted(pools.companies), min(k, len(pools.companies)))
+    cut["companies"] = {c: pools.companies[c] for c in chosen}
+    rng, dates = seeded(seed, "values:birth_date"), []
+    while len(dates) < k:
+        date = random_date(rng)
+        dates += [date] if date not in dates else []
+    return dataclasses.replace(pools, **cut), tuple(dates)

@@ -6,6 +6,7 @@ Usage:
     engram-localize prune --base B --tuned T --data D --out DIR [...as graft]
     engram-localize graft --base B --tuned T --save DIR --fraction 0.01     (writes one grafted model)
     engram-localize trace --model T --data D --out DIR [--limit 20] [--noise 3] [--window 1]
+    engram-localize probe --model T --data D --out DIR [--variant bioS] [--seed 0]
 
 B and T are model folders (or Hub names) of one architecture; T may be a LoRA adapter
 folder (merged into its base with peft for the comparison; --base defaults to the base
@@ -92,6 +93,13 @@ def build_parser() -> OneLineParser:
     t.add_argument("--seed", type=number(int, 0), default=0)
     t.add_argument("--batch-size", type=number(int, 1), default=64, help="interventions per forward call")
     t.add_argument("--device", default=None)
+    pr = sub.add_parser("probe", help="P- and Q-probes per layer x attribute, trained on train people, scored on heldout")
+    common(pr, "--model")
+    pr.add_argument("--data", required=True, type=Path, help="the generated data the model trained on")
+    pr.add_argument("--out", required=True, type=Path)
+    pr.add_argument("--variant", default="bioS", help="the biographies the P-probe reads (the first of a multi5 list)")
+    pr.add_argument("--seed", type=number(int, 0), default=0, help="the shuffled control's order and the untrained model")
+    pr.add_argument("--device", default=None)
     return parser
 
 
@@ -110,8 +118,9 @@ def _base(args, tuned: str) -> str:
 
 def command(args) -> int:
     progress = not args.no_progress
-    tuned_arg = args.model if args.command == "trace" else args.tuned
-    base = _base(args, tuned_arg) if args.command != "trace" or adapter_base(tuned_arg) else None
+    one_model = args.command in ("trace", "probe")
+    tuned_arg = args.model if one_model else args.tuned
+    base = _base(args, tuned_arg) if not one_model or adapter_base(tuned_arg) else None
     manifest = {k: str(v) for k, v in vars(args).items() if v is not None and k not in ("no_progress", "overwrite")}
     if args.command in ("graft", "prune"):
         if args.save_dir is None and (args.data is None or args.out is None):
@@ -160,6 +169,8 @@ def command(args) -> int:
             with section(args.out, args.command, manifest, args.overwrite) as folder:
                 graft_report.write(result, folder)
             print(f"{GENERATOR}: {args.out / args.command / (args.command + '.md')}")
+        elif args.command == "probe":
+            probe_command(args, tuned, tuned_arg, progress)
         else:
             from engram_localize import trace, trace_report
 
@@ -171,6 +182,26 @@ def command(args) -> int:
                 trace_report.write(result, folder, tuned_arg)
             print(f"{GENERATOR}: {args.out / 'trace' / 'trace.md'}")
     return 0
+
+
+def probe_command(args, tuned: Path, tuned_arg: str, progress: bool) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from engram_data.contract import PEOPLE, read_jsonl
+    from engram_localize import probe, probe_report
+
+    people = read_jsonl(args.data / PEOPLE)
+    model = load_model(tuned, _device(args.device))
+    tokenizer = load_tokenizer(tuned_arg, tuned)
+    trained = probe.features(model, tokenizer, people, args.variant, progress=progress)
+    torch.manual_seed(args.seed)  # the untrained floor: the same architecture, random weights
+    untrained = AutoModelForCausalLM.from_config(model.config).to(model.device).eval()
+    floor = probe.features(untrained, tokenizer, people, args.variant, progress=progress)
+    rows = probe.probe_table(trained, floor, args.seed, progress)
+    with section(args.out, "probe", {k: str(v) for k, v in vars(args).items() if v is not None}, args.overwrite) as folder:
+        probe_report.write(rows, folder, tuned_arg)
+    print(f"{GENERATOR}: {args.out / 'probe' / 'probe.md'}")
 
 
 def quiet_libraries() -> None:

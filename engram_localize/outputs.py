@@ -1,5 +1,5 @@
 """Where engram-localize writes: one folder per run of a subcommand (``OUT/diff/``,
-``OUT/graft/``, ``OUT/prune/``, ``OUT/trace/``), each written whole or not at all, and
+``OUT/graft/``, ``OUT/prune/``, ``OUT/trace/``, ``OUT/probe/``), each written whole or not at all, and
 ``OUT/summary.md`` gathering their Markdown summaries; tables as CSV + JSON, plots as PNG."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from engram_data.contract import atomic_output
 
 GENERATOR = "engram-localize"
 MARK = ".engram_localize"
-SECTIONS = ("diff", "graft", "prune", "trace")
+SECTIONS = ("diff", "graft", "prune", "trace", "probe")
 
 
 def check_out(out: Path, name: str | None = None, overwrite: bool = False) -> None:

@@ -9,6 +9,8 @@ Usage:
     python -m engram_run reproduce [--model llama1b]
     python -m engram_run localize --model demo
     python -m engram_run capacity [--people 1000 --hidden 16,32,64 --epochs 20]
+    python -m engram_run reversal [--people 100 --arms baseline,reverse_qa]
+    python -m engram_run probe [--people 240 --values-per-field 8]
     python -m engram_run lr-find --model tiny --lrs "1e-4 2e-4 5e-4 1e-3"
     python -m engram_run epoch-find --model tiny --lr 5e-4
     python -m engram_run sweep --model tiny --grid "learning_rate=1e-4,3e-4 weight_decay=0,0.1" [--executor slurm]
@@ -37,6 +39,8 @@ from engram_run.runs.settings import DEFAULT_VARIANT, Run
 from engram_run.studies.capacity import CapacitySettings, study
 from engram_run.studies.localize import STEPS, LocalizeSettings, endpoints, localize
 from engram_run.studies.reproduce import PROTOCOLS, ReproduceSettings, reproduce
+from engram_run.studies.probes import ProbeSettings, probes
+from engram_run.studies.reversal import ARMS, ReversalSettings, reversal
 from engram_run.tuning.sweep_cli import add_sweep_parsers, sweep_command
 from lm_eval_tasks import BACKENDS
 
@@ -135,6 +139,24 @@ def build_parser() -> OneLineParser:
     rp.add_argument("--protocols", type=known_list(PROTOCOLS, "protocol"), default=rdefaults.protocols,
                     help="comma-separated: mixed (biographies + QA in one run), bio_then_qa (biographies, then a "
                     "QA fine-tune); default: both")  # fmt: skip
+    rv = sub.add_parser("reversal", help="reversal remedies on one budget: reverse recall of heldout and train people")
+    vdefaults = ReversalSettings()
+    for field, kind in (("people", number(int, 8)), ("multi5_epochs", number(int, 1)), ("hidden", number(int, 1)),
+                        ("layers", number(int, 1)), ("vocab_size", number(int, 300)),
+                        ("learning_rate", number(float, 0, low_open=True)), ("micro_batch", number(int, 1)),
+                        ("data_dir", Path), ("outputs", Path), ("results", Path)):  # fmt: skip
+        rv.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(vdefaults, field))
+    rv.add_argument("--arms", type=known_list(tuple(ARMS), "arm"), default=vdefaults.arms,
+                    help=f"comma-separated, from {','.join(ARMS)} (default: all)")  # fmt: skip
+    pb = sub.add_parser("probe", help="P- and Q-probes of bioS vs bioS_multi5_permutes models (Physics of LM 3.1)")
+    pdefaults = ProbeSettings()
+    for field, kind in (("people", number(int, 8)), ("values_per_field", number(int, 4)),
+                        ("multi5_epochs", number(int, 1)), ("hidden", number(int, 1)),
+                        ("layers", number(int, 1)), ("vocab_size", number(int, 300)),
+                        ("learning_rate", number(float, 0, low_open=True)), ("micro_batch", number(int, 1)),
+                        ("data_dir", Path), ("outputs", Path), ("results", Path)):  # fmt: skip
+        pb.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(pdefaults, field))
+    pb.add_argument("--variants", type=known_list(VARIANTS, "variant"), default=pdefaults.variants)
     ca = sub.add_parser("capacity", help="knowledge capacity of tiny models of a few sizes (Physics of LM 3.3)")
     cdefaults = CapacitySettings()
 
@@ -208,10 +230,12 @@ def command(args) -> int:
     elif args.command == "localize":
         base, tuned, data, out = endpoints(args.model, args.method, args.variant, args.data_dir, args.outputs,
                                            args.results)  # fmt: skip
-        settings = LocalizeSettings(args.fractions, args.scope, args.trace_limit, args.eval_limit, args.steps)
+        settings = LocalizeSettings(args.fractions, args.scope, args.trace_limit, args.eval_limit, args.steps,
+                                    args.variant if args.model != "demo" else "bioS")  # fmt: skip
         print(f"localization: {localize(base, tuned, data, out, settings)}")
-    elif args.command in ("demo", "reproduce"):
-        settings, job = (DemoSettings, demo) if args.command == "demo" else (ReproduceSettings, reproduce)
+    elif args.command in ("demo", "reproduce", "reversal", "probe"):
+        settings, job = {"demo": (DemoSettings, demo), "reproduce": (ReproduceSettings, reproduce),
+                         "reversal": (ReversalSettings, reversal), "probe": (ProbeSettings, probes)}[args.command]  # fmt: skip
         job(settings(**{k: v for k, v in vars(args).items() if k in settings.__dataclass_fields__}))
     return 0
 

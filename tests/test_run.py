@@ -110,7 +110,8 @@ def test_localize_the_demo_run_and_recall_at_fraction_1_is_lm_evals(demo):
         assert at_1[qset]["overall"] == pytest.approx(lm[task]["acc,none"], abs=1e-12)  # the evaluator is lm-eval's
     summary = (out / "summary.md").read_text()
     for section in ("## What changed", "## How few weights carry the memory (graft)",
-                    "## How few weights carry the memory (prune)", "## Which states carry the fact"):  # fmt: skip
+                    "## How few weights carry the memory (prune)", "## Which states carry the fact",
+                    "## Probes: where the attributes are decodable"):  # fmt: skip
         assert section in summary
 
 

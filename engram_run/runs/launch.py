@@ -40,12 +40,12 @@ def tool_env(**extra: str) -> dict:
     return env
 
 
-def generate_data(out: Path, people: int, seed: int = 0, variants: tuple[str, ...] = ()) -> None:
+def generate_data(out: Path, people: int, seed: int = 0, variants: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> None:
     """``engram-data`` (generate_data.py): a bioS population in ``out`` (with ``variants``, else
     the default ones), replacing only a previous output of it. Raises RunError with the tool's
     own error line."""
     cmd = [tool("engram-data"), "--num-people", str(people), "--seed", str(seed), "--out", str(out),
-           "--overwrite", "--no-progress", *(["--variants", ",".join(variants)] if variants else [])]  # fmt: skip
+           "--overwrite", "--no-progress", *(["--variants", ",".join(variants)] if variants else []), *extra]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=tool_env())
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]

@@ -1,4 +1,4 @@
-"""``make localize MODEL=...``: engram-localize's four analyses on a trained run, its base
+"""``make localize MODEL=...``: engram-localize's five analyses on a trained run, its base
 model against what training wrote (a full model or a LoRA adapter), into
 ``results/<run>/localize/`` with ``summary.md``. ``MODEL=demo`` takes ``make demo``'s run
 (``outputs/demo/init`` against ``outputs/demo/model``, data ``data/demo``)."""
@@ -13,7 +13,7 @@ from engram_run.runs import launch
 from engram_run.runs.recipes import DEFAULT_DATA_DIR, RunError, load_recipe
 from engram_run.runs.settings import Run
 
-STEPS = ("diff", "graft", "prune", "trace")
+STEPS = ("diff", "graft", "prune", "trace", "probe")
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class LocalizeSettings:
     trace_limit: int = 20  # questions traced per field
     eval_limit: int | None = None  # questions scored per field and set for graft/prune
     steps: tuple[str, ...] = STEPS
+    variant: str = "bioS"  # the biographies the probe reads: the run's own variant
 
 
 def endpoints(model: str, method: str | None, variant: str, data_dir: str | Path | None,
@@ -45,8 +46,9 @@ def localize(base: str, tuned: Path, data: Path, out: Path, s: LocalizeSettings 
     for step in s.steps:
         if step == "diff":
             args = ["--base", base, "--tuned", str(tuned)]
-        elif step == "trace":
-            args = ["--model", str(tuned), "--data", str(data), "--limit", str(s.trace_limit)]
+        elif step in ("trace", "probe"):
+            args = ["--model", str(tuned), "--data", str(data)]
+            args += ["--limit", str(s.trace_limit)] if step == "trace" else ["--variant", s.variant]
             args += ["--base", base] if (tuned / "adapter_config.json").exists() else []
         else:
             args = ["--base", base, "--tuned", str(tuned), "--data", str(data), "--fractions", s.fractions,
