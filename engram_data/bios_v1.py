@@ -76,6 +76,31 @@ def _text(value: object, where: str, column: str) -> str:
     return value.strip()
 
 
+# bioS_v1's formats: birth cities "Irving, TX"; company cities "Irving, Texas" (also
+# "Washington, D.C.", "Northfield Township, Cook County, Illinois"): a place, then its state.
+_CITY = {"birth_city": (re.compile(r"^[^,]+, [A-Z]{2}$"), "'Irving, TX' (city, comma, 2-letter state)"),
+         "company_city": (re.compile(r"^[^,]+(, [^,]+)+$"), "'Irving, Texas' (city, comma, state)")}  # fmt: skip
+
+
+def _value(field: str, value: str, where: str, column: str) -> str:
+    """An attribute checked against its field's format in bioS_v1: a real calendar date written
+    as "May 26, 1939"; a city as bioS_v1 writes it. What passes here becomes options and capacity values."""
+    if field == "birth_date":
+        import datetime
+
+        try:
+            date = datetime.datetime.strptime(value, "%B %d, %Y")
+        except ValueError:
+            date = None
+        if date is None or value != f"{date:%B} {date.day}, {date.year}":
+            raise DataError(f"{where}: column '{column}' has {value!r}, not a calendar date written as "
+                            "'May 26, 1939' (month name, day, 4-digit year); fix the dataset")  # fmt: skip
+    elif field in _CITY and not _CITY[field][0].match(value):
+        raise DataError(f"{where}: column '{column}' has {value!r}, not a city written as {_CITY[field][1]}; "
+                        "fix the dataset")  # fmt: skip
+    return value
+
+
 def _texts(value: object, where: str, column: str) -> list[str]:
     """``bioS_multi5_permutes``: a list of non-empty strings (a string would become characters)."""
     if not isinstance(value, list) or not value:
@@ -118,7 +143,7 @@ def from_records(
                 raise DataError(
                     f"{where} has neither '{field}' nor '{QA_PREFIX[field]}_a'; the dataset must follow the bioS_v1 schema"
                 )
-            values[field] = _text(rec[column], where, column)
+            values[field] = _value(field, _text(rec[column], where, column), where, column)
             question = rec.get(f"{QA_PREFIX[field]}_q")
             questions[field] = None if question is None else _text(question, where, f"{QA_PREFIX[field]}_q")
         gender = rec.get("gender")

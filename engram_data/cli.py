@@ -178,6 +178,7 @@ def bios_main(argv: list[str]) -> int:
             gender = "independent" if args.fields_dir else args.gender or "by-name"
             pop = synthesize(args.num_people, args.seed, args.heldout_fraction, variants, pools, progress, gender,
                              args.values_per_field)  # fmt: skip
+        warn_empty_split(pop)
         manifest = write_dataset(pop, args.out, overwrite=args.overwrite, progress=progress, args=recorded)
         splits = manifest["splits"]
         dropped = pop.extra.get("duplicate_names_dropped")
@@ -189,6 +190,26 @@ def bios_main(argv: list[str]) -> int:
         return 0
 
     return run_cli(PROG, body, (DataError,))
+
+
+# What has no questions when a split is empty (lm-eval tasks and training files).
+EMPTY_SPLIT = {
+    "train": "bios_qa, bios_qa_gen, bios_qa_letters, bios_qa_engram, bios_qa_reverse_train, bios_qa_reverse_gen "
+    "(and the QA training files)",
+    "heldout": "bios_qa_heldout, bios_qa_gen_heldout, bios_qa_reverse_heldout, bios_qa_reverse_gen_heldout",
+}
+
+
+def warn_empty_split(pop) -> None:
+    """One line on stderr when a split has nobody: the tasks it names would have no questions."""
+    from collections import Counter
+
+    counts = Counter(p["split"] for p in pop.people)
+    for split, tasks in EMPTY_SPLIT.items():
+        if not counts.get(split):
+            fix = "lower --heldout-fraction" if split == "train" else "raise --heldout-fraction above 0"
+            print(f"{PROG}: warning: no {split} people of {len(pop.people)}, so {tasks} have no questions; "
+                  f"{fix} or add people", file=sys.stderr)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

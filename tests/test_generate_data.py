@@ -386,6 +386,48 @@ def test_import_of_a_file_outside_the_schema_fails_clearly(tmp_path):
     assert "has no 'name' column; it must follow the bioS_v1 schema" in proc.stderr
 
 
+GOOD_ROW = {"name": "Ada Jane King", "bdate_a": "May 26, 1939", "bcity_a": "Irving, TX", "university_a": "Rice University",
+            "major_a": "Physics", "employer_a": "Cigna", "company_city_a": "Northfield Township, Cook County, Illinois"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "column, value, expected",
+    [
+        ("bdate_a", "February 31, 1990", "not a calendar date written as 'May 26, 1939'"),
+        ("bdate_a", "sometime in spring", "not a calendar date written as 'May 26, 1939'"),
+        ("bdate_a", "1939-05-26", "not a calendar date written as 'May 26, 1939'"),
+        ("bdate_a", "May 06, 1939", "not a calendar date written as 'May 26, 1939'"),
+        ("bcity_a", "Irving", "not a city written as 'Irving, TX'"),
+        ("bcity_a", "Irving, Texas", "not a city written as 'Irving, TX'"),
+        ("company_city_a", "Irving", "not a city written as 'Irving, Texas'"),
+    ],
+)
+def test_imported_values_are_checked_against_their_fields_format(tmp_path, column, value, expected):
+    src = tmp_path / "rows.jsonl"
+    src.write_text(json.dumps(GOOD_ROW) + "\n" + json.dumps({**GOOD_ROW, "name": "Bo Li Chan", column: value}) + "\n")
+    proc = run_generate("--source", str(src), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert f"row 1 ('Bo Li Chan'): column '{column}' has {value!r}, {expected}" in proc.stderr, proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_import_in_the_bios_v1_formats_passes(tmp_path):
+    src = tmp_path / "rows.jsonl"
+    rows = [GOOD_ROW, {**GOOD_ROW, "name": "Bo Li Chan", "bdate_a": "February 29, 2000", "company_city_a": "Washington, D.C."}]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = run_generate("--source", str(src), "--out", str(tmp_path / "o"), "--heldout-fraction", "0.5")
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("fraction, empty", [("0.999", "train"), ("0", "heldout")])
+def test_an_empty_split_is_warned_about_in_one_line(tmp_path, fraction, empty):
+    proc = run_generate("--num-people", "60", "--heldout-fraction", fraction, "--out", str(tmp_path / "o"))
+    assert proc.returncode == 0
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"generate_data.py: warning: no {empty} people of 60, so bios_qa") and "have no questions" in line
+    assert ("bios_qa_heldout" in line) == (empty == "heldout")
+
+
 # -- the paper's ablation variants, gender drawn on its own, the authors' field lists
 
 ABLATION = ("bioS_permute", "bioS_multi5", "bioS_multi5_permutes_fullname")
