@@ -166,8 +166,10 @@ def synthesize(
         seed=seed,
         source="synthetic",
         variants=variants,
-        extra={**({} if gender == "by-name" else {"gender": gender}),
-               **({"values_per_field": values_per_field} if values_per_field else {})},  # fmt: skip
+        extra={
+            **({} if gender == "by-name" else {"gender": gender}),
+            **({"values_per_field": values_per_field} if values_per_field else {}),
+        },  # fmt: skip
     )
 
 

@@ -9,8 +9,8 @@ import itertools
 import random
 from collections.abc import Sequence
 
-from engram_data.contract import FIELDS, QA_PREFIX, TEXT_VARIANTS, VARIANTS
 from engram_data import reversal
+from engram_data.contract import FIELDS, QA_PREFIX, TEXT_VARIANTS, VARIANTS
 from engram_data.templates import TEMPLATES
 
 QUESTIONS = {

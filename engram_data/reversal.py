@@ -79,7 +79,9 @@ def value_first_bio(values: dict[str, str], name: str, gender: str | None, rng: 
     )
 
 
-def value_first_bios(values: dict[str, str], name: str, gender: str | None, rng: random.Random, n: int = 5) -> list[str]:
+def value_first_bios(
+    values: dict[str, str], name: str, gender: str | None, rng: random.Random, n: int = 5
+) -> list[str]:
     """``n`` different value-first biographies of one person (never a repeat)."""
     bios: list[str] = []
     while len(bios) < n:

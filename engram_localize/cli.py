@@ -93,12 +93,16 @@ def build_parser() -> OneLineParser:
     t.add_argument("--seed", type=number(int, 0), default=0)
     t.add_argument("--batch-size", type=number(int, 1), default=64, help="interventions per forward call")
     t.add_argument("--device", default=None)
-    pr = sub.add_parser("probe", help="P- and Q-probes per layer x attribute, trained on train people, scored on heldout")
+    pr = sub.add_parser(
+        "probe", help="P- and Q-probes per layer x attribute, trained on train people, scored on heldout"
+    )
     common(pr, "--model")
     pr.add_argument("--data", required=True, type=Path, help="the generated data the model trained on")
     pr.add_argument("--out", required=True, type=Path)
     pr.add_argument("--variant", default="bioS", help="the biographies the P-probe reads (the first of a multi5 list)")
-    pr.add_argument("--seed", type=number(int, 0), default=0, help="the shuffled control's order and the untrained model")
+    pr.add_argument(
+        "--seed", type=number(int, 0), default=0, help="the shuffled control's order and the untrained model"
+    )
     pr.add_argument("--device", default=None)
     return parser
 
@@ -199,7 +203,9 @@ def probe_command(args, tuned: Path, tuned_arg: str, progress: bool) -> None:
     untrained = AutoModelForCausalLM.from_config(model.config).to(model.device).eval()
     floor = probe.features(untrained, tokenizer, people, args.variant, progress=progress)
     rows = probe.probe_table(trained, floor, args.seed, progress)
-    with section(args.out, "probe", {k: str(v) for k, v in vars(args).items() if v is not None}, args.overwrite) as folder:
+    with section(
+        args.out, "probe", {k: str(v) for k, v in vars(args).items() if v is not None}, args.overwrite
+    ) as folder:
         probe_report.write(rows, folder, tuned_arg)
     print(f"{GENERATOR}: {args.out / 'probe' / 'probe.md'}")
 

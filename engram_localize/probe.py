@@ -76,7 +76,9 @@ def biography(person: dict, variant: str) -> str:
     return text[0] if variant in MULTI_VARIANTS else text
 
 
-def features(model, tokenizer, people: list[dict], variant: str, batch_size: int = 32, progress: bool = True) -> Features:
+def features(
+    model, tokenizer, people: list[dict], variant: str, batch_size: int = 32, progress: bool = True
+) -> Features:
     import torch
     from tqdm.auto import tqdm
 
@@ -135,7 +137,9 @@ def probe_table(trained: Features, untrained: Features | None, seed: int = 0, pr
         raise LocalizeError("probing needs train and heldout people; generate data with --heldout-fraction 0.5")
     rng = np.random.default_rng(seed)
     rows = []
-    jobs = [(site, layer, field) for site, x in trained.sites.items() for layer in range(x.shape[1]) for field in FIELDS]
+    jobs = [
+        (site, layer, field) for site, x in trained.sites.items() for layer in range(x.shape[1]) for field in FIELDS
+    ]
     for (probe, position), layer, field in tqdm(jobs, desc="probes", unit="probe", disable=not progress):
         y = [p[field] for p in people]
         y_train, y_test = [y[i] for i in train], [y[i] for i in test]

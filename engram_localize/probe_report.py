@@ -14,9 +14,11 @@ from engram_localize.probe import NAME
 # view -> (title, rows of the table it shows)
 VIEWS = {
     "P_name": ("P-probe at the end of the name (biography)", lambda f: (f.probe == "P") & (f.position == NAME)),
-    "P_before": ("P-probe just before the attribute (biography)",
-                 lambda f: (f.probe == "P") & (f.position == "before " + f.field)),  # fmt: skip
-    "Q_name": ("Q-probe: the name alone", lambda f: (f.probe == "Q")),
+    "P_before": (
+        "P-probe just before the attribute (biography)",
+        lambda f: (f.probe == "P") & (f.position == "before " + f.field),
+    ),  # fmt: skip
+    "Q_name": ("Q-probe: the name alone", lambda f: f.probe == "Q"),
 }
 
 
@@ -37,7 +39,9 @@ def heatmap(frame: pd.DataFrame, path: Path, label: str) -> None:
         grid = view(frame, name)
         image = ax.imshow(grid.to_numpy(), vmin=0, vmax=1, cmap="viridis", aspect="auto", origin="lower")
         for (i, j), value in pd.DataFrame(grid.to_numpy()).stack().items():
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < 0.6 else "black")
+            ax.text(
+                j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < 0.6 else "black"
+            )
         ax.set_xticks(range(len(FIELDS)), [f.replace("_", "\n") for f in FIELDS], fontsize=7)
         ax.set_yticks(range(len(grid)), [("emb" if i == 0 else str(i)) for i in grid.index], fontsize=7)
         ax.set_ylabel("layer")

@@ -52,6 +52,19 @@ def metric_names(results: dict[str, dict[str, float]], prefix: str = "eval") -> 
     return logs
 
 
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines()] if path.exists() else []
+
+
+def keep_until(path: Path, step: int) -> None:
+    """Rewrite a JSON-lines log (atomically) with only its lines of ``step`` or before."""
+    if path.exists():
+        kept = [line for line in path.read_text("utf-8").splitlines() if json.loads(line)["step"] <= step]
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept), "utf-8")
+        os.replace(tmp, path)
+
+
 def best_dirs(output_dir: str | Path) -> list[Path]:
     return sorted(p for p in Path(output_dir).glob(f"{BEST_PREFIX}*") if p.is_dir())
 
@@ -67,6 +80,7 @@ class EngramCallback(TrainerCallback):
         self.val_losses: list[float] = []
         self.scored_step: int | None = None
         self.scored: dict[str, float] = {}
+        self.resumed_at = -1  # a resumed run's checkpoint step: what is logged up to it is not logged again
         self.evaluator = None
         if cfg.engram_recall_eval:
             sets = (
@@ -127,6 +141,8 @@ class EngramCallback(TrainerCallback):
             gc.freeze()
             self.froze_gc = True
         apply_freezing(self.trainer.model, self.cfg.engram_freeze_embeddings, self.cfg.engram_freeze_layers)
+        if state.global_step > 0:  # resumed from a checkpoint (trainer_state.json is loaded by now)
+            self._resume(state.global_step)
         if self.evaluator is not None and state.global_step == 0:
             floor = self._recall(state, control)  # the untrained floor, before any update
             if not (args.eval_on_start and self.trainer.eval_dataset is not None):
@@ -138,7 +154,7 @@ class EngramCallback(TrainerCallback):
         # N evaluations in a row" with no such constraint.
         loss = (metrics or {}).get("eval_loss")
         patience = self.cfg.engram_early_stopping_patience
-        if loss is not None and patience:
+        if loss is not None and patience and state.global_step > self.resumed_at:
             self.val_losses.append(loss)
             recent = self.val_losses[-(patience + 1) :]
             if len(recent) == patience + 1 and all(b > a for a, b in zip(recent, recent[1:])):
@@ -158,7 +174,8 @@ class EngramCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         # The trainer's own log lines (training loss every logging_steps, eval_loss at every
         # evaluation) as a file: Axolotl writes no trainer_state.json at the end of training.
-        if logs and self.trainer.is_world_process_zero():
+        # Axolotl evaluates on start, a resumed run too: its checkpoint's step was logged already.
+        if logs and self.trainer.is_world_process_zero() and state.global_step > self.resumed_at:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             with open(self.output_dir / LOG_HISTORY, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
@@ -182,9 +199,38 @@ class EngramCallback(TrainerCallback):
             self._link_best(state)
 
     # -- helpers
+    def _resume(self, step: int) -> None:
+        """Resume the plugin's state with the trainer's: its logs keep what was logged up to the
+        checkpoint's ``step`` (the steps after it run again, so their lines would repeat), the
+        best recall and early-stopping's losses come back from them, and a best model saved
+        after the checkpoint (by the interrupted run's future) is removed."""
+        if self.trainer.is_world_process_zero():
+            for name in (HISTORY_FILE, LOG_HISTORY, TIMING_FILE):
+                keep_until(self.output_dir / name, step)
+            for path in best_dirs(self.output_dir):
+                scores = path / SCORES_FILE
+                saved = json.loads(scores.read_text()).get("global_step", 0) if scores.exists() else step + 1
+                if not path.is_symlink() and saved > step:
+                    shutil.rmtree(path, ignore_errors=True)
+        self.trainer.accelerator.wait_for_everyone()
+        self.resumed_at = step
+        history = read_lines(self.output_dir / HISTORY_FILE)
+        scores = [
+            h["eval_engram_qa_acc_overall"] for h in history if h["step"] > 0 and "eval_engram_qa_acc_overall" in h
+        ]
+        self.best = max(scores) if scores else None
+        self.val_losses = [h["eval_loss"] for h in read_lines(self.output_dir / LOG_HISTORY) if "eval_loss" in h]
+        self._note(f"resumed at step {step}: {len(history)} recall scorings kept, best recall {self.best}")
+
     def _recall(self, state, control) -> dict[str, float]:
         if self.scored_step == state.global_step:
             return dict(self.scored)  # scored already at this step (eval_on_start, a final evaluation)
+        if state.global_step == self.resumed_at:  # scored before the interruption: the same weights
+            kept = [h for h in read_lines(self.output_dir / HISTORY_FILE) if h["step"] == state.global_step]
+            if kept:
+                self.scored_step, self.scored = state.global_step, {k: v for k, v in kept[-1].items()
+                                                                    if k not in ("step", "epoch")}  # fmt: skip
+                return dict(self.scored)
         self.scored_step = state.global_step
         start = time.perf_counter()
         # In the training's own autocast (bf16/fp16), as the trained forward pass runs: fp32

@@ -38,8 +38,8 @@ from engram_run.runs.recipes import DEFAULT_DATA_DIR, RunError
 from engram_run.runs.settings import DEFAULT_VARIANT, Run
 from engram_run.studies.capacity import CapacitySettings, study
 from engram_run.studies.localize import STEPS, LocalizeSettings, endpoints, localize
-from engram_run.studies.reproduce import PROTOCOLS, ReproduceSettings, reproduce
 from engram_run.studies.probes import ProbeSettings, probes
+from engram_run.studies.reproduce import PROTOCOLS, ReproduceSettings, reproduce
 from engram_run.studies.reversal import ARMS, ReversalSettings, reversal
 from engram_run.tuning.sweep_cli import add_sweep_parsers, sweep_command
 from lm_eval_tasks import BACKENDS

@@ -413,7 +413,10 @@ def test_imported_values_are_checked_against_their_fields_format(tmp_path, colum
 
 def test_an_import_in_the_bios_v1_formats_passes(tmp_path):
     src = tmp_path / "rows.jsonl"
-    rows = [GOOD_ROW, {**GOOD_ROW, "name": "Bo Li Chan", "bdate_a": "February 29, 2000", "company_city_a": "Washington, D.C."}]
+    rows = [
+        GOOD_ROW,
+        {**GOOD_ROW, "name": "Bo Li Chan", "bdate_a": "February 29, 2000", "company_city_a": "Washington, D.C."},
+    ]
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     proc = run_generate("--source", str(src), "--out", str(tmp_path / "o"), "--heldout-fraction", "0.5")
     assert proc.returncode == 0, proc.stderr
@@ -424,7 +427,10 @@ def test_an_empty_split_is_warned_about_in_one_line(tmp_path, fraction, empty):
     proc = run_generate("--num-people", "60", "--heldout-fraction", fraction, "--out", str(tmp_path / "o"))
     assert proc.returncode == 0
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith(f"generate_data.py: warning: no {empty} people of 60, so bios_qa") and "have no questions" in line
+    assert (
+        line.startswith(f"generate_data.py: warning: no {empty} people of 60, so bios_qa")
+        and "have no questions" in line
+    )
     assert ("bios_qa_heldout" in line) == (empty == "heldout")
 
 

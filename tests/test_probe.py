@@ -105,5 +105,9 @@ def test_bad_input_is_one_line(few_values, tiny_llama, tmp_path):
            str(few_values), "--out", str(tmp_path / "o"), "--variant", "bioS_permute", "--no-progress"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=cli_env())
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].endswith("the data has no bioS_permute texts; pass --variant with one it has")
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .endswith("the data has no bioS_permute texts; pass --variant with one it has")
+    )
     assert not (tmp_path / "o" / "probe").exists()

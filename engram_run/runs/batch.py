@@ -43,9 +43,9 @@ def train_all(runs: Iterator[Run], data_dir: str | Path, force: bool = False, ov
             status[run.name] = f"failed: {exc}"
             print(f"[engram] {run.name}: FAILED ({exc})", flush=True)
             continue
-        if force and run.model_dir.exists():
-            shutil.rmtree(run.model_dir)
         write_config(cfg, run.config)
+        if run.model_dir.exists() and (force or launch.resumable(run.config, run.model_dir) is None):
+            shutil.rmtree(run.model_dir)  # FORCE=1, or a try of another config: start over (an interrupted one resumes)
         print(f"[engram] {run.name}: training (log: {run.train_log})", flush=True)
         ok = launch.train(run.config, run.model_dir, run.train_log, launch.gpu_args(gpus))
         status[run.name] = "trained" if ok else f"failed: see {run.train_log}"

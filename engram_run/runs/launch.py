@@ -40,7 +40,9 @@ def tool_env(**extra: str) -> dict:
     return env
 
 
-def generate_data(out: Path, people: int, seed: int = 0, variants: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> None:
+def generate_data(
+    out: Path, people: int, seed: int = 0, variants: tuple[str, ...] = (), extra: tuple[str, ...] = ()
+) -> None:
     """``engram-data`` (generate_data.py): a bioS population in ``out`` (with ``variants``, else
     the default ones), replacing only a previous output of it. Raises RunError with the tool's
     own error line."""
@@ -89,6 +91,36 @@ def is_trained(model_dir: Path) -> bool:
     return (model_dir / DONE_FILE).exists()
 
 
+CONFIG_SUM = ".engram_config_sha256"  # the config a run in this model folder started with
+
+
+def config_sum(config: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(config).read_bytes()).hexdigest() + "\n"
+
+
+def resumable(config: Path, model_dir: Path) -> Path | None:
+    """The last complete checkpoint of an interrupted run of this same config in ``model_dir``
+    (HF writes trainer_state.json last: a checkpoint without it was cut off mid-save and is
+    removed, so nothing ever resumes from it), or None: a finished run, another config, none."""
+    if is_trained(model_dir) or not (model_dir / CONFIG_SUM).exists():
+        return None
+    if (model_dir / CONFIG_SUM).read_text() != config_sum(config):
+        print(f"[engram] {model_dir} holds a run of another config: starting over, not resuming", flush=True)
+        return None
+    complete = []
+    for path in model_dir.glob("checkpoint-*"):
+        if not path.name.split("-")[-1].isdigit():
+            continue
+        if (path / "trainer_state.json").exists():
+            complete.append(path)
+        else:
+            print(f"[engram] removing {path.name}: cut off while it was saved", flush=True)
+            shutil.rmtree(path, ignore_errors=True)
+    return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
 def gpu_args(gpus: int) -> tuple[str, ...]:
     """``accelerate launch`` arguments for ``gpus`` processes (none for one)."""
     return ("--num_processes", str(gpus)) if gpus > 1 else ()
@@ -114,6 +146,13 @@ def train(config: Path, model_dir: Path, log: Path, launcher_args: tuple[str, ..
     env = tool_env(**{PROGRESS_ENV: str(progress_file)})
     watch = TrainingWatch(progress_file, model_dir / RECALL_HISTORY, enabled=sys.stdout.isatty())
     cmd = train_command(config, launcher_args)
+    checkpoint = resumable(config, model_dir)
+    if checkpoint is not None:  # Axolotl's own resume: weights, optimizer, scheduler, RNG, step
+        print(f"[engram] resuming {model_dir} from {checkpoint.name} (FORCE=1 starts over)", flush=True)
+        at = cmd.index(str(config)) + 1  # before a "--" that starts accelerate's arguments
+        cmd[at:at] = ["--resume-from-checkpoint", str(checkpoint)]
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / CONFIG_SUM).write_text(config_sum(config))
     code = run_here(cmd, log, env, watch) if cmd[2:4] == ["--launcher", "python"] else run_watched(cmd, log, env, watch)
     progress_file.unlink(missing_ok=True)
     if code == 0:

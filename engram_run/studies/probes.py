@@ -70,13 +70,17 @@ def probes(s: ProbeSettings) -> Path:
     rows, probe_dirs = {}, {}
     for variant in s.variants:
         folder = launch.claim(s.outputs / variant)
-        config = write_config(variant_config(s, variant, epochs[variant], init, folder / "model"), folder / "config.yml")
+        config = write_config(
+            variant_config(s, variant, epochs[variant], init, folder / "model"), folder / "config.yml"
+        )
         step(f"{variant}: axolotl train, {epochs[variant]} epochs (log: {folder / 'train.log'})")
         if not launch.train(config, folder / "model", folder / "train.log"):
             raise RunError(f"training {variant} failed; see {folder / 'train.log'}")
         step(f"{variant}: lm-eval (heldout extraction)")
         out = folder / "lm_eval"
-        if not launch.evaluate(model_args(folder / "model", str(init)), s.data_dir, out, tuple(t for t, _ in EXTRACTION.values())):
+        if not launch.evaluate(
+            model_args(folder / "model", str(init)), s.data_dir, out, tuple(t for t, _ in EXTRACTION.values())
+        ):
             raise RunError(f"evaluation of {variant} failed; see {out / 'eval.log'}")
         data = launch.read_results(launch.latest_results(out))
         rows[variant] = {"epochs": epochs[variant],

@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from engram_run.runs.recipes import RunError
-from engram_run.tuning.points import run_point
+from engram_run.tuning.points import RunPoint, run_point
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 POLL_SECONDS = {"slurm": 30.0, "submitit-local": 2.0}
@@ -99,7 +99,7 @@ def execute(jobs: list, settings: ExecutorSettings, root: Path) -> dict[str, dic
             print(f"[sweep {i}/{len(jobs)}] {job.id}: {_status(rows[job.id])}", flush=True)
         return rows
     executor = settings.submitit(root / "submitit")
-    submitted = executor.map_array(run_point, jobs)
+    submitted = executor.map_array(RunPoint(), jobs)  # requeued and resumed when preempted
     print(f"[sweep] {len(jobs)} points submitted ({settings.kind}: jobs {submitted[0].job_id.split('_')[0]}...); "
           f"logs in {root / 'submitit'}", flush=True)  # fmt: skip
     pending = dict(zip(range(len(jobs)), submitted, strict=True))

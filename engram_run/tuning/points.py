@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import submitit
 import yaml
 
 from engram_run.runs import launch
@@ -51,11 +52,11 @@ def run_point(job: PointJob) -> dict:
     os.chdir(job.cwd)
     folder = Path(job.dir)
     model_dir = folder / "model"
-    if model_dir.exists():
-        shutil.rmtree(model_dir)  # a failed or stale try of this point, in our own folder
     (folder / POINT_FILE).unlink(missing_ok=True)
     config = folder / "config.yml"
     config.write_text(yaml.safe_dump(job.config, sort_keys=False))
+    if model_dir.exists() and launch.resumable(config, model_dir) is None:
+        shutil.rmtree(model_dir)  # a failed or stale try of this point, in our own folder (an interrupted one resumes)
     start = time.perf_counter()
     ok = launch.train(config, model_dir, folder / "train.log", job.launcher_args)
     seconds = time.perf_counter() - start
@@ -70,6 +71,16 @@ def run_point(job: PointJob) -> dict:
     tmp.write_text(json.dumps({**row, "config": job.config}, indent=1) + "\n")  # the scores are re-read from the curves
     os.replace(tmp, folder / POINT_FILE)
     return row
+
+
+class RunPoint(submitit.helpers.Checkpointable):
+    """``run_point`` as a submitit job that requeues itself when SLURM preempts it or its time
+    runs out (submitit's checkpointing: on the signal SLURM sends first, ``checkpoint()``
+    resubmits the same call, the training child is stopped, and the requeued job resumes from
+    the point's last complete checkpoint through ``launch.train``)."""
+
+    def __call__(self, job: PointJob) -> dict:
+        return run_point(job)
 
 
 def summarize(c: dict) -> dict:
