@@ -140,3 +140,27 @@ def test_a_preempted_submitit_job_requeues_itself_and_resumes(setup, uninterrupt
     whole, resumed = lines(uninterrupted / RECALL_HISTORY), lines(model_dir / RECALL_HISTORY)
     assert [h["step"] for h in resumed] == [h["step"] for h in whole]
     assert resumed[-1]["eval_engram_qa_acc_overall"] == whole[-1]["eval_engram_qa_acc_overall"]
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_saving_fails_in_one_line_and_the_rerun_resumes(setup, uninterrupted):
+    from helpers.common import REPO
+
+    root, model = setup
+    run = "full-disk"
+    config(root, run, model)
+    model_dir = root / run / "model"
+    env = cli_env(ENGRAM_WORKER="0", ENGRAM_TEST_FULL_DISK_AT="checkpoint-45",
+                  PYTHONPATH=str(REPO / "tests" / "helpers" / "full_disk"))  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", TRAIN, str(root / run)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 1
+    (line,) = [x for x in proc.stdout.splitlines() if "disk is full" in x]
+    assert line.startswith(f"[engram] {model_dir}: the disk is full (No space left on device while saving)")
+    assert "MiB are free there" in line and line.endswith("it resumes from checkpoint-30"), line
+    assert not (model_dir / "checkpoint-45").exists()  # cut off mid-save: removed, never resumed from
+    again = start(root, run, capture=True)
+    printed = again.communicate(timeout=600)[0]
+    assert again.returncode == 0 and f"[engram] resuming {model_dir} from checkpoint-30" in printed, printed
+    whole, resumed = lines(uninterrupted / RECALL_HISTORY), lines(model_dir / RECALL_HISTORY)
+    assert [h["step"] for h in resumed] == [h["step"] for h in whole]
+    assert resumed[-1]["eval_engram_qa_acc_overall"] == whole[-1]["eval_engram_qa_acc_overall"]

@@ -157,7 +157,21 @@ def train(config: Path, model_dir: Path, log: Path, launcher_args: tuple[str, ..
     progress_file.unlink(missing_ok=True)
     if code == 0:
         (model_dir / DONE_FILE).write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+    elif "No space left on device" in log.read_text(errors="replace"):
+        full_disk(config, model_dir)
     return code == 0
+
+
+def full_disk(config: Path, model_dir: Path) -> None:
+    """One line for a run the disk stopped: the folder, the space a checkpoint needs, the free
+    space, and what a rerun resumes from (a checkpoint cut off mid-save is removed now)."""
+    last = resumable(config, model_dir)
+    sizes = [sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) for p in model_dir.glob("checkpoint-*")]
+    need, free = max(sizes, default=0), shutil.disk_usage(model_dir).free
+    again = f"resumes from {last.name}" if last else "starts over (no complete checkpoint)"
+    print(f"[engram] {model_dir}: the disk is full (No space left on device while saving); a checkpoint needs "
+          f"{need / 2**20:,.1f} MiB and {free / 2**20:,.1f} MiB are free there: free space and run the same "
+          f"command again, it {again}", flush=True)  # fmt: skip
 
 
 def eval_command(model_args: str, data_dir: str | Path, out: Path, tasks=EVAL_TASKS, limit: int | None = None,
