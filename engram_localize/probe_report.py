@@ -93,4 +93,8 @@ def write(rows: list[dict], folder: Path, model: str) -> pd.DataFrame:
         "![probe heatmap](probe.png)",
     ]  # fmt: skip
     (folder / "probe.md").write_text("\n".join(md) + "\n")
+    # What a study reads without importing this package: the Q-probe's best layer per field.
+    q = frame[(frame.probe == "Q") & frame.accuracy.notna()].groupby("field").accuracy.max()
+    write_json(folder / "decodable.json", {"margin": 0.2, "decodable_at_name": decodable,
+                                           "q_probe_best": {f: float(q[f]) for f in FIELDS if f in q}})  # fmt: skip
     return frame

@@ -28,9 +28,9 @@ from engram_plugin.capacity_bound import BoundEvaluator
 from engram_plugin.capacity_bound import metric_names as bound_metrics
 from engram_plugin.freeze import apply_freezing
 from engram_plugin.recall import RecallEvaluator
+from engram_plugin.resume import SCORES_FILE, read_lines, resume_state
 
 BEST_PREFIX = "best_model_qa_"
-SCORES_FILE = "engram_scores.json"
 HISTORY_FILE = RECALL_HISTORY  # one line per scoring: step, epoch and every metric
 OVERALL = "eval_engram_qa_acc_overall"
 
@@ -50,19 +50,6 @@ def metric_names(results: dict[str, dict[str, float]], prefix: str = "eval") -> 
         logs[f"{prefix}_{names[qset]}_overall"] = res["overall"]
         logs[f"{prefix}_{names[qset]}_overall_norm"] = res["overall_norm"]
     return logs
-
-
-def read_lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text("utf-8").splitlines()] if path.exists() else []
-
-
-def keep_until(path: Path, step: int) -> None:
-    """Rewrite a JSON-lines log (atomically) with only its lines of ``step`` or before."""
-    if path.exists():
-        kept = [line for line in path.read_text("utf-8").splitlines() if json.loads(line)["step"] <= step]
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(line + "\n" for line in kept), "utf-8")
-        os.replace(tmp, path)
 
 
 def best_dirs(output_dir: str | Path) -> list[Path]:
@@ -200,27 +187,10 @@ class EngramCallback(TrainerCallback):
 
     # -- helpers
     def _resume(self, step: int) -> None:
-        """Resume the plugin's state with the trainer's: its logs keep what was logged up to the
-        checkpoint's ``step`` (the steps after it run again, so their lines would repeat), the
-        best recall and early-stopping's losses come back from them, and a best model saved
-        after the checkpoint (by the interrupted run's future) is removed."""
-        if self.trainer.is_world_process_zero():
-            for name in (HISTORY_FILE, LOG_HISTORY, TIMING_FILE):
-                keep_until(self.output_dir / name, step)
-            for path in best_dirs(self.output_dir):
-                scores = path / SCORES_FILE
-                saved = json.loads(scores.read_text()).get("global_step", 0) if scores.exists() else step + 1
-                if not path.is_symlink() and saved > step:
-                    shutil.rmtree(path, ignore_errors=True)
-        self.trainer.accelerator.wait_for_everyone()
+        """The plugin's state back to the checkpoint's ``step`` (resume.py)."""
+        self.best, self.val_losses = resume_state(self.trainer, self.output_dir, step, HISTORY_FILE, best_dirs)
         self.resumed_at = step
-        history = read_lines(self.output_dir / HISTORY_FILE)
-        scores = [
-            h["eval_engram_qa_acc_overall"] for h in history if h["step"] > 0 and "eval_engram_qa_acc_overall" in h
-        ]
-        self.best = max(scores) if scores else None
-        self.val_losses = [h["eval_loss"] for h in read_lines(self.output_dir / LOG_HISTORY) if "eval_loss" in h]
-        self._note(f"resumed at step {step}: {len(history)} recall scorings kept, best recall {self.best}")
+        self._note(f"resumed at step {step}: best recall so far {self.best}")
 
     def _recall(self, state, control) -> dict[str, float]:
         if self.scored_step == state.global_step:

@@ -20,10 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from engram_data.contract import FIELDS, MANIFEST, atomic_output
-from engram_localize.probe_report import decodable_at_name
 from engram_run.runs import launch
 from engram_run.runs.recipes import RunError, write_config
 from engram_run.studies.reproduce import budget_epochs, res_n, variant_config
@@ -92,10 +89,8 @@ def probes(s: ProbeSettings) -> Path:
                "--variant", variant, "--out", str(probe_dirs[variant]), "--overwrite", "--no-progress"]  # fmt: skip
         if subprocess.run(cmd, env=launch.tool_env()).returncode != 0:
             raise RunError(f"engram-localize probe failed for {variant} (its error is above)")
-        frame = pd.read_csv(probe_dirs[variant] / "probe" / "probe.csv")
-        rows[variant]["decodable_at_name"] = decodable_at_name(frame)
-        q = frame[frame.probe == "Q"].groupby("field").accuracy.max()
-        rows[variant]["q_probe_best"] = {f: float(q[f]) for f in FIELDS}
+        summary = json.loads((probe_dirs[variant] / "probe" / "decodable.json").read_text())
+        rows[variant] |= {k: summary[k] for k in ("decodable_at_name", "q_probe_best")}
     path = write_results(rows, probe_dirs, s)
     step(f"done: {path}")
     return path
