@@ -79,7 +79,8 @@ def build_docs_parser() -> OneLineParser:
         prog=f"{PROG} docs",
         description="Expand your own documents into QA training and evaluation data with a generator LLM.",
     )
-    p.add_argument("--input", nargs="+", required=True, help="files or folders of .txt / .md documents")
+    p.add_argument("--input", nargs="+", required=True,
+                   help="files or folders of documents: .pdf, .docx, .html, .md, .txt")  # fmt: skip
     p.add_argument("--out", default="data/mydocs", help="output directory (default: data/mydocs)")
     p.add_argument(
         "--generator", required=True, help="hf:PATH (local transformers model) or openai:URL (chat completions)"
@@ -111,6 +112,13 @@ def build_docs_parser() -> OneLineParser:
     return p
 
 
+def skipped_line(counts: dict) -> str:
+    """``2 (1 encrypted, 1 no text layer)`` or ``none`` from the manifest's files_skipped_* counts."""
+    skipped = {k.removeprefix("files_skipped_").replace("_", " "): n for k, n in counts.items()
+               if k.startswith("files_skipped_") and n}  # fmt: skip
+    return f"{sum(skipped.values())} ({', '.join(f'{n} {k}' for k, n in skipped.items())})" if skipped else "none"
+
+
 def docs_main(argv: list[str]) -> int:
     from engram_data.documents.generators import make_generator
     from engram_data.documents.qa import temperature_schedule
@@ -131,7 +139,8 @@ def docs_main(argv: list[str]) -> int:
         print(
             f"wrote {c['qa_rows']} questions ({c['qa_train']} train, {c['qa_heldout']} heldout) from {c['chunks']} "
             f"chunks to {args.out}; dropped {c.get('generations_malformed', 0)} malformed generations, "
-            f"{c.get('items_invalid', 0)} invalid items, {c.get('pairs_duplicate', 0)} duplicates"
+            f"{c.get('items_invalid', 0)} invalid items, {c.get('pairs_duplicate', 0)} duplicates; read "
+            f"{c['files_read']} files, skipped {skipped_line(c)}"
         )
         return 0
 

@@ -227,6 +227,32 @@ def test_openai_backend_end_to_end_with_a_retry(chat_server, tiny_llama, docs_fo
     assert len(load_docs_qa("heldout", docs_dir=str(out))["test"]) == c["qa_heldout"]
 
 
+def test_pdf_docx_and_html_go_through_with_their_source_and_page(chat_server, tiny_llama, tmp_path, capsys):
+    from test_formats import PAGE1, PAGE2, write_docx, write_encrypted_pdf, write_pdf
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    write_pdf(folder / "guide.pdf", [PAGE1, PAGE2])
+    write_docx(folder / "memo.docx", [PAGE2])
+    (folder / "page.html").write_text(f"<html><body><p>{PAGE1}</p></body></html>")
+    write_encrypted_pdf(folder / "locked.pdf")
+    out = tmp_path / "mydocs"
+    gen, manifest = openai_run(chat_server, tiny_llama, folder, out)
+    c = manifest["counts"]
+    assert c["files_read"] == 3 and c["files_skipped_encrypted"] == 1 and c["files_skipped_empty"] == 0
+    assert capsys.readouterr().err.count("generate_data.py docs: skipped") == 1
+    chunks = read_jsonl(out / "chunks.jsonl")
+    pdf = [ch for ch in chunks if ch["source"].endswith("guide.pdf")]
+    assert {ch["page"] for ch in pdf} <= {1, 2} and all(
+        ch["page"] is None for ch in chunks if not ch["source"].endswith(".pdf")
+    )
+    qa = read_jsonl(out / "qa/docs.jsonl")
+    by_chunk = {ch["id"]: ch for ch in chunks}
+    assert qa and all((r["source"], r["page"]) == (by_chunk[r["chunk"]]["source"], by_chunk[r["chunk"]]["page"])
+                      for r in qa)  # fmt: skip
+    assert [(p["source"], p["page"]) for p in manifest["provenance"]] == [(r["source"], r["page"]) for r in qa]
+
+
 def test_resume_after_an_interruption_redoes_nothing_cached(chat_server, tiny_llama, docs_folder, tmp_path):
     out = tmp_path / "mydocs"
     ChatServer.fail_after = 6  # the quota runs out mid-run

@@ -4,27 +4,30 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from engram_data.contract import DataError
-
-SUFFIXES = (".txt", ".md")
+from engram_data.documents.formats import SUFFIXES, Document, Skip, convert
 
 
 @dataclass(frozen=True)
 class Chunk:
     id: str
     source: str
-    start: int  # character offsets in the source text
+    start: int  # character offsets in the source's converted text
     end: int
     text: str
     num_tokens: int
+    page: int | None = None  # the page it starts on (PDF), else None
 
 
-def read_inputs(paths: Sequence[str | os.PathLike]) -> list[tuple[str, str]]:
-    """(path, text) of every .txt / .md file given or inside a given folder, sorted."""
+def read_inputs(paths: Sequence[str | os.PathLike], warn=None) -> tuple[list[Document], Counter]:
+    """Every document given or inside a given folder (formats.SUFFIXES), sorted, converted to
+    text; a file that cannot be used is skipped with one line through ``warn`` and counted by
+    kind (formats.SKIP_KINDS). DataError if nothing usable is left."""
     files: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -32,23 +35,23 @@ def read_inputs(paths: Sequence[str | os.PathLike]) -> list[tuple[str, str]]:
             files += sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
         elif path.is_file():
             if path.suffix.lower() not in SUFFIXES:
-                raise DataError(
-                    f"cannot read {path}: only {', '.join(SUFFIXES)} files are supported; convert it to text"
-                )
+                raise DataError(f"cannot read {path}: supported are {', '.join(SUFFIXES)}; convert it to one of them")
             files.append(path)
         else:
-            raise DataError(f"input {path} does not exist; pass files or folders of .txt / .md documents")
-    docs = []
+            raise DataError(f"input {path} does not exist; pass files or folders of documents ({', '.join(SUFFIXES)})")
+    docs, skipped = [], Counter()
     for path in files:
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"cannot read {path} ({exc}); pass UTF-8 text files") from exc
-        if text.strip():
-            docs.append((str(path), text))
+            docs.append(convert(path))
+        except Skip as skip:
+            skipped[skip.kind] += 1
+            if warn is not None:
+                warn(f"skipped {path}: {skip}")
     if not docs:
-        raise DataError(f"no text found in {', '.join(map(str, paths))}; pass non-empty .txt / .md files")
-    return docs
+        what = f" ({', '.join(f'{n} {k}' for k, n in sorted(skipped.items()))})" if skipped else ""
+        raise DataError(f"no text found in {', '.join(map(str, paths))}{what}; pass documents with text "
+                        f"({', '.join(SUFFIXES)})")  # fmt: skip
+    return docs, skipped
 
 
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n+|$)\s*")
@@ -60,9 +63,11 @@ def sentences(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def chunk_text(source: str, text: str, tokenizer, chunk_tokens: int) -> list[Chunk]:
+def chunk_text(source: str, text: str, tokenizer, chunk_tokens: int,
+               page_of: Callable[[int], int | None] = lambda offset: None) -> list[Chunk]:  # fmt: skip
     """Consecutive sentences up to ``chunk_tokens`` tokens of the generator's tokenizer;
-    a sentence is split (at token boundaries) only when it alone is longer than that."""
+    a sentence is split (at token boundaries) only when it alone is longer than that.
+    ``page_of``: the page of a character offset (Document.page), kept on every chunk."""
     chunks: list[Chunk] = []
     cur_start, cur_end, cur_tokens = None, None, 0
 
@@ -70,9 +75,8 @@ def chunk_text(source: str, text: str, tokenizer, chunk_tokens: int) -> list[Chu
         nonlocal cur_start, cur_end, cur_tokens
         if cur_start is not None:
             body = text[cur_start:cur_end]
-            chunks.append(
-                Chunk(f"{Path(source).name}:{cur_start}", source, cur_start, cur_end, body.strip(), cur_tokens)
-            )
+            chunks.append(Chunk(f"{Path(source).name}:{cur_start}", source, cur_start, cur_end, body.strip(),
+                                cur_tokens, page_of(cur_start)))  # fmt: skip
         cur_start, cur_end, cur_tokens = None, None, 0
 
     for start, end in sentences(text):
@@ -84,7 +88,9 @@ def chunk_text(source: str, text: str, tokenizer, chunk_tokens: int) -> list[Chu
             for i in range(0, len(offsets), chunk_tokens):
                 piece = offsets[i : i + chunk_tokens]
                 s, e = start + piece[0][0], start + piece[-1][1]
-                chunks.append(Chunk(f"{Path(source).name}:{s}", source, s, e, text[s:e].strip(), len(piece)))
+                chunks.append(
+                    Chunk(f"{Path(source).name}:{s}", source, s, e, text[s:e].strip(), len(piece), page_of(s))
+                )
             continue
         if cur_tokens + n > chunk_tokens:
             flush()

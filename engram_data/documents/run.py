@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import random
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from engram_data.contract import (
     write_jsonl,
 )
 from engram_data.documents.chunks import chunk_text, read_inputs
+from engram_data.documents.formats import SKIP_KINDS
 from engram_data.documents.generators import Generator
 from engram_data.documents.qa import STYLES, build_prompt, dedupe, parse_pairs, temperature_schedule
 from engram_data.options import OptionSampler, make_choices, protocol
@@ -67,11 +69,11 @@ def generate_docs(
     if not 0 <= heldout_temperatures < len(temperatures):
         raise DataError(f"--heldout-temperatures must be in [0, {len(temperatures)}) (got {heldout_temperatures})")
     check_output_dir(out, GENERATOR, overwrite)  # before any paid-for request; again when writing
-    docs = read_inputs(inputs)
+    docs, skipped = read_inputs(inputs, warn=lambda line: print(f"generate_data.py docs: {line}", file=sys.stderr))
     tokenizer = generator.tokenizer
     if tokenizer is None:
         raise DataError("the generator has no tokenizer to chunk by; for openai: pass --tokenizer PATH")
-    chunks = [c for path, text in docs for c in chunk_text(path, text, tokenizer, chunk_tokens)]
+    chunks = [c for d in docs for c in chunk_text(d.path, d.text, tokenizer, chunk_tokens, d.page)]
     # The held-out temperatures are spread over the schedule, seeded.
     heldout_t = set(random.Random(f"{seed}:heldout-t").sample(list(temperatures), heldout_temperatures))
 
@@ -83,6 +85,9 @@ def generate_docs(
         ) from exc
     names = ("requests_sent", "requests_cached", "generations_malformed", "items_invalid", "pairs_without_distractors")
     counts: Counter = Counter(dict.fromkeys(names, 0))  # every count in the manifest, zeros too
+    counts["files_read"] = len(docs)
+    for kind in SKIP_KINDS:  # item by item: a Counter's |= would drop the zeros
+        counts[f"files_skipped_{kind.replace(' ', '_')}"] = skipped[kind]
     rows: list[dict] = []
     jobs = [(c, s, t) for t in temperatures for s in styles for c in chunks]
     bar = tqdm(total=len(jobs), desc="generate", unit="request", disable=not progress)
@@ -118,6 +123,7 @@ def generate_docs(
                             **pair,
                             "chunk": chunk.id,
                             "source": chunk.source,
+                            "page": chunk.page,
                             "style": style,
                             "temperature": temperature,
                             "split": split,
@@ -152,7 +158,7 @@ def _write_docs(out: Path, chunks, rows, counts, spec, seed, temperatures, heldo
         choices, label = make_choices(r["answer"], sampler, rng)
         qa.append({"id": f"docs-{i}", "split": r["split"], "field": r["style"], "question": r["question"],
                    "answer": r["answer"], "choices": choices, "label": label, "chunk": r["chunk"],
-                   "temperature": r["temperature"]})  # fmt: skip
+                   "source": r["source"], "page": r["page"], "temperature": r["temperature"]})  # fmt: skip
     with atomic_output(out, GENERATOR, overwrite) as tmp:
         (tmp / "train").mkdir()
         (tmp / "qa").mkdir()
@@ -184,7 +190,15 @@ def _write_docs(out: Path, chunks, rows, counts, spec, seed, temperatures, heldo
             },
             "files": files,
             "provenance": [
-                {"id": q["id"], "chunk": q["chunk"], "style": q["field"], "temperature": q["temperature"]} for q in qa
+                {
+                    "id": q["id"],
+                    "chunk": q["chunk"],
+                    "source": q["source"],
+                    "page": q["page"],
+                    "style": q["field"],
+                    "temperature": q["temperature"],
+                }
+                for q in qa
             ],
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
