@@ -208,8 +208,9 @@ def test_sigterm_during_the_write_leaves_nothing(tmp_path):
 DOCS_CASES = [
     ("input missing", ["--input", "{ws}/nothing.md"], "does not exist; pass files or folders"),
     ("input empty", ["--input", "{ws}/empty.md"], "no text found in"),
-    ("input a pdf", ["--input", "{ws}/paper.pdf"], "only .txt, .md files are supported"),
-    ("input not UTF-8", ["--input", "{ws}/latin1.md"], "pass UTF-8 text files"),
+    ("input a damaged pdf", ["--input", "{ws}/paper.pdf"], "paper.pdf: cannot be read as PDF"),
+    ("input an image", ["--input", "{ws}/image.png"], "supported are .txt, .md, .pdf, .docx, .html, .htm"),
+    ("input not UTF-8", ["--input", "{ws}/latin1.md"], "latin1.md: not UTF-8 text; save it as UTF-8"),
     ("unknown generator", ["--generator", "gpt:x"], "unknown generator 'gpt:x'"),
     ("hf model missing", ["--generator", "hf:{ws}/nomodel"], "does not exist; pass hf:PATH"),
     ("hf folder not a model", ["--generator", "hf:{ws}/foreign"], "cannot load the generator's tokenizer"),
@@ -240,6 +241,7 @@ def docs_ws(ws, tiny_llama) -> Path:
     (ws / "doc.md").write_text("Aspirin was first made by Felix Hoffmann in 1897. It treats pain.\n")
     (ws / "empty.md").write_text(" \n")
     (ws / "paper.pdf").write_bytes(b"%PDF-1.4")
+    (ws / "image.png").write_bytes(b"\x89PNG")
     (ws / "latin1.md").write_bytes(b"Caf\xe9 au lait.\n")
     (ws / "badmanifest").mkdir(exist_ok=True)
     (ws / "badmanifest" / "manifest.json").write_text("{not json")

@@ -177,7 +177,7 @@ def chat_server():
 def openai_run(url, tiny_llama, docs, out, **kw):
     from transformers import AutoTokenizer
 
-    gen = OpenAIGenerator(url, "test-model", concurrency=2, timeout=10, retries=3, backoff=0.01,
+    gen = OpenAIGenerator(url, "test-model", concurrency=2, timeout=10, retries=3,
                           tokenizer=AutoTokenizer.from_pretrained(tiny_llama))  # fmt: skip
     args = {
         "chunk_tokens": 60,

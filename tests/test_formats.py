@@ -116,3 +116,7 @@ def test_nothing_usable_is_one_error_naming_what_was_skipped(folder, tmp_path):
         (only_bad / name).write_bytes((folder / name).read_bytes())
     with pytest.raises(DataError, match=r"no text found in .* \(1 encrypted, 1 no text layer\); pass documents"):
         read_inputs([only_bad])
+    with pytest.raises(
+        DataError, match=r"no text found in .*scan.pdf: a PDF without a text layer \(a scan\?\); run OCR"
+    ):
+        read_inputs([only_bad / "scan.pdf"], warn=pytest.fail)  # one file: its reason, and no warning besides

@@ -20,7 +20,7 @@ from engram_data.contract import LOG_HISTORY, RECALL_HISTORY
 from engram_run.runs import launch
 from engram_run.runs.recipes import RECIPES_DIR, derive_config, write_config
 
-EPOCHS = 4
+EPOCHS = 3  # an evaluation and a checkpoint each epoch: [0, 15, 30, 45]
 TRAIN = "from engram_run.runs import launch; import sys; from pathlib import Path; p = Path(sys.argv[1]); " \
         "sys.exit(0 if launch.train(p / 'config.yml', p / 'model', p / 'train.log') else 1)"  # fmt: skip
 
@@ -150,17 +150,17 @@ def test_a_full_disk_while_saving_fails_in_one_line_and_the_rerun_resumes(setup,
     run = "full-disk"
     config(root, run, model)
     model_dir = root / run / "model"
-    env = cli_env(ENGRAM_WORKER="0", ENGRAM_TEST_FULL_DISK_AT="checkpoint-45",
+    env = cli_env(ENGRAM_WORKER="0", ENGRAM_TEST_FULL_DISK_AT="checkpoint-30",
                   PYTHONPATH=str(REPO / "tests" / "helpers" / "full_disk"))  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", TRAIN, str(root / run)], env=env, capture_output=True, text=True)
     assert proc.returncode == 1
     (line,) = [x for x in proc.stdout.splitlines() if "disk is full" in x]
     assert line.startswith(f"[engram] {model_dir}: the disk is full (No space left on device while saving)")
-    assert "MiB are free there" in line and line.endswith("it resumes from checkpoint-30"), line
-    assert not (model_dir / "checkpoint-45").exists()  # cut off mid-save: removed, never resumed from
+    assert "MiB are free there" in line and line.endswith("it resumes from checkpoint-15"), line
+    assert not (model_dir / "checkpoint-30").exists()  # cut off mid-save: removed, never resumed from
     again = start(root, run, capture=True)
     printed = again.communicate(timeout=600)[0]
-    assert again.returncode == 0 and f"[engram] resuming {model_dir} from checkpoint-30" in printed, printed
+    assert again.returncode == 0 and f"[engram] resuming {model_dir} from checkpoint-15" in printed, printed
     whole, resumed = lines(uninterrupted / RECALL_HISTORY), lines(model_dir / RECALL_HISTORY)
     assert [h["step"] for h in resumed] == [h["step"] for h in whole]
     assert resumed[-1]["eval_engram_qa_acc_overall"] == whole[-1]["eval_engram_qa_acc_overall"]

@@ -82,16 +82,17 @@ REDUCED = ("--people", "60", "--multi5-epochs", "16", "--hidden", "64", "--layer
 
 @pytest.mark.slow
 def test_reversal_study_shows_that_value_first_text_beats_reverse_qa(tmp_path):
-    """`make reversal` at a reduced size (60 people, a 2-layer model, three arms): reverse QA of
-    train people teaches those people only; value-first biographies make heldout people's
-    reverse questions answerable; forward memorization survives; the untrained model is at chance.
-    Measured here: reverse on heldout 0.233 / 0.300 / 0.567, on train 0.300 / 0.967 / 0.967."""
+    """`make reversal` at a reduced size (60 people, a 2-layer model, two arms): reverse QA of
+    train people teaches those people only (heldout people stay at chance, as without it);
+    value-first biographies make heldout people's reverse questions answerable; forward
+    memorization survives; the untrained model is at chance. Measured here: reverse on heldout
+    0.300 / 0.567, on train 0.967 / 0.967 (the baseline arm, not run here: 0.233 / 0.300)."""
     import subprocess
     import sys
 
     from helpers.common import cli_env
 
-    arms = "baseline,reverse_qa,reverse_qa+value_first"
+    arms = "reverse_qa,reverse_qa+value_first"
     cmd = [sys.executable, "-m", "engram_run", "reversal", *REDUCED, "--arms", arms]
     proc = subprocess.run(cmd, cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
@@ -101,7 +102,7 @@ def test_reversal_study_shows_that_value_first_text_beats_reverse_qa(tmp_path):
     sc = {arm: r["scores"] for arm, r in rows.items()}
     assert rows["untrained"]["questions"]["reverse_heldout"] == 30
     assert abs(sc["untrained"]["reverse_heldout"] - 0.25) <= 0.15 and sc["untrained"]["reverse_gen_heldout"] == 0
-    assert sc["baseline"]["reverse_heldout"] <= 0.45  # the curse: chance on 30 questions (+-0.08)
+    assert sc["reverse_qa"]["reverse_heldout"] <= 0.45  # the curse holds for them: chance on 30 questions (+-0.08)
     assert sc["reverse_qa"]["reverse_train"] - sc["reverse_qa"]["reverse_heldout"] >= 0.2  # only whom it trained
     # Measured at this size: 0.567 vs 0.300 (30 questions each, stderr ~0.09); the default: 0.84 vs 0.30.
     assert sc["reverse_qa+value_first"]["reverse_heldout"] >= 0.45

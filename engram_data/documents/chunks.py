@@ -39,18 +39,20 @@ def read_inputs(paths: Sequence[str | os.PathLike], warn=None) -> tuple[list[Doc
             files.append(path)
         else:
             raise DataError(f"input {path} does not exist; pass files or folders of documents ({', '.join(SUFFIXES)})")
-    docs, skipped = [], Counter()
+    docs, skipped, lines = [], Counter(), []
     for path in files:
         try:
             docs.append(convert(path))
         except Skip as skip:
             skipped[skip.kind] += 1
-            if warn is not None:
-                warn(f"skipped {path}: {skip}")
-    if not docs:
-        what = f" ({', '.join(f'{n} {k}' for k, n in sorted(skipped.items()))})" if skipped else ""
+            lines.append(f"{path}: {skip}")
+    if not docs:  # one error line: the one file's reason, or what was skipped, by kind
+        what = f": {lines[0].split(': ', 1)[1]}" if len(lines) == 1 else (
+            f" ({', '.join(f'{n} {k}' for k, n in sorted(skipped.items()))})" if skipped else "")  # fmt: skip
         raise DataError(f"no text found in {', '.join(map(str, paths))}{what}; pass documents with text "
                         f"({', '.join(SUFFIXES)})")  # fmt: skip
+    for line in lines if warn is not None else ():
+        warn(f"skipped {line}")
     return docs, skipped
 
 

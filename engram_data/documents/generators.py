@@ -3,11 +3,7 @@ chat-completions endpoint (``openai:URL``)."""
 
 from __future__ import annotations
 
-import json
 import os
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -84,35 +80,39 @@ class HFGenerator(Generator):
 
 
 class OpenAIGenerator(Generator):
-    """``openai:URL``: any OpenAI-compatible chat-completions endpoint (vLLM, llama.cpp,
-    TGI, a hosted API), with concurrency, timeouts and retries with backoff."""
+    """``openai:URL``: any OpenAI-compatible chat-completions endpoint (``transformers serve``,
+    vLLM, llama.cpp, TGI, a hosted API) through the ``openai`` client library: its timeouts,
+    and its retries with exponential backoff on connection errors, 408, 409, 429 and 5xx.
+    The key comes from ``api_key_env`` and is never printed or stored (a server that echoes
+    it back has it redacted from the error line)."""
 
     def __init__(self, url: str, model: str, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 4,
-                 timeout: float = 60.0, retries: int = 5, backoff: float = 1.0, tokenizer=None):  # fmt: skip
+                 timeout: float = 60.0, retries: int = 5, tokenizer=None):  # fmt: skip
+        import openai
+
         self.spec = f"openai:{url}#{model}"
-        self.url = url.rstrip("/") + ("" if url.rstrip("/").endswith("/chat/completions") else "/chat/completions")
+        self.base = url.rstrip("/").removesuffix("/chat/completions")
+        self.url = f"{self.base}/chat/completions"
         self.model, self.key = model, os.environ.get(api_key_env, "")
-        self.concurrency, self.timeout, self.retries, self.backoff = concurrency, timeout, retries, backoff
+        self.concurrency = concurrency
         self.tokenizer = tokenizer
+        # A local server needs no key; the client insists on one ("unused" is sent then).
+        self.client = openai.OpenAI(base_url=self.base, api_key=self.key or "unused", timeout=timeout,
+                                    max_retries=retries)  # fmt: skip
 
     def _one(self, prompt: str, temperature: float, seed: int) -> str:
-        body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": prompt}],
-                           "temperature": temperature, "seed": seed}).encode()  # fmt: skip
-        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {self.key}"} if self.key else {})}
-        for attempt in range(self.retries + 1):
-            try:
-                req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    return json.loads(resp.read())["choices"][0]["message"]["content"]
-            except urllib.error.HTTPError as exc:
-                if exc.code not in (408, 409, 429) and exc.code < 500 or attempt == self.retries:
-                    body = redact(exc.read()[:300].decode("utf-8", "replace"), [self.key])
-                    raise DataError(f"{self.url} answered HTTP {exc.code}: {one_line(body)}") from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                if attempt == self.retries:
-                    raise DataError(f"cannot reach {self.url} ({exc}); check --generator and the server") from None
-            time.sleep(self.backoff * 2**attempt)
-        raise AssertionError("unreachable")
+        import openai
+
+        try:
+            reply = self.client.chat.completions.create(
+                model=self.model, messages=[{"role": "user", "content": prompt}], temperature=temperature, seed=seed
+            )
+        except openai.APIStatusError as exc:
+            body = redact(exc.response.text[:300], [self.key])
+            raise DataError(f"{self.url} answered HTTP {exc.status_code}: {one_line(body)}") from None
+        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+            raise DataError(f"cannot reach {self.url} ({one_line(exc)}); check --generator and the server") from None
+        return reply.choices[0].message.content or ""
 
     def generate(self, prompts: list[str], temperature: float, seeds: list[int], on_reply) -> None:
         error = None

@@ -1,0 +1,109 @@
+"""The documents pipeline's ``openai:`` backend against a real OpenAI-compatible server:
+``transformers serve`` on localhost, serving a small chat model the suite builds (the tiny
+Llama with a chat template), through the ``openai`` client library. What a real model sends
+back (here: a random model's nonsense) is parsed, dropped and counted, at every temperature.
+The stub server in test_documents.py stays for the faults a real server will not produce on
+demand (401, 429, 5xx, hangs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from helpers.common import cli_env
+
+from engram_data.contract import read_jsonl
+from engram_data.documents.generators import OpenAIGenerator
+from engram_data.documents.run import generate_docs
+from engram_run.runs.launch import tool
+
+TEMPERATURES = [0.01, 0.6, 1.2]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}Answer: {% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def chat_model(tiny_llama, tmp_path_factory) -> Path:
+    from transformers import AutoTokenizer, GenerationConfig
+
+    out = tmp_path_factory.mktemp("chat") / "tiny-chat"
+    shutil.copytree(tiny_llama, out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(out)
+    GenerationConfig(max_new_tokens=48, do_sample=True).save_pretrained(out)  # short replies: a quick test
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(chat_model, tmp_path_factory):
+    """``transformers serve MODEL`` on a free local port until the module's tests are done."""
+    port, log = free_port(), tmp_path_factory.mktemp("serve") / "serve.log"
+    with log.open("w") as f:
+        cmd = [tool("transformers"), "serve", str(chat_model), "--host", "127.0.0.1", "--port", str(port),
+               "--device", "cpu"]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=cli_env(), start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 180
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        yield f"{url}/v1", log
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_documents_through_a_real_server_at_every_temperature(served, chat_model, tmp_path):
+    from transformers import AutoTokenizer
+
+    url, log = served
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "drugs.md").write_text(
+        "Aspirin reduces fever and relieves mild pain. It thins the blood.\n"
+        "Metformin treats type 2 diabetes. It lowers glucose production in the liver.\n"
+    )
+    gen = OpenAIGenerator(url, str(chat_model), concurrency=2, timeout=60, retries=2,
+                          tokenizer=AutoTokenizer.from_pretrained(chat_model))  # fmt: skip
+    out = tmp_path / "mydocs"
+    manifest = generate_docs([docs], out, gen, chunk_tokens=12, tokens_per_question=60, temperatures=TEMPERATURES,
+                             heldout_temperatures=1, styles=["simple"], seed=0, overwrite=False, progress=False)  # fmt: skip
+    c = manifest["counts"]
+    chunks = read_jsonl(out / "chunks.jsonl")
+    requests = len(chunks) * len(TEMPERATURES)
+    assert len(chunks) >= 2 and c["requests_sent"] == requests and c["requests_cached"] == 0
+    # A random model writes no JSON list of pairs: every reply is dropped and counted, none kept.
+    assert c["generations_malformed"] == requests and c["qa_rows"] == 0, c
+    replies = [json.loads(p.read_text())["reply"] for p in Path(f"{out}.cache").glob("*.json")]
+    # Real samples: more different replies than chunks (near-greedy ones may coincide across chunks).
+    assert len(replies) == requests and len(set(replies)) > len(chunks)
+    # Real sampling: near-greedy at 0.01 gives one reply twice; at 1.2 two draws differ.
+    prompt = "Write one question about aspirin."
+    assert gen._one(prompt, 0.01, 1) == gen._one(prompt, 0.01, 2)
+    assert gen._one(prompt, 1.2, 1) != gen._one(prompt, 1.2, 2)
+    assert "POST /v1/chat/completions" in log.read_text()
