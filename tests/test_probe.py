@@ -111,3 +111,24 @@ def test_bad_input_is_one_line(few_values, tiny_llama, tmp_path):
         .endswith("the data has no bioS_permute texts; pass --variant with one it has")
     )
     assert not (tmp_path / "o" / "probe").exists()
+
+
+@pytest.mark.slow
+def test_make_probe_end_to_end_at_a_tiny_size(tmp_path):
+    """`make probe`'s glue: data in the probe's regime, a training, lm-eval's extraction, the
+    probe, and the study's table (one variant, a 1-layer model: the numbers are not the point)."""
+    cmd = [sys.executable, "-m", "engram_run", "probe", "--people", "60", "--values-per-field", "4",
+           "--multi5-epochs", "2", "--hidden", "32", "--layers", "1", "--vocab-size", "600",
+           "--variants", "bioS_multi5_permutes"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=cli_env())
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    out = tmp_path / "results" / "probe"
+    rows = json.loads((out / "probes.json").read_text())
+    row = rows["bioS_multi5_permutes"]
+    assert row["epochs"] == 2 and row["questions"] == {"heldout_exact": 180, "heldout": 180}
+    assert set(row["q_probe_best"]) == set(FIELDS) and set(row["decodable_at_name"]) <= set(FIELDS)
+    assert "| `bioS_multi5_permutes` | 2 |" in (out / "probes.md").read_text()
+    frame = pd.read_csv(out / "bioS_multi5_permutes" / "probe" / "probe.csv")
+    assert len(frame) == 8 * 2 * len(FIELDS) and set(frame.scored) == {30}  # 4 values: every one seen in training
+    manifest = json.loads((tmp_path / "data" / "probe" / "manifest.json").read_text())
+    assert manifest["args"]["values_per_field"] == 4

@@ -25,7 +25,7 @@ from engram_data.documents.generators import OpenAIGenerator
 from engram_data.documents.run import generate_docs
 from engram_run.runs.launch import tool
 
-TEMPERATURES = [0.01, 0.6, 1.2]
+TEMPERATURES = [0.01, 1.2]
 CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}Answer: {% endif %}"
 )
@@ -91,7 +91,7 @@ def test_documents_through_a_real_server_at_every_temperature(served, chat_model
     gen = OpenAIGenerator(url, str(chat_model), concurrency=2, timeout=60, retries=2,
                           tokenizer=AutoTokenizer.from_pretrained(chat_model))  # fmt: skip
     out = tmp_path / "mydocs"
-    manifest = generate_docs([docs], out, gen, chunk_tokens=12, tokens_per_question=60, temperatures=TEMPERATURES,
+    manifest = generate_docs([docs], out, gen, chunk_tokens=20, tokens_per_question=60, temperatures=TEMPERATURES,
                              heldout_temperatures=1, styles=["simple"], seed=0, overwrite=False, progress=False)  # fmt: skip
     c = manifest["counts"]
     chunks = read_jsonl(out / "chunks.jsonl")

@@ -23,8 +23,7 @@ from pathlib import Path
 from engram_data.contract import FIELDS, MANIFEST, atomic_output
 from engram_run.runs import launch
 from engram_run.runs.recipes import RunError, write_config
-from engram_run.studies.reproduce import budget_epochs, res_n, variant_config
-from lm_eval_tasks import model_args
+from engram_run.studies.reproduce import budget_epochs, lm_eval_row, variant_config
 
 GENERATOR = "llm-engram/probes"
 EXTRACTION = {"heldout_exact": ("bios_qa_gen_heldout", "exact_match"), "heldout": ("bios_qa_heldout", "acc")}
@@ -74,15 +73,8 @@ def probes(s: ProbeSettings) -> Path:
         if not launch.train(config, folder / "model", folder / "train.log"):
             raise RunError(f"training {variant} failed; see {folder / 'train.log'}")
         step(f"{variant}: lm-eval (heldout extraction)")
-        out = folder / "lm_eval"
-        if not launch.evaluate(
-            model_args(folder / "model", str(init)), s.data_dir, out, tuple(t for t, _ in EXTRACTION.values())
-        ):
-            raise RunError(f"evaluation of {variant} failed; see {out / 'eval.log'}")
-        data = launch.read_results(launch.latest_results(out))
-        rows[variant] = {"epochs": epochs[variant],
-                         "scores": {k: data["results"][t][f"{m},none"] for k, (t, m) in EXTRACTION.items()},
-                         "questions": {k: res_n(data, t) for k, (t, _) in EXTRACTION.items()}}  # fmt: skip
+        row = lm_eval_row(folder / "model", str(init), s.data_dir, folder / "lm_eval", EXTRACTION, variant)
+        rows[variant] = {"epochs": epochs[variant], **row}
         step(f"{variant}: engram-localize probe")
         probe_dirs[variant] = folder / "localize"
         cmd = [launch.tool("engram-localize"), "probe", "--model", str(folder / "model"), "--data", str(s.data_dir),

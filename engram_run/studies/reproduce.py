@@ -166,19 +166,25 @@ def history(model_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (model_dir / RECALL_HISTORY).read_text().splitlines()]
 
 
-def score(s, model_dir: Path, base_model: str, out: Path, step, label: str) -> dict:
-    """lm-eval's scores, standard errors and question counts for every entry of SCORES."""
-    step(f"{label}: lm-eval")
-    tasks = tuple(dict.fromkeys(task for task, _ in SCORES.values()))
-    if not launch.evaluate(model_args(model_dir, base_model), s.data_dir, out, tasks):
+def lm_eval_row(model_dir: Path, base_model: str, data_dir: Path, out: Path, scores: dict, label: str) -> dict:
+    """lm-eval's scores, standard errors and question counts for every entry of ``scores``
+    ({name: (task, metric)}), scored into ``out``; RunError naming the log if it fails."""
+    tasks = tuple(dict.fromkeys(task for task, _ in scores.values()))
+    if not launch.evaluate(model_args(model_dir, base_model), data_dir, out, tasks):
         raise RunError(f"evaluation of {label} failed; see {out / 'eval.log'}")
     data = launch.read_results(launch.latest_results(out))
     res = data["results"]
-    row = {
-        "scores": {k: res[t][f"{m},none"] for k, (t, m) in SCORES.items()},
-        "stderr": {k: res[t][f"{m}_stderr,none"] for k, (t, m) in SCORES.items()},
-        "questions": {k: res_n(data, t) for k, (t, _) in SCORES.items()},
+    return {
+        "scores": {k: res[t][f"{m},none"] for k, (t, m) in scores.items()},
+        "stderr": {k: res[t][f"{m}_stderr,none"] for k, (t, m) in scores.items()},
+        "questions": {k: res_n(data, t) for k, (t, _) in scores.items()},
     }
+
+
+def score(s, model_dir: Path, base_model: str, out: Path, step, label: str) -> dict:
+    """lm-eval's scores, standard errors and question counts for every entry of SCORES."""
+    step(f"{label}: lm-eval")
+    row = lm_eval_row(model_dir, base_model, s.data_dir, out, SCORES, label)
     sc = row["scores"]
     step(f"{label}: trained QA {sc['trained_qa']:.3f}, heldout exact match {sc['heldout_exact']:.3f}, "
          f"heldout four-option {sc['heldout']:.3f}, reverse {sc['reverse']:.3f}")  # fmt: skip

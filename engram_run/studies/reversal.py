@@ -30,9 +30,8 @@ from pathlib import Path
 from engram_data.contract import MANIFEST, QA_REVERSE_TRAIN, REVERSAL_VARIANTS, train_file
 from engram_run.runs import launch
 from engram_run.runs.recipes import RunError, write_config
-from engram_run.studies.reproduce import REFERENCE, text_size, variant_config
+from engram_run.studies.reproduce import REFERENCE, lm_eval_row, text_size, variant_config
 from engram_run.studies.reversal_report import SCORES, write_results
-from lm_eval_tasks import model_args
 
 VALUE_FIRST, ENTITY_REVERSED = REVERSAL_VARIANTS
 ARMS = {
@@ -103,19 +102,8 @@ def reversal(s: ReversalSettings) -> Path:
 
 
 def score(s: ReversalSettings, model_dir: Path, out: Path, step, label: str) -> dict:
-    from engram_run.studies.reproduce import res_n
-
     step(f"{label}: lm-eval")
-    tasks = tuple(dict.fromkeys(task for task, _ in SCORES.values()))
-    if not launch.evaluate(model_args(model_dir, str(model_dir)), s.data_dir, out, tasks):
-        raise RunError(f"evaluation of {label} failed; see {out / 'eval.log'}")
-    data = launch.read_results(launch.latest_results(out))
-    res = data["results"]
-    row = {
-        "scores": {k: res[t][f"{m},none"] for k, (t, m) in SCORES.items()},
-        "stderr": {k: res[t][f"{m}_stderr,none"] for k, (t, m) in SCORES.items()},
-        "questions": {k: res_n(data, t) for k, (t, _) in SCORES.items()},
-    }
+    row = lm_eval_row(model_dir, str(model_dir), s.data_dir, out, SCORES, label)
     sc = row["scores"]
     step(f"{label}: reverse heldout {sc['reverse_heldout']:.3f} (four-option), {sc['reverse_gen_heldout']:.3f} "
          f"(exact); reverse train {sc['reverse_train']:.3f}; forward extraction {sc['heldout_exact']:.3f}")  # fmt: skip
