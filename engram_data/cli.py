@@ -114,9 +114,10 @@ def build_docs_parser() -> OneLineParser:
 
 def skipped_line(counts: dict) -> str:
     """``2 (1 encrypted, 1 no text layer)`` or ``none`` from the manifest's files_skipped_* counts."""
-    skipped = {k.removeprefix("files_skipped_").replace("_", " "): n for k, n in counts.items()
-               if k.startswith("files_skipped_") and n}  # fmt: skip
-    return f"{sum(skipped.values())} ({', '.join(f'{n} {k}' for k, n in skipped.items())})" if skipped else "none"
+    from engram_data.documents.formats import SKIP_KINDS, describe_skips, skip_key
+
+    skipped = {kind: counts.get(skip_key(kind), 0) for kind in SKIP_KINDS}
+    return f"{sum(skipped.values())} ({describe_skips(skipped)})" if any(skipped.values()) else "none"
 
 
 def docs_main(argv: list[str]) -> int:

@@ -120,3 +120,13 @@ def test_nothing_usable_is_one_error_naming_what_was_skipped(folder, tmp_path):
         DataError, match=r"no text found in .*scan.pdf: a PDF without a text layer \(a scan\?\); run OCR"
     ):
         read_inputs([only_bad / "scan.pdf"], warn=pytest.fail)  # one file: its reason, and no warning besides
+
+
+def test_the_runs_last_line_counts_the_skipped_files_by_kind(folder):
+    from engram_data.cli import skipped_line
+    from engram_data.documents.formats import skip_key
+
+    _, skipped = read_inputs([folder])
+    counts = {skip_key(kind): skipped[kind] for kind in SKIP_KINDS}
+    assert skipped_line(counts) == "5 (1 empty, 1 encrypted, 1 no text layer, 2 unreadable)"
+    assert skipped_line({skip_key(kind): 0 for kind in SKIP_KINDS}) == "none"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engram_data.contract import DataError
-from engram_data.documents.formats import SUFFIXES, Document, Skip, convert
+from engram_data.documents.formats import SUFFIXES, Document, Skip, convert, describe_skips
 
 
 @dataclass(frozen=True)
@@ -39,20 +39,19 @@ def read_inputs(paths: Sequence[str | os.PathLike], warn=None) -> tuple[list[Doc
             files.append(path)
         else:
             raise DataError(f"input {path} does not exist; pass files or folders of documents ({', '.join(SUFFIXES)})")
-    docs, skipped, lines = [], Counter(), []
+    docs, skips = [], []
     for path in files:
         try:
             docs.append(convert(path))
         except Skip as skip:
-            skipped[skip.kind] += 1
-            lines.append(f"{path}: {skip}")
+            skips.append((path, skip))
+    skipped = Counter(skip.kind for _, skip in skips)
     if not docs:  # one error line: the one file's reason, or what was skipped, by kind
-        what = f": {lines[0].split(': ', 1)[1]}" if len(lines) == 1 else (
-            f" ({', '.join(f'{n} {k}' for k, n in sorted(skipped.items()))})" if skipped else "")  # fmt: skip
+        what = f": {skips[0][1]}" if len(skips) == 1 else f" ({describe_skips(skipped)})" if skips else ""
         raise DataError(f"no text found in {', '.join(map(str, paths))}{what}; pass documents with text "
                         f"({', '.join(SUFFIXES)})")  # fmt: skip
-    for line in lines if warn is not None else ():
-        warn(f"skipped {line}")
+    for path, skip in skips if warn is not None else ():
+        warn(f"skipped {path}: {skip}")
     return docs, skipped
 
 

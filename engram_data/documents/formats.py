@@ -27,6 +27,16 @@ SUFFIXES = (".txt", ".md", ".pdf", ".docx", ".html", ".htm")
 SKIP_KINDS = ("empty", "encrypted", "no text layer", "unreadable")
 
 
+def skip_key(kind: str) -> str:
+    """The manifest's count of one kind of skipped file: ``files_skipped_no_text_layer``."""
+    return f"files_skipped_{kind.replace(' ', '_')}"
+
+
+def describe_skips(counts) -> str:
+    """``1 encrypted, 1 no text layer``: skipped files by kind, the kinds with none left out."""
+    return ", ".join(f"{counts[kind]} {kind}" for kind in SKIP_KINDS if counts.get(kind))
+
+
 class Skip(Exception):
     """A file that cannot be used; ``kind`` is one of SKIP_KINDS."""
 

@@ -28,7 +28,7 @@ from engram_data.contract import (
     write_jsonl,
 )
 from engram_data.documents.chunks import chunk_text, read_inputs
-from engram_data.documents.formats import SKIP_KINDS
+from engram_data.documents.formats import SKIP_KINDS, skip_key
 from engram_data.documents.generators import Generator
 from engram_data.documents.qa import STYLES, build_prompt, dedupe, parse_pairs, temperature_schedule
 from engram_data.options import OptionSampler, make_choices, protocol
@@ -87,7 +87,7 @@ def generate_docs(
     counts: Counter = Counter(dict.fromkeys(names, 0))  # every count in the manifest, zeros too
     counts["files_read"] = len(docs)
     for kind in SKIP_KINDS:  # item by item: a Counter's |= would drop the zeros
-        counts[f"files_skipped_{kind.replace(' ', '_')}"] = skipped[kind]
+        counts[skip_key(kind)] = skipped[kind]
     rows: list[dict] = []
     jobs = [(c, s, t) for t in temperatures for s in styles for c in chunks]
     bar = tqdm(total=len(jobs), desc="generate", unit="request", disable=not progress)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,8 +43,7 @@ def train_all(runs: Iterator[Run], data_dir: str | Path, force: bool = False, ov
             print(f"[engram] {run.name}: FAILED ({exc})", flush=True)
             continue
         write_config(cfg, run.config)
-        if run.model_dir.exists() and (force or launch.resumable(run.config, run.model_dir) is None):
-            shutil.rmtree(run.model_dir)  # FORCE=1, or a try of another config: start over (an interrupted one resumes)
+        launch.start_over_unless_resumable(run.config, run.model_dir, force)
         print(f"[engram] {run.name}: training (log: {run.train_log})", flush=True)
         ok = launch.train(run.config, run.model_dir, run.train_log, launch.gpu_args(gpus))
         status[run.name] = "trained" if ok else f"failed: see {run.train_log}"

@@ -121,6 +121,13 @@ def resumable(config: Path, model_dir: Path) -> Path | None:
     return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
+def start_over_unless_resumable(config: Path, model_dir: Path, force: bool = False) -> None:
+    """Clear ``model_dir`` (a folder of ours) unless it holds an interrupted run of this very
+    config, which ``train`` then resumes; ``force`` (FORCE=1) clears it always."""
+    if model_dir.exists() and (force or resumable(config, model_dir) is None):
+        shutil.rmtree(model_dir)
+
+
 def gpu_args(gpus: int) -> tuple[str, ...]:
     """``accelerate launch`` arguments for ``gpus`` processes (none for one)."""
     return ("--num_processes", str(gpus)) if gpus > 1 else ()

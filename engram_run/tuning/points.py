@@ -55,8 +55,7 @@ def run_point(job: PointJob) -> dict:
     (folder / POINT_FILE).unlink(missing_ok=True)
     config = folder / "config.yml"
     config.write_text(yaml.safe_dump(job.config, sort_keys=False))
-    if model_dir.exists() and launch.resumable(config, model_dir) is None:
-        shutil.rmtree(model_dir)  # a failed or stale try of this point, in our own folder (an interrupted one resumes)
+    launch.start_over_unless_resumable(config, model_dir)  # a stale try goes; an interrupted one resumes
     start = time.perf_counter()
     ok = launch.train(config, model_dir, folder / "train.log", job.launcher_args)
     seconds = time.perf_counter() - start
