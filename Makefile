@@ -36,7 +36,7 @@ TINY_MODEL ?= outputs/tiny-llama-init
 # Offline (no Hugging Face Hub) for what builds its models here: the tests, the demo, the tiny
 # model, the CPU studies and the benchmarks. Training and evaluating a recipe downloads its base
 # model the first time (and transformers' kernels): those targets keep the Hub on.
-OFFLINE_TARGETS := test test-fast lint demo tiny-model capacity reversal probe bench bench-gpu recipes
+OFFLINE_TARGETS := test test-fast lint demo tiny-model capacity reversal probe docs-study bench bench-gpu recipes
 $(OFFLINE_TARGETS): export HF_HUB_OFFLINE = 1
 $(OFFLINE_TARGETS): export HF_DATASETS_OFFLINE = 1
 
@@ -76,6 +76,22 @@ TRAIN_ARGS = $(RUN_ARGS) $(if $(FORCE),--force) $(if $(SET),--set $(SET)) --gpus
 DEMO_PEOPLE ?= 200
 DEMO_EPOCHS ?= 10
 
+# Your documents (make docs-train, pick-base, docs-study). GENERATOR: hf:PATH (a local model) or
+# openai:URL (any OpenAI-compatible server: transformers serve, vLLM, a hosted API) with
+# GENERATOR_MODEL=name and GEN_TOKENIZER=folder (to chunk by); GENERATE_ARGS: more engram-data docs
+# flags ("--temperatures 9 --styles simple,reverse"). DOCS_NAME names the run (default: the folder's).
+DOCS ?=
+GENERATOR ?=
+GENERATOR_MODEL ?=
+GEN_TOKENIZER ?=
+GENERATE_ARGS ?=
+DOCS_NAME ?=
+DOCS_DATA ?= data/docs-$(or $(DOCS_NAME),$(notdir $(patsubst %/,%,$(firstword $(DOCS)))))
+SAMPLE ?= 200
+DOCS_ARMS ?=
+GEN_ARGS = --generator "$(GENERATOR)" $(if $(GENERATOR_MODEL),--generator-model "$(GENERATOR_MODEL)") \
+	$(if $(GEN_TOKENIZER),--tokenizer "$(GEN_TOKENIZER)")
+
 # Tuning (make lr-find / epoch-find / sweep): the runs go through EXECUTOR=local (here, in
 # sequence) or EXECUTOR=slurm (submitit: PARTITION, GPUS per job, CPUS, MEM_GB, TIME_MIN per
 # job, PARALLEL jobs at once, SLURM_ARGS="account=x qos=y"). SWEEP_NAME names results/sweeps/<name>/.
@@ -102,7 +118,7 @@ SWEEP_ARGS = $(RUN_ARGS) $(if $(SWEEP_NAME),--name $(SWEEP_NAME)) $(if $(SET),--
 	$(if $(MEM_GB),--mem-gb $(MEM_GB)) --time-min $(TIME_MIN) $(if $(PARALLEL),--parallel $(PARALLEL)) \
 	$(if $(SLURM_ARGS),--slurm-args "$(SLURM_ARGS)")
 
-.PHONY: help install install-gpu install-vllm bench-gpu test test-fast lint docs format data tiny-model recipes train eval train-all eval-all report compare demo reproduce reversal probe localize capacity lr-find epoch-find sweep bench clean
+.PHONY: help install install-gpu install-vllm bench-gpu test test-fast lint docs format data tiny-model recipes train eval train-all eval-all report compare demo reproduce reversal probe docs-train pick-base docs-study localize capacity lr-find epoch-find sweep bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -203,6 +219,17 @@ reversal: install ## what beats the reversal curse: one budget, four arms (basel
 
 probe: install ## why multi5 + permutation makes knowledge extractable: P- and Q-probes of a bioS and a bioS_multi5_permutes model, CPU, results/probe/
 	$(PIPELINE) probe
+
+docs-train: install ## your documents: DOCS=folder GENERATOR=hf:PATH|openai:URL [GENERATOR_MODEL=name] [MODEL=tiny|llama3b] -> QA pairs -> axolotl train -> lm-eval docs_qa -> report
+	$(PIPELINE) docs-train --docs $(DOCS) $(GEN_ARGS) --model $(MODEL) $(if $(METHOD),--method $(METHOD)) \
+		$(if $(DOCS_NAME),--name $(DOCS_NAME)) --data-dir $(DOCS_DATA) $(if $(GENERATE_ARGS),--generate-args "$(GENERATE_ARGS)") \
+		$(if $(FORCE),--force) $(if $(SET),--set $(SET)) --gpus $(or $(GPUS),1)
+
+pick-base: install ## which base to fine-tune: MODELS="llama1b llama3b" (recipes or local folders) un-tuned on SAMPLE of DOCS_DATA's questions, ranked with stderr, results/pick-base/
+	$(PIPELINE) pick-base --models "$(MODELS)" --data-dir $(DOCS_DATA) --sample $(SAMPLE)
+
+docs-study: install ## does the documents recipe work? chunks vs QA at 1 / 9 temperatures vs + reverse, scored on true facts, CPU (~20 min), results/docs-study/; GENERATOR=openai:URL GENERATOR_MODEL=name for a served instruct model
+	$(PIPELINE) docs-study $(if $(GENERATOR),$(GEN_ARGS)) $(if $(DOCS_ARMS),--arms $(DOCS_ARMS))
 
 localize: install ## where the memory is: weight diff, graft/prune curves, causal tracing of MODEL=demo (after make demo) or a trained run, into results/<run>/localize/
 	$(PIPELINE) localize --model $(MODEL) $(if $(METHOD),--method $(METHOD)) --variant $(VARIANT) $(if $(filter-out data/bios,$(DATA_DIR)),--data-dir $(DATA_DIR))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from engram_data.contract import FIELDS, LOG_HISTORY, PROGRESS_ENV, RECALL_HISTORY, TIMING_FILE, VARIANTS
+from engram_data.contract import LOG_HISTORY, PROGRESS_ENV, RECALL_HISTORY, TIMING_FILE, VARIANTS
 from engram_plugin.capacity import CapacityEvaluator
 from engram_plugin.capacity import metric_names as capacity_metrics
 from engram_plugin.capacity_bound import BoundEvaluator
@@ -44,9 +44,9 @@ def metric_names(results: dict[str, dict[str, float]], prefix: str = "eval") -> 
         if qset == "reverse":
             logs[f"{prefix}_engram_reverse_acc"] = res["overall"]
             continue
-        for field in FIELDS:
-            if field in res:
-                logs[f"{prefix}_{names[qset]}_{field}"] = res[field]
+        for field, acc in res.items():  # the bioS fields, or a documents dataset's styles
+            if field not in ("overall", "overall_norm", "num_questions"):
+                logs[f"{prefix}_{names[qset]}_{field}"] = acc
         logs[f"{prefix}_{names[qset]}_overall"] = res["overall"]
         logs[f"{prefix}_{names[qset]}_overall_norm"] = res["overall_norm"]
     return logs

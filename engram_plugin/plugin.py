@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from axolotl.integrations.base import BasePlugin
 
-from engram_data.contract import FIELDS, REVERSE, read_qa_file
 from engram_plugin.callbacks import EngramCallback, best_dirs
 from engram_plugin.freeze import apply_freezing
+from engram_plugin.recall import question_rows
 
 LOG = logging.getLogger("engram_plugin")
 
@@ -65,8 +65,9 @@ class EngramPlugin(BasePlugin):
                     f"engram_data_dir {cfg.engram_data_dir} has no qa/ folder: run `make data` "
                     "or point engram_data_dir at a dataset written by generate_data.py"
                 )
-            for name in (*FIELDS, REVERSE):  # the version, counts and hashes, every row: before any work
-                read_qa_file(cfg.engram_data_dir, name)
+            sets = ["train", *(["heldout"] if cfg.engram_eval_heldout else []),
+                    *(["reverse"] if cfg.engram_eval_reverse else [])]  # fmt: skip
+            question_rows(cfg.engram_data_dir, sets)  # the version, counts and hashes, every row: before any work
 
     def post_model_load(self, cfg, model):
         # Early, so that a bad layer index fails before any data is processed.
@@ -138,12 +139,12 @@ _LAUNCHER_PREFIXES = ("TORCHELASTIC_", "ACCELERATE_", "FSDP_", "OMP_NUM_THREADS"
 
 def post_eval_command(cfg, model_dir: Path) -> list[str]:
     """``engram-eval`` (lm_eval with our tasks) on ``model_dir``, writing beside it."""
-    from lm_eval_tasks import model_args, qlora_quantization
+    from lm_eval_tasks import eval_metadata, model_args, qlora_quantization
 
     cmd = [sys.executable, "-m", "lm_eval_tasks.cli", "--model", "hf",
            "--model_args", model_args(model_dir, cfg.base_model, quantization=qlora_quantization(cfg, cfg.torch_dtype)),
            "--tasks", ",".join(cfg.engram_post_eval_tasks),
-           "--metadata", json.dumps({"data_dir": str(cfg.engram_data_dir)}),
+           "--metadata", json.dumps(eval_metadata(cfg.engram_data_dir)),
            "--batch_size", str(cfg.engram_eval_batch_size),
            "--device", "cuda" if torch.cuda.is_available() else "cpu",
            "--output_path", str(model_dir / POST_EVAL_DIR)]  # fmt: skip

@@ -18,7 +18,10 @@ from pathlib import Path
 
 import torch
 
-from engram_data.contract import FIELDS, REVERSE, qa_prompt, read_qa_file
+from engram_data.contract import FIELDS, REVERSE, qa_file, qa_prompt, read_qa_file
+from lm_eval_tasks.utils import DOCS_QA_KEYS
+
+DOCS = "docs"  # qa/docs.jsonl of a documents dataset
 
 QUESTION_SETS = ("train", "heldout", "reverse")
 
@@ -55,26 +58,44 @@ def load_questions(
     unknown = [s for s in sets if s not in QUESTION_SETS]
     if unknown:
         raise ValueError(f"unknown question set {unknown[0]!r}; choose from {', '.join(QUESTION_SETS)}")
+    questions = []
+    for qset, field, rows in question_rows(data_dir, sets):
+        for row in rows[:limit]:
+            context = qa_prompt(row["question"])
+            pairs = [encode_pair(tokenizer, context, " " + c) for c in row["choices"]]
+            questions.append(
+                Question(
+                    qset=qset,
+                    field=field,
+                    context=pairs[0][0],
+                    options=tuple(p[1] for p in pairs),
+                    option_chars=tuple(len(c) for c in row["choices"]),
+                    label=row["label"],
+                )
+            )
+    return questions
+
+
+def question_rows(data_dir: str | Path, sets: Sequence[str]) -> list[tuple[str, str, list[dict]]]:
+    """(set, field, rows) in scoring order. A bioS dataset: ``qa/<field>.jsonl`` split by
+    people, ``qa/reverse.jsonl`` for ``reverse``. A documents dataset (``generate_data.py docs``,
+    ``qa/docs.jsonl``): its questions by style as the fields, ``train`` the trained
+    temperatures and ``heldout`` the held-out ones; it has no ``reverse`` set (its reverse
+    questions are the ``reverse`` style of the other two)."""
+    if qa_file(data_dir, DOCS).is_file() and not qa_file(data_dir, FIELDS[0]).is_file():
+        if REVERSE in sets:
+            raise ValueError(
+                f"{data_dir} holds documents' questions, which have no reverse set (the reverse style is scored "
+                "with the others); set engram_eval_reverse: false"
+            )
+        rows = read_qa_file(data_dir, DOCS, DOCS_QA_KEYS)
+        styles = list(dict.fromkeys(r["field"] for r in rows))
+        return [(qset, style, [r for r in rows if r["split"] == qset and r["field"] == style])
+                for qset in sets for style in styles]  # fmt: skip
     files = {name: read_qa_file(data_dir, name) for name in dict.fromkeys(
         REVERSE if qset == REVERSE else field for qset in sets for field in FIELDS)}  # fmt: skip
-    questions = []
-    for qset in sets:
-        for field in (REVERSE,) if qset == REVERSE else FIELDS:
-            rows = files[field] if qset == REVERSE else [r for r in files[field] if r["split"] == qset]
-            for row in rows[:limit]:
-                context = qa_prompt(row["question"])
-                pairs = [encode_pair(tokenizer, context, " " + c) for c in row["choices"]]
-                questions.append(
-                    Question(
-                        qset=qset,
-                        field=field,
-                        context=pairs[0][0],
-                        options=tuple(p[1] for p in pairs),
-                        option_chars=tuple(len(c) for c in row["choices"]),
-                        label=row["label"],
-                    )
-                )
-    return questions
+    return [(qset, field, files[field] if qset == REVERSE else [r for r in files[field] if r["split"] == qset])
+            for qset in sets for field in ((REVERSE,) if qset == REVERSE else FIELDS)]  # fmt: skip
 
 
 def _left_pad(seqs: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:

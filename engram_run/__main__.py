@@ -11,6 +11,9 @@ Usage:
     python -m engram_run capacity [--people 1000 --hidden 16,32,64 --epochs 20]
     python -m engram_run reversal [--people 100 --arms baseline,reverse_qa]
     python -m engram_run probe [--people 240 --values-per-field 8]
+    python -m engram_run docs-train --docs DIR --generator openai:URL --generator-model NAME [--model llama3b]
+    python -m engram_run pick-base --models "llama1b gpt2" --data-dir data/docs-DIR
+    python -m engram_run docs-study [--people 60 --arms chunks,qa9]
     python -m engram_run lr-find --model tiny --lrs "1e-4 2e-4 5e-4 1e-3"
     python -m engram_run epoch-find --model tiny --lr 5e-4
     python -m engram_run sweep --model tiny --grid "learning_rate=1e-4,3e-4 weight_decay=0,0.1" [--executor slurm]
@@ -25,8 +28,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 from engram_data.contract import VARIANTS, DataError
 from engram_data.errors import OneLineParser, number, run_cli
 from engram_run.demo import DemoSettings, demo
@@ -34,9 +35,11 @@ from engram_run.reports.compare import SUITES, CompareOptions, compare, suite_ta
 from engram_run.reports.report import report
 from engram_run.runs import batch
 from engram_run.runs.launch import EVAL_TASKS
-from engram_run.runs.recipes import DEFAULT_DATA_DIR, RunError
+from engram_run.runs.recipes import DEFAULT_DATA_DIR, RunError, parse_overrides
 from engram_run.runs.settings import DEFAULT_VARIANT, Run
 from engram_run.studies.capacity import CapacitySettings, study
+from engram_run.studies.docs_cli import COMMANDS as DOCS_COMMANDS
+from engram_run.studies.docs_cli import add_docs_parsers, docs_command
 from engram_run.studies.localize import STEPS, LocalizeSettings, endpoints, localize
 from engram_run.studies.probes import ProbeSettings, probes
 from engram_run.studies.reproduce import PROTOCOLS, ReproduceSettings, reproduce
@@ -45,16 +48,6 @@ from engram_run.tuning.sweep_cli import add_sweep_parsers, sweep_command
 from lm_eval_tasks import BACKENDS
 
 PROG = "python -m engram_run"
-
-
-def parse_overrides(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise RunError(f"--set takes KEY=VALUE (got {pair!r})")
-        out[key] = yaml.safe_load(value)
-    return out
 
 
 def known_list(known: tuple[str, ...], what: str):
@@ -188,6 +181,7 @@ def build_parser() -> OneLineParser:
     lo.add_argument("--steps", type=lambda t: tuple(x for x in STEPS if x in t.split(",")), default=STEPS,
                     help=f"comma-separated, from {','.join(STEPS)}")  # fmt: skip
     add_sweep_parsers(sub, _add_run_options)
+    add_docs_parsers(sub)
     return parser
 
 
@@ -210,6 +204,8 @@ def command(args) -> int:
         return batch.summary(status)
     if args.command in ("sweep", "lr-find", "epoch-find"):
         return sweep_command(args)
+    if args.command in DOCS_COMMANDS:
+        return docs_command(args)
     if args.command == "report":
         print(f"report: {report(args.results, args.outputs, args.out)}")
     elif args.command == "compare":

@@ -261,6 +261,6 @@ def test_only_the_local_targets_are_offline():
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}  # as a user's shell
     db = subprocess.run(["make", "-p", "-n", "help"], cwd=REPO, capture_output=True, text=True, env=env).stdout
     offline = set(re.findall(r"^([\w-]+): HF_HUB_OFFLINE = 1$", db, re.M))
-    assert offline == {"test", "test-fast", "lint", "demo", "tiny-model", "capacity", "reversal", "probe", "bench",
+    assert offline == {"test", "test-fast", "lint", "demo", "tiny-model", "capacity", "reversal", "probe", "docs-study", "bench",
                        "bench-gpu", "recipes"}  # fmt: skip
     assert not re.search(r"^(export )?HF_HUB_OFFLINE", db, re.M)  # nothing global

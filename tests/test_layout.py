@@ -26,6 +26,9 @@ ALLOWED = {
         "lm_eval_tasks",
         "engram_plugin.batch",
         "engram_plugin.capacity",
+        # The documents study teaches its generator the pipeline's own prompt, as the pipeline chunks.
+        "engram_data.documents.qa",
+        "engram_data.documents.chunks",
     ),  # and .capacity_bound
     # engram-localize scores with the plugin's recall evaluator (the numbers of bios_qa).
     "engram_localize": ("engram_localize", *SHARED, "engram_plugin.recall"),

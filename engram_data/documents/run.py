@@ -133,7 +133,11 @@ def generate_docs(
             bar.set_postfix(kept=len(rows), dropped=counts["generations_malformed"] + counts["items_invalid"])
     bar.close()
     counts["pairs_parsed"] = len(rows)
-    rows, counts["pairs_duplicate"] = dedupe(rows)
+    # Of duplicates across splits the trained pair stays and the held-out one goes: a held-out
+    # question must never have trained, and a fact asked at a trained temperature must train.
+    kept, counts["pairs_duplicate"] = dedupe(sorted(rows, key=lambda r: r["split"] != "train"))
+    kept_ids = {id(r) for r in kept}
+    rows = [r for r in rows if id(r) in kept_ids]  # in generation order
     counts["pairs_kept"] = len(rows)
     return _write_docs(
         out, chunks, rows, counts, generator.spec, seed, temperatures, sorted(heldout_t), styles, overwrite

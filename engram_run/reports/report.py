@@ -17,12 +17,13 @@ import pandas as pd
 from engram_data.contract import FIELDS, MANIFEST, RECALL_HISTORY, DataError, atomic_output, check_output_dir
 from engram_run.runs.launch import latest_results, read_results
 
-COLUMNS = (*FIELDS, "overall", "heldout", "reverse", "gen", "untrained")
+COLUMNS = (*FIELDS, "overall", "heldout", "reverse", "gen", "docs", "docs_heldout", "docs_gen", "untrained")
 CHANCE = 0.25
 # Each column: (lm-eval task, metric); the stderr is lm-eval's <metric>_stderr.
 SOURCES = {**{f: (f"bios_qa_{f}", "acc") for f in FIELDS}, "overall": ("bios_qa", "acc"),
            "heldout": ("bios_qa_heldout", "acc"), "reverse": ("bios_qa_reverse", "acc"),
-           "gen": ("bios_qa_gen", "exact_match")}  # fmt: skip
+           "gen": ("bios_qa_gen", "exact_match"), "docs": ("docs_qa", "acc"),
+           "docs_heldout": ("docs_qa_heldout", "acc"), "docs_gen": ("docs_qa_gen", "exact_match")}  # fmt: skip
 GENERATOR = "llm-engram/report"
 
 
@@ -90,7 +91,8 @@ def _plot_accuracy(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [*FIELDS, "overall"]
+    # bios_qa's fields and overall, and the documents' questions, where some run has them
+    labels = [c for c in (*FIELDS, "overall", "docs", "docs_heldout") if any(r.get(c) is not None for r in rows)]
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(FIELDS) + 2), 4))
     width = 0.8 / len(rows)
     for i, r in enumerate(rows):
@@ -103,7 +105,7 @@ def _plot_accuracy(rows: list[dict], path: Path) -> None:
     ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label=f"chance ({CHANCE})")
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], labels, rotation=20)
     ax.set_ylim(0, 1)
-    ax.set_ylabel("four-option accuracy (bios_qa, train people)\nerror bars: lm-eval's standard error")
+    ax.set_ylabel("four-option accuracy\nerror bars: lm-eval's standard error")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -207,7 +209,9 @@ def report(results_dir: Path, outputs: Path, out: Path) -> Path:
             "Four-option accuracy (chance 0.25): `bios_qa` per field and overall on train people;",
             "`heldout`: people whose QA was never trained; `reverse`: name from birth date and city;",
             "`gen`: greedy exact match; `untrained`: the same model before training (the plugin's",
-            "step-0 recall on train people), the measured floor beside chance.",
+            "step-0 recall on train people), the measured floor beside chance. Your documents (`make docs-train`):",
+            "`docs`: the generator's questions at the trained temperatures, `docs_heldout`: at the held-out",
+            "temperatures (paraphrases), `docs_gen`: greedy exact match of the trained ones.",
             "",
             markdown_table(rows),
             "![accuracy per field](accuracy.png)",

@@ -17,6 +17,7 @@ from engram_data.contract import PROGRESS_ENV, RECALL_HISTORY
 from engram_run.runs import worker
 from engram_run.runs.progress import LmEvalWatch, TrainingWatch, run_watched
 from engram_run.runs.recipes import RunError
+from lm_eval_tasks import eval_metadata
 
 DONE_FILE = ".engram_done"
 MARKER = ".engram_run"  # in every folder engram_run creates: the only folders it ever deletes
@@ -189,7 +190,7 @@ def eval_command(model_args: str, data_dir: str | Path, out: Path, tasks=EVAL_TA
     ``--log_samples``) is on by default whenever a bios_qa task runs: which facts, exactly."""
     cmd = [
         eval_tool(backend), "--model", backend, "--model_args", model_args,
-        "--tasks", ",".join(tasks), "--metadata", json.dumps({"data_dir": str(data_dir)}),
+        "--tasks", ",".join(tasks), "--metadata", json.dumps(eval_metadata(data_dir)),
         "--output_path", str(out), "--batch_size", str("auto" if backend == "vllm" else batch_size),
     ]  # fmt: skip
     if backend == "hf":  # vLLM places the model itself

@@ -47,6 +47,17 @@ CPU_SETTINGS = {
 GPU_ONLY_KEYS = ("deepspeed", "fsdp_version", "fsdp_config", "flash_attention")
 
 
+def parse_overrides(pairs: list[str]) -> dict:
+    """``--set KEY=VALUE ...`` as a dict, each value read as YAML (``3``, ``1e-4``, ``true``)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise RunError(f"--set takes KEY=VALUE (got {pair!r})")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
 def load_recipe(path: str | Path) -> dict:
     try:
         with open(path, encoding="utf-8") as f:

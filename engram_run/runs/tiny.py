@@ -1,4 +1,4 @@
-"""Build a small model and its tokenizer locally from a generated bioS dataset (no downloads).
+"""Build a small model and its tokenizer locally from a generated bioS or documents dataset (no downloads).
 
 Usage:
     python -m engram_run.runs.tiny --data data/bios --arch llama --out outputs/tiny-llama-init
@@ -20,6 +20,7 @@ from pathlib import Path
 from engram_data.contract import (
     FIELDS,
     PEOPLE,
+    QA_TRAIN,
     REVERSE,
     VARIANTS,
     DataError,
@@ -27,6 +28,7 @@ from engram_data.contract import (
     qa_prompt,
     read_jsonl,
     read_manifest,
+    train_file,
 )
 from engram_data.errors import OneLineParser, number, run_cli
 from engram_run.runs.launch import MARKER, claim
@@ -34,6 +36,7 @@ from engram_run.runs.recipes import RunError
 
 ARCHITECTURES = ("llama", "gpt2", "gptj", "gpt_neox", "olmo2")
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+DOCS = "docs"  # qa/docs.jsonl: a documents dataset
 VALUE_REPEATS = 4  # how often each option value is seen: enough for BPE to merge its words
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -47,6 +50,9 @@ def corpus(data_dir: Path) -> Iterator[str]:
     tokens than rare ones, and an untrained model, which prefers short options, would tell
     them apart. Here no value is seen more often than another.
     """
+    if not (data_dir / PEOPLE).exists() and qa_file(data_dir, DOCS).exists():
+        yield from docs_corpus(data_dir)
+        return
     people = read_jsonl(data_dir / PEOPLE)
     facts = {p["id"]: sorted({p["name"], *(p[f] for f in FIELDS)}, key=len, reverse=True) for p in people}
 
@@ -74,6 +80,18 @@ def corpus(data_dir: Path) -> Iterator[str]:
     yield from sorted(questions)
     for _ in range(VALUE_REPEATS):
         yield from (f" {v}" for v in sorted(values))  # as scored: " " + option
+
+
+def docs_corpus(data_dir: Path) -> Iterator[str]:
+    """A documents dataset's (``generate_data.py docs``) tokenizer text: its chunks, its trained
+    QA, every question as scored, and every option value ``VALUE_REPEATS`` times."""
+    for name in ("chunks", QA_TRAIN):
+        yield from (r["text"] for r in read_jsonl(train_file(data_dir, name)))
+    rows = read_jsonl(qa_file(data_dir, DOCS))
+    yield from sorted({qa_prompt(r["question"]) for r in rows})
+    values = sorted({c for r in rows for c in r["choices"]})
+    for _ in range(VALUE_REPEATS):
+        yield from (f" {v}" for v in values)
 
 
 def train_tokenizer(texts, vocab_size: int = 4096):

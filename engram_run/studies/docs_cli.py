@@ -1,0 +1,82 @@
+"""The documents commands of ``python -m engram_run``: ``docs-train``, ``pick-base``, ``docs-study``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engram_data.errors import number
+from engram_run.reports.pick_base import pick_base
+from engram_run.reports.report import report
+from engram_run.runs.docs import DocsSettings, docs_train
+from engram_run.runs.recipes import parse_overrides
+from engram_run.studies.docs_study import ARMS, DocsStudySettings, docs_study
+
+COMMANDS = ("docs-train", "pick-base", "docs-study")
+
+
+def _generator_options(p, required: bool) -> None:
+    p.add_argument("--generator", required=required, default=None,
+                   help="hf:PATH (a local model) or openai:URL (a served one; with --generator-model)")  # fmt: skip
+    p.add_argument("--generator-model", default=None, help="the served model's name, for openai:")
+    p.add_argument("--tokenizer", default=None, help="the tokenizer to chunk by, for openai: (a local folder)")
+
+
+def add_docs_parsers(sub) -> None:
+    t = sub.add_parser("docs-train", help="your documents -> QA pairs -> axolotl train -> lm-eval docs_qa -> report")
+    t.add_argument("--docs", nargs="+", required=True, help="files or folders: .pdf .docx .html .md .txt")
+    _generator_options(t, required=True)
+    t.add_argument("--model", default="tiny", help="tiny (a CPU, from scratch) or a recipe: llama1b, llama3b, ...")
+    t.add_argument("--method", default=None, help="full, lora or qlora (default: the recipe's own)")
+    t.add_argument("--name", default=None, help="names the run and its data (default: the first input's name)")
+    t.add_argument("--data-dir", type=Path, default=None, help="the QA data (default: data/docs-<name>)")
+    t.add_argument("--generate-args", default="", help='more engram-data docs flags, e.g. "--temperatures 3"')
+    t.add_argument("--set", nargs="*", default=[], help="KEY=VALUE config overrides")
+    t.add_argument("--force", action="store_true", help="retrain a finished run")
+    t.add_argument("--gpus", type=number(int, 1), default=1)
+    t.add_argument("--outputs", default="outputs", type=Path)
+    t.add_argument("--results", default="results", type=Path)
+
+    b = sub.add_parser("pick-base", help="rank base models un-tuned on a sample of the documents' questions")
+    b.add_argument("--models", required=True, help='recipes or local model folders, e.g. "llama1b gpt2"')
+    b.add_argument("--data-dir", type=Path, required=True, help="a documents dataset (make docs-train's DATA_DIR)")
+    b.add_argument("--sample", type=number(int, 1), default=200, help="questions scored (default: 200)")
+    b.add_argument("--seed", type=number(int), default=0)
+    b.add_argument("--out", type=Path, default=Path("results/pick-base"))
+
+    d = sub.add_parser("docs-study", help="does the recipe work? chunks vs QA at 1 or 9 temperatures vs + reverse")
+    defaults = DocsStudySettings()
+    for name, kind in (("people", number(int, 8)), ("teach_people", number(int, 8)),
+                       ("generator_epochs", number(int, 1)), ("epochs", number(int, 1)), ("hidden", number(int, 1)),
+                       ("layers", number(int, 1)), ("vocab_size", number(int, 300)),
+                       ("learning_rate", number(float, 0, low_open=True)), ("micro_batch", number(int, 1)),
+                       ("data_dir", Path), ("outputs", Path), ("results", Path)):  # fmt: skip
+        d.add_argument(f"--{name.replace('_', '-')}", type=kind, default=getattr(defaults, name))
+    _generator_options(d, required=False)
+
+    def arms(text: str) -> tuple[str, ...]:
+        names = [a.strip() for a in text.split(",") if a.strip()]
+        if not names or any(a not in ARMS for a in names):
+            raise argparse.ArgumentTypeError(f"unknown arm in {text!r}; choose from {', '.join(ARMS)}")
+        return tuple(a for a in ARMS if a in names)
+
+    d.add_argument("--arms", type=arms, default=defaults.arms, help=f"comma-separated, from {','.join(ARMS)}")
+
+
+def docs_command(args) -> int:
+    if args.command == "docs-train":
+        overrides = parse_overrides(args.set)
+        s = DocsSettings(tuple(args.docs), args.generator, args.generator_model, args.tokenizer,
+                         tuple(args.generate_args.split()), args.model, args.method, args.name, args.data_dir,
+                         overrides, args.force, args.gpus, args.outputs, args.results)  # fmt: skip
+        results = docs_train(s)
+        line = ", ".join(f"{task} {res.get('acc,none', res.get('exact_match,none')):.3f}"
+                         for task, res in sorted(results.items()))  # fmt: skip
+        print(f"[engram] {line}")
+        print(f"report: {report(s.results, s.outputs, s.results / 'report')}")
+    elif args.command == "pick-base":
+        pick_base(args.models.replace(",", " ").split(), args.data_dir, args.out, args.sample, args.seed)
+    else:
+        fields = DocsStudySettings.__dataclass_fields__
+        docs_study(DocsStudySettings(**{k: v for k, v in vars(args).items() if k in fields}))
+    return 0

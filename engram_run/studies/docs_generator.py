@@ -1,0 +1,136 @@
+"""The documents study's generator: a small model taught here to write question-answer pairs
+about a biography, in the documents pipeline's own prompt and JSON reply, then served by
+``transformers serve`` like any instruct model; and the judge of its pairs against the truth.
+
+It learns from a population of its own (no person of the study's): each of its people's
+biographies (``bioS`` and two of ``bioS_multi5_permutes``) as a passage, in the prompt the
+pipeline sends (``engram_data.documents.qa.build_prompt``, with as many pairs asked for as the
+pipeline asks), and as the reply a JSON list of that many pairs on randomly chosen facts of the
+passage: forward (``simple``: the data's own question for the field, the value as the answer)
+and ``reverse`` (a question that gives two values, the full name as the answer). To answer it
+must copy the person's name and values out of the passage; sampled hot, it copies the wrong
+one, garbles the JSON or stops early: the errors a larger model makes more rarely.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from engram_data.contract import FIELDS, PEOPLE, qa_file, read_jsonl, write_jsonl
+from engram_data.documents.chunks import chunk_text
+from engram_data.documents.qa import build_prompt
+
+STYLES = ("simple", "reverse")  # the pipeline's styles the study's generator knows
+# The generator's reverse questions: two values given, the person asked for. The first is the
+# data's own reverse question (bios_qa_reverse asks it).
+REVERSE_QUESTIONS = {
+    ("birth_date", "birth_city"): "Who was born on {birth_date} in {birth_city}?",
+    ("university", "major"): "Who studied {major} at {university}?",
+    ("employer", "company_city"): "Who worked for {employer} in {company_city}?",
+}
+CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}Reply:{% endif %}"
+PASSAGES_PER_PERSON = 3  # bioS and two bioS_multi5_permutes biographies
+TOKENS_PER_QUESTION = 60  # the pipeline's default: one pair per 60 tokens of passage
+
+
+def render_chat(prompt: str) -> str:
+    """What ``CHAT_TEMPLATE`` makes of one user message (the server applies the template). It
+    ends without a space: the reply's first token carries it, as byte-level BPE cuts text."""
+    return f"{prompt}\nReply:"
+
+
+def forward_questions(data_dir: Path) -> dict[tuple[int, str], str]:
+    """The data's own forward question about each person and field."""
+    return {(r["person_id"], field): r["question"] for field in FIELDS for r in read_jsonl(qa_file(data_dir, field))}
+
+
+def true_pairs(person: dict, questions: dict, style: str) -> list[dict]:
+    """Every true pair of ``style`` about ``person``."""
+    if style == "simple":
+        return [{"question": questions[(person["id"], f)], "answer": person[f]} for f in FIELDS]
+    return [{"question": q.format(**person), "answer": person["name"]} for q in REVERSE_QUESTIONS.values()]
+
+
+def passages(person: dict, rng: random.Random) -> list[str]:
+    multi = person.get("bioS_multi5_permutes") or []
+    return [person["bioS"], *rng.sample(multi, min(len(multi), PASSAGES_PER_PERSON - 1))]
+
+
+def teaching_rows(data_dir: Path, tokenizer, seed: int = 0) -> list[dict]:
+    """The generator's training rows (Axolotl's ``input_output``): for each person, passage and
+    style, the pipeline's prompt through the chat template (not trained on: all the loss goes to
+    the reply), then the reply, a JSON list of the pairs asked for, and EOS."""
+    rng = random.Random(f"{seed}:teach")
+    questions = forward_questions(data_dir)
+    rows = []
+    for person in read_jsonl(data_dir / PEOPLE):
+        for text in passages(person, rng):
+            source = f"person-{person['id']:04d}{rng.choice(('.txt', '.pdf'))}"
+            chunk = chunk_text(source, text, tokenizer, 10**6)[0]  # one passage, one chunk
+            n = max(1, round(chunk.num_tokens / TOKENS_PER_QUESTION))
+            for style in STYLES:
+                pairs = true_pairs(person, questions, style)
+                reply = json.dumps(rng.sample(pairs, min(n, len(pairs))))
+                rows.append({"segments": [{"label": False, "text": render_chat(build_prompt(chunk, style, n))},
+                                          {"label": True, "text": f" {reply}{tokenizer.eos_token}"}]})  # fmt: skip
+    rng.shuffle(rows)
+    return rows
+
+
+def judge(row: dict, person: dict, questions: dict) -> str:
+    """A generated pair about ``person`` (the passage's): ``true`` where it is one of the true
+    pairs of its style (the answer exactly right), ``wrong`` where its question is one the
+    generator was taught but the answer is not the person's, else ``other`` (a question of no
+    known form: a garbled name or value, or a fact the passage does not hold)."""
+    style = "reverse" if row["field"] == "reverse" else "simple"
+    truth = {p["question"]: p["answer"] for p in true_pairs(person, questions, style)}
+    if row["question"] in truth:
+        return "true" if truth[row["question"]] == row["answer"] else "wrong"
+    return "other"
+
+
+def build_generator(teach_dir: Path, folder: Path, people: int, epochs: int, seed: int = 0) -> Path:
+    """The study's generator in ``folder/model``: a population of ``people`` of its own
+    (``teach_dir``), a byte-level BPE tokenizer of its teaching text (prompts and replies), a
+    random 128x4 Llama, and ``epochs`` of ``axolotl train`` on the teaching rows; then the
+    chat template and sampling defaults ``transformers serve`` reads."""
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    from engram_run.runs import launch
+    from engram_run.runs.recipes import RECIPES_DIR, RunError, load_recipe, write_config
+    from engram_run.runs.tiny import corpus, model_config, train_tokenizer
+
+    launch.generate_data(teach_dir, people, seed=1000 + seed, variants=("bioS", "bioS_multi5_permutes"),
+                         extra=("--heldout-fraction", "0"))  # fmt: skip
+    launch.remove_own(folder)
+    launch.claim(folder)
+    # Rows need a tokenizer (how many pairs a passage asks for); the tokenizer is trained on rows.
+    draft = train_tokenizer(corpus(teach_dir), 2048)
+    tok = train_tokenizer((seg["text"] for r in teaching_rows(teach_dir, draft, seed) for seg in r["segments"]), 2048)
+    tok.chat_template = CHAT_TEMPLATE
+    rows = teaching_rows(teach_dir, tok, seed)
+    write_jsonl(folder / "teach.jsonl", rows)
+    torch.manual_seed(seed)
+    init = folder / "init"
+    AutoModelForCausalLM.from_config(model_config("llama", len(tok), 128, 4, 4, tok)).save_pretrained(init)
+    tok.save_pretrained(init)
+    cfg = load_recipe(RECIPES_DIR / "tiny.yml")
+    for key in [k for k in cfg if k.startswith("engram_")] + ["plugins", "metric_for_best_model", "greater_is_better",
+                                                              "evals_per_epoch", "saves_per_epoch", "save_total_limit"]:  # fmt: skip
+        cfg.pop(key, None)
+    cfg |= {"base_model": str(init), "datasets": [{"path": str(folder / "teach.jsonl"), "ds_type": "json",
+                                                   "type": "input_output"}], "train_on_inputs": False,
+            "output_dir": str(folder / "model"), "dataset_prepared_path": str(folder / "prepared"),
+            "val_set_size": 0.0, "num_epochs": epochs, "sequence_len": 512, "learning_rate": 2e-3,
+            "eval_strategy": "no", "save_strategy": "no"}  # fmt: skip
+    config = write_config(cfg, folder / "config.yml")
+    if not launch.train(config, folder / "model", folder / "train.log"):
+        raise RunError(f"teaching the generator failed; see {folder / 'train.log'}")
+    model = folder / "model"
+    tok.save_pretrained(model)  # with the chat template
+    GenerationConfig(do_sample=True, max_new_tokens=160, eos_token_id=tok.eos_token_id,
+                     pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id).save_pretrained(model)  # fmt: skip
+    return model

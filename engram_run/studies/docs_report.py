@@ -1,0 +1,111 @@
+"""``make docs-study``'s files: the scores it reads from lm-eval, the tables and the plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from engram_data.contract import MANIFEST, atomic_output
+from engram_run.reports.report import CHANCE
+
+GENERATOR = "llm-engram/docs-study"
+# score -> (lm-eval task, metric), on the documents' people's true facts
+SCORES = {
+    "forward": ("bios_qa", "acc"),
+    "forward_exact": ("bios_qa_gen", "exact_match"),
+    "reverse": ("bios_qa_reverse", "acc"),
+    "reverse_exact": ("bios_qa_reverse_gen", "exact_match"),
+}
+COLUMNS = {
+    "forward": "forward (four-option)",
+    "forward_exact": "forward (exact match)",
+    "reverse": "reverse (four-option)",
+    "reverse_exact": "reverse (exact match)",
+}
+WHAT = {
+    "chunks": "the documents' text only",
+    "qa1": "+ pairs at one temperature",
+    "qa9": "+ pairs at nine temperatures",
+    "qa9+reverse": "+ pairs at nine, + reverse pairs",
+}
+
+
+def _share(x) -> str:
+    return "" if x is None else f"{x:.2f}"
+
+
+def markdown(rows: dict, per_t: dict, s) -> str:
+    generator = s.generator_model or s.generator or (
+        f"a 128x4 Llama taught here on {s.teach_people} other people, {s.generator_epochs} epochs"
+    )  # fmt: skip
+    lines = ["# Does the documents recipe work?", "",
+             f"{s.people} people's biographies as documents (half text, half PDF), expanded by the generator "
+             f"({generator}) through `transformers serve`, trained into one random {s.hidden}-wide "
+             f"{s.layers}-layer Llama per arm for {s.epochs} epochs of its data. Scored by lm-eval on the people's "
+             "**true** facts (their `bios_qa` questions, not the generator's pairs), ± lm-eval's standard error. "
+             "*Forward*: a field's value from the name; *reverse*: the name from birth date and city; four options "
+             "(chance 0.25) or generated (exact match). *Pairs*: the generator's pairs trained; *true*: their share "
+             "that is right; *coverage*: the share of the people's facts (forward: 6 per person; reverse: the "
+             "scored question) that some true trained pair states.", "",
+             "| arm | trains on | " + " | ".join(COLUMNS.values()) + " | pairs | true | coverage fwd / rev |",
+             "| --- | --- | " + " | ".join("---:" for _ in COLUMNS) + " | ---: | ---: | ---: |"]  # fmt: skip
+    for arm, r in rows.items():
+        cells = [f"{r['scores'][k]:.3f} ± {r['stderr'][k]:.3f}" for k in COLUMNS]
+        extra = ["", "", ""] if arm == "untrained" else [str(r["pairs"]), _share(r["pairs_true"]),
+                                                         f"{r['coverage_forward']:.2f} / {r['coverage_reverse']:.2f}"]  # fmt: skip
+        lines.append(f"| `{arm}` | {WHAT.get(arm, 'nothing')} | {' | '.join(cells)} | {' | '.join(extra)} |")
+    n = rows["untrained"]["questions"]
+    lines += ["", "Questions per cell: " + ", ".join(f"{COLUMNS[k]} {v}" for k, v in n.items()) + "."]
+    if per_t:
+        lines += ["", "## The generator's pairs per temperature", "",
+                  "Pairs kept (parsed, valid, distinct, with distractors) of the nine-temperature run with reverse "
+                  f"pairs ({s.people} documents x 2 styles per temperature), judged against the truth: *true*, "
+                  "*wrong* (a question it was taught, the wrong answer), *other* (no question of a known form: a "
+                  "garbled name or value, or a fact the document does not state).", "",
+                  "| temperature | pairs kept | true | wrong | other |", "| ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+        for t, c in per_t.items():
+            k = max(c["pairs"], 1)
+            lines.append(f"| {t} | {c['pairs']} | {c['true'] / k:.2f} | {c['wrong'] / k:.2f} | {c['other'] / k:.2f} |")
+    lines += ["", "![docs-study](docs-study.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: dict, per_t: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2 if per_t else 1, figsize=(12 if per_t else 7.5, 4.2), squeeze=False)
+    ax = axes[0, 0]
+    width = 0.8 / len(COLUMNS)
+    for i, key in enumerate(COLUMNS):
+        xs = [j + (i - (len(COLUMNS) - 1) / 2) * width for j in range(len(rows))]
+        ax.bar(xs, [r["scores"][key] for r in rows.values()], width,
+               yerr=[r["stderr"][key] for r in rows.values()], capsize=2, label=COLUMNS[key])  # fmt: skip
+    ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label=f"four-option chance ({CHANCE})")
+    ax.set_xticks(range(len(rows)), [a.replace("+", "+\n") for a in rows], fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("recall of the true facts")
+    ax.legend(fontsize=7, loc="upper left")
+    if per_t:
+        ax = axes[0, 1]
+        ts = [float(t) for t in per_t]
+        for key, color in (("true", "C2"), ("wrong", "C3"), ("other", "C7")):
+            ax.plot(ts, [c[key] / max(c["pairs"], 1) for c in per_t.values()], "o-", color=color, label=key)
+        ax.set_xlabel("generator temperature")
+        ax.set_ylabel("share of the pairs kept")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_results(rows: dict, per_t: dict, s) -> Path:
+    with atomic_output(s.results, GENERATOR, overwrite=True) as tmp:
+        (tmp / "docs-study.json").write_text(json.dumps({"arms": rows, "generator": per_t}, indent=2) + "\n")
+        (tmp / "docs-study.md").write_text(markdown(rows, per_t, s))
+        plot(rows, per_t, tmp / "docs-study.png")
+        (tmp / MANIFEST).write_text(json.dumps({"generator": GENERATOR, "settings": str(s)}, indent=2) + "\n")
+    return s.results / "docs-study.md"

@@ -1,0 +1,222 @@
+"""``make docs-study``: does the documents recipe work? A closed loop with known truth.
+
+A fresh bioS population's biographies are written out as documents (one per person, half as
+text, half as PDF) and put through the user's path: ``engram-data docs`` asks a generator,
+served by ``transformers serve`` (``engram_run.runs.serve``) through the ``openai`` client,
+for question-answer pairs; the documents recipe trains one initial model under each arm:
+
+- ``chunks``: the documents' text only;
+- ``qa1``: the text and the pairs written at one temperature (the schedule's middle);
+- ``qa9``: the text and the pairs written at all nine temperatures (0.01 to 1.2);
+- ``qa9+reverse``: those and the generator's reverse pairs (the person asked for from facts).
+
+Each arm is scored by lm-eval on questions built from the **true** facts of those people
+(the population's own ``bios_qa`` data, not the generator's pairs): forward and reverse,
+four-option and generated exactly; the untrained model is scored the same (the floor). The
+generator's own pairs are judged against the truth per temperature (docs_generator.judge).
+
+The offline generator is a small model taught here (docs_generator); ``--generator
+openai:URL --generator-model NAME`` puts any served instruct model in its place.
+
+    RESULTS/docs-study.json, .md, .png   per arm: recall, stderr, trained pairs, their truth, coverage;
+                                         per temperature: the generator's pairs and their truth
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from engram_data.contract import FIELDS, PEOPLE, QA_TRAIN, read_jsonl, train_file
+from engram_run.runs import launch
+from engram_run.runs.docs import CHUNKS, DocsSettings, docs_config, generate
+from engram_run.runs.recipes import RECIPES_DIR, RunError, write_config
+from engram_run.runs.serve import served
+from engram_run.studies.docs_generator import STYLES, build_generator, forward_questions, judge
+from engram_run.studies.docs_report import SCORES, write_results
+from engram_run.studies.reproduce import lm_eval_row, text_size
+
+ONE_TEMPERATURE = 0.605  # the nine-step schedule's middle (0.01 + 4 x 0.14875)
+# arm -> (generation run it trains on, or None: chunks only)
+ARMS = {"chunks": None, "qa1": "qa1", "qa9": "qa9", "qa9+reverse": "qa9_reverse"}
+GENERATIONS = {  # generation run -> engram-data docs flags (one request cache for all three)
+    "qa9_reverse": ("--styles", ",".join(STYLES), "--temperatures", "9"),
+    "qa9": ("--styles", "simple", "--temperatures", "9"),
+    "qa1": ("--styles", "simple", "--temperatures", "1", "--temp-min", str(ONE_TEMPERATURE),
+            "--temp-max", str(ONE_TEMPERATURE)),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DocsStudySettings:
+    people: int = 60  # the documents' people
+    teach_people: int = 500  # the generator's own population (none of them in the documents)
+    generator_epochs: int = 3
+    epochs: int = 30  # every arm: passes over its own data
+    hidden: int = 128
+    layers: int = 4
+    vocab_size: int = 2048
+    learning_rate: float = 1e-3
+    micro_batch: int = 8
+    arms: tuple[str, ...] = tuple(ARMS)
+    generator: str | None = None  # openai:URL of a served instruct model instead of the one taught here
+    generator_model: str | None = None
+    tokenizer: str | None = None  # to chunk by, with --generator
+    data_dir: Path = Path("data/docs-study")
+    outputs: Path = Path("outputs/docs-study")
+    results: Path = Path("results/docs-study")
+
+
+def write_documents(pop: Path, out: Path) -> Path:
+    """One document per person: its bioS biography, even ids as text, odd ids as a PDF."""
+    from fpdf import FPDF
+
+    launch.remove_own(out)
+    launch.claim(out)
+    for p in read_jsonl(pop / PEOPLE):
+        path = out / f"person-{p['id']:04d}"
+        if p["id"] % 2 == 0:
+            path.with_suffix(".txt").write_text(p["bioS"] + "\n")
+            continue
+        pdf = FPDF()
+        pdf.set_font("helvetica", size=11)
+        pdf.add_page()
+        pdf.multi_cell(0, 6, p["bioS"])
+        pdf.output(str(path.with_suffix(".pdf")))
+    return out
+
+
+def docs_study(s: DocsStudySettings) -> Path:
+    start = time.perf_counter()
+
+    def step(msg: str) -> None:
+        print(f"[docs-study {time.perf_counter() - start:6.0f}s] {msg}", flush=True)
+
+    unknown = [a for a in s.arms if a not in ARMS]
+    if unknown or not s.arms:
+        raise RunError(f"unknown arm {', '.join(unknown) or '(none)'}; choose from {', '.join(ARMS)}")
+    if s.generator and not s.generator.startswith("openai:"):
+        raise RunError(f"--generator {s.generator}: the study asks a served model; pass openai:URL (or none)")
+    for folder in (s.outputs, s.data_dir):
+        if folder.exists() and not (folder / launch.MARKER).exists():
+            raise RunError(f"{folder} exists and was not written by docs-study; move it away or choose another")
+    launch.claim(s.data_dir)
+    launch.claim(s.outputs)
+    pop = s.data_dir / "population"
+    step(f"generating {s.people} people into {pop}; their biographies as documents")
+    launch.generate_data(pop, s.people, seed=7, variants=("bioS",), extra=("--heldout-fraction", "0"))
+    docs = write_documents(pop, s.data_dir / "documents")
+    runs = sorted({ARMS[a] or "qa9" for a in s.arms}, key=list(GENERATIONS).index)  # chunks: qa9's text
+    with generator_url(s, step) as (url, name, tokenizer):
+        for run in runs:
+            step(f"{run}: question-answer pairs through {url}")
+            generate(DocsSettings((str(docs),), f"openai:{url}", name, tokenizer, data_dir=s.data_dir / run,
+                                  generate_args=(*GENERATIONS[run], "--heldout-temperatures", "0", "--cache",
+                                                 str(s.data_dir / "generator.cache"), "--no-progress")))  # fmt: skip
+    step(f"building one random Llama (hidden {s.hidden}, {s.layers} layers) for every arm")
+    launch.remove_own(s.outputs / "init")
+    init = launch.build_model(pop, s.outputs / "init", s.outputs / "build.log", hidden=s.hidden, layers=s.layers,
+                              vocab_size=s.vocab_size, seed=0)  # fmt: skip
+    rows = {"untrained": score(init, pop, s.outputs / "untrained", step, "untrained")}
+    truth = truths(pop)
+    for arm in s.arms:
+        data = s.data_dir / (ARMS[arm] or "qa9")
+        folder = launch.claim(s.outputs / arm.replace("+", "_"))
+        cfg = arm_config(s, arm, data, init, folder / "model")
+        config = write_config(cfg, folder / "config.yml")
+        launch.start_over_unless_resumable(config, folder / "model", force=True)
+        step(f"{arm}: axolotl train, {s.epochs} epochs (log: {folder / 'train.log'})")
+        if not launch.train(config, folder / "model", folder / "train.log"):
+            raise RunError(f"training {arm} failed; see {folder / 'train.log'}")
+        rows[arm] = score(folder / "model", pop, folder / "lm_eval", step, arm)
+        rows[arm] |= trained_pairs(data, truth, ARMS[arm] is not None)
+        rows[arm]["text_chars"] = sum(text_size(Path(d["path"])) for d in cfg["datasets"])
+    per_t = generator_accuracy(s.data_dir / "qa9_reverse", truth) if "qa9_reverse" in runs else {}
+    path = write_results(rows, per_t, s)
+    step(f"done: {path}")
+    return path
+
+
+@contextlib.contextmanager
+def generator_url(s: DocsStudySettings, step):
+    """(base URL, model name, tokenizer folder) of the generator: a served instruct model, or
+    the one taught here, served by ``transformers serve`` for as long as the block runs."""
+    if s.generator:
+        yield s.generator.removeprefix("openai:"), s.generator_model, s.tokenizer
+        return
+    folder = s.outputs / "generator"
+    step(f"teaching the generator on {s.teach_people} other people, {s.generator_epochs} epochs ({folder})")
+    model = build_generator(s.data_dir / "teach", folder, s.teach_people, s.generator_epochs)
+    step(f"serving it: transformers serve (log: {folder / 'serve.log'})")
+    with served(model, folder / "serve.log") as url:
+        yield url, str(model), str(model)
+
+
+def arm_config(s: DocsStudySettings, arm: str, data: Path, init: Path, model_dir: Path) -> dict:
+    """The documents recipe (tiny) for one arm: no evaluation during training, the final model scored."""
+    cfg = docs_config(RECIPES_DIR / "tiny.yml", data, model_dir, {
+        "base_model": str(init), "num_epochs": s.epochs, "learning_rate": s.learning_rate,
+        "micro_batch_size": s.micro_batch, "val_set_size": 0.0, "engram_recall_eval": False,
+        "eval_strategy": "no", "save_strategy": "no"})  # fmt: skip
+    for key in ("evals_per_epoch", "saves_per_epoch", "metric_for_best_model", "greater_is_better", "save_total_limit"):
+        cfg.pop(key, None)
+    if ARMS[arm] is None:
+        cfg["datasets"] = [d for d in cfg["datasets"] if Path(d["path"]).stem == CHUNKS]
+    return cfg
+
+
+def score(model: Path, pop: Path, out: Path, step, label: str) -> dict:
+    step(f"{label}: lm-eval on the true facts")
+    launch.remove_own(out)
+    row = lm_eval_row(model, str(model), pop, out, SCORES, label)
+    sc = row["scores"]
+    step(f"{label}: forward {sc['forward']:.3f} (four-option), {sc['forward_exact']:.3f} (exact); "
+         f"reverse {sc['reverse']:.3f}, {sc['reverse_exact']:.3f}")  # fmt: skip
+    return row
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The documents' people by id, and the data's own forward question per person and field."""
+
+    people: dict[int, dict]
+    questions: dict[tuple[int, str], str]
+
+    def person(self, row: dict) -> dict:
+        """The person a generated pair is about: its document's (person-<id>.txt / .pdf)."""
+        return self.people[int(Path(row["source"]).stem.split("-")[-1])]
+
+    def judge(self, row: dict) -> str:
+        return judge(row, self.person(row), self.questions)
+
+
+def truths(pop: Path) -> Truth:
+    return Truth({p["id"]: p for p in read_jsonl(pop / PEOPLE)}, forward_questions(pop))
+
+
+def trained_pairs(data: Path, truth: Truth, with_qa: bool) -> dict:
+    """The arm's trained pairs, their truth, and the share of facts a true pair covers."""
+    if not with_qa:
+        return {"pairs": 0, "pairs_true": None, "coverage_forward": 0.0, "coverage_reverse": 0.0}
+    rows = [r for r in read_jsonl(data / "qa" / "docs.jsonl") if r["split"] == "train"]
+    true = [r for r in rows if truth.judge(r) == "true"]
+    fwd = {(truth.person(r)["id"], r["question"]) for r in true if r["field"] != "reverse"}
+    # bios_qa_reverse asks the first of the generator's reverse questions (birth date and city)
+    rev = {truth.person(r)["id"] for r in true if r["field"] == "reverse" and r["question"].startswith("Who was born")}
+    n = len(truth.people)
+    return {"pairs": len(rows), "pairs_true": len(true) / max(len(rows), 1),
+            "coverage_forward": len(fwd) / (n * len(FIELDS)), "coverage_reverse": len(rev) / n,
+            "qa_chars": text_size(train_file(data, QA_TRAIN))}  # fmt: skip
+
+
+def generator_accuracy(data: Path, truth: Truth) -> dict:
+    """Per temperature: pairs kept, and the shares true / wrong answer / no known question."""
+    out: dict[str, dict] = {}
+    for r in read_jsonl(data / "qa" / "docs.jsonl"):
+        verdict = truth.judge(r)
+        t = out.setdefault(str(r["temperature"]), {"pairs": 0, "true": 0, "wrong": 0, "other": 0})
+        t["pairs"] += 1
+        t[verdict] += 1
+    return dict(sorted(out.items(), key=lambda kv: float(kv[0])))

@@ -1,0 +1,74 @@
+"""An oracle generator for the documents path: a chat-completions server that writes only true
+pairs about the biography in the passage (the person whose name opens it), one per request:
+at the i-th temperature of the schedule the i-th field (mod 6), and for the reverse style the
+data's reverse question. The first request ever fails with HTTP 500 (the client retries)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from engram_data.contract import FIELDS, read_jsonl
+from engram_data.documents.qa import temperature_schedule
+
+QUESTIONS = {  # the data's own forward questions (engram_data/render.py)
+    "birth_date": "What is the birth date of {name}?",
+    "birth_city": "What is the birth city of {name}?",
+    "university": "Which university did {name} study?",
+    "major": "What major did {name} study?",
+    "employer": "Which company did {name} work for?",
+    "company_city": "Where did {name} work?",
+}
+SCHEDULE, THREE = temperature_schedule(9), temperature_schedule(3)  # --temperatures 9 and 3
+
+
+class OracleChat(BaseHTTPRequestHandler):
+    people_file: Path | None = None  # read at the first request: a study writes its people first
+    people: dict[str, dict] = {}
+    calls = 0
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        OracleChat.calls += 1
+        if OracleChat.calls == 1:
+            return self._send(500, {"error": "warming up"})
+        if not OracleChat.people:
+            OracleChat.people = {p["name"]: p for p in read_jsonl(OracleChat.people_file)}
+        prompt, t = body["messages"][0]["content"], body["temperature"]
+        passage = prompt.split("):\n", 1)[1]
+        p = next(p for name, p in OracleChat.people.items() if passage.startswith(name))
+        if "reverse direction" in prompt:
+            pair = {"question": f"Who was born on {p['birth_date']} in {p['birth_city']}?", "answer": p["name"]}
+        else:
+            field = FIELDS[(THREE.index(t) if t in THREE else SCHEDULE.index(t)) % len(FIELDS)]
+            pair = {"question": QUESTIONS[field].format(name=p["name"]), "answer": p[field]}
+        self._send(200, {"choices": [{"message": {"role": "assistant", "content": json.dumps([pair])}}]})
+
+    def _send(self, code, payload):
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def oracle_server(people_file: Path, first: int | None = None) -> Iterator[str]:
+    """The oracle on a free local port (its ``/v1`` URL), for the people in ``people_file``
+    (the first ``first`` of them)."""
+    OracleChat.people_file, OracleChat.calls = people_file, 0
+    OracleChat.people = {p["name"]: p for p in read_jsonl(people_file)[:first]} if people_file.exists() else {}
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), OracleChat)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    finally:
+        httpd.shutdown()

@@ -1,0 +1,113 @@
+"""``make docs-study`` at a reduced size, and its generator's teaching and judging.
+
+The study's loop runs end to end with the oracle generator (tests/helpers/oracle_chat.py)
+in the place of the taught one, so every number has a known answer: the oracle's pairs are
+all true, one temperature covers one fact in six and nine cover all six, and the arms'
+recall of the true facts follows. The taught generator's rows and the judge are checked
+exactly, without teaching it (that takes minutes: `make docs-study`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from helpers.common import cli_env
+from helpers.oracle_chat import OracleChat, oracle_server
+
+from engram_data.contract import FIELDS, read_jsonl
+from engram_data.documents.qa import build_prompt, parse_pairs
+from engram_run.studies import docs_generator as dg
+
+PEOPLE = 16
+ARMS = "chunks,qa1,qa9+reverse"
+
+
+@pytest.fixture(scope="module")
+def study(tiny_llama, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("docs-study")
+    with oracle_server(tmp / "data" / "population" / "people.jsonl") as url:
+        cmd = [sys.executable, "-m", "engram_run", "docs-study", "--people", str(PEOPLE), "--epochs", "30",
+               "--micro-batch", "1", "--hidden", "64", "--layers", "2", "--arms", ARMS,
+               "--generator", f"openai:{url}", "--generator-model", "oracle", "--tokenizer", str(tiny_llama),
+               "--data-dir", str(tmp / "data"), "--outputs", str(tmp / "outputs"), "--results", str(tmp / "results")]  # fmt: skip
+        proc = subprocess.run(cmd, cwd=tmp, env=cli_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return tmp, json.loads((tmp / "results" / "docs-study.json").read_text()), OracleChat.calls
+
+
+@pytest.mark.slow
+def test_the_study_scores_each_arm_on_the_true_facts(study):
+    tmp, res, calls = study
+    arms = res["arms"]
+    assert list(arms) == ["untrained", "chunks", "qa1", "qa9+reverse"]
+    # The documents: one per person, half PDFs.
+    docs = sorted(p.name for p in (tmp / "data" / "documents").iterdir() if p.suffix in (".txt", ".pdf"))
+    assert len(docs) == PEOPLE and sum(d.endswith(".pdf") for d in docs) == PEOPLE // 2
+    # Every request once (9 temperatures x 2 styles x 16 documents, one retry); the other runs from the cache.
+    assert calls == 9 * 2 * PEOPLE + 1
+    # The oracle's pairs: all true, at every temperature; each arm's coverage is exact.
+    assert set(res["generator"]) == {str(t) for t in (0.01, 0.1588, 0.3075, 0.4562, 0.605, 0.7537, 0.9025, 1.0513, 1.2)}
+    assert all(c["true"] == c["pairs"] > 0 and c["wrong"] == c["other"] == 0 for c in res["generator"].values())
+    assert (arms["qa1"]["pairs"], arms["qa1"]["coverage_forward"], arms["qa1"]["coverage_reverse"]) == (
+        PEOPLE,
+        1 / 6,
+        0,
+    )
+    assert arms["qa9+reverse"]["pairs"] == PEOPLE * (len(FIELDS) + 1)  # duplicates across temperatures removed
+    assert arms["qa9+reverse"]["coverage_forward"] == arms["qa9+reverse"]["coverage_reverse"] == 1.0
+    assert arms["chunks"]["pairs"] == 0 and arms["qa1"]["pairs_true"] == arms["qa9+reverse"]["pairs_true"] == 1.0
+    sc = {arm: r["scores"] for arm, r in arms.items()}
+    # The floor: the untrained model at four-option chance (96 forward, 16 reverse questions).
+    assert abs(sc["untrained"]["forward"] - 0.25) <= 0.12 and sc["untrained"]["forward_exact"] == 0
+    assert arms["untrained"]["questions"] == {"forward": 96, "forward_exact": 96, "reverse": 16, "reverse_exact": 16}
+    # Pairs at nine temperatures teach every fact; one temperature, a sixth; the text alone, little.
+    assert sc["qa9+reverse"]["forward"] >= 0.9 and sc["qa9+reverse"]["reverse"] >= 0.8
+    assert sc["qa9+reverse"]["forward"] >= sc["qa1"]["forward"] + 0.3
+    assert sc["chunks"]["reverse"] <= 0.5 and sc["qa1"]["reverse"] <= 0.5
+    md = (tmp / "results" / "docs-study.md").read_text()
+    assert "| `qa9+reverse` |" in md and "## The generator's pairs per temperature" in md
+    assert (tmp / "results" / "docs-study.png").exists()
+
+
+def test_the_generator_is_taught_the_pipelines_prompt_and_true_replies(bios_dir, tiny_llama):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    rows = dg.teaching_rows(bios_dir, tok, seed=0)
+    people = read_jsonl(bios_dir / "people.jsonl")
+    assert len(rows) == len(people) * dg.PASSAGES_PER_PERSON * len(dg.STYLES)
+    assert rows == dg.teaching_rows(bios_dir, tok, seed=0)  # seeded
+    questions = dg.forward_questions(bios_dir)
+    by_name = {p["name"]: p for p in people}
+    for row in rows[:200]:
+        prompt, reply = (seg["text"] for seg in row["segments"])
+        assert [seg["label"] for seg in row["segments"]] == [False, True]  # loss on the reply only
+        assert prompt.endswith("\nReply:") and reply.startswith(" [") and reply.endswith(tok.eos_token)
+        passage = prompt.removesuffix("\nReply:").split("):\n", 1)[1]
+        person = next(p for name, p in by_name.items() if passage.startswith(name))
+        style = "reverse" if "reverse direction" in prompt else "simple"
+        from engram_data.documents.chunks import Chunk
+
+        n = int(prompt.split()[1])  # "Write {n} ..."
+        chunk = Chunk("x", "person.txt", 0, len(passage), passage, 0)
+        assert prompt.removesuffix("\nReply:").split("\n\nPassage")[0] == build_prompt(chunk, style, n).split(
+            "\n\nPassage")[0]  # fmt: skip
+        pairs, invalid = parse_pairs(reply.removesuffix(tok.eos_token))
+        assert invalid == 0 and len(pairs) == min(n, 6 if style == "simple" else 3)
+        assert all(dg.judge({**p, "field": style}, person, questions) == "true" for p in pairs)
+
+
+def test_the_judge_tells_true_from_wrong_from_other(bios_dir):
+    questions = dg.forward_questions(bios_dir)
+    a, b = read_jsonl(bios_dir / "people.jsonl")[:2]
+    q = questions[(a["id"], "birth_city")]
+    assert dg.judge({"field": "simple", "question": q, "answer": a["birth_city"]}, a, questions) == "true"
+    wrong = b["birth_city"] if b["birth_city"] != a["birth_city"] else "Nowhere, ZZ"
+    assert dg.judge({"field": "simple", "question": q, "answer": wrong}, a, questions) == "wrong"
+    garbled = q.replace(a["name"], a["name"][:-1])
+    assert dg.judge({"field": "simple", "question": garbled, "answer": a["birth_city"]}, a, questions) == "other"
+    rev = f"Who was born on {a['birth_date']} in {a['birth_city']}?"
+    assert dg.judge({"field": "reverse", "question": rev, "answer": a["name"]}, a, questions) == "true"
+    assert dg.judge({"field": "reverse", "question": rev, "answer": b["name"]}, a, questions) == "wrong"

@@ -1,0 +1,113 @@
+"""``make docs-train`` end to end on a tiny model (documents -> QA pairs from a chat server ->
+axolotl train with the plugin scoring the documents' questions -> lm-eval docs_qa,
+docs_qa_heldout, docs_qa_gen -> the report), its rerun, and ``make pick-base``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from helpers.common import REPO, cli_env
+from helpers.oracle_chat import OracleChat, oracle_server
+from test_formats import write_pdf
+
+from engram_data.contract import RECALL_HISTORY, read_jsonl
+
+pytestmark = pytest.mark.slow
+STYLES = ("simple", "reverse")
+PEOPLE = 12
+
+
+@pytest.fixture(scope="module")
+def server(bios_dir):
+    with oracle_server(bios_dir / "people.jsonl", first=PEOPLE) as url:
+        yield url
+
+
+def docs_train(tmp, server, tokenizer, *extra):
+    cmd = [sys.executable, "-m", "engram_run", "docs-train", "--docs", str(tmp / "handbook"),
+           "--generator", f"openai:{server}", "--generator-model", "stub", "--tokenizer", str(tokenizer),
+           "--generate-args", f"--temperatures 3 --heldout-temperatures 1 --chunk-tokens 120 --styles {','.join(STYLES)}",
+           "--data-dir", str(tmp / "data"), "--outputs", str(tmp / "outputs"), "--results", str(tmp / "results"),
+           "--set", "num_epochs=30", "micro_batch_size=1", "engram_eval_samples=200", *extra]  # fmt: skip
+    return subprocess.run(cmd, cwd=tmp, env=cli_env(), capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def trained(server, tiny_llama, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("docs-train")
+    folder = tmp / "handbook"
+    folder.mkdir()
+    for p in OracleChat.people.values():  # one biography per document, a third of them PDFs
+        if p["id"] % 3:
+            (folder / f"person-{p['id']}.md").write_text(p["bioS"] + "\n")
+        else:
+            write_pdf(folder / f"person-{p['id']}.pdf", [p["bioS"]])
+    proc = docs_train(tmp, server, tiny_llama)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return tmp, proc
+
+
+def test_one_command_trains_on_the_documents_and_scores_them(trained):
+    tmp, proc = trained
+    run = "tiny-full-docs-handbook"
+    cfg = (tmp / "outputs" / run / "config.yml").read_text()
+    assert "chunks.jsonl" in cfg and "qa_train.jsonl" in cfg and "lr_scheduler: constant" in cfg
+    results = json.loads(next((tmp / "results" / run).rglob("results_*.json")).read_text())["results"]
+    assert {"docs_qa", "docs_qa_heldout", "docs_qa_gen"} <= set(results)
+    qa = read_jsonl(tmp / "data" / "qa" / "docs.jsonl")
+    trained_n = sum(r["split"] == "train" for r in qa)
+    assert results["docs_qa"]["acc,none"] >= 0.9, results  # the trained pairs, memorized
+    assert results["docs_qa_gen"]["exact_match,none"] >= 0.5, results
+    # The plugin scored the documents' questions, by style, at step 0 (the floor) and after training.
+    history = [json.loads(line) for line in (tmp / "outputs" / run / "model" / RECALL_HISTORY).read_text().splitlines()]
+    first, last = history[0], history[-1]
+    assert first["step"] == 0 and {f"eval_engram_qa_acc_{s}" for s in STYLES} <= set(first)
+    assert "eval_engram_heldout_acc_overall" in first and "eval_engram_reverse_acc" not in first
+    assert first["eval_engram_qa_acc_overall"] <= 0.45 and last["eval_engram_qa_acc_overall"] >= 0.9
+    # The plugin's recall and lm-eval's agree on the same questions (the plugin scores all of them here).
+    assert trained_n <= 200 * len(STYLES)
+    assert abs(last["eval_engram_qa_acc_overall"] - results["docs_qa"]["acc,none"]) < 1e-9
+    report = (tmp / "results" / "report" / "report.md").read_text()
+    assert run in report and "docs_heldout" in report
+    assert "[engram] docs_qa" in proc.stdout
+
+
+def test_a_rerun_on_the_same_documents_trains_nothing_and_sends_nothing(trained, server, tiny_llama):
+    tmp, _ = trained
+    calls = OracleChat.calls
+    before = (tmp / "outputs" / "tiny-full-docs-handbook" / "model" / "model.safetensors").stat().st_mtime_ns
+    proc = docs_train(tmp, server, tiny_llama)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "already trained on this data" in proc.stdout and OracleChat.calls == calls  # every reply cached
+    assert (tmp / "outputs" / "tiny-full-docs-handbook" / "model" / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_pick_base_ranks_the_trained_model_first_on_one_sample(trained):
+    tmp, _ = trained
+    run = tmp / "outputs" / "tiny-full-docs-handbook"
+    out = tmp / "pick"
+    proc = subprocess.run([sys.executable, "-m", "engram_run", "pick-base", "--models", f"{run / 'init'} {run / 'model'}",
+                           "--data-dir", str(tmp / "data"), "--sample", "20", "--out", str(out)],
+                          cwd=tmp, env=cli_env(), capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = json.loads((out / "pick-base.json").read_text())
+    assert [r["candidate"] for r in rows] == ["model", "init"]
+    assert rows[0]["acc"] >= 0.9 and rows[1]["p_vs_best"] < 0.05 and not rows[1]["tied_with_best"]
+    assert all(r["questions"] == 20 for r in rows)
+    assert "model scores best" in proc.stdout and (out / "pick-base.png").exists()
+    qa_path = tmp / "data" / "qa" / "docs.jsonl"
+    for r in ("init", "model"):  # lm-eval scored the sample, not the first 20 (--samples, not --limit)
+        data = json.loads(next((out / r).rglob("results_*.json")).read_text())
+        n = data["n-samples"]["docs_qa"]
+        assert n["effective"] == 20 and n["original"] == sum(r["split"] == "train" for r in read_jsonl(qa_path))
+
+
+def test_bad_docs_train_input_is_one_line(tmp_path, tiny_llama):
+    cmd = [sys.executable, "-m", "engram_run", "docs-train", "--docs", str(tmp_path / "missing"),
+           "--generator", f"hf:{tiny_llama}", "--data-dir", str(tmp_path / "d")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=cli_env(), capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "does not exist; pass files or folders" in proc.stderr
