@@ -22,7 +22,8 @@ class EngramArgs(BaseModel):
 
     engram_data_dir: str = Field(
         default="data/bios",
-        description="Dataset written by generate_data.py: its qa/<field>.jsonl are the recall questions.",
+        description="Dataset written by generate_data.py: its qa/<field>.jsonl are the recall questions (a documents "
+        "dataset, generate_data.py docs: qa/docs.jsonl by style, heldout = the held-out temperatures).",
     )
     # Freezing
     engram_freeze_embeddings: bool = Field(

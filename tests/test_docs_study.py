@@ -28,7 +28,7 @@ ARMS = "chunks,qa1,qa9+reverse"
 def study(tiny_llama, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("docs-study")
     with oracle_server(tmp / "data" / "population" / "people.jsonl") as url:
-        cmd = [sys.executable, "-m", "engram_run", "docs-study", "--people", str(PEOPLE), "--epochs", "30",
+        cmd = [sys.executable, "-m", "engram_run", "docs-study", "--people", str(PEOPLE), "--steps", "400",
                "--micro-batch", "1", "--hidden", "64", "--layers", "2", "--arms", ARMS,
                "--generator", f"openai:{url}", "--generator-model", "oracle", "--tokenizer", str(tiny_llama),
                "--data-dir", str(tmp / "data"), "--outputs", str(tmp / "outputs"), "--results", str(tmp / "results")]  # fmt: skip
@@ -49,7 +49,8 @@ def test_the_study_scores_each_arm_on_the_true_facts(study):
     assert calls == 9 * 2 * PEOPLE + 1
     # The oracle's pairs: all true, at every temperature; each arm's coverage is exact.
     assert set(res["generator"]) == {str(t) for t in (0.01, 0.1588, 0.3075, 0.4562, 0.605, 0.7537, 0.9025, 1.0513, 1.2)}
-    assert all(c["true"] == c["pairs"] > 0 and c["wrong"] == c["other"] == 0 for c in res["generator"].values())
+    assert all(c["true"] == c["pairs"] == c["requests"] == 2 * PEOPLE and c["wrong"] == c["other"] == c["malformed"] == 0
+               for c in res["generator"].values())  # fmt: skip
     assert (arms["qa1"]["pairs"], arms["qa1"]["coverage_forward"], arms["qa1"]["coverage_reverse"]) == (
         PEOPLE,
         1 / 6,

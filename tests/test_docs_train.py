@@ -81,7 +81,8 @@ def test_a_rerun_on_the_same_documents_trains_nothing_and_sends_nothing(trained,
     before = (tmp / "outputs" / "tiny-full-docs-handbook" / "model" / "model.safetensors").stat().st_mtime_ns
     proc = docs_train(tmp, server, tiny_llama)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "already trained on this data" in proc.stdout and OracleChat.calls == calls  # every reply cached
+    assert "already trained on this data" in proc.stdout and "already evaluated" in proc.stdout
+    assert OracleChat.calls == calls  # every reply cached
     assert (tmp / "outputs" / "tiny-full-docs-handbook" / "model" / "model.safetensors").stat().st_mtime_ns == before
 
 

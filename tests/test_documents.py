@@ -208,7 +208,7 @@ def test_openai_backend_end_to_end_with_a_retry(chat_server, tiny_llama, docs_fo
     assert c["generations_malformed"] == len(chunks)  # detailed at 1.2 answered in prose
     assert c["items_invalid"] == requests - len(chunks)  # one bad item per parsed reply
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
-        "chunks.jsonl", "manifest.json", "qa/docs.jsonl", "train/chunks.jsonl", "train/qa_train.jsonl",
+        "chunks.jsonl", "generated.jsonl", "manifest.json", "qa/docs.jsonl", "train/chunks.jsonl", "train/qa_train.jsonl",
     ]  # fmt: skip
     qa = read_jsonl(out / "qa/docs.jsonl")
     assert c["qa_rows"] == len(qa) == c["pairs_kept"] - c.get("pairs_without_distractors", 0)
@@ -221,6 +221,16 @@ def test_openai_backend_end_to_end_with_a_retry(chat_server, tiny_llama, docs_fo
     assert all(f"Question: {r['question']}\nAnswer: {r['answer']}" in train_text for r in qa if r["split"] == "train")
     assert not any(r["question"] in t for r in qa if r["split"] == "heldout" for t in train_text)
     assert [p["id"] for p in manifest["provenance"]] == [r["id"] for r in qa]
+    # Every parsed pair, with its fate: the kept ones are the qa rows; per temperature, the counts add up.
+    generated = read_jsonl(out / "generated.jsonl")
+    assert len(generated) == c["pairs_parsed"] and [g["qa_id"] for g in generated if g["fate"] == "kept"] == [
+        r["id"] for r in qa
+    ]
+    assert sum(g["fate"] == "duplicate" for g in generated) == c["pairs_duplicate"]
+    by_t = manifest["by_temperature"]
+    assert sum(t["requests"] for t in by_t.values()) == requests and by_t["1.2"]["malformed"] == len(chunks)
+    assert sum(t["pairs_parsed"] for t in by_t.values()) == len(generated)
+    assert sum(t["qa_rows"] for t in by_t.values()) == len(qa)
     assert {c["source"] for c in chunks} == {str(docs_folder / "drugs.md"), str(docs_folder / "notes.txt")}
     # The docs_qa task reads this directory.
     assert len(load_docs_qa("train", docs_dir=str(out))["test"]) == c["qa_train"]

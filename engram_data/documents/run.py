@@ -36,6 +36,7 @@ from engram_data.options import OptionSampler, make_choices, protocol
 GENERATOR = "llm-engram/generate_data docs"  # the identity in manifest.json that marks our own output
 DOCS = "docs"  # qa/docs.jsonl
 CHUNKS = "chunks"  # chunks.jsonl (provenance) and train/chunks.jsonl (text)
+GENERATED = "generated"  # generated.jsonl: every parsed pair, its fate (kept, duplicate, no_distractors), its qa id
 
 
 def _cache_key(spec: str, prompt: str, temperature: float, seed: int) -> str:
@@ -89,6 +90,7 @@ def generate_docs(
     for kind in SKIP_KINDS:  # item by item: a Counter's |= would drop the zeros
         counts[skip_key(kind)] = skipped[kind]
     rows: list[dict] = []
+    by_t: dict[str, dict] = {}  # per temperature: requests, malformed replies, invalid items
     jobs = [(c, s, t) for t in temperatures for s in styles for c in chunks]
     bar = tqdm(total=len(jobs), desc="generate", unit="request", disable=not progress)
     for temperature in temperatures:
@@ -108,14 +110,18 @@ def generate_docs(
             if todo:
                 # Each request's seed comes from its own key: a resumed run asks exactly what a full run would.
                 generator.generate([prompts[i] for i in todo], temperature, [int(keys[i][:8], 16) for i in todo], store)
+            at = by_t.setdefault(str(temperature), dict.fromkeys(("requests", "malformed", "items_invalid"), 0))
+            at["requests"] += len(chunks)
             for chunk, key in zip(chunks, keys):
                 reply = json.loads((cache / f"{key}.json").read_text())["reply"]
                 try:
                     pairs, invalid = parse_pairs(reply)
                 except ValueError:
                     counts["generations_malformed"] += 1
+                    at["malformed"] += 1
                     continue
                 counts["items_invalid"] += invalid
+                at["items_invalid"] += invalid
                 split = "heldout" if temperature in heldout_t else "train"
                 for pair in pairs:
                     rows.append(
@@ -137,14 +143,17 @@ def generate_docs(
     # question must never have trained, and a fact asked at a trained temperature must train.
     kept, counts["pairs_duplicate"] = dedupe(sorted(rows, key=lambda r: r["split"] != "train"))
     kept_ids = {id(r) for r in kept}
-    rows = [r for r in rows if id(r) in kept_ids]  # in generation order
-    counts["pairs_kept"] = len(rows)
+    for r in rows:
+        r["fate"] = "kept" if id(r) in kept_ids else "duplicate"
+    counts["pairs_kept"] = len(kept)
     return _write_docs(
-        out, chunks, rows, counts, generator.spec, seed, temperatures, sorted(heldout_t), styles, overwrite
+        out, chunks, rows, counts, by_t, generator.spec, seed, temperatures, sorted(heldout_t), styles, overwrite
     )
 
 
-def _write_docs(out: Path, chunks, rows, counts, spec, seed, temperatures, heldout_t, styles, overwrite) -> dict:
+def _write_docs(out: Path, chunks, generated, counts, by_t, spec, seed, temperatures, heldout_t, styles,
+                overwrite) -> dict:  # fmt: skip
+    rows = [r for r in generated if r["fate"] == "kept"]  # in generation order
     rng = random.Random(f"{seed}:choices")
     # Distractors are answers of other questions of the same style and the same split:
     # trained answers occur in qa_train, held-out ones do not, so mixing the splits would
@@ -158,8 +167,10 @@ def _write_docs(out: Path, chunks, rows, counts, spec, seed, temperatures, heldo
         sampler = samplers.get((r["style"], r["split"]))
         if sampler is None:
             counts["pairs_without_distractors"] += 1  # too few other answers of this kind
+            r["fate"] = "no_distractors"
             continue
         choices, label = make_choices(r["answer"], sampler, rng)
+        r["qa_id"] = f"docs-{i}"
         qa.append({"id": f"docs-{i}", "split": r["split"], "field": r["style"], "question": r["question"],
                    "answer": r["answer"], "choices": choices, "label": label, "chunk": r["chunk"],
                    "source": r["source"], "page": r["page"], "temperature": r["temperature"]})  # fmt: skip
@@ -173,6 +184,7 @@ def _write_docs(out: Path, chunks, rows, counts, spec, seed, temperatures, heldo
             (train_file(tmp, CHUNKS), [{"text": c.text} for c in chunks]),
             (train_file(tmp, QA_TRAIN), qa_train),
             (qa_file(tmp, DOCS), qa),
+            (tmp / f"{GENERATED}.jsonl", generated),
         ):
             count, sha = write_jsonl(path, file_rows)
             files[str(path.relative_to(tmp))] = {"rows": count, "sha256": sha}
@@ -184,6 +196,14 @@ def _write_docs(out: Path, chunks, rows, counts, spec, seed, temperatures, heldo
             "temperatures": list(temperatures),
             "heldout_temperatures": heldout_t,
             "styles": list(styles),
+            "by_temperature": {
+                t: {
+                    **c,
+                    "pairs_parsed": sum(str(r["temperature"]) == t for r in generated),
+                    "qa_rows": sum(str(r["temperature"]) == t and r["fate"] == "kept" for r in generated),
+                }
+                for t, c in by_t.items()
+            },
             "options": protocol("answers of other questions of the same style and split"),
             "counts": {
                 "chunks": len(chunks),

@@ -151,10 +151,15 @@ def docs_train(s: DocsSettings, step=print) -> dict:
         step(f"[engram] {run}: axolotl train (log: {run_dir / 'train.log'})")
         if not launch.train(run_dir / "config.yml", model_dir, run_dir / "train.log", launch.gpu_args(s.gpus)):
             raise RunError(f"training {run} failed; see {run_dir / 'train.log'}")
-    cfg = load_recipe(run_dir / "config.yml")
-    tasks = tasks_for(s.data)
-    step(f"[engram] {run}: lm-eval {', '.join(tasks)} into {results_dir}")
-    launch.remove_own(results_dir)
-    if not launch.evaluate(model_args(model_dir, cfg["base_model"]), s.data, results_dir, tasks):
-        raise RunError(f"evaluating {run} failed; see {results_dir / 'eval.log'}")
+    scored = results_dir / DATA_SUM
+    if scored.exists() and scored.read_text() == data_sum(s.data) and same_data and not s.force:
+        step(f"[engram] {run}: already evaluated ({results_dir})")
+    else:
+        tasks = tasks_for(s.data)
+        step(f"[engram] {run}: lm-eval {', '.join(tasks)} into {results_dir}")
+        launch.remove_own(results_dir)
+        base = load_recipe(run_dir / "config.yml")["base_model"]
+        if not launch.evaluate(model_args(model_dir, base), s.data, results_dir, tasks):
+            raise RunError(f"evaluating {run} failed; see {results_dir / 'eval.log'}")
+        scored.write_text(data_sum(s.data))
     return launch.read_results(launch.latest_results(results_dir))["results"]

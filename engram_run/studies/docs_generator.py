@@ -33,6 +33,8 @@ REVERSE_QUESTIONS = {
 CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}Reply:{% endif %}"
 PASSAGES_PER_PERSON = 3  # bioS and two bioS_multi5_permutes biographies
 TOKENS_PER_QUESTION = 60  # the pipeline's default: one pair per 60 tokens of passage
+VOCAB = 8192
+LEARNING_RATE = 3e-3
 
 
 def render_chat(prompt: str) -> str:
@@ -109,7 +111,10 @@ def build_generator(teach_dir: Path, folder: Path, people: int, epochs: int, see
     launch.claim(folder)
     # Rows need a tokenizer (how many pairs a passage asks for); the tokenizer is trained on rows.
     draft = train_tokenizer(corpus(teach_dir), 2048)
-    tok = train_tokenizer((seg["text"] for r in teaching_rows(teach_dir, draft, seed) for seg in r["segments"]), 2048)
+    # A vocabulary large enough that most names and values are one token each: copying one out
+    # of the passage is then one attention lookup, learned in far fewer steps.
+    text = (seg["text"] for r in teaching_rows(teach_dir, draft, seed) for seg in r["segments"])
+    tok = train_tokenizer(text, VOCAB)
     tok.chat_template = CHAT_TEMPLATE
     rows = teaching_rows(teach_dir, tok, seed)
     write_jsonl(folder / "teach.jsonl", rows)
@@ -124,7 +129,7 @@ def build_generator(teach_dir: Path, folder: Path, people: int, epochs: int, see
     cfg |= {"base_model": str(init), "datasets": [{"path": str(folder / "teach.jsonl"), "ds_type": "json",
                                                    "type": "input_output"}], "train_on_inputs": False,
             "output_dir": str(folder / "model"), "dataset_prepared_path": str(folder / "prepared"),
-            "val_set_size": 0.0, "num_epochs": epochs, "sequence_len": 512, "learning_rate": 2e-3,
+            "val_set_size": 0.0, "num_epochs": epochs, "sequence_len": 512, "learning_rate": LEARNING_RATE,
             "eval_strategy": "no", "save_strategy": "no"}  # fmt: skip
     config = write_config(cfg, folder / "config.yml")
     if not launch.train(config, folder / "model", folder / "train.log"):

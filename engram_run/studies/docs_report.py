@@ -41,7 +41,8 @@ def markdown(rows: dict, per_t: dict, s) -> str:
     lines = ["# Does the documents recipe work?", "",
              f"{s.people} people's biographies as documents (half text, half PDF), expanded by the generator "
              f"({generator}) through `transformers serve`, trained into one random {s.hidden}-wide "
-             f"{s.layers}-layer Llama per arm for {s.epochs} epochs of its data. Scored by lm-eval on the people's "
+             f"{s.layers}-layer Llama per arm, {s.steps} steps of {s.micro_batch} packed rows each (the same compute; "
+             "a smaller data set is repeated more). Scored by lm-eval on the people's "
              "**true** facts (their `bios_qa` questions, not the generator's pairs), ± lm-eval's standard error. "
              "*Forward*: a field's value from the name; *reverse*: the name from birth date and city; four options "
              "(chance 0.25) or generated (exact match). *Pairs*: the generator's pairs trained; *true*: their share "
@@ -58,14 +59,17 @@ def markdown(rows: dict, per_t: dict, s) -> str:
     lines += ["", "Questions per cell: " + ", ".join(f"{COLUMNS[k]} {v}" for k, v in n.items()) + "."]
     if per_t:
         lines += ["", "## The generator's pairs per temperature", "",
-                  "Pairs kept (parsed, valid, distinct, with distractors) of the nine-temperature run with reverse "
-                  f"pairs ({s.people} documents x 2 styles per temperature), judged against the truth: *true*, "
-                  "*wrong* (a question it was taught, the wrong answer), *other* (no question of a known form: a "
-                  "garbled name or value, or a fact the document does not state).", "",
-                  "| temperature | pairs kept | true | wrong | other |", "| ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+                  f"Everything the generator wrote in the nine-temperature run with reverse pairs ({s.people} "
+                  "documents x 2 styles per temperature), before duplicates are removed: *malformed*, the replies "
+                  "with no JSON list of pairs; then the pairs parsed, judged against the truth: *true*, *wrong* (a "
+                  "question it was taught, the wrong answer), *other* (no question of a known form: a garbled name "
+                  "or value, or a fact the document does not state).", "",
+                  "| temperature | requests | malformed | pairs | true | wrong | other |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
         for t, c in per_t.items():
             k = max(c["pairs"], 1)
-            lines.append(f"| {t} | {c['pairs']} | {c['true'] / k:.2f} | {c['wrong'] / k:.2f} | {c['other'] / k:.2f} |")
+            lines.append(f"| {t} | {c['requests']} | {c['malformed'] / max(c['requests'], 1):.2f} | {c['pairs']} | "
+                         f"{c['true'] / k:.2f} | {c['wrong'] / k:.2f} | {c['other'] / k:.2f} |")  # fmt: skip
     lines += ["", "![docs-study](docs-study.png)"]
     return "\n".join(lines) + "\n"
 
@@ -92,9 +96,12 @@ def plot(rows: dict, per_t: dict, path: Path) -> None:
         ax = axes[0, 1]
         ts = [float(t) for t in per_t]
         for key, color in (("true", "C2"), ("wrong", "C3"), ("other", "C7")):
-            ax.plot(ts, [c[key] / max(c["pairs"], 1) for c in per_t.values()], "o-", color=color, label=key)
+            ax.plot(ts, [c[key] / max(c["pairs"], 1) for c in per_t.values()], "o-", color=color,
+                    label=f"{key} (share of pairs)")  # fmt: skip
+        ax.plot(ts, [c["malformed"] / max(c["requests"], 1) for c in per_t.values()], "s--", color="C1",
+                label="malformed (share of replies)")  # fmt: skip
         ax.set_xlabel("generator temperature")
-        ax.set_ylabel("share of the pairs kept")
+        ax.set_ylabel("share")
         ax.set_ylim(0, 1)
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engram_data.contract import FIELDS, PEOPLE, QA_TRAIN, read_jsonl, train_file
+from engram_data.contract import FIELDS, PEOPLE, QA_TRAIN, read_jsonl, read_manifest, train_file
 from engram_run.runs import launch
 from engram_run.runs.docs import CHUNKS, DocsSettings, docs_config, generate
 from engram_run.runs.recipes import RECIPES_DIR, RunError, write_config
@@ -54,12 +54,12 @@ class DocsStudySettings:
     people: int = 60  # the documents' people
     teach_people: int = 500  # the generator's own population (none of them in the documents)
     generator_epochs: int = 3
-    epochs: int = 30  # every arm: passes over its own data
+    steps: int = 600  # every arm: this many optimizer steps (the same compute; a smaller data set repeats more)
     hidden: int = 128
     layers: int = 4
     vocab_size: int = 2048
     learning_rate: float = 1e-3
-    micro_batch: int = 8
+    micro_batch: int = 2  # packed rows of 256 tokens
     arms: tuple[str, ...] = tuple(ARMS)
     generator: str | None = None  # openai:URL of a served instruct model instead of the one taught here
     generator_model: str | None = None
@@ -127,7 +127,7 @@ def docs_study(s: DocsStudySettings) -> Path:
         cfg = arm_config(s, arm, data, init, folder / "model")
         config = write_config(cfg, folder / "config.yml")
         launch.start_over_unless_resumable(config, folder / "model", force=True)
-        step(f"{arm}: axolotl train, {s.epochs} epochs (log: {folder / 'train.log'})")
+        step(f"{arm}: axolotl train, {s.steps} steps (log: {folder / 'train.log'})")
         if not launch.train(config, folder / "model", folder / "train.log"):
             raise RunError(f"training {arm} failed; see {folder / 'train.log'}")
         rows[arm] = score(folder / "model", pop, folder / "lm_eval", step, arm)
@@ -157,7 +157,7 @@ def generator_url(s: DocsStudySettings, step):
 def arm_config(s: DocsStudySettings, arm: str, data: Path, init: Path, model_dir: Path) -> dict:
     """The documents recipe (tiny) for one arm: no evaluation during training, the final model scored."""
     cfg = docs_config(RECIPES_DIR / "tiny.yml", data, model_dir, {
-        "base_model": str(init), "num_epochs": s.epochs, "learning_rate": s.learning_rate,
+        "base_model": str(init), "max_steps": s.steps, "learning_rate": s.learning_rate,
         "micro_batch_size": s.micro_batch, "val_set_size": 0.0, "engram_recall_eval": False,
         "eval_strategy": "no", "save_strategy": "no"})  # fmt: skip
     for key in ("evals_per_epoch", "saves_per_epoch", "metric_for_best_model", "greater_is_better", "save_total_limit"):
@@ -212,11 +212,12 @@ def trained_pairs(data: Path, truth: Truth, with_qa: bool) -> dict:
 
 
 def generator_accuracy(data: Path, truth: Truth) -> dict:
-    """Per temperature: pairs kept, and the shares true / wrong answer / no known question."""
-    out: dict[str, dict] = {}
-    for r in read_jsonl(data / "qa" / "docs.jsonl"):
-        verdict = truth.judge(r)
-        t = out.setdefault(str(r["temperature"]), {"pairs": 0, "true": 0, "wrong": 0, "other": 0})
+    """Per temperature, everything the generator wrote (``generated.jsonl``, before duplicates
+    are removed): requests, malformed replies, pairs parsed, and those true / wrong / other."""
+    out = {t: {"requests": c["requests"], "malformed": c["malformed"], "pairs": 0, "true": 0, "wrong": 0, "other": 0}
+           for t, c in read_manifest(data)["by_temperature"].items()}  # fmt: skip
+    for r in read_jsonl(data / "generated.jsonl"):
+        t = out[str(r["temperature"])]
         t["pairs"] += 1
-        t[verdict] += 1
+        t[truth.judge({**r, "field": r["style"]})] += 1
     return dict(sorted(out.items(), key=lambda kv: float(kv[0])))

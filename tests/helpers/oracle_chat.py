@@ -1,7 +1,7 @@
 """An oracle generator for the documents path: a chat-completions server that writes only true
 pairs about the biography in the passage (the person whose name opens it), one per request:
-at the i-th temperature of the schedule the i-th field (mod 6), and for the reverse style the
-data's reverse question. The first request ever fails with HTTP 500 (the client retries)."""
+at the i-th temperature of the nine-step schedule the i-th field (mod 6), and for the reverse
+style the data's reverse question. The first request ever fails with HTTP 500 (the client retries)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ QUESTIONS = {  # the data's own forward questions (engram_data/render.py)
     "employer": "Which company did {name} work for?",
     "company_city": "Where did {name} work?",
 }
-SCHEDULE, THREE = temperature_schedule(9), temperature_schedule(3)  # --temperatures 9 and 3
+SCHEDULE = temperature_schedule(9)  # --temperatures 9; --temperatures 3 asks at three of them
+assert set(temperature_schedule(3)) <= set(SCHEDULE)
 
 
 class OracleChat(BaseHTTPRequestHandler):
@@ -44,7 +45,7 @@ class OracleChat(BaseHTTPRequestHandler):
         if "reverse direction" in prompt:
             pair = {"question": f"Who was born on {p['birth_date']} in {p['birth_city']}?", "answer": p["name"]}
         else:
-            field = FIELDS[(THREE.index(t) if t in THREE else SCHEDULE.index(t)) % len(FIELDS)]
+            field = FIELDS[SCHEDULE.index(t) % len(FIELDS)]  # 9 temperatures: every field; 3: three
             pair = {"question": QUESTIONS[field].format(name=p["name"]), "answer": p[field]}
         self._send(200, {"choices": [{"message": {"role": "assistant", "content": json.dumps([pair])}}]})
 
