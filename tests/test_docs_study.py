@@ -64,9 +64,10 @@ def test_the_study_scores_each_arm_on_the_true_facts(study):
     assert abs(sc["untrained"]["forward"] - 0.25) <= 0.12 and sc["untrained"]["forward_exact"] == 0
     assert arms["untrained"]["questions"] == {"forward": 96, "forward_exact": 96, "reverse": 16, "reverse_exact": 16}
     # Pairs at nine temperatures teach every fact; one temperature, a sixth; the text alone, little.
-    assert sc["qa9+reverse"]["forward"] >= 0.9 and sc["qa9+reverse"]["reverse"] >= 0.8
-    assert sc["qa9+reverse"]["forward"] >= sc["qa1"]["forward"] + 0.3
-    assert sc["chunks"]["reverse"] <= 0.5 and sc["qa1"]["reverse"] <= 0.5
+    assert sc["qa9+reverse"]["forward"] >= 0.75 and sc["qa9+reverse"]["reverse"] >= 0.6
+    assert sc["qa9+reverse"]["forward"] >= sc["qa1"]["forward"] + 0.25
+    assert sc["qa1"]["forward"] >= sc["chunks"]["forward"] + 0.1  # the sixth of the facts it trained
+    assert sc["chunks"]["reverse"] <= 0.45 and sc["qa1"]["reverse"] <= 0.45  # no reverse pair trained: near chance
     md = (tmp / "results" / "docs-study.md").read_text()
     assert "| `qa9+reverse` |" in md and "## The generator's pairs per temperature" in md
     assert (tmp / "results" / "docs-study.png").exists()

@@ -31,7 +31,7 @@ REVERSE_QUESTIONS = {
     ("employer", "company_city"): "Who worked for {employer} in {company_city}?",
 }
 CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}Reply:{% endif %}"
-PASSAGES_PER_PERSON = 3  # bioS and two bioS_multi5_permutes biographies
+PASSAGES_PER_PERSON = 1  # bioS (the study's documents); more: bioS_multi5_permutes biographies too
 TOKENS_PER_QUESTION = 60  # the pipeline's default: one pair per 60 tokens of passage
 VOCAB = 8192
 LEARNING_RATE = 3e-3
