@@ -32,7 +32,8 @@ def docs_train(tmp, server, tokenizer, *extra):
            "--generator", f"openai:{server}", "--generator-model", "stub", "--tokenizer", str(tokenizer),
            "--generate-args", f"--temperatures 3 --heldout-temperatures 1 --chunk-tokens 120 --styles {','.join(STYLES)}",
            "--data-dir", str(tmp / "data"), "--outputs", str(tmp / "outputs"), "--results", str(tmp / "results"),
-           "--set", "num_epochs=30", "micro_batch_size=1", "engram_eval_samples=200", *extra]  # fmt: skip
+           "--hidden", "64", "--layers", "2", "--set", "num_epochs=30", "micro_batch_size=1", "engram_eval_samples=200",
+           *extra]  # fmt: skip
     return subprocess.run(cmd, cwd=tmp, env=cli_env(), capture_output=True, text=True)
 
 
@@ -107,11 +108,21 @@ def test_pick_base_ranks_the_trained_model_first_on_one_sample(trained):
 
 
 def test_bad_docs_train_input_is_one_line(tmp_path, tiny_llama):
-    cmd = [sys.executable, "-m", "engram_run", "docs-train", "--docs", str(tmp_path / "missing"),
-           "--generator", f"hf:{tiny_llama}", "--data-dir", str(tmp_path / "d")]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env=cli_env(), capture_output=True, text=True)
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert "does not exist; pass files or folders" in proc.stderr
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Aspirin thins the blood.\n")
+    for given, generator, line in [
+        (tmp_path / "missing", f"hf:{tiny_llama}", "missing does not exist; pass files or folders of documents (DOCS=...)"),
+        # engram-data's own error line, said once, by docs-train
+        (docs, "gpt:x", "unknown generator 'gpt:x'; use hf:PATH or openai:URL (with --model NAME)"),
+    ]:  # fmt: skip
+        cmd = [sys.executable, "-m", "engram_run", "docs-train", "--docs", str(given), "--generator", generator,
+               "--data-dir", str(tmp_path / "d")]  # fmt: skip
+        proc = subprocess.run(cmd, cwd=REPO, env=cli_env(), capture_output=True, text=True)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        errors = [e for e in proc.stderr.splitlines() if "error" in e]
+        assert len(errors) == 1 and errors[0].endswith(line), proc.stderr[-2000:]
+    assert not (tmp_path / "d").exists()
 
 
 @pytest.mark.parametrize("recipe", ["llama3b", "gpt2-lora", "llama8b-qlora"])

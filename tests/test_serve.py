@@ -8,22 +8,15 @@ demand (401, 429, 5xx, hangs)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers.common import cli_env
 
 from engram_data.contract import read_jsonl
 from engram_data.documents.generators import OpenAIGenerator
 from engram_data.documents.run import generate_docs
-from engram_run.runs.launch import tool
+from engram_run.runs import serve
 
 TEMPERATURES = [0.01, 1.2]
 CHAT_TEMPLATE = (
@@ -44,37 +37,12 @@ def chat_model(tiny_llama, tmp_path_factory) -> Path:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(chat_model, tmp_path_factory):
     """``transformers serve MODEL`` on a free local port until the module's tests are done."""
-    port, log = free_port(), tmp_path_factory.mktemp("serve") / "serve.log"
-    with log.open("w") as f:
-        cmd = [tool("transformers"), "serve", str(chat_model), "--host", "127.0.0.1", "--port", str(port),
-               "--device", "cpu"]  # fmt: skip
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=cli_env(), start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.time() < deadline, log.read_text()[-3000:]
-            time.sleep(0.5)
-        yield f"{url}/v1", log
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with serve.served(chat_model, log) as url:
+        yield url, log
 
 
 @pytest.mark.slow

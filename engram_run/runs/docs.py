@@ -54,6 +54,8 @@ class DocsSettings:
     generate_args: tuple[str, ...] = ()  # more `engram-data docs` flags, as it spells them
     model: str = "tiny"
     method: str | None = None
+    hidden: int = 128  # MODEL=tiny: its width and depth
+    layers: int = 4
     name: str | None = None  # default: the first input's name
     data_dir: Path | None = None  # default: data/docs-<name>
     overrides: dict = field(default_factory=dict)
@@ -128,6 +130,9 @@ def docs_train(s: DocsSettings, step=print) -> dict:
     recipe = RECIPES_DIR / "tiny.yml" if s.model == "tiny" else recipe_path(s.model, s.method)
     run = f"{s.model}-{recipe_method(load_recipe(recipe))}-docs-{s.label}"
     run_dir, results_dir = s.outputs / run, s.results / run
+    missing = [d for d in s.docs if not Path(d).exists()]
+    if missing:  # before the generator is loaded
+        raise RunError(f"{missing[0]} does not exist; pass files or folders of documents (DOCS=...)")
     step(f"[engram] {run}: question-answer pairs from {', '.join(s.docs)} into {s.data}")
     generate(s)
     model_dir = run_dir / "model"
@@ -140,7 +145,8 @@ def docs_train(s: DocsSettings, step=print) -> dict:
         if s.model == "tiny":  # a tokenizer of the documents' own text, and random weights
             step(f"[engram] {run}: building a small Llama from the documents' text")
             launch.remove_own(run_dir / "init")
-            base = launch.build_model(s.data, run_dir / "init", run_dir / "build.log")
+            base = launch.build_model(s.data, run_dir / "init", run_dir / "build.log", hidden=s.hidden,
+                                      layers=s.layers)  # fmt: skip
         overrides = {**({"base_model": str(base)} if base else {}), **s.overrides}
         cfg = for_gpus(docs_config(recipe, s.data, model_dir, overrides), s.gpus)
         validate(cfg)

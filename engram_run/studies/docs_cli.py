@@ -28,6 +28,8 @@ def add_docs_parsers(sub) -> None:
     _generator_options(t, required=True)
     t.add_argument("--model", default="tiny", help="tiny (a CPU, from scratch) or a recipe: llama1b, llama3b, ...")
     t.add_argument("--method", default=None, help="full, lora or qlora (default: the recipe's own)")
+    t.add_argument("--hidden", type=number(int, 1), default=128, help="--model tiny: its width (default: 128)")
+    t.add_argument("--layers", type=number(int, 1), default=4, help="--model tiny: its layers (default: 4)")
     t.add_argument("--name", default=None, help="names the run and its data (default: the first input's name)")
     t.add_argument("--data-dir", type=Path, default=None, help="the QA data (default: data/docs-<name>)")
     t.add_argument("--generate-args", default="", help='more engram-data docs flags, e.g. "--temperatures 3"')
@@ -67,8 +69,9 @@ def docs_command(args) -> int:
     if args.command == "docs-train":
         overrides = parse_overrides(args.set)
         s = DocsSettings(tuple(args.docs), args.generator, args.generator_model, args.tokenizer,
-                         tuple(args.generate_args.split()), args.model, args.method, args.name, args.data_dir,
-                         overrides, args.force, args.gpus, args.outputs, args.results)  # fmt: skip
+                         tuple(args.generate_args.split()), args.model, args.method, args.hidden, args.layers,
+                         args.name, args.data_dir, overrides, args.force, args.gpus, args.outputs,
+                         args.results)  # fmt: skip
         results = docs_train(s)
         line = ", ".join(f"{task} {res.get('acc,none', res.get('exact_match,none')):.3f}"
                          for task, res in sorted(results.items()))  # fmt: skip

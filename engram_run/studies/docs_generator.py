@@ -3,7 +3,7 @@ about a biography, in the documents pipeline's own prompt and JSON reply, then s
 ``transformers serve`` like any instruct model; and the judge of its pairs against the truth.
 
 It learns from a population of its own (no person of the study's): each of its people's
-biographies (``bioS`` and two of ``bioS_multi5_permutes``) as a passage, in the prompt the
+``bioS`` biography (the study's documents are ``bioS``) as a passage, in the prompt the
 pipeline sends (``engram_data.documents.qa.build_prompt``, with as many pairs asked for as the
 pipeline asks), and as the reply a JSON list of that many pairs on randomly chosen facts of the
 passage: forward (``simple``: the data's own question for the field, the value as the answer)

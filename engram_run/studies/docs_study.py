@@ -52,8 +52,8 @@ GENERATIONS = {  # generation run -> engram-data docs flags (one request cache f
 @dataclass(frozen=True)
 class DocsStudySettings:
     people: int = 60  # the documents' people
-    teach_people: int = 500  # the generator's own population (none of them in the documents)
-    generator_epochs: int = 3
+    teach_people: int = 1500  # the generator's own population (none of them in the documents)
+    generator_epochs: int = 3  # ~7 min on 2 cores
     steps: int = 600  # every arm: this many optimizer steps (the same compute; a smaller data set repeats more)
     hidden: int = 128
     layers: int = 4
