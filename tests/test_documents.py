@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from helpers.common import run_generate
+from helpers.oracle_chat import JsonHandler
 
 from engram_data.contract import DataError, read_jsonl
 from engram_data.documents.chunks import chunk_text
@@ -122,7 +123,7 @@ def test_chunks_respect_the_token_budget_and_sentence_boundaries(tiny_llama):
 # --------------------------------------------------------------------------- openai: backend
 
 
-class ChatServer(BaseHTTPRequestHandler):
+class ChatServer(JsonHandler):
     """Speaks chat completions: two pairs per request built from the passage, one invalid
     item; the detailed style at the highest temperature answers in prose (malformed);
     the first request ever fails with HTTP 500; requests after ``fail_after`` get 400."""
@@ -151,17 +152,6 @@ class ChatServer(BaseHTTPRequestHandler):
             ]
             content = json.dumps(pairs + [{"question": "no question mark", "answer": "x"}])
         self._send(200, {"choices": [{"message": {"role": "assistant", "content": content}}]})
-
-    def _send(self, code, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture

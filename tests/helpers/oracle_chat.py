@@ -14,20 +14,28 @@ from pathlib import Path
 
 from engram_data.contract import FIELDS, read_jsonl
 from engram_data.documents.qa import temperature_schedule
+from engram_data.render import QUESTIONS  # the data's own forward questions
 
-QUESTIONS = {  # the data's own forward questions (engram_data/render.py)
-    "birth_date": "What is the birth date of {name}?",
-    "birth_city": "What is the birth city of {name}?",
-    "university": "Which university did {name} study?",
-    "major": "What major did {name} study?",
-    "employer": "Which company did {name} work for?",
-    "company_city": "Where did {name} work?",
-}
 SCHEDULE = temperature_schedule(9)  # --temperatures 9; --temperatures 3 asks at three of them
 assert set(temperature_schedule(3)) <= set(SCHEDULE)
 
 
-class OracleChat(BaseHTTPRequestHandler):
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet HTTP handler that answers JSON."""
+
+    def _send(self, code, payload):
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+class OracleChat(JsonHandler):
     people_file: Path | None = None  # read at the first request: a study writes its people first
     people: dict[str, dict] = {}
     calls = 0
@@ -48,17 +56,6 @@ class OracleChat(BaseHTTPRequestHandler):
             field = FIELDS[SCHEDULE.index(t) % len(FIELDS)]  # 9 temperatures: every field; 3: three
             pair = {"question": QUESTIONS[field].format(name=p["name"]), "answer": p[field]}
         self._send(200, {"choices": [{"message": {"role": "assistant", "content": json.dumps([pair])}}]})
-
-    def _send(self, code, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
 
 
 @contextmanager
