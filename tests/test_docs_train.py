@@ -32,7 +32,7 @@ def docs_train(tmp, server, tokenizer, *extra):
            "--generator", f"openai:{server}", "--generator-model", "stub", "--tokenizer", str(tokenizer),
            "--generate-args", f"--temperatures 3 --heldout-temperatures 1 --chunk-tokens 120 --styles {','.join(STYLES)}",
            "--data-dir", str(tmp / "data"), "--outputs", str(tmp / "outputs"), "--results", str(tmp / "results"),
-           "--hidden", "64", "--layers", "2", "--set", "num_epochs=30", "micro_batch_size=1", "engram_eval_samples=200",
+           "--set", "num_epochs=30", "micro_batch_size=1", "engram_eval_samples=200",
            *extra]  # fmt: skip
     return subprocess.run(cmd, cwd=tmp, env=cli_env(), capture_output=True, text=True)
 
