@@ -83,6 +83,9 @@ def test_the_generator_is_taught_the_pipelines_prompt_and_true_replies(bios_dir,
     assert rows == dg.teaching_rows(bios_dir, tok, seed=0)  # seeded
     questions = dg.forward_questions(bios_dir)
     by_name = {p["name"]: p for p in people}
+    asked = {("reverse" if "reverse direction" in r["segments"][0]["text"] else "simple",
+              int(r["segments"][0]["text"].split()[1])) for r in rows}  # fmt: skip
+    assert asked == {("simple", n) for n in range(1, 7)} | {("reverse", n) for n in range(1, 4)}  # 1 to all
     for row in rows[:200]:
         prompt, reply = (seg["text"] for seg in row["segments"])
         assert [seg["label"] for seg in row["segments"]] == [False, True]  # loss on the reply only
@@ -97,7 +100,7 @@ def test_the_generator_is_taught_the_pipelines_prompt_and_true_replies(bios_dir,
         assert prompt.removesuffix("\nReply:").split("\n\nPassage")[0] == build_prompt(chunk, style, n).split(
             "\n\nPassage")[0]  # fmt: skip
         pairs, invalid = parse_pairs(reply.removesuffix(tok.eos_token))
-        assert invalid == 0 and len(pairs) == min(n, 6 if style == "simple" else 3)
+        assert invalid == 0 and len(pairs) == n and len({p["question"] for p in pairs}) == n
         assert all(dg.judge({**p, "field": style}, person, questions) == "true" for p in pairs)
 
 

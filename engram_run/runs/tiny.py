@@ -117,7 +117,7 @@ def train_tokenizer(texts, vocab_size: int = 4096):
 
 def model_config(arch: str, vocab_size: int, hidden: int, layers: int, heads: int, tok):
     """A small config of ``arch``; sizes are the same knobs for every architecture."""
-    from transformers import GPT2Config, GPTJConfig, GPTNeoXConfig, LlamaConfig, Olmo2Config
+    from transformers import GPT2Config, GPTJConfig, GPTNeoXConfig, LlamaConfig, Lfm2Config, Olmo2Config
 
     ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
     if arch == "llama":
@@ -166,6 +166,20 @@ def model_config(arch: str, vocab_size: int, hidden: int, layers: int, heads: in
             num_key_value_heads=heads,
             max_position_embeddings=512,
             tie_word_embeddings=False,  # as OLMo 2 7B and 13B
+            **ids,
+        )
+    if arch == "lfm2":  # the documents study's generator: short convolutions, then attention, in turn
+        return Lfm2Config(
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            intermediate_size=4 * hidden,
+            block_auto_adjust_ff_dim=False,
+            num_hidden_layers=layers,
+            layer_types=["conv" if i % 2 == 0 else "full_attention" for i in range(layers)],
+            num_attention_heads=heads,
+            num_key_value_heads=heads,
+            max_position_embeddings=1024,
+            tie_word_embeddings=True,
             **ids,
         )
     raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")

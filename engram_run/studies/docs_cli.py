@@ -49,7 +49,7 @@ def add_docs_parsers(sub) -> None:
     d = sub.add_parser("docs-study", help="does the recipe work? chunks vs QA at 1 or 9 temperatures vs + reverse")
     defaults = DocsStudySettings()
     for name, kind in (("people", number(int, 8)), ("teach_people", number(int, 8)),
-                       ("generator_epochs", number(int, 1)), ("steps", number(int, 1)), ("hidden", number(int, 1)),
+                       ("generator_steps", number(int, 1)), ("steps", number(int, 1)), ("hidden", number(int, 1)),
                        ("layers", number(int, 1)), ("vocab_size", number(int, 300)),
                        ("learning_rate", number(float, 0, low_open=True)), ("micro_batch", number(int, 1)),
                        ("data_dir", Path), ("outputs", Path), ("results", Path)):  # fmt: skip

@@ -32,9 +32,9 @@ REVERSE_QUESTIONS = {
 }
 CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}Reply:{% endif %}"
 PASSAGES_PER_PERSON = 1  # bioS (the study's documents); more: bioS_multi5_permutes biographies too
-TOKENS_PER_QUESTION = 60  # the pipeline's default: one pair per 60 tokens of passage
 VOCAB = 8192
 LEARNING_RATE = 3e-3
+MICRO_BATCH = 16
 
 
 def render_chat(prompt: str) -> str:
@@ -63,7 +63,10 @@ def passages(person: dict, rng: random.Random) -> list[str]:
 def teaching_rows(data_dir: Path, tokenizer, seed: int = 0) -> list[dict]:
     """The generator's training rows (Axolotl's ``input_output``): for each person, passage and
     style, the pipeline's prompt through the chat template (not trained on: all the loss goes to
-    the reply), then the reply, a JSON list of the pairs asked for, and EOS."""
+    the reply), then the reply, a JSON list of the pairs asked for, and EOS. The number asked
+    for is drawn from 1 to all the passage's pairs of the style: the pipeline asks a bioS
+    passage (~70 tokens) for one, but a reply of several pairs gives more to copy per prompt,
+    and the generator must count to what it is asked."""
     rng = random.Random(f"{seed}:teach")
     questions = forward_questions(data_dir)
     rows = []
@@ -71,10 +74,10 @@ def teaching_rows(data_dir: Path, tokenizer, seed: int = 0) -> list[dict]:
         for text in passages(person, rng):
             source = f"person-{person['id']:04d}{rng.choice(('.txt', '.pdf'))}"
             chunk = chunk_text(source, text, tokenizer, 10**6)[0]  # one passage, one chunk
-            n = max(1, round(chunk.num_tokens / TOKENS_PER_QUESTION))
             for style in STYLES:
                 pairs = true_pairs(person, questions, style)
-                reply = json.dumps(rng.sample(pairs, min(n, len(pairs))))
+                n = rng.randint(1, len(pairs))
+                reply = json.dumps(rng.sample(pairs, n))
                 rows.append({"segments": [{"label": False, "text": render_chat(build_prompt(chunk, style, n))},
                                           {"label": True, "text": f" {reply}{tokenizer.eos_token}"}]})  # fmt: skip
     rng.shuffle(rows)
@@ -93,16 +96,23 @@ def judge(row: dict, person: dict, questions: dict) -> str:
     return "other"
 
 
-def build_generator(teach_dir: Path, folder: Path, people: int, epochs: int, seed: int = 0) -> Path:
+def build_generator(teach_dir: Path, folder: Path, people: int, steps: int, seed: int = 0) -> Path:
     """The study's generator in ``folder/model``: a population of ``people`` of its own
     (``teach_dir``), a byte-level BPE tokenizer of its teaching text (prompts and replies), a
-    random 128x4 Llama, and ``epochs`` of ``axolotl train`` on the teaching rows; then the
-    chat template and sampling defaults ``transformers serve`` reads."""
+    random 128x4 LFM2 (short convolutions and attention in turn) and ``steps`` optimizer steps
+    on the teaching rows (``teach``); then the chat template and sampling defaults ``transformers
+    serve`` reads.
+
+    Why LFM2 and not Llama: to write a true pair the model must copy a name and a value out of
+    the passage, which a transformer learns abruptly, after a plateau (induction heads). A
+    short convolution hands each position its previous tokens, so one attention layer can find
+    "the token after these" at once. Measured on the same rows (batch 16, lr 3e-3): a 128x4
+    LFM2 left the plateau at ~1,300 steps and wrote 68% true pairs greedily at 3,000; a 128x2
+    Llama was still on it (token accuracy 0.74) at 1,250 steps."""
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 
     from engram_run.runs import launch
-    from engram_run.runs.recipes import RECIPES_DIR, RunError, load_recipe, write_config
     from engram_run.runs.tiny import corpus, model_config, train_tokenizer
 
     launch.generate_data(teach_dir, people, seed=1000 + seed, variants=("bioS", "bioS_multi5_permutes"),
@@ -120,22 +130,49 @@ def build_generator(teach_dir: Path, folder: Path, people: int, epochs: int, see
     write_jsonl(folder / "teach.jsonl", rows)
     torch.manual_seed(seed)
     init = folder / "init"
-    AutoModelForCausalLM.from_config(model_config("llama", len(tok), 128, 4, 4, tok)).save_pretrained(init)
+    AutoModelForCausalLM.from_config(model_config("lfm2", len(tok), 128, 4, 4, tok)).save_pretrained(init)
     tok.save_pretrained(init)
-    cfg = load_recipe(RECIPES_DIR / "tiny.yml")
-    for key in [k for k in cfg if k.startswith("engram_")] + ["plugins", "metric_for_best_model", "greater_is_better",
-                                                              "evals_per_epoch", "saves_per_epoch", "save_total_limit"]:  # fmt: skip
-        cfg.pop(key, None)
-    cfg |= {"base_model": str(init), "datasets": [{"path": str(folder / "teach.jsonl"), "ds_type": "json",
-                                                   "type": "input_output"}], "train_on_inputs": False,
-            "output_dir": str(folder / "model"), "dataset_prepared_path": str(folder / "prepared"),
-            "val_set_size": 0.0, "num_epochs": epochs, "sequence_len": 512, "learning_rate": LEARNING_RATE,
-            "eval_strategy": "no", "save_strategy": "no"}  # fmt: skip
-    config = write_config(cfg, folder / "config.yml")
-    if not launch.train(config, folder / "model", folder / "train.log"):
-        raise RunError(f"teaching the generator failed; see {folder / 'train.log'}")
+    teach(rows, init, folder / "model", steps, seed)
     model = folder / "model"
     tok.save_pretrained(model)  # with the chat template
     GenerationConfig(do_sample=True, max_new_tokens=160, eos_token_id=tok.eos_token_id,
                      pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id).save_pretrained(model)  # fmt: skip
     return model
+
+
+def teach(rows: list[dict], init: Path, out: Path, steps: int, seed: int) -> None:
+    """``steps`` steps of the transformers ``Trainer`` on ``rows``, the loss on the replies only.
+
+    Not ``axolotl train``: a model computes the logits of every position before its loss, and
+    over an 8,192-token vocabulary those of the ~180 prompt tokens a row carries were half the
+    step (0.85 s against 0.41 s a batch of 16 on 2 cores). Here the output layer sees only the
+    reply's positions."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    class ReplyLossTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs["labels"][:, 1:]
+            hidden = model.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+            keep = labels != -100
+            return torch.nn.functional.cross_entropy(model.lm_head(hidden.last_hidden_state[:, :-1][keep]), labels[keep])
+
+    tok = AutoTokenizer.from_pretrained(init)
+
+    def encode(row: dict) -> dict:
+        prompt, reply = (tok(seg["text"], add_special_tokens=False)["input_ids"] for seg in row["segments"])
+        return {"input_ids": prompt + reply, "attention_mask": [1] * (len(prompt) + len(reply)),
+                "labels": [-100] * len(prompt) + reply}  # fmt: skip
+
+    args = TrainingArguments(
+        output_dir=str(out), max_steps=steps, per_device_train_batch_size=MICRO_BATCH, learning_rate=LEARNING_RATE,
+        lr_scheduler_type="constant_with_warmup", warmup_steps=100, adam_beta2=0.95, weight_decay=0.0,
+        logging_steps=250, save_strategy="no", report_to=[], seed=seed, data_seed=seed, dataloader_pin_memory=False,
+        use_cpu=not torch.cuda.is_available(),
+    )  # fmt: skip
+    model = AutoModelForCausalLM.from_pretrained(init)
+    data = Dataset.from_list([encode(r) for r in rows])
+    trainer = ReplyLossTrainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorForSeq2Seq(tok))
+    trainer.train()
+    trainer.save_model(str(out))

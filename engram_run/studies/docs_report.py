@@ -36,7 +36,7 @@ def _share(x) -> str:
 
 def markdown(rows: dict, per_t: dict, s) -> str:
     generator = s.generator_model or s.generator or (
-        f"a 128x4 Llama taught here on {s.teach_people} other people, {s.generator_epochs} epochs"
+        f"a 128x4 LFM2 taught here on {s.teach_people} other people, {s.generator_steps} steps"
     )  # fmt: skip
     lines = ["# Does the documents recipe work?", "",
              f"{s.people} people's biographies as documents (half text, half PDF), expanded by the generator "

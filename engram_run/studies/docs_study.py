@@ -52,8 +52,8 @@ GENERATIONS = {  # generation run -> engram-data docs flags (one request cache f
 @dataclass(frozen=True)
 class DocsStudySettings:
     people: int = 60  # the documents' people
-    teach_people: int = 1500  # the generator's own population (none of them in the documents)
-    generator_epochs: int = 3  # ~7 min on 2 cores
+    teach_people: int = 3000  # the generator's own population (none of them in the documents)
+    generator_steps: int = 3000  # batches of 16 rows
     steps: int = 600  # every arm: this many optimizer steps (the same compute; a smaller data set repeats more)
     hidden: int = 128
     layers: int = 4
@@ -147,8 +147,8 @@ def generator_url(s: DocsStudySettings, step):
         yield s.generator.removeprefix("openai:"), s.generator_model, s.tokenizer
         return
     folder = s.outputs / "generator"
-    step(f"teaching the generator on {s.teach_people} other people, {s.generator_epochs} epochs ({folder})")
-    model = build_generator(s.data_dir / "teach", folder, s.teach_people, s.generator_epochs)
+    step(f"teaching the generator on {s.teach_people} other people, {s.generator_steps} steps ({folder})")
+    model = build_generator(s.data_dir / "teach", folder, s.teach_people, s.generator_steps)
     step(f"serving it: transformers serve (log: {folder / 'serve.log'})")
     with served(model, folder / "serve.log") as url:
         yield url, str(model), str(model)
