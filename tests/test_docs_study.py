@@ -116,3 +116,28 @@ def test_the_judge_tells_true_from_wrong_from_other(bios_dir):
     rev = f"Who was born on {a['birth_date']} in {a['birth_city']}?"
     assert dg.judge({"field": "reverse", "question": rev, "answer": a["name"]}, a, questions) == "true"
     assert dg.judge({"field": "reverse", "question": rev, "answer": b["name"]}, a, questions) == "wrong"
+
+
+def test_the_generator_is_taught_on_its_replies_only_and_reproducibly(bios_dir, tiny_llama, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq
+
+    from engram_run.runs.tiny import model_config
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    rows = dg.teaching_rows(bios_dir, tok, seed=0)[:24]
+    torch.manual_seed(0)
+    init = tmp_path / "init"
+    model = AutoModelForCausalLM.from_config(model_config("lfm2", len(tok), 32, 2, 2, tok))
+    assert model.config.layer_types == ["conv", "full_attention"]
+    model.save_pretrained(init)
+    tok.save_pretrained(init)
+    # The loss on the reply's positions only is the model's own causal LM loss with the prompt masked.
+    batch = DataCollatorForSeq2Seq(tok)([dg.encode(tok, r) for r in rows[:4]])
+    assert (batch["labels"] != -100).sum() < batch["attention_mask"].sum() / 2  # most tokens are prompt
+    with torch.no_grad():
+        assert dg.reply_loss(model, batch).item() == pytest.approx(model(**batch).loss.item(), abs=1e-5)
+    dg.teach(rows, init, tmp_path / "a", steps=3, seed=0)
+    dg.teach(rows, init, tmp_path / "b", steps=3, seed=0)
+    weights = [(tmp_path / d / "model.safetensors").read_bytes() for d in ("a", "b")]
+    assert weights[0] == weights[1] != (init / "model.safetensors").read_bytes()  # seeded, and trained

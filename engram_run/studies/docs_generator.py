@@ -153,17 +153,9 @@ def teach(rows: list[dict], init: Path, out: Path, steps: int, seed: int) -> Non
 
     class ReplyLossTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            labels = inputs["labels"][:, 1:]
-            hidden = model.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-            keep = labels != -100
-            return torch.nn.functional.cross_entropy(model.lm_head(hidden.last_hidden_state[:, :-1][keep]), labels[keep])
+            return reply_loss(model, inputs)
 
     tok = AutoTokenizer.from_pretrained(init)
-
-    def encode(row: dict) -> dict:
-        prompt, reply = (tok(seg["text"], add_special_tokens=False)["input_ids"] for seg in row["segments"])
-        return {"input_ids": prompt + reply, "attention_mask": [1] * (len(prompt) + len(reply)),
-                "labels": [-100] * len(prompt) + reply}  # fmt: skip
 
     args = TrainingArguments(
         output_dir=str(out), max_steps=steps, per_device_train_batch_size=MICRO_BATCH, learning_rate=LEARNING_RATE,
@@ -172,7 +164,25 @@ def teach(rows: list[dict], init: Path, out: Path, steps: int, seed: int) -> Non
         use_cpu=not torch.cuda.is_available(),
     )  # fmt: skip
     model = AutoModelForCausalLM.from_pretrained(init)
-    data = Dataset.from_list([encode(r) for r in rows])
+    data = Dataset.from_list([encode(tok, r) for r in rows])
     trainer = ReplyLossTrainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorForSeq2Seq(tok))
     trainer.train()
     trainer.save_model(str(out))
+
+
+def encode(tok, row: dict) -> dict:
+    """A teaching row as token ids, the prompt's labels -100 (no loss)."""
+    prompt, reply = (tok(seg["text"], add_special_tokens=False)["input_ids"] for seg in row["segments"])
+    return {"input_ids": prompt + reply, "attention_mask": [1] * (len(prompt) + len(reply)),
+            "labels": [-100] * len(prompt) + reply}  # fmt: skip
+
+
+def reply_loss(model, inputs: dict):
+    """The causal LM loss of ``model(**inputs)`` (the mean over labelled next tokens), computing
+    the output layer at the labelled positions only."""
+    import torch
+
+    labels = inputs["labels"][:, 1:]
+    keep = labels != -100
+    hidden = model.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
+    return torch.nn.functional.cross_entropy(model.lm_head(hidden[:, :-1][keep]).float(), labels[keep])
