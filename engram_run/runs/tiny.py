@@ -117,7 +117,7 @@ def train_tokenizer(texts, vocab_size: int = 4096):
 
 def model_config(arch: str, vocab_size: int, hidden: int, layers: int, heads: int, tok):
     """A small config of ``arch``; sizes are the same knobs for every architecture."""
-    from transformers import GPT2Config, GPTJConfig, GPTNeoXConfig, LlamaConfig, Lfm2Config, Olmo2Config
+    from transformers import GPT2Config, GPTJConfig, GPTNeoXConfig, Lfm2Config, LlamaConfig, Olmo2Config
 
     ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
     if arch == "llama":
