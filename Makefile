@@ -228,7 +228,7 @@ docs-train: install ## your documents: DOCS=folder GENERATOR=hf:PATH|openai:URL 
 pick-base: install ## which base to fine-tune: MODELS="llama1b llama3b" (recipes or local folders) un-tuned on SAMPLE of DOCS_DATA's questions, ranked with stderr, results/pick-base/
 	$(PIPELINE) pick-base --models "$(MODELS)" --data-dir $(DOCS_DATA) --sample $(SAMPLE)
 
-docs-study: install ## does the documents recipe work? chunks vs QA at 1 / 9 temperatures vs + reverse, scored on true facts, CPU (~20 min), results/docs-study/; GENERATOR=openai:URL GENERATOR_MODEL=name for a served instruct model
+docs-study: install ## does the documents recipe work? chunks vs QA at 1 / 9 temperatures vs + reverse, scored on true facts, CPU (~26 min), results/docs-study/; GENERATOR=openai:URL GENERATOR_MODEL=name for a served instruct model
 	$(PIPELINE) docs-study $(if $(GENERATOR),$(GEN_ARGS)) $(if $(DOCS_ARMS),--arms $(DOCS_ARMS))
 
 localize: install ## where the memory is: weight diff, graft/prune curves, causal tracing of MODEL=demo (after make demo) or a trained run, into results/<run>/localize/
