@@ -141,3 +141,50 @@ def test_the_generator_is_taught_on_its_replies_only_and_reproducibly(bios_dir, 
     dg.teach(rows, init, tmp_path / "b", steps=3, seed=0)
     weights = [(tmp_path / d / "model.safetensors").read_bytes() for d in ("a", "b")]
     assert weights[0] == weights[1] != (init / "model.safetensors").read_bytes()  # seeded, and trained
+
+
+def test_a_taught_generator_is_served_again_while_its_settings_and_code_stay(tmp_path, monkeypatch):
+    import contextlib
+    import types
+
+    from engram_run.runs import launch
+    from engram_run.runs.recipes import RunError
+    from engram_run.studies import docs_study as ds
+
+    built = []
+
+    def build(teach_dir, folder, people, steps, seed=0):  # as build_generator: the old one goes first
+        launch.remove_own(folder)
+        launch.claim(folder)
+        if steps == 13:
+            raise RunError("teaching failed")
+        built.append((people, steps))
+        (folder / "model").mkdir()
+        return folder / "model"
+
+    @contextlib.contextmanager
+    def served(model, log):
+        assert model == tmp_path / "generator" / "model"
+        yield "http://127.0.0.1:1/v1"
+
+    monkeypatch.setattr(ds, "build_generator", build)
+    monkeypatch.setattr(ds, "served", served)
+
+    def run(**settings):
+        s = ds.DocsStudySettings(data_dir=tmp_path / "data", outputs=tmp_path, **settings)
+        with ds.generator_url(s, lambda msg: None) as (url, name, tokenizer):
+            assert (url, name, tokenizer) == ("http://127.0.0.1:1/v1", *[str(tmp_path / "generator" / "model")] * 2)
+
+    run(), run()
+    assert built == [(3000, 3000)]  # taught once
+    run(generator_steps=500), run(generator_steps=500), run(teach_people=100, generator_steps=500)
+    assert built == [(3000, 3000), (3000, 500), (100, 500)]
+    with pytest.raises(RunError):
+        run(generator_steps=13)  # a failed teaching leaves no stamp: the next run teaches again
+    run(teach_people=100, generator_steps=500)
+    assert built[-1] == (100, 500) and len(built) == 4
+    edited = tmp_path / "docs_generator.py"  # the teaching code changed: taught again
+    edited.write_text("# another version\n")
+    monkeypatch.setattr(ds, "docs_generator", types.SimpleNamespace(__file__=str(edited)))
+    run(teach_people=100, generator_steps=500)
+    assert len(built) == 5

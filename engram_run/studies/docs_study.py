@@ -15,7 +15,8 @@ Each arm is scored by lm-eval on questions built from the **true** facts of thos
 four-option and generated exactly; the untrained model is scored the same (the floor). The
 generator's own pairs are judged against the truth per temperature (docs_generator.judge).
 
-The offline generator is a small model taught here (docs_generator); ``--generator
+The offline generator is a small model taught here (docs_generator), once: a later run with the
+same settings and teaching code serves the one taught before; ``--generator
 openai:URL --generator-model NAME`` puts any served instruct model in its place.
 
     RESULTS/docs-study.json, .md, .png   per arm: recall, stderr, trained pairs, their truth, coverage;
@@ -25,6 +26,8 @@ openai:URL --generator-model NAME`` puts any served instruct model in its place.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +37,12 @@ from engram_run.runs import launch
 from engram_run.runs.docs import CHUNKS, DocsSettings, docs_config, generate
 from engram_run.runs.recipes import RECIPES_DIR, RunError, write_config
 from engram_run.runs.serve import served
+from engram_run.studies import docs_generator
 from engram_run.studies.docs_generator import STYLES, build_generator, forward_questions, judge
 from engram_run.studies.docs_report import SCORES, write_results
 from engram_run.studies.reproduce import lm_eval_row, text_size
 
+GENERATOR_STAMP = "taught.json"  # in the generator's folder, once it is taught
 ONE_TEMPERATURE = 0.605  # the nine-step schedule's middle (0.01 + 4 x 0.14875)
 # arm -> (generation run it trains on, or None: chunks only)
 ARMS = {"chunks": None, "qa1": "qa1", "qa9": "qa9", "qa9+reverse": "qa9_reverse"}
@@ -147,11 +152,23 @@ def generator_url(s: DocsStudySettings, step):
         yield s.generator.removeprefix("openai:"), s.generator_model, s.tokenizer
         return
     folder = s.outputs / "generator"
-    step(f"teaching the generator on {s.teach_people} other people, {s.generator_steps} steps ({folder})")
-    model = build_generator(s.data_dir / "teach", folder, s.teach_people, s.generator_steps)
+    stamp = generator_stamp(s)
+    if (folder / GENERATOR_STAMP).exists() and json.loads((folder / GENERATOR_STAMP).read_text()) == stamp:
+        step(f"the generator taught before ({folder}): the same people, steps and code; delete it to teach again")
+    else:
+        step(f"teaching the generator on {s.teach_people} other people, {s.generator_steps} steps ({folder})")
+        build_generator(s.data_dir / "teach", folder, s.teach_people, s.generator_steps)
+        (folder / GENERATOR_STAMP).write_text(json.dumps(stamp, indent=1) + "\n")  # written last: only a finished one
+    model = folder / "model"
     step(f"serving it: transformers serve (log: {folder / 'serve.log'})")
     with served(model, folder / "serve.log") as url:
         yield url, str(model), str(model)
+
+
+def generator_stamp(s: DocsStudySettings) -> dict:
+    """What the taught generator depends on: its settings and its teaching code (sha256)."""
+    code = hashlib.sha256(Path(docs_generator.__file__).read_bytes()).hexdigest()
+    return {"teach_people": s.teach_people, "generator_steps": s.generator_steps, "code_sha256": code}
 
 
 def arm_config(s: DocsStudySettings, arm: str, data: Path, init: Path, model_dir: Path) -> dict:
