@@ -163,3 +163,30 @@ def test_a_full_disk_while_saving_fails_in_one_line_and_the_rerun_resumes(setup,
     printed = again.communicate(timeout=600)[0]
     assert again.returncode == 0 and f"[engram] resuming {model_dir} from checkpoint-15" in printed, printed
     assert lines(model_dir / RECALL_HISTORY) == lines(uninterrupted / RECALL_HISTORY)  # every scoring, exactly
+
+
+def test_starting_over_clears_the_prepared_data_in_our_run_folder_only(tmp_path, monkeypatch):
+    """Axolotl names a prepared dataset by the config, not the files' content: a run that starts
+    over on rewritten data must not load the old tokens. A resumed run keeps them; a prepared
+    folder outside the run folder is not ours to delete."""
+    monkeypatch.chdir(tmp_path)
+    run = launch.claim(tmp_path / "outputs" / "run")
+    elsewhere = tmp_path / "shared-prepared"
+    for prepared, kept in (("outputs/run/prepared", False), (str(elsewhere), True)):
+        (tmp_path / prepared / "abc123").mkdir(parents=True)
+        config = run / "config.yml"
+        config.write_text(f"dataset_prepared_path: {prepared}\n")
+        (run / "model").mkdir(exist_ok=True)
+        (run / "model" / launch.DONE_FILE).write_text("")  # a finished run: no resume
+        launch.start_over_unless_resumable(config, run / "model")
+        assert not (run / "model").exists() and (tmp_path / prepared).exists() == kept
+    # An interrupted run of this config resumes: its model folder and prepared data stay.
+    config.write_text("dataset_prepared_path: outputs/run/prepared\n")
+    (run / "prepared" / "abc123").mkdir(parents=True)
+    (run / "model" / "checkpoint-3").mkdir(parents=True)
+    (run / "model" / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    (run / "model" / launch.CONFIG_SUM).write_text(launch.config_sum(config))
+    launch.start_over_unless_resumable(config, run / "model")
+    assert (run / "model" / "checkpoint-3").exists() and (run / "prepared" / "abc123").exists()
+    launch.start_over_unless_resumable(config, run / "model", force=True)  # FORCE=1
+    assert not (run / "model").exists() and not (run / "prepared").exists()

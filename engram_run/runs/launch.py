@@ -124,9 +124,22 @@ def resumable(config: Path, model_dir: Path) -> Path | None:
 
 def start_over_unless_resumable(config: Path, model_dir: Path, force: bool = False) -> None:
     """Clear ``model_dir`` (a folder of ours) unless it holds an interrupted run of this very
-    config, which ``train`` then resumes; ``force`` (FORCE=1) clears it always."""
-    if model_dir.exists() and (force or resumable(config, model_dir) is None):
+    config, which ``train`` then resumes; ``force`` (FORCE=1) clears it always. Starting over
+    also clears the config's ``dataset_prepared_path`` where it lies in our run folder:
+    Axolotl names a prepared dataset by the config (paths, types), not by the files' content,
+    and would train on the tokens of data since rewritten."""
+    if model_dir.exists() and not force and resumable(config, model_dir) is not None:
+        return
+    if model_dir.exists():
         shutil.rmtree(model_dir)
+    import yaml
+
+    prepared = (yaml.safe_load(Path(config).read_text()) or {}).get("dataset_prepared_path")
+    run_dir = model_dir.parent.resolve()
+    if prepared and (run_dir / MARKER).exists():
+        prepared = Path(prepared).resolve()
+        if prepared.is_dir() and prepared.is_relative_to(run_dir) and prepared != run_dir:
+            shutil.rmtree(prepared)
 
 
 def gpu_args(gpus: int) -> tuple[str, ...]:
