@@ -130,16 +130,13 @@ def start_over_unless_resumable(config: Path, model_dir: Path, force: bool = Fal
     and would train on the tokens of data since rewritten."""
     if model_dir.exists() and not force and resumable(config, model_dir) is not None:
         return
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
     import yaml
 
-    prepared = (yaml.safe_load(Path(config).read_text()) or {}).get("dataset_prepared_path")
+    prepared = Path((yaml.safe_load(Path(config).read_text()) or {}).get("dataset_prepared_path") or model_dir)
     run_dir = model_dir.parent.resolve()
-    if prepared and (run_dir / MARKER).exists():
-        prepared = Path(prepared).resolve()
-        if prepared.is_dir() and prepared.is_relative_to(run_dir) and prepared != run_dir:
-            shutil.rmtree(prepared)
+    for folder in (model_dir, prepared) if (run_dir / MARKER).exists() else (model_dir,):
+        if folder.is_dir() and folder.resolve().is_relative_to(run_dir) and folder.resolve() != run_dir:
+            shutil.rmtree(folder)
 
 
 def gpu_args(gpus: int) -> tuple[str, ...]:
