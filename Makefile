@@ -151,7 +151,7 @@ install-vllm: ## lm-eval with vLLM in its own environment, .venv-vllm (vLLM pins
 # One pytest-xdist worker per core (at most 4: each holds its own tiny models and libraries).
 PYTEST := $(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadgroup --no-loadscope-reorder --durations 15
 
-test: install ## run the whole test suite (CPU, offline; builds its own tiny models and data; 17 min on 2 cores)
+test: install ## run the whole test suite (CPU, offline; builds its own tiny models and data; 18 min on 2 cores)
 	$(PYTEST) tests
 
 test-fast: install ## the suite without the slow end-to-end trainings and studies: the inner loop (3 min)
