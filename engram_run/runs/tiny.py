@@ -120,18 +120,11 @@ def model_config(arch: str, vocab_size: int, hidden: int, layers: int, heads: in
     from transformers import GPT2Config, GPTJConfig, GPTNeoXConfig, Lfm2Config, LlamaConfig, Olmo2Config
 
     ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+    # Llama's own names for the sizes, which OLMo 2 and LFM2 share
+    llama_sizes = {"vocab_size": vocab_size, "hidden_size": hidden, "intermediate_size": 4 * hidden,
+                   "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": heads}  # fmt: skip
     if arch == "llama":
-        return LlamaConfig(
-            vocab_size=vocab_size,
-            hidden_size=hidden,
-            intermediate_size=4 * hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            num_key_value_heads=heads,
-            max_position_embeddings=512,
-            tie_word_embeddings=True,
-            **ids,
-        )
+        return LlamaConfig(**llama_sizes, max_position_embeddings=512, tie_word_embeddings=True, **ids)
     if arch == "gpt2":
         return GPT2Config(vocab_size=vocab_size, n_embd=hidden, n_layer=layers, n_head=heads, n_positions=512, **ids)
     if arch == "gptj":
@@ -158,26 +151,16 @@ def model_config(arch: str, vocab_size: int, hidden: int, layers: int, heads: in
         )
     if arch == "olmo2":
         return Olmo2Config(
-            vocab_size=vocab_size,
-            hidden_size=hidden,
-            intermediate_size=4 * hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            num_key_value_heads=heads,
+            **llama_sizes,
             max_position_embeddings=512,
-            tie_word_embeddings=False,  # as OLMo 2 7B and 13B
-            **ids,
+            tie_word_embeddings=False,
+            **ids,  # untied: as OLMo 2 7B and 13B
         )
     if arch == "lfm2":  # the documents study's generator: short convolutions, then attention, in turn
         return Lfm2Config(
-            vocab_size=vocab_size,
-            hidden_size=hidden,
-            intermediate_size=4 * hidden,
-            block_auto_adjust_ff_dim=False,
-            num_hidden_layers=layers,
+            **llama_sizes,
+            block_auto_adjust_ff_dim=False,  # keep intermediate_size as given
             layer_types=["conv" if i % 2 == 0 else "full_attention" for i in range(layers)],
-            num_attention_heads=heads,
-            num_key_value_heads=heads,
             max_position_embeddings=1024,
             tie_word_embeddings=True,
             **ids,

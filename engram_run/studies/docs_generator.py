@@ -61,9 +61,9 @@ def passages(person: dict, rng: random.Random) -> list[str]:
 
 
 def teaching_rows(data_dir: Path, tokenizer, seed: int = 0) -> list[dict]:
-    """The generator's training rows (segments, as Axolotl's ``input_output``): for each person, passage and
-    style, the pipeline's prompt through the chat template (not trained on: all the loss goes to
-    the reply), then the reply, a JSON list of the pairs asked for, and EOS. The number asked
+    """The generator's training rows (segments, as Axolotl's ``input_output``): for each person,
+    passage and style, the pipeline's prompt through the chat template (not trained on: all the
+    loss goes to the reply), then the reply, a JSON list of the pairs asked for, and EOS. The number asked
     for is drawn from 1 to all the passage's pairs of the style: the pipeline asks a bioS
     passage (~70 tokens) for one, but a reply of several pairs gives more to copy per prompt,
     and the generator must count to what it is asked."""
