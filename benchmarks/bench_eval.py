@@ -45,7 +45,7 @@ def main() -> None:
     from engram_data.contract import FIELDS
     from engram_data.population import synthesize
     from engram_data.write import write_dataset
-    from engram_plugin.recall import RecallEvaluator
+    from engram_eval.recall import RecallEvaluator
     from engram_run.runs.tiny import build_tiny_model
     from lm_eval_tasks import TASKS_DIR
 

@@ -37,7 +37,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-from engram_data.contract import LOG_HISTORY, TIMING_FILE, read_jsonl  # noqa: E402
+from engram_data.contract import read_jsonl  # noqa: E402
+from engram_data.run_files import LOG_HISTORY, TIMING_FILE  # noqa: E402
 from engram_run.runs.architectures import config_for  # noqa: E402
 from engram_run.runs.launch import train_command  # noqa: E402
 from engram_run.runs.memory import plan, shape_of  # noqa: E402
@@ -51,8 +52,18 @@ from engram_run.runs.recipes import (  # noqa: E402
 )  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SMALL = {"hidden_size": 64, "n_embd": 64, "num_hidden_layers": 2, "n_layer": 2, "num_attention_heads": 4,
-         "n_head": 4, "num_key_value_heads": 2, "intermediate_size": 256, "head_dim": 16, "rotary_dim": 8}  # fmt: skip
+SMALL = {
+    "hidden_size": 64,
+    "n_embd": 64,
+    "num_hidden_layers": 2,
+    "n_layer": 2,
+    "num_attention_heads": 4,
+    "n_head": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 256,
+    "head_dim": 16,
+    "rotary_dim": 8,
+}
 SMALL_VOCAB = 2048
 
 
@@ -104,9 +115,18 @@ def run_recipe(recipe: Path, model_dir: Path, data_dir: Path, work: Path, steps:
     cfg = derive_config(recipe, data_dir, out)
     if small:
         cfg = cpu_variant(cfg, model_dir, out, data_dir=data_dir)
-    cfg.update(base_model=str(model_dir), special_tokens={"pad_token": "<pad>"}, max_steps=steps,
-               save_strategy="no", val_set_size=0.0, logging_steps=1, engram_eval_samples=20, engram_post_eval=False, engram_save_best=False,
-               dataset_prepared_path=str(out / "prepared"))  # fmt: skip
+    cfg.update(
+        base_model=str(model_dir),
+        special_tokens={"pad_token": "<pad>"},
+        max_steps=steps,
+        save_strategy="no",
+        val_set_size=0.0,
+        logging_steps=1,
+        engram_eval_samples=20,
+        engram_post_eval=False,
+        engram_save_best=False,
+        dataset_prepared_path=str(out / "prepared"),
+    )
     for key in ("metric_for_best_model", "greater_is_better", "evals_per_epoch", "saves_per_epoch", "warmup_steps"):
         cfg.pop(key, None)
     config = write_config(cfg, work / f"{recipe.stem}.yml")
@@ -125,10 +145,14 @@ def run_recipe(recipe: Path, model_dir: Path, data_dir: Path, work: Path, steps:
     peaks = [x.get("memory/max_allocated (GiB)", 0.0) for x in lines]
     timing = read_jsonl(out / TIMING_FILE) if (out / TIMING_FILE).exists() else []  # none without recall
     shutil.rmtree(out, ignore_errors=True)
-    return {"status": "ok", "steps": steps, "seconds": round(seconds, 1),
-            "peak_gib": max(peaks, default=0.0) or None,
-            "tokens_per_s": round(sum(rates) / len(rates), 1) if rates else None,
-            "recall_eval_s": timing[0]["seconds"] if timing else None}  # fmt: skip
+    return {
+        "status": "ok",
+        "steps": steps,
+        "seconds": round(seconds, 1),
+        "peak_gib": max(peaks, default=0.0) or None,
+        "tokens_per_s": round(sum(rates) / len(rates), 1) if rates else None,
+        "recall_eval_s": timing[0]["seconds"] if timing else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,8 +180,19 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as tmp:
         work = Path(tmp)
         data = work / "data"
-        subprocess.run([sys.executable, str(ROOT / "generate_data.py"), "--num-people", "200", "--out", str(data),
-                        "--no-progress"], check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "generate_data.py"),
+                "--num-people",
+                "200",
+                "--out",
+                str(data),
+                "--no-progress",
+            ],
+            check=True,
+            capture_output=True,
+        )
         by_base: dict[str, list[Path]] = {}
         for name in names:
             recipe = RECIPES_DIR / f"{name}.yml"
@@ -190,13 +225,21 @@ def write(rows: list[dict], out: Path, stem: str, device: str, steps: int, small
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps({"device": device, "steps": steps, "rows": rows}, indent=2) + "\n")
     shapes = "tiny shapes of each architecture (--small); the estimate is the real size's" if small else "real shapes"
-    md = [f"# make bench-gpu on {device}", "", f"{steps} training steps per recipe, random weights, {shapes}.", "",
-          "| recipe | estimate (GB) | peak measured (GiB) | tokens/s per GPU | recall eval (s) | status |",
-          "| --- | ---: | ---: | ---: | ---: | --- |"]  # fmt: skip
+    md = [
+        f"# make bench-gpu on {device}",
+        "",
+        f"{steps} training steps per recipe, random weights, {shapes}.",
+        "",
+        "| recipe | estimate (GB) | peak measured (GiB) | tokens/s per GPU | recall eval (s) | status |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
     for r in rows:
         cells = [r.get(k) for k in ("peak_gib", "tokens_per_s", "recall_eval_s")]
-        md.append(f"| `{r['recipe']}` | {r['estimate_gb']} | " + " | ".join("" if c is None else f"{c:g}" for c in cells)
-                  + f" | {r['status']} |")  # fmt: skip
+        md.append(
+            f"| `{r['recipe']}` | {r['estimate_gb']} | "
+            + " | ".join("" if c is None else f"{c:g}" for c in cells)
+            + f" | {r['status']} |"
+        )
     (out / f"{stem}.md").write_text("\n".join(md) + "\n")
     print(f"wrote {out / stem}.md")
 

@@ -21,7 +21,7 @@ Median of ``--repeats`` runs each (interleaved).
 
 A batch (what a study, ``make train-all`` or a sweep does): ``--batch`` such runs, each
 trained and then scored by lm-eval (``bios_qa``, 20 questions a field), through
-``launch.train`` and ``launch.evaluate`` two ways: a process per command (``ENGRAM_WORKER=0``,
+``launch.train`` and ``evaluation.evaluate`` two ways: a process per command (``ENGRAM_WORKER=0``,
 the obvious way) and all of them in one worker process (engram_run's default on a CPU, the
 worker's start included). Median of ``--batch-repeats`` batches each (interleaved).
 
@@ -49,9 +49,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 WAYS = {
     "accelerate": ("`axolotl train CONFIG` (accelerate launch)", ["train"], {}),
     "python": ("`axolotl train --launcher python CONFIG`", ["train", "--launcher", "python"], {}),
-    "python_no_freeze": ("the same, `engram_gc_freeze: false`", ["train", "--launcher", "python"],
-                         {"engram_gc_freeze": False}),
-}  # fmt: skip
+    "python_no_freeze": (
+        "the same, `engram_gc_freeze: false`",
+        ["train", "--launcher", "python"],
+        {"engram_gc_freeze": False},
+    ),
+}
 
 
 def timed_run(base: dict, extra: dict, argv: list[str], work: Path) -> float:
@@ -63,8 +66,9 @@ def timed_run(base: dict, extra: dict, argv: list[str], work: Path) -> float:
     config = write_config(cfg, work / "config.yml")
     start = time.perf_counter()
     with (work / "train.log").open("w") as log:
-        code = subprocess.call([launch.tool("axolotl"), *argv, str(config)], stdout=log, stderr=subprocess.STDOUT,
-                               env=launch.tool_env())  # fmt: skip
+        code = subprocess.call(
+            [launch.tool("axolotl"), *argv, str(config)], stdout=log, stderr=subprocess.STDOUT, env=launch.tool_env()
+        )
     if code != 0:
         raise SystemExit(f"axolotl train failed; see {work / 'train.log'}")
     return time.perf_counter() - start
@@ -78,7 +82,7 @@ BATCH_WAYS = {
 
 def timed_batch(base: dict, data: Path, runs: int, use_worker: bool, work: Path) -> float:
     """``runs`` short runs, each trained and scored, as ``engram_run`` does them; seconds."""
-    from engram_run.runs import launch, worker
+    from engram_run.runs import evaluation, launch, worker
     from engram_run.runs.recipes import write_config
 
     os.environ[worker.WORKER_ENV] = "1" if use_worker else "0"
@@ -90,7 +94,9 @@ def timed_batch(base: dict, data: Path, runs: int, use_worker: bool, work: Path)
         config = write_config(cfg, run / "config.yml")
         if not launch.train(config, run / "model", run / "train.log"):
             raise SystemExit(f"axolotl train failed; see {run / 'train.log'}")
-        if not launch.evaluate(f"pretrained={run / 'model'},dtype=float32", data, run / "lm_eval", ("bios_qa",), 20):
+        if not evaluation.evaluate(
+            f"pretrained={run / 'model'},dtype=float32", data, run / "lm_eval", ("bios_qa",), 20
+        ):
             raise SystemExit(f"lm-eval failed; see {run / 'lm_eval' / 'eval.log'}")
     worker.SHARED.close()  # its end is part of the batch
     return time.perf_counter() - start
@@ -120,8 +126,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         launch.generate_data(work / "data", s.people, seed=0)
-        init = build_tiny_model(work / "data", work / "init", hidden=s.hidden, layers=s.layers,
-                                vocab_size=s.vocab_size, seed=0)  # fmt: skip
+        init = build_tiny_model(
+            work / "data", work / "init", hidden=s.hidden, layers=s.layers, vocab_size=s.vocab_size, seed=0
+        )
         base = demo_config(s, work / "data", init, work / "model")
         base.update(max_steps=args.steps, warmup_steps=0)
         runs = [(i, way) for i in range(args.repeats) for way in ways]
@@ -146,17 +153,31 @@ def main() -> None:
     if ways:
         result["python_over_accelerate"] = round(median["python"] / median["accelerate"], 3)
         result["freeze_over_no_freeze"] = round(median["python"] / median["python_no_freeze"], 3)
-        md += [f"The demo's config, {args.people} people, {args.steps} steps; median of {args.repeats} runs, wall "
-               "seconds of the whole `axolotl train` process.", "", "| way | seconds |", "| --- | ---: |",
-               *(f"| {WAYS[way][0]} | {median[way]:.1f} |" for way in WAYS), "",
-               f"In-process over accelerate launch: {result['python_over_accelerate']:.2f}; with the plugin's "
-               f"gc.freeze over without: {result['freeze_over_no_freeze']:.2f}.", ""]  # fmt: skip
+        md += [
+            f"The demo's config, {args.people} people, {args.steps} steps; median of {args.repeats} runs, wall "
+            "seconds of the whole `axolotl train` process.",
+            "",
+            "| way | seconds |",
+            "| --- | ---: |",
+            *(f"| {WAYS[way][0]} | {median[way]:.1f} |" for way in WAYS),
+            "",
+            f"In-process over accelerate launch: {result['python_over_accelerate']:.2f}; with the plugin's "
+            f"gc.freeze over without: {result['freeze_over_no_freeze']:.2f}.",
+            "",
+        ]
     if batch_ways:
         result["worker_over_processes"] = round(median["worker"] / median["processes"], 3)
-        md += [f"A batch of {args.batch} such runs, each trained and scored by lm-eval (`bios_qa`, 20 questions a "
-               f"field); median of {args.batch_repeats} batches, wall seconds.", "", "| way | seconds |",
-               "| --- | ---: |", *(f"| {BATCH_WAYS[way]} | {median[way]:.1f} |" for way in BATCH_WAYS), "",
-               f"Worker over a process per command: {result['worker_over_processes']:.2f}.", ""]  # fmt: skip
+        md += [
+            f"A batch of {args.batch} such runs, each trained and scored by lm-eval (`bios_qa`, 20 questions a "
+            f"field); median of {args.batch_repeats} batches, wall seconds.",
+            "",
+            "| way | seconds |",
+            "| --- | ---: |",
+            *(f"| {BATCH_WAYS[way]} | {median[way]:.1f} |" for way in BATCH_WAYS),
+            "",
+            f"Worker over a process per command: {result['worker_over_processes']:.2f}.",
+            "",
+        ]
     md.append(f"{result['machine']}.")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / ("launch.json" if args.part == "all" else f"launch_{args.part}.json")).write_text(

@@ -49,8 +49,11 @@ def unpacked_share(lengths: list[int], cfg: dict, group_by_length: bool) -> floa
     batch = cfg["micro_batch_size"]
     generator = torch.Generator().manual_seed(cfg.get("seed") or 42)
     if group_by_length:
-        order = list(LengthGroupedSampler(batch * cfg.get("gradient_accumulation_steps", 1), lengths=lengths,
-                                          generator=generator))  # fmt: skip
+        order = list(
+            LengthGroupedSampler(
+                batch * cfg.get("gradient_accumulation_steps", 1), lengths=lengths, generator=generator
+            )
+        )
     else:
         order = list(RandomSampler(range(len(lengths)), generator=generator))
     multiple = cfg.get("pad_to_multiple_of") or 64
@@ -106,14 +109,16 @@ def main() -> None:
             # The same rows in Axolotl's default batches: unpacked, random, padded to a multiple of 64.
             plain = {**cfg, "pad_to_multiple_of": None, "pad_to_sequence_len": None}
             default = unpacked_share(lengths, plain, False)
-            rows.append({
-                "recipe": recipe.stem,
-                "packing": bool(cfg.get("sample_packing")),
-                "group_by_length": bool(cfg.get("group_by_length")),
-                "qa_mixed": any(ds["path"] == qa for ds in cfg["datasets"]),
-                "useful_share": round(share, 3),
-                "axolotl_default_batches": round(default, 3),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "recipe": recipe.stem,
+                    "packing": bool(cfg.get("sample_packing")),
+                    "group_by_length": bool(cfg.get("group_by_length")),
+                    "qa_mixed": any(ds["path"] == qa for ds in cfg["datasets"]),
+                    "useful_share": round(share, 3),
+                    "axolotl_default_batches": round(default, 3),
+                }
+            )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "padding.json").write_text(json.dumps({"people": args.people, "recipes": rows}, indent=2) + "\n")
     md = [

@@ -102,8 +102,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         launch.generate_data(work / "data", s.people, seed=0)
-        init = build_tiny_model(work / "data", work / "init", hidden=s.hidden, layers=s.layers,
-                                vocab_size=s.vocab_size, seed=0)  # fmt: skip
+        init = build_tiny_model(
+            work / "data", work / "init", hidden=s.hidden, layers=s.layers, vocab_size=s.vocab_size, seed=0
+        )
         cfg = demo_config(s, work / "data", init, work / "model")
         axolotl_s, per_epoch, final = axolotl_run(cfg, work)
         axolotl_tokens = per_epoch * args.epochs
@@ -123,7 +124,7 @@ def main() -> None:
                 "evals_per_epoch",
                 "engram_eval_samples",
             )
-        },  # fmt: skip
+        },
         "axolotl": {"seconds": round(axolotl_s, 2), "useful_tokens": axolotl_tokens, "tokens_per_s": round(a)},
         "plain_loop": {"seconds": round(plain_s, 2), "useful_tokens": plain_tokens, "tokens_per_s": round(p)},
         "ratio": round(a / p, 3),

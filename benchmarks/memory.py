@@ -98,10 +98,18 @@ def main(argv: list[str] | None = None) -> int:
         p = plan(cfg, shape, EFFECTIVE)
         texts[path] = rewrite(path, p)
         est = p.estimate
-        rows.append({"recipe": path.name, "params_b": round(shape.params / 1e9, 3), "gpus": p.gpus,
-                     "gpu_gb": p.gpu_gb, "micro_batch": p.micro_batch, "checkpointing": p.checkpointing,
-                     **{k: round(v / 1e9, 2) for k, v in est.items() if k != "trained_params"},
-                     "trained_params": int(est["trained_params"])})  # fmt: skip
+        rows.append(
+            {
+                "recipe": path.name,
+                "params_b": round(shape.params / 1e9, 3),
+                "gpus": p.gpus,
+                "gpu_gb": p.gpu_gb,
+                "micro_batch": p.micro_batch,
+                "checkpointing": p.checkpointing,
+                **{k: round(v / 1e9, 2) for k, v in est.items() if k != "trained_params"},
+                "trained_params": int(est["trained_params"]),
+            }
+        )
 
     table = [
         "| recipe | params | GPUs | micro | checkpointing | weights | gradients | optimizer | activations | logits "
@@ -126,8 +134,12 @@ def main(argv: list[str] | None = None) -> int:
             flags=re.M,
         )
     new_readme = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, readme, flags=re.S)
-    outputs = {**texts, README: new_readme, RESULTS / "memory.json": json.dumps(rows, indent=2) + "\n",
-               RESULTS / "memory.md": "# Estimated peak GPU memory per recipe (GB)\n\n" + "\n".join(table) + "\n"}  # fmt: skip
+    outputs = {
+        **texts,
+        README: new_readme,
+        RESULTS / "memory.json": json.dumps(rows, indent=2) + "\n",
+        RESULTS / "memory.md": "# Estimated peak GPU memory per recipe (GB)\n\n" + "\n".join(table) + "\n",
+    }
     for path, text in outputs.items():
         if not path.exists() or path.read_text() != text:
             stale.append(path)

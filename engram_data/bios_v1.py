@@ -78,8 +78,10 @@ def _text(value: object, where: str, column: str) -> str:
 
 # bioS_v1's formats: birth cities "Irving, TX"; company cities "Irving, Texas" (also
 # "Washington, D.C.", "Northfield Township, Cook County, Illinois"): a place, then its state.
-_CITY = {"birth_city": (re.compile(r"^[^,]+, [A-Z]{2}$"), "'Irving, TX' (city, comma, 2-letter state)"),
-         "company_city": (re.compile(r"^[^,]+(, [^,]+)+$"), "'Irving, Texas' (city, comma, state)")}  # fmt: skip
+_CITY = {
+    "birth_city": (re.compile(r"^[^,]+, [A-Z]{2}$"), "'Irving, TX' (city, comma, 2-letter state)"),
+    "company_city": (re.compile(r"^[^,]+(, [^,]+)+$"), "'Irving, Texas' (city, comma, state)"),
+}
 
 
 def _value(field: str, value: str, where: str, column: str) -> str:
@@ -93,11 +95,14 @@ def _value(field: str, value: str, where: str, column: str) -> str:
         except ValueError:
             date = None
         if date is None or value != f"{date:%B} {date.day}, {date.year}":
-            raise DataError(f"{where}: column '{column}' has {value!r}, not a calendar date written as "
-                            "'May 26, 1939' (month name, day, 4-digit year); fix the dataset")  # fmt: skip
+            raise DataError(
+                f"{where}: column '{column}' has {value!r}, not a calendar date written as "
+                "'May 26, 1939' (month name, day, 4-digit year); fix the dataset"
+            )
     elif field in _CITY and not _CITY[field][0].match(value):
-        raise DataError(f"{where}: column '{column}' has {value!r}, not a city written as {_CITY[field][1]}; "
-                        "fix the dataset")  # fmt: skip
+        raise DataError(
+            f"{where}: column '{column}' has {value!r}, not a city written as {_CITY[field][1]}; fix the dataset"
+        )
     return value
 
 

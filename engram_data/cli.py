@@ -8,7 +8,7 @@ import gc
 import sys
 import time
 
-from engram_data.contract import DEFAULT_VARIANTS, VARIANTS, DataError
+from engram_data.contract import DEFAULT_DATA_DIR, DEFAULT_VARIANTS, VARIANTS, DataError
 from engram_data.errors import OneLineParser, number, run_cli
 
 PROG = "generate_data.py"
@@ -24,7 +24,7 @@ def build_parser() -> OneLineParser:
         "--num-people", type=number(int, 1), default=10_000, help="people to synthesize (default: 10000)"
     )
     parser.add_argument("--seed", type=number(int), default=0, help="seed of every random choice (default: 0)")
-    parser.add_argument("--out", default="data/bios", help="output directory (default: data/bios)")
+    parser.add_argument("--out", default=DEFAULT_DATA_DIR, help=f"output directory (default: {DEFAULT_DATA_DIR})")
     parser.add_argument(
         "--heldout-fraction",
         type=number(float),
@@ -79,8 +79,9 @@ def build_docs_parser() -> OneLineParser:
         prog=f"{PROG} docs",
         description="Expand your own documents into QA training and evaluation data with a generator LLM.",
     )
-    p.add_argument("--input", nargs="+", required=True,
-                   help="files or folders of documents: .pdf, .docx, .html, .md, .txt")  # fmt: skip
+    p.add_argument(
+        "--input", nargs="+", required=True, help="files or folders of documents: .pdf, .docx, .html, .md, .txt"
+    )
     p.add_argument("--out", default="data/mydocs", help="output directory (default: data/mydocs)")
     p.add_argument(
         "--generator", required=True, help="hf:PATH (local transformers model) or openai:URL (chat completions)"
@@ -129,13 +130,29 @@ def docs_main(argv: list[str]) -> int:
 
     def body() -> int:
         schedule = temperature_schedule(args.temperatures, args.temp_min, args.temp_max)
-        gen = make_generator(args.generator, args.model, args.tokenizer, api_key_env=args.api_key_env,
-                             concurrency=args.concurrency, timeout=args.timeout, retries=args.retries)  # fmt: skip
+        gen = make_generator(
+            args.generator,
+            args.model,
+            args.tokenizer,
+            api_key_env=args.api_key_env,
+            concurrency=args.concurrency,
+            timeout=args.timeout,
+            retries=args.retries,
+        )
         manifest = generate_docs(
-            args.input, args.out, gen, args.chunk_tokens, args.tokens_per_question, schedule,
-            args.heldout_temperatures, [s.strip() for s in args.styles.split(",") if s.strip()],
-            args.seed, args.overwrite, not args.no_progress, args.cache,
-        )  # fmt: skip
+            args.input,
+            args.out,
+            gen,
+            args.chunk_tokens,
+            args.tokens_per_question,
+            schedule,
+            args.heldout_temperatures,
+            [s.strip() for s in args.styles.split(",") if s.strip()],
+            args.seed,
+            args.overwrite,
+            not args.no_progress,
+            args.cache,
+        )
         c = manifest["counts"]
         print(
             f"wrote {c['qa_rows']} questions ({c['qa_train']} train, {c['qa_heldout']} heldout) from {c['chunks']} "
@@ -186,8 +203,16 @@ def bios_main(argv: list[str]) -> int:
                 raise DataError("--fields-dir lists have no gender: drop --gender by-name (gender is independent)")
             pools = load_author_pools(args.fields_dir) if args.fields_dir else None
             gender = "independent" if args.fields_dir else args.gender or "by-name"
-            pop = synthesize(args.num_people, args.seed, args.heldout_fraction, variants, pools, progress, gender,
-                             args.values_per_field)  # fmt: skip
+            pop = synthesize(
+                args.num_people,
+                args.seed,
+                args.heldout_fraction,
+                variants,
+                pools,
+                progress,
+                gender,
+                args.values_per_field,
+            )
         warn_empty_split(pop)
         manifest = write_dataset(pop, args.out, overwrite=args.overwrite, progress=progress, args=recorded)
         splits = manifest["splits"]
@@ -218,8 +243,11 @@ def warn_empty_split(pop) -> None:
     for split, tasks in EMPTY_SPLIT.items():
         if not counts.get(split):
             fix = "lower --heldout-fraction" if split == "train" else "raise --heldout-fraction above 0"
-            print(f"{PROG}: warning: no {split} people of {len(pop.people)}, so {tasks} have no questions; "
-                  f"{fix} or add people", file=sys.stderr)  # fmt: skip
+            print(
+                f"{PROG}: warning: no {split} people of {len(pop.people)}, so {tasks} have no questions; "
+                f"{fix} or add people",
+                file=sys.stderr,
+            )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,11 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import signal
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
@@ -32,8 +28,14 @@ FIELDS = ("birth_date", "birth_city", "university", "major", "employer", "compan
 SPLITS = ("train", "heldout")  # whose QA may be trained, and whose is only ever evaluated
 # Physics of LM 3.1's biography variants (docs/data.md); the default: bioS_v1's three columns.
 DEFAULT_VARIANTS = ("bioS", "bioS_fullname", "bioS_multi5_permutes")
-VARIANTS = ("bioS", "bioS_fullname", "bioS_permute", "bioS_multi5", "bioS_multi5_permutes",
-            "bioS_multi5_permutes_fullname")  # fmt: skip
+VARIANTS = (
+    "bioS",
+    "bioS_fullname",
+    "bioS_permute",
+    "bioS_multi5",
+    "bioS_multi5_permutes",
+    "bioS_multi5_permutes_fullname",
+)
 # The reversal remedies' texts (reversal.py): they state values before names, so they are kept
 # out of VARIANTS (make reproduce, the subject-first checks) and asked for by name.
 REVERSAL_VARIANTS = ("bioS_multi5_permutes_value_first", "bioS_multi5_permutes_entity_reversed")
@@ -43,7 +45,14 @@ MULTI_VARIANTS = ("bioS_multi5", "bioS_multi5_permutes", "bioS_multi5_permutes_f
 QA_PREFIX = {"birth_date": "bdate", "birth_city": "bcity"} | {f: f for f in FIELDS[2:]}
 REVERSE = "reverse"  # qa/reverse.jsonl: name the person from birth date and city
 NUM_CHOICES = 4
+CHANCE = 1 / NUM_CHOICES  # a four-option question answered at random
 QA_KEYS = ("id", "person_id", "split", "field", "question", "answer", "choices", "label")
+# A documents dataset (generate_data.py docs): qa/docs.jsonl, rows about chunks, not people.
+DOCS_QA = "docs"
+DOCS_QA_KEYS = tuple(k for k in QA_KEYS if k != "person_id")
+DEFAULT_DATA_DIR = "data/bios"  # where generate_data.py writes, and every reader looks, by default
+# The lm-eval tasks a run is scored on unless told otherwise: trained QA, extraction, reversal.
+DEFAULT_TASKS = ("bios_qa", "bios_qa_heldout", "bios_qa_reverse")
 
 # 2.0: options a frequency-only guesser cannot tell apart; 2.1: ablation variants, --gender,
 # --fields-dir; 2.2: reversal remedies (REVERSAL_VARIANTS, train/qa_reverse_train.jsonl).
@@ -53,13 +62,6 @@ MANIFEST = "manifest.json"
 PEOPLE = "people.jsonl"
 QA_TRAIN = "qa_train"
 QA_REVERSE_TRAIN = "qa_reverse_train"  # reverse QA text of train people: a reversal remedy to train on
-
-# What a training run with the plugin leaves for the run glue: recall per scoring, progress.
-RECALL_HISTORY = "engram_recall.jsonl"  # one JSON line per scoring: step, epoch, eval_engram_* metrics
-# Every trainer log line (loss, eval_loss, ...) as JSON: the curves lr-find, epoch-find and sweeps read.
-LOG_HISTORY = "engram_log.jsonl"
-TIMING_FILE = "engram_timing.jsonl"  # the plugin's seconds per recall scoring, read by bench_gpu.py
-PROGRESS_ENV = "ENGRAM_PROGRESS"  # where the plugin writes {"step", "max_steps", "epoch", "epochs"}
 
 
 class DataError(Exception):
@@ -175,126 +177,3 @@ def read_qa_file(root: str | os.PathLike, name: str, keys: Sequence[str] = QA_KE
             raise DataError(f"{path} line {number}: {problem}; regenerate the data")
         parsed.append(row)
     return parsed
-
-
-def is_previous_output(path: Path, generator: str) -> bool:  # its manifest names generator
-    try:
-        manifest = json.loads((path / MANIFEST).read_text("utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("generator") == generator
-
-
-def check_output_dir(out: Path, generator: str, overwrite: bool) -> None:
-    """``out`` may be written: new, empty, or a previous output of ``generator`` (with ``overwrite``)."""
-    if out.is_symlink():
-        raise DataError(f"output path {out} is a symbolic link (to {os.readlink(out)}); pass the real folder as --out")
-    if out.exists() and not out.is_dir():
-        raise DataError(f"output path {out} exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()):
-        if not is_previous_output(out, generator):
-            raise DataError(
-                f"output directory {out} exists and is not a previous {generator} output; "
-                "choose an empty or new --out (nothing was changed)"
-            )
-        if not overwrite:
-            raise DataError(f"output directory {out} already holds a dataset; pass --overwrite to replace it")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True  # alive (PermissionError: another user's live process)
-
-
-def _pid_of(path: Path) -> int | None:
-    """The writer's pid in a lock file's text or in a ``.<name>.tmp-<pid>-...`` folder name."""
-    text = path.read_text().strip() if path.is_file() else path.name.rsplit(".tmp-", 1)[-1].split("-")[0]
-    return int(text) if text.isdigit() else None
-
-
-@contextmanager
-def _lock(out: Path) -> Iterator[None]:
-    """One writer per output folder: a second run refuses; a dead run's lock and temp
-    folders are cleaned up."""
-    lock = out.with_name(f".{out.name}.lock")
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            break
-        except FileExistsError:
-            pid = _pid_of(lock)
-            if pid is not None and _alive(pid):
-                raise DataError(
-                    f"another run (pid {pid}) is writing {out}; wait for it to finish or choose another --out"
-                ) from None
-            lock.unlink(missing_ok=True)  # left by a run that died
-    else:
-        raise DataError(f"cannot lock {out} ({lock} keeps coming back); choose another --out")
-    try:
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        for stale in out.parent.glob(f".{out.name}.tmp-*"):
-            pid = _pid_of(stale)
-            if pid is not None and not _alive(pid):
-                shutil.rmtree(stale, ignore_errors=True)
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
-
-
-@contextmanager
-def _terminate_as_exit() -> Iterator[None]:
-    """SIGTERM ends the run through the usual cleanup (an exception), not mid-write."""
-
-    def stop(signum, frame):
-        raise SystemExit(128 + signum)
-
-    try:
-        previous = signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread: leave signals alone
-        previous = None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
-def atomic_output(out: str | os.PathLike, generator: str, overwrite: bool = False) -> Iterator[Path]:
-    """A temp folder beside ``out`` to write the whole layout into; when the block ends
-    without error it takes the place of ``out``, and on any error (SIGINT, SIGTERM
-    included) it is removed.
-
-    ``out`` must be new, empty, or a previous output of ``generator`` (then only with
-    ``overwrite``), checked before and again at the swap: a folder the tool did not write,
-    even one created meanwhile, is never touched. One writer at a time per ``out``.
-    """
-    out = Path(out)
-    check_output_dir(out, generator, overwrite)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with _lock(out), _terminate_as_exit():
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
-            try:
-                # mkdtemp makes a private (0700) folder; the output gets the usual permissions.
-                umask = os.umask(0)
-                os.umask(umask)
-                tmp.chmod(0o777 & ~umask)
-                yield tmp
-                check_output_dir(out, generator, overwrite)  # again: a user may have made it meanwhile
-                if out.exists():
-                    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-                    out.rename(old)
-                    tmp.rename(out)
-                    shutil.rmtree(old)
-                else:
-                    tmp.rename(out)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-    except OSError as exc:
-        raise DataError(f"cannot write to {out.parent} ({exc.strerror or exc}); choose a writable --out") from exc

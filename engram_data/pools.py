@@ -94,8 +94,12 @@ def load_author_pools(folder) -> Pools:
             )
         companies[company] = city
     both = lambda names: {"male": names, "female": names}  # noqa: E731 (no gender in these lists)
-    return Pools(first_names=both(lists.pop("first_names")), middle_names=both(lists.pop("middle_names")),
-                 companies=companies, **lists)  # fmt: skip
+    return Pools(
+        first_names=both(lists.pop("first_names")),
+        middle_names=both(lists.pop("middle_names")),
+        companies=companies,
+        **lists,
+    )
 
 
 def _read_lines(name: str) -> list[str]:

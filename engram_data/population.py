@@ -169,7 +169,7 @@ def synthesize(
         extra={
             **({} if gender == "by-name" else {"gender": gender}),
             **({"values_per_field": values_per_field} if values_per_field else {}),
-        },  # fmt: skip
+        },
     )
 
 

@@ -26,9 +26,19 @@ REVERSE_GIVEN = ("birth_date", "birth_city")
 
 NUM_PERMUTES = 5
 MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-)  # fmt: skip
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 YEARS = (1900, 2099)
 DAYS = (1, 28)
 

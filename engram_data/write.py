@@ -8,16 +8,8 @@ from collections import Counter
 
 from tqdm.auto import tqdm
 
-from engram_data.contract import (
-    FIELDS,
-    GENERATOR_VERSION,
-    MANIFEST,
-    NUM_CHOICES,
-    SPLITS,
-    atomic_output,
-    qa_prompt,
-    write_jsonl,
-)
+from engram_data.atomic import atomic_output
+from engram_data.contract import FIELDS, GENERATOR_VERSION, MANIFEST, NUM_CHOICES, SPLITS, qa_prompt, write_jsonl
 from engram_data.derived import dataset_files, num_dataset_files
 from engram_data.options import PROTOCOL
 from engram_data.population import Population

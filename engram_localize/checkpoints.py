@@ -100,8 +100,11 @@ class Checkpoint:
         elif (self.path / WEIGHTS).exists():
             files = dict.fromkeys(safe_open(self.path / WEIGHTS, framework="pt").keys(), WEIGHTS)
         else:
-            hint = "pass the adapter folder as --tuned and its base as --base" if self.is_adapter else (
-                "re-save it with save_pretrained (safetensors is the default)")  # fmt: skip
+            hint = (
+                "pass the adapter folder as --tuned and its base as --base"
+                if self.is_adapter
+                else ("re-save it with save_pretrained (safetensors is the default)")
+            )
             raise LocalizeError(f"{self.path} holds no {WEIGHTS} or {WEIGHTS_INDEX}; {hint}")
         # Hub checkpoints saved without the causal-LM wrapper (GPT-2's) lack the base model's
         # prefix ("h.0.attn..." for "transformer.h.0.attn..."): such names are given it.

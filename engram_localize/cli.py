@@ -20,7 +20,8 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from engram_data.contract import DataError, atomic_output, check_output_dir, read_manifest
+from engram_data.atomic import atomic_output, check_output_dir
+from engram_data.contract import DataError, read_manifest
 from engram_data.errors import OneLineParser, number, run_cli
 from engram_localize.checkpoints import (
     Checkpoint,
@@ -64,22 +65,36 @@ def build_parser() -> OneLineParser:
     d = sub.add_parser("diff", help="per tensor and per layer x module: how much the weights changed")
     common(d)
     d.add_argument("--out", required=True, type=Path)
-    d.add_argument("--thresholds", type=number_list("threshold", 0), default=[1e-5, 1e-4, 1e-3, 1e-2],
-                   help="count weights whose |change| is above each (default: 1e-5,1e-4,1e-3,1e-2)")  # fmt: skip
-    for name, helptext in (("graft", "base + the top fraction of changes: recall per fraction"),
-                           ("prune", "tuned with the top fraction of changes reverted: recall per fraction")):  # fmt: skip
+    d.add_argument(
+        "--thresholds",
+        type=number_list("threshold", 0),
+        default=[1e-5, 1e-4, 1e-3, 1e-2],
+        help="count weights whose |change| is above each (default: 1e-5,1e-4,1e-3,1e-2)",
+    )
+    for name, helptext in (
+        ("graft", "base + the top fraction of changes: recall per fraction"),
+        ("prune", "tuned with the top fraction of changes reverted: recall per fraction"),
+    ):
         g = sub.add_parser(name, help=helptext)
         common(g)
         g.add_argument("--data", type=Path, help="generated bioS data whose QA sets score each point")
         g.add_argument("--out", type=Path)
         g.add_argument("--fractions", type=number_list("fraction", 0, 1), default=DEFAULT_FRACTIONS)
-        g.add_argument("--scope", choices=SCOPES, default="global",
-                       help="top-k over all tensors (global), within each layer, or within each tensor (module)")  # fmt: skip
+        g.add_argument(
+            "--scope",
+            choices=SCOPES,
+            default="global",
+            help="top-k over all tensors (global), within each layer, or within each tensor (module)",
+        )
         g.add_argument("--limit", type=number(int, 1), help="score the first N questions per field and set")
         g.add_argument("--batch-size", type=number(int, 1), default=32)
         g.add_argument("--device", default=None, help="cuda or cpu (default: cuda when there is one)")
-        g.add_argument("--save", dest="save_dir", type=Path,
-                       help="write the one model at --fraction here instead of scoring a curve")  # fmt: skip
+        g.add_argument(
+            "--save",
+            dest="save_dir",
+            type=Path,
+            help="write the one model at --fraction here instead of scoring a curve",
+        )
         g.add_argument("--fraction", type=number(float, 0, 1), help="with --save")
     t = sub.add_parser("trace", help="causal tracing at the subject's tokens, per field")
     common(t, "--model")
@@ -87,8 +102,12 @@ def build_parser() -> OneLineParser:
     t.add_argument("--out", required=True, type=Path)
     t.add_argument("--split", choices=("train", "heldout", "all"), default="train")
     t.add_argument("--limit", type=number(int, 1), default=20, help="questions traced per field (answered correctly)")
-    t.add_argument("--noise", type=number(float, 0, low_open=True), default=3.0,
-                   help="noise std in units of the embedding matrix's std (default 3, as Meng et al.)")  # fmt: skip
+    t.add_argument(
+        "--noise",
+        type=number(float, 0, low_open=True),
+        default=3.0,
+        help="noise std in units of the embedding matrix's std (default 3, as Meng et al.)",
+    )
     t.add_argument("--window", type=number(int, 1), default=1, help="layers restored at once for MLP/attention")
     t.add_argument("--seed", type=number(int, 0), default=0)
     t.add_argument("--batch-size", type=number(int, 1), default=64, help="interventions per forward call")
@@ -164,12 +183,27 @@ def command(args) -> int:
             if args.save_dir is not None:
                 with atomic_output(args.save_dir, f"{GENERATOR} {args.command} model", args.overwrite) as folder:
                     n = graft.save(base, tuned, folder, args.fraction, args.scope, args.command, tokenizer)
-                    write_json(folder / "manifest.json", {"generator": f"{GENERATOR} {args.command} model",
-                                                          "chosen": n, **manifest})  # fmt: skip
-                print(f"{GENERATOR}: wrote {args.save_dir} ({n:,} weights from the {'tuned' if args.command == 'graft' else 'base'} model)")  # fmt: skip
+                    write_json(
+                        folder / "manifest.json",
+                        {"generator": f"{GENERATOR} {args.command} model", "chosen": n, **manifest},
+                    )
+                print(
+                    f"{GENERATOR}: wrote {args.save_dir} ({n:,} weights from the {'tuned' if args.command == 'graft' else 'base'} model)"
+                )
                 return 0
-            result = graft.curve(args.command, base, tuned, args.data, args.fractions, args.scope, args.limit,
-                                 _device(args.device), args.batch_size, tokenizer, progress)  # fmt: skip
+            result = graft.curve(
+                args.command,
+                base,
+                tuned,
+                args.data,
+                args.fractions,
+                args.scope,
+                args.limit,
+                _device(args.device),
+                args.batch_size,
+                tokenizer,
+                progress,
+            )
             with section(args.out, args.command, manifest, args.overwrite) as folder:
                 graft_report.write(result, folder)
             print(f"{GENERATOR}: {args.out / args.command / (args.command + '.md')}")

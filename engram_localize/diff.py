@@ -70,8 +70,18 @@ def aggregate(tensors: list[dict], thresholds) -> list[dict]:
     groups: dict[tuple, dict] = {}
     counts = ("numel", "changed", *(above_key(t) for t in thresholds))
     for row in tensors:
-        g = groups.setdefault((row["layer"], row["module"]), {"layer": row["layer"], "module": row["module"],
-                              "tensors": 0, "l2_sq": 0.0, "base_sq": 0.0, "max_abs": 0.0, **dict.fromkeys(counts, 0)})  # fmt: skip
+        g = groups.setdefault(
+            (row["layer"], row["module"]),
+            {
+                "layer": row["layer"],
+                "module": row["module"],
+                "tensors": 0,
+                "l2_sq": 0.0,
+                "base_sq": 0.0,
+                "max_abs": 0.0,
+                **dict.fromkeys(counts, 0),
+            },
+        )
         g["tensors"] += 1
         g["l2_sq"] += row["l2"] ** 2
         g["base_sq"] += row["base_l2"] ** 2
@@ -88,12 +98,21 @@ def aggregate(tensors: list[dict], thresholds) -> list[dict]:
 
 def diff(base: Checkpoint, tuned: Checkpoint, thresholds=DEFAULT_THRESHOLDS, progress: bool = True) -> dict:
     names = paired_names(base, tuned)
-    tensors = [tensor_stats(name, b, t, thresholds)
-               for name, b, t in tqdm(pairs(base, tuned, names), total=len(names), desc="diff", unit="tensor",
-                                      disable=not progress)]  # fmt: skip
+    tensors = [
+        tensor_stats(name, b, t, thresholds)
+        for name, b, t in tqdm(
+            pairs(base, tuned, names), total=len(names), desc="diff", unit="tensor", disable=not progress
+        )
+    ]
     total = aggregate([{**r, "layer": "all", "module": "all"} for r in tensors], thresholds)[0]
-    return {"base": str(base.path), "tuned": str(tuned.path), "thresholds": list(thresholds),
-            "total": total, "groups": aggregate(tensors, thresholds), "tensors": tensors}  # fmt: skip
+    return {
+        "base": str(base.path),
+        "tuned": str(tuned.path),
+        "thresholds": list(thresholds),
+        "total": total,
+        "groups": aggregate(tensors, thresholds),
+        "tensors": tensors,
+    }
 
 
 def heatmap(groups: list[dict], path: Path, threshold: float) -> Path:
@@ -104,9 +123,13 @@ def heatmap(groups: list[dict], path: Path, threshold: float) -> Path:
     present = {g["module"] for g in groups}
     cols = [m for m in MODULES if m in present] + [m for m in OUTSIDE_MODULES if m in present and m not in MODULES]
     fig, axes = plt.subplots(1, 2, figsize=(2 * (1.5 + 0.55 * len(cols)), 1.8 + 0.35 * len(rows)), squeeze=False)
-    for ax, (title, value) in zip(axes[0], (("relative change ‖Δ‖/‖W‖", lambda g: g["relative"]),
-                                            (f"share of weights with |Δ| > {threshold:g}",
-                                             lambda g: g[above_key(threshold)] / g["numel"]))):  # fmt: skip
+    for ax, (title, value) in zip(
+        axes[0],
+        (
+            ("relative change ‖Δ‖/‖W‖", lambda g: g["relative"]),
+            (f"share of weights with |Δ| > {threshold:g}", lambda g: g[above_key(threshold)] / g["numel"]),
+        ),
+    ):
         grid = np.full((len(rows), len(cols)), np.nan)
         for g in groups:
             grid[rows.index(g["layer"]), cols.index(g["module"])] = value(g)
@@ -143,8 +166,13 @@ def summary(result: dict, top: int = 10) -> str:
     frame = pd.DataFrame(ranked[:top])
     if not frame.empty:
         keep = ["layer", "module", "numel", "changed", "l2", "relative", "max_abs", *(above_key(t) for t in thresholds)]
-        lines += ["", f"Top {min(top, len(frame))} layer × module groups by relative change "
-                  "(all in `groups.csv`, every tensor in `tensors.csv`):", "", markdown_table(frame[keep])]  # fmt: skip
+        lines += [
+            "",
+            f"Top {min(top, len(frame))} layer × module groups by relative change "
+            "(all in `groups.csv`, every tensor in `tensors.csv`):",
+            "",
+            markdown_table(frame[keep]),
+        ]
     lines += ["", "![diff heatmap](heatmap.png)", ""]
     return "\n".join(lines)
 

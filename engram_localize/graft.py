@@ -2,7 +2,7 @@
 
 graft: the base model plus the top fraction of changed weights (by |Δ|, engram_localize.select)
 taken from the tuned model; prune, its mirror: the tuned model with those changes reverted
-to base. Each point is scored with the recall evaluator (engram_plugin.recall, the same
+to base. Each point is scored with the recall evaluator (engram_eval.recall, the same
 numbers as ``lm_eval --tasks bios_qa``) on trained people, held-out people and reverse
 questions. A chosen weight is copied, never recomputed, so fraction 1 of graft is the
 tuned model bit for bit and fraction 0 the base.
@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from engram_eval.recall import QUESTION_SETS, RecallEvaluator
 from engram_localize.checkpoints import OUTSIDE, Checkpoint, LocalizeError, classify, load_model, paired_names
 from engram_localize.select import cuts, groups_of, masks
-from engram_plugin.recall import QUESTION_SETS, RecallEvaluator
 
 
 def apply(model, base: Checkpoint, tuned: Checkpoint, names, group, cut, mode: str) -> dict[tuple, int]:
@@ -41,9 +41,19 @@ def _scores(evaluator: RecallEvaluator, model, device) -> dict:
     return evaluator.evaluate(model, device=torch.device(device))
 
 
-def curve(mode: str, base_dir: Path, tuned_dir: Path, data: Path, fractions, scope: str = "global",
-          limit: int | None = None, device: str = "cpu", batch_size: int = 32, tokenizer=None,
-          progress: bool = True) -> dict:  # fmt: skip
+def curve(
+    mode: str,
+    base_dir: Path,
+    tuned_dir: Path,
+    data: Path,
+    fractions,
+    scope: str = "global",
+    limit: int | None = None,
+    device: str = "cpu",
+    batch_size: int = 32,
+    tokenizer=None,
+    progress: bool = True,
+) -> dict:
     """Recall of ``mode`` (graft or prune) at every fraction, with the base and tuned models' own."""
     base, tuned = Checkpoint(base_dir), Checkpoint(tuned_dir)
     names = paired_names(base, tuned)
@@ -61,14 +71,26 @@ def curve(mode: str, base_dir: Path, tuned_dir: Path, data: Path, fractions, sco
     points = []
     for f in tqdm(fractions, desc=mode, unit="model", disable=not progress):
         chosen = apply(model, base, tuned, names, group, plan[f], mode)
-        points.append({
-            "fraction": f, "chosen": sum(chosen.values()),
-            "recall": _scores(evaluator, model, device),
-            "chosen_by_group": [{"layer": k[0], "module": k[1], "chosen": v} for k, v in chosen.items() if v],
-        })  # fmt: skip
-    return {"mode": mode, "base": str(base.path), "tuned": str(tuned.path), "data": str(data), "scope": scope,
-            "fractions": list(fractions), "n_changed": n_changed, "limit": limit, "reference": reference,
-            "points": points}  # fmt: skip
+        points.append(
+            {
+                "fraction": f,
+                "chosen": sum(chosen.values()),
+                "recall": _scores(evaluator, model, device),
+                "chosen_by_group": [{"layer": k[0], "module": k[1], "chosen": v} for k, v in chosen.items() if v],
+            }
+        )
+    return {
+        "mode": mode,
+        "base": str(base.path),
+        "tuned": str(tuned.path),
+        "data": str(data),
+        "scope": scope,
+        "fractions": list(fractions),
+        "n_changed": n_changed,
+        "limit": limit,
+        "reference": reference,
+        "points": points,
+    }
 
 
 def save(base_dir: Path, tuned_dir: Path, folder: Path, fraction: float, scope: str, mode: str, tokenizer) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from engram_data.contract import atomic_output
+from engram_data.atomic import atomic_output
 
 GENERATOR = "engram-localize"
 MARK = ".engram_localize"

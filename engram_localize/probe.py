@@ -149,14 +149,27 @@ def probe_table(trained: Features, untrained: Features | None, seed: int = 0, pr
         scored = [v for v in y_test if v in counts]
         shuffled = list(rng.permutation(np.array(y_train, dtype=object)))
         row = {
-            "probe": probe, "position": position, "layer": layer, "field": field,
+            "probe": probe,
+            "position": position,
+            "layer": layer,
+            "field": field,
             "accuracy": fit_score(x[train], y_train, x[test], y_test),
             "shuffled": fit_score(x[train], shuffled, x[test], y_test),
-            "untrained": (fit_score(untrained.sites[(probe, position)][train, layer], y_train,
-                                    untrained.sites[(probe, position)][test, layer], y_test)
-                          if untrained is not None else float("nan")),
+            "untrained": (
+                fit_score(
+                    untrained.sites[(probe, position)][train, layer],
+                    y_train,
+                    untrained.sites[(probe, position)][test, layer],
+                    y_test,
+                )
+                if untrained is not None
+                else float("nan")
+            ),
             "majority": float(np.mean([v == majority for v in scored])) if scored else float("nan"),
-            "classes": len(counts), "train_people": len(train), "scored": len(scored), "heldout_people": len(test),
-        }  # fmt: skip
+            "classes": len(counts),
+            "train_people": len(train),
+            "scored": len(scored),
+            "heldout_people": len(test),
+        }
         rows.append(row)
     return rows

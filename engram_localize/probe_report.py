@@ -17,7 +17,7 @@ VIEWS = {
     "P_before": (
         "P-probe just before the attribute (biography)",
         lambda f: (f.probe == "P") & (f.position == "before " + f.field),
-    ),  # fmt: skip
+    ),
     "Q_name": ("Q-probe: the name alone", lambda f: f.probe == "Q"),
 }
 
@@ -60,9 +60,18 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
         rows = frame[VIEWS[name][1](frame) & (frame.layer == last)].set_index("field")
         for field in FIELDS:
             r = rows.loc[field]
-            out.append({"probe": VIEWS[name][0], "field": field, "accuracy": r.accuracy, "shuffled": r.shuffled,
-                        "untrained": r.untrained, "majority": r.majority, "classes": int(r.classes),
-                        "scored": f"{int(r.scored)}/{int(r.heldout_people)}"})  # fmt: skip
+            out.append(
+                {
+                    "probe": VIEWS[name][0],
+                    "field": field,
+                    "accuracy": r.accuracy,
+                    "shuffled": r.shuffled,
+                    "untrained": r.untrained,
+                    "majority": r.majority,
+                    "classes": int(r.classes),
+                    "scored": f"{int(r.scored)}/{int(r.heldout_people)}",
+                }
+            )
     return pd.DataFrame(out)
 
 
@@ -82,19 +91,25 @@ def write(rows: list[dict], folder: Path, model: str) -> pd.DataFrame:
     last = frame.layer.max()
     decodable = decodable_at_name(frame)
     md = [
-        "# Probes: where the attributes are decodable", "",
+        "# Probes: where the attributes are decodable",
+        "",
         f"Linear probes on `{model}`'s frozen hidden states, trained on train people and scored on heldout people "
         "whose value some train person holds (*scored*). Floors on the same people: *shuffled* labels, the "
         "*untrained* model of the same architecture, and the *majority* value. Last layer "
-        f"({last}); every layer is in `probe.csv` and the heatmap.", "",
-        markdown_table(summary(frame), ".3f"), "",
+        f"({last}); every layer is in `probe.csv` and the heatmap.",
+        "",
+        markdown_table(summary(frame), ".3f"),
+        "",
         f"Attributes decodable from the name alone (Q-probe, best layer, at least 0.2 above every floor): "
-        f"{', '.join(decodable) or 'none'}.", "",
+        f"{', '.join(decodable) or 'none'}.",
+        "",
         "![probe heatmap](probe.png)",
-    ]  # fmt: skip
+    ]
     (folder / "probe.md").write_text("\n".join(md) + "\n")
     # What a study reads without importing this package: the Q-probe's best layer per field.
     q = frame[(frame.probe == "Q") & frame.accuracy.notna()].groupby("field").accuracy.max()
-    write_json(folder / "decodable.json", {"margin": 0.2, "decodable_at_name": decodable,
-                                           "q_probe_best": {f: float(q[f]) for f in FIELDS if f in q}})  # fmt: skip
+    write_json(
+        folder / "decodable.json",
+        {"margin": 0.2, "decodable_at_name": decodable, "q_probe_best": {f: float(q[f]) for f in FIELDS if f in q}},
+    )
     return frame

@@ -59,8 +59,9 @@ def _first_reaching(hist: torch.Tensor, k: int) -> tuple[int, int]:
     return bucket, int(from_top[i] - hist[bucket])
 
 
-def cuts(base: Checkpoint, tuned: Checkpoint, names: list[str], group: dict[str, str], fractions,
-         progress=None) -> dict[float, dict[str, Cut]]:  # fmt: skip
+def cuts(
+    base: Checkpoint, tuned: Checkpoint, names: list[str], group: dict[str, str], fractions, progress=None
+) -> dict[float, dict[str, Cut]]:
     """For each fraction, each group's Cut: two streaming passes for all fractions together."""
     wrap = progress or (lambda it, **_: it)
     hi = {g: torch.zeros(_HI, dtype=torch.int64) for g in set(group.values())}
@@ -95,8 +96,9 @@ def cuts(base: Checkpoint, tuned: Checkpoint, names: list[str], group: dict[str,
     return result
 
 
-def masks(base: Checkpoint, tuned: Checkpoint, names: list[str], group: dict[str, str],
-          cut: dict[str, Cut]) -> Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:  # fmt: skip
+def masks(
+    base: Checkpoint, tuned: Checkpoint, names: list[str], group: dict[str, str], cut: dict[str, Cut]
+) -> Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """``(name, base, tuned, chosen)`` for every tensor, ``chosen`` a bool tensor of its shape."""
     taken = dict.fromkeys(cut, 0)
     for name, b, t in pairs(base, tuned, names):

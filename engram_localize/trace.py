@@ -43,12 +43,14 @@ class Prompt:
     def categories(self) -> list[int]:
         """Each context position's kind, an index into CATEGORIES."""
         s0, s1, last = *self.subject, len(self.context) - 1
-        return [4 if p == last else 0 if p < s0 else 1 if p < s1 - 1 else 2 if p == s1 - 1 else 3
-                for p in range(len(self.context))]  # fmt: skip
+        return [
+            4 if p == last else 0 if p < s0 else 1 if p < s1 - 1 else 2 if p == s1 - 1 else 3
+            for p in range(len(self.context))
+        ]
 
 
 def make_prompt(tokenizer, row: dict, name: str) -> Prompt:
-    from engram_plugin.recall import encode_pair
+    from engram_eval.recall import encode_pair
 
     context = qa_prompt(row["question"])
     pairs = [encode_pair(tokenizer, context, " " + c) for c in row["choices"]]
@@ -60,8 +62,9 @@ def make_prompt(tokenizer, row: dict, name: str) -> Prompt:
         raise LocalizeError(f"question {row['id']} does not name its person {name!r}; regenerate the data")
     end = start + len(name)
     inside = [i for i, (a, b) in enumerate(enc["offset_mapping"]) if b > a and a < end and b > start]
-    return Prompt(row["field"], row["id"], pairs[0][0], tuple(p[1] for p in pairs), row["label"],
-                  (inside[0], inside[-1] + 1))  # fmt: skip
+    return Prompt(
+        row["field"], row["id"], pairs[0][0], tuple(p[1] for p in pairs), row["label"], (inside[0], inside[-1] + 1)
+    )
 
 
 def import_nnsight():
@@ -129,9 +132,13 @@ class Tracer:
         """Each option's probability among the options (interventions × options)."""
         n_opt, n_ctx = len(prompt.options), len(prompt.context)
         logp = torch.log_softmax(logits.float(), dim=-1).view(-1, n_opt, *logits.shape[1:])
-        scores = torch.stack([
-            logp[:, o, n_ctx - 1 + torch.arange(len(opt)), torch.tensor(opt)].sum(-1)
-            for o, opt in enumerate(prompt.options)], dim=1)  # fmt: skip
+        scores = torch.stack(
+            [
+                logp[:, o, n_ctx - 1 + torch.arange(len(opt)), torch.tensor(opt)].sum(-1)
+                for o, opt in enumerate(prompt.options)
+            ],
+            dim=1,
+        )
         return torch.softmax(scores.double(), dim=-1)
 
     def _site(self, layer: int, kind: str):
@@ -153,8 +160,14 @@ class Tracer:
         return self._probs(logits, prompt)[0], saved
 
     @torch.no_grad()
-    def run(self, prompt: Prompt, noise: torch.Tensor | None, restore: list[dict], kind: str,
-            clean: dict[str, list[torch.Tensor]]) -> torch.Tensor:  # fmt: skip
+    def run(
+        self,
+        prompt: Prompt,
+        noise: torch.Tensor | None,
+        restore: list[dict],
+        kind: str,
+        clean: dict[str, list[torch.Tensor]],
+    ) -> torch.Tensor:
         """The correct option's probability for each intervention in ``restore``: a dict
         {layer: positions (a list, or None for every position)} of sites of ``kind`` set to
         their clean value, in a run whose subject embeddings get ``noise`` (None: no noise)."""

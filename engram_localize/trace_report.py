@@ -22,8 +22,9 @@ ALL = "all fields"
 SITE = {"hidden": "the hidden state (layer output)", "mlp": "the MLP output", "attn": "the attention output"}
 
 
-def trace_data(tracer: Tracer, data: Path, tokenizer, split: str = "train", limit: int = 20,
-               progress: bool = True) -> dict:  # fmt: skip
+def trace_data(
+    tracer: Tracer, data: Path, tokenizer, split: str = "train", limit: int = 20, progress: bool = True
+) -> dict:
     """The first ``limit`` questions of each field the model answers correctly, traced."""
     per_field: dict[str, dict] = {}
     fields = prompts(data, tokenizer, split)
@@ -58,24 +59,31 @@ def summarize(per_field: dict, tracer: Tracer) -> dict:
     for field, f in per_field.items():
         qs = f["questions"]
         fields[field] = {
-            "traced": len(qs), "seen": f["seen"],
+            "traced": len(qs),
+            "seen": f["seen"],
             "clean": float(np.mean([q["clean"] for q in qs])) if qs else None,
             "corrupted": float(np.mean([q["corrupted"] for q in qs])) if qs else None,
             "heatmaps": {k: _mean(f["maps"][k]) for k in KINDS},
-        }  # fmt: skip
+        }
     every = [q for f in per_field.values() for q in f["questions"]]
     fields[ALL] = {
-        "traced": len(every), "seen": sum(f["seen"] for f in per_field.values()),
+        "traced": len(every),
+        "seen": sum(f["seen"] for f in per_field.values()),
         "clean": float(np.mean([q["clean"] for q in every])) if every else None,
         "corrupted": float(np.mean([q["corrupted"] for q in every])) if every else None,
         "heatmaps": {k: _mean([m for f in per_field.values() for m in f["maps"][k]]) for k in KINDS},
-    }  # fmt: skip
+    }
     return {
-        "layers": tracer.n_layers, "positions": list(CATEGORIES), "kinds": list(KINDS),
-        "noise_std": tracer.scale, "window": tracer.window, "seed": tracer.seed,
-        "measure": "probability of the correct option among the four", "fields": fields,
+        "layers": tracer.n_layers,
+        "positions": list(CATEGORIES),
+        "kinds": list(KINDS),
+        "noise_std": tracer.scale,
+        "window": tracer.window,
+        "seed": tracer.seed,
+        "measure": "probability of the correct option among the four",
+        "fields": fields,
         "questions": {field: f["questions"] for field, f in per_field.items()},
-    }  # fmt: skip
+    }
 
 
 def _panel(ax, grid, title, low, high) -> None:
@@ -91,22 +99,33 @@ def _panel(ax, grid, title, low, high) -> None:
 def plots(result: dict, folder: Path) -> None:
     rows = [ALL, *(f for f in FIELDS if f in result["fields"])]
     for name, shown in (("trace.png", rows[:1]), ("trace_by_field.png", rows[1:])):
-        fig, axes = plt.subplots(len(shown), len(KINDS), figsize=(4.2 * len(KINDS), 0.6 + (1.2 + 0.3 *
-                                 result["layers"]) * len(shown)), squeeze=False)  # fmt: skip
+        fig, axes = plt.subplots(
+            len(shown),
+            len(KINDS),
+            figsize=(4.2 * len(KINDS), 0.6 + (1.2 + 0.3 * result["layers"]) * len(shown)),
+            squeeze=False,
+        )
         for r, field in enumerate(shown):
             f = result["fields"][field]
             low, high = f["corrupted"] or 0.0, f["clean"] or 1.0
             for c, kind in enumerate(KINDS):
-                _panel(axes[r][c], f["heatmaps"][kind], f"{field}: restore {kind}\n"
-                       f"clean {high:.2f}, corrupted {low:.2f}, n={f['traced']}", low, high)  # fmt: skip
+                _panel(
+                    axes[r][c],
+                    f["heatmaps"][kind],
+                    f"{field}: restore {kind}\nclean {high:.2f}, corrupted {low:.2f}, n={f['traced']}",
+                    low,
+                    high,
+                )
         fig.tight_layout()
         fig.savefig(folder / name, dpi=110)
         plt.close(fig)
 
 
 def peak(grid) -> tuple[int, int, float]:
-    best = max(((v, layer, c) for layer, row in enumerate(grid) for c, v in enumerate(row) if v is not None),
-               default=(math.nan, 0, 0))  # fmt: skip
+    best = max(
+        ((v, layer, c) for layer, row in enumerate(grid) for c, v in enumerate(row) if v is not None),
+        default=(math.nan, 0, 0),
+    )
     return best[1], best[2], best[0]
 
 
@@ -127,16 +146,20 @@ def summary(result: dict, model: str) -> str:
     for kind in KINDS:
         layer, c, value = peak(f["heatmaps"][kind])
         share = (value - f["corrupted"]) / lost if lost > 0 else math.nan
-        lines.append(f"- Restoring {SITE[kind]} of layer {layer} at the {CATEGORIES[c]} position brings back "
-                     f"{percent(max(share, 0.0)) if not math.isnan(share) else 'n/a'} of the lost probability "
-                     f"({value:.3f}).")  # fmt: skip
+        lines.append(
+            f"- Restoring {SITE[kind]} of layer {layer} at the {CATEGORIES[c]} position brings back "
+            f"{percent(max(share, 0.0)) if not math.isnan(share) else 'n/a'} of the lost probability "
+            f"({value:.3f})."
+        )
     subject = CATEGORIES.index("last subject")
     for kind in ("hidden", "mlp"):
         column = [(row[subject], layer) for layer, row in enumerate(f["heatmaps"][kind]) if row[subject] is not None]
         if column and lost > 0:
             value, layer = max(column)
-            lines.append(f"- At the last subject token, {SITE[kind]} matters most at layer {layer}: "
-                         f"{percent(max((value - f['corrupted']) / lost, 0.0))} of the lost probability.")  # fmt: skip
+            lines.append(
+                f"- At the last subject token, {SITE[kind]} matters most at layer {layer}: "
+                f"{percent(max((value - f['corrupted']) / lost, 0.0))} of the lost probability."
+            )
     lines += [
         "",
         "| field | traced | clean | corrupted | best hidden-state site |",
@@ -145,8 +168,10 @@ def summary(result: dict, model: str) -> str:
     for field, g in result["fields"].items():
         if field != ALL and g["traced"]:
             layer, c, value = peak(g["heatmaps"]["hidden"])
-            lines.append(f"| {field} | {g['traced']} | {g['clean']:.3f} | {g['corrupted']:.3f} | "
-                         f"layer {layer}, {CATEGORIES[c]} ({value:.3f}) |")  # fmt: skip
+            lines.append(
+                f"| {field} | {g['traced']} | {g['clean']:.3f} | {g['corrupted']:.3f} | "
+                f"layer {layer}, {CATEGORIES[c]} ({value:.3f}) |"
+            )
     lines += ["", "![trace](trace.png)", "", "![trace by field](trace_by_field.png)", ""]
     return "\n".join(lines)
 

@@ -8,9 +8,11 @@ used without importing Axolotl.
     plugin      the hooks: data check, freezing (twice), the callback, post-training lm-eval
     callbacks   recall at step 0 and every evaluation, best checkpoint, stopping rules
     freeze      freezing embeddings and layers, for every architecture, full or adapter
-    recall      the fast four-option evaluator (same numbers as lm-eval's bios_qa)
+    effective_batch  the recipe's batch kept on any GPU count (micro batch x accumulation)
+    resume      the plugin's state when Axolotl resumes a run from a checkpoint
 
-It reads the data through :mod:`engram_data.contract` only, and nothing of the run glue.
+It evaluates with :mod:`engram_eval` (recall, capacity, lm-eval arguments), reads the data
+through :mod:`engram_data.contract`, and imports nothing of the run glue.
 """
 
 __version__ = "0.1.0"

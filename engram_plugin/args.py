@@ -12,16 +12,17 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from engram_plugin.batch import BatchError, data_parallel, split_batch, world_size
+from engram_data.contract import DEFAULT_DATA_DIR, DEFAULT_TASKS
+from engram_plugin.effective_batch import BatchError, data_parallel, split_batch, world_size
 
-DEFAULT_POST_EVAL_TASKS = ["bios_qa", "bios_qa_heldout", "bios_qa_reverse"]
+DEFAULT_POST_EVAL_TASKS = list(DEFAULT_TASKS)
 
 
 class EngramArgs(BaseModel):
     """Input args of the engram plugin (all optional)."""
 
     engram_data_dir: str = Field(
-        default="data/bios",
+        default=DEFAULT_DATA_DIR,
         description="Dataset written by generate_data.py: its qa/<field>.jsonl are the recall questions (a documents "
         "dataset, generate_data.py docs: qa/docs.jsonl by style, heldout = the held-out temperatures).",
     )

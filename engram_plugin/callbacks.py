@@ -21,13 +21,14 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from engram_data.contract import LOG_HISTORY, PROGRESS_ENV, RECALL_HISTORY, TIMING_FILE, VARIANTS
-from engram_plugin.capacity import CapacityEvaluator
-from engram_plugin.capacity import metric_names as capacity_metrics
-from engram_plugin.capacity_bound import BoundEvaluator
-from engram_plugin.capacity_bound import metric_names as bound_metrics
+from engram_data.contract import VARIANTS
+from engram_data.run_files import LOG_HISTORY, PROGRESS_ENV, RECALL_HISTORY, TIMING_FILE
+from engram_eval.capacity_bound import BoundEvaluator
+from engram_eval.capacity_bound import metric_names as bound_metrics
+from engram_eval.capacity_qa import CapacityEvaluator
+from engram_eval.capacity_qa import metric_names as capacity_metrics
+from engram_eval.recall import RecallEvaluator
 from engram_plugin.freeze import apply_freezing
-from engram_plugin.recall import RecallEvaluator
 from engram_plugin.resume import SCORES_FILE, read_lines, resume_state
 
 BEST_PREFIX = "best_model_qa_"
@@ -91,8 +92,13 @@ class EngramCallback(TrainerCallback):
             )  # attributes: the total
         elif cfg.engram_recall_eval and cfg.engram_eval_capacity:  # the bound, on the run's own biographies
             trained = [Path(d["path"]).stem for d in cfg.datasets or [] if Path(d["path"]).stem in VARIANTS]
-            self.capacity = BoundEvaluator(cfg.engram_data_dir, trainer.processing_class, (trained or ["bioS"])[0],
-                                           limit=cfg.engram_eval_samples, split="train")  # fmt: skip
+            self.capacity = BoundEvaluator(
+                cfg.engram_data_dir,
+                trainer.processing_class,
+                (trained or ["bioS"])[0],
+                limit=cfg.engram_eval_samples,
+                split="train",
+            )
             self.capacity_metrics = bound_metrics
 
     # -- recall inside the trainer's evaluation
@@ -154,8 +160,15 @@ class EngramCallback(TrainerCallback):
         if path and self.trainer.is_world_process_zero():
             tmp = f"{path}.tmp"
             with open(tmp, "w") as f:
-                json.dump({"step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch,
-                           "epochs": args.num_train_epochs}, f)  # fmt: skip
+                json.dump(
+                    {
+                        "step": state.global_step,
+                        "max_steps": state.max_steps,
+                        "epoch": state.epoch,
+                        "epochs": args.num_train_epochs,
+                    },
+                    f,
+                )
             os.replace(tmp, path)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -198,8 +211,10 @@ class EngramCallback(TrainerCallback):
         if state.global_step == self.resumed_at:  # scored before the interruption: the same weights
             kept = [h for h in read_lines(self.output_dir / HISTORY_FILE) if h["step"] == state.global_step]
             if kept:
-                self.scored_step, self.scored = state.global_step, {k: v for k, v in kept[-1].items()
-                                                                    if k not in ("step", "epoch")}  # fmt: skip
+                self.scored_step, self.scored = (
+                    state.global_step,
+                    {k: v for k, v in kept[-1].items() if k not in ("step", "epoch")},
+                )
                 return dict(self.scored)
         self.scored_step = state.global_step
         start = time.perf_counter()
@@ -268,8 +283,11 @@ class EngramCallback(TrainerCallback):
                 path.unlink()
         link.symlink_to(os.path.relpath(best, self.output_dir))
         history = [json.loads(line) for line in (self.output_dir / HISTORY_FILE).read_text().splitlines()]
-        scored = {"global_step": state.global_step, "best_metric": state.best_metric,
-                  "history": [h for h in history if h["step"] == int(best.name.rsplit("-", 1)[-1])]}  # fmt: skip
+        scored = {
+            "global_step": state.global_step,
+            "best_metric": state.best_metric,
+            "history": [h for h in history if h["step"] == int(best.name.rsplit("-", 1)[-1])],
+        }
         (best / SCORES_FILE).write_text(json.dumps(scored, indent=2) + "\n")
 
     def _note(self, message: str):

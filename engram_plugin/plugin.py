@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from axolotl.integrations.base import BasePlugin
 
+from engram_eval.recall import question_rows
 from engram_plugin.callbacks import EngramCallback, best_dirs
 from engram_plugin.freeze import apply_freezing
-from engram_plugin.recall import question_rows
 
 LOG = logging.getLogger("engram_plugin")
 
@@ -56,8 +56,13 @@ class EngramPlugin(BasePlugin):
     def pre_model_load(self, cfg):
         if cfg.engram_effective_batch:
             n = max(cfg.batch_size // (cfg.micro_batch_size * cfg.gradient_accumulation_steps), 1)
-            LOG.info("engram: effective batch %d = micro batch %d x accumulation %d x %d data-parallel process(es)",
-                     cfg.batch_size, cfg.micro_batch_size, cfg.gradient_accumulation_steps, n)  # fmt: skip
+            LOG.info(
+                "engram: effective batch %d = micro batch %d x accumulation %d x %d data-parallel process(es)",
+                cfg.batch_size,
+                cfg.micro_batch_size,
+                cfg.gradient_accumulation_steps,
+                n,
+            )
         if cfg.engram_recall_eval or cfg.engram_post_eval:
             qa = Path(cfg.engram_data_dir) / "qa"
             if not qa.is_dir():
@@ -65,8 +70,11 @@ class EngramPlugin(BasePlugin):
                     f"engram_data_dir {cfg.engram_data_dir} has no qa/ folder: run `make data` "
                     "or point engram_data_dir at a dataset written by generate_data.py"
                 )
-            sets = ["train", *(["heldout"] if cfg.engram_eval_heldout else []),
-                    *(["reverse"] if cfg.engram_eval_reverse else [])]  # fmt: skip
+            sets = [
+                "train",
+                *(["heldout"] if cfg.engram_eval_heldout else []),
+                *(["reverse"] if cfg.engram_eval_reverse else []),
+            ]
             question_rows(cfg.engram_data_dir, sets)  # the version, counts and hashes, every row: before any work
 
     def post_model_load(self, cfg, model):
@@ -132,22 +140,45 @@ def released(held: dict[str, weakref.ref]) -> str:
 
 POST_EVAL_DIR = "lm_eval"  # beside the scored model: lm-eval's own results_*.json (and samples)
 # Set by torchrun / accelerate for the training processes; the evaluation is one process.
-_LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
-                 "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT")  # fmt: skip
+_LAUNCHER_ENV = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "GROUP_WORLD_SIZE",
+    "ROLE_RANK",
+    "ROLE_WORLD_SIZE",
+    "ROLE_NAME",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+)
 _LAUNCHER_PREFIXES = ("TORCHELASTIC_", "ACCELERATE_", "FSDP_", "OMP_NUM_THREADS")
 
 
 def post_eval_command(cfg, model_dir: Path) -> list[str]:
     """``engram-eval`` (lm_eval with our tasks) on ``model_dir``, writing beside it."""
-    from lm_eval_tasks import eval_metadata, model_args, qlora_quantization
+    from engram_eval.lm_eval_args import eval_metadata, model_args, qlora_quantization
 
-    cmd = [sys.executable, "-m", "lm_eval_tasks.cli", "--model", "hf",
-           "--model_args", model_args(model_dir, cfg.base_model, quantization=qlora_quantization(cfg, cfg.torch_dtype)),
-           "--tasks", ",".join(cfg.engram_post_eval_tasks),
-           "--metadata", json.dumps(eval_metadata(cfg.engram_data_dir)),
-           "--batch_size", str(cfg.engram_eval_batch_size),
-           "--device", "cuda" if torch.cuda.is_available() else "cpu",
-           "--output_path", str(model_dir / POST_EVAL_DIR)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "lm_eval_tasks.cli",
+        "--model",
+        "hf",
+        "--model_args",
+        model_args(model_dir, cfg.base_model, quantization=qlora_quantization(cfg, cfg.torch_dtype)),
+        "--tasks",
+        ",".join(cfg.engram_post_eval_tasks),
+        "--metadata",
+        json.dumps(eval_metadata(cfg.engram_data_dir)),
+        "--batch_size",
+        str(cfg.engram_eval_batch_size),
+        "--device",
+        "cuda" if torch.cuda.is_available() else "cpu",
+        "--output_path",
+        str(model_dir / POST_EVAL_DIR),
+    ]
     if cfg.engram_post_eval_limit:
         cmd += ["--limit", str(cfg.engram_post_eval_limit)]
     if cfg.engram_post_eval_log_samples:

@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-from engram_data.contract import LOG_HISTORY, TIMING_FILE
+from engram_data.run_files import LOG_HISTORY, TIMING_FILE
 
 SCORES_FILE = "engram_scores.json"
 

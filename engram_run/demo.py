@@ -3,13 +3,14 @@ plugin, lm-eval, report. Prints each step with the elapsed time, then where the 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engram_run.reports.report import CHANCE, collect, report
-from engram_run.runs import launch
+from engram_data.contract import CHANCE
+from engram_run.reports.report import collect, report
+from engram_run.runs import evaluation, launch
 from engram_run.runs.recipes import RECIPES_DIR, RunError, derive_config, write_config
+from engram_run.studies.common import timer
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,12 @@ class DemoSettings:
 def demo_config(s: DemoSettings, data_dir: Path, init: Path, model_dir: Path) -> dict:
     """axolotl_configs/tiny.yml pointed at the data, the initial model and the output, with
     the demo's epochs, rate and batch (the benchmark trains this same config)."""
-    overrides = {"base_model": str(init), "num_epochs": s.epochs, "learning_rate": s.learning_rate,
-                 "micro_batch_size": s.micro_batch}  # fmt: skip
+    overrides = {
+        "base_model": str(init),
+        "num_epochs": s.epochs,
+        "learning_rate": s.learning_rate,
+        "micro_batch_size": s.micro_batch,
+    }
     return derive_config(RECIPES_DIR / "tiny.yml", data_dir, model_dir, None, overrides)
 
 
@@ -42,11 +47,8 @@ def _fmt(value: float | None) -> str:
 
 
 def demo(s: DemoSettings) -> Path:
-    start = time.perf_counter()
+    step = timer("demo")
     run = s.outputs / "demo"
-
-    def step(msg: str) -> None:
-        print(f"[demo {time.perf_counter() - start:6.0f}s] {msg}", flush=True)
 
     # Every folder it will replace must be its own, checked before any work.
     for folder in (run, s.results / "demo"):
@@ -57,16 +59,18 @@ def demo(s: DemoSettings) -> Path:
     launch.remove_own(run)
     launch.claim(run)
     step(f"building a random Llama (hidden {s.hidden}, {s.layers} layers) and its tokenizer from the data")
-    launch.build_model(s.data_dir, run / "init", run / "build.log", hidden=s.hidden, layers=s.layers,
-                       vocab_size=s.vocab_size, seed=0)  # fmt: skip
+    launch.build_model(
+        s.data_dir, run / "init", run / "build.log", hidden=s.hidden, layers=s.layers, vocab_size=s.vocab_size, seed=0
+    )
     config = write_config(demo_config(s, s.data_dir, run / "init", run / "model"), run / "config.yml")
     step(f"axolotl train {config} (log: {run / 'train.log'})")
     if not launch.train(config, run / "model", run / "train.log"):
         raise RunError(f"training failed; see {run / 'train.log'}")
-    step("lm-eval: " + ", ".join(launch.EVAL_TASKS))
+    step("lm-eval: " + ", ".join(evaluation.EVAL_TASKS))
     launch.remove_own(s.results / "demo")
-    if not launch.evaluate(f"pretrained={run / 'model'},dtype=float32", s.data_dir, s.results / "demo",
-                           launch.EVAL_TASKS, s.eval_limit):  # fmt: skip
+    if not evaluation.evaluate(
+        f"pretrained={run / 'model'},dtype=float32", s.data_dir, s.results / "demo", evaluation.EVAL_TASKS, s.eval_limit
+    ):
         raise RunError(f"evaluation failed; see {s.results / 'demo' / 'eval.log'}")
     path = report(s.results, s.outputs, s.results / "report")
     row = next(r for r in collect(s.results, s.outputs) if r["run"] == "demo")

@@ -84,7 +84,7 @@ def fewshot_strangers() -> bytes:
                     "answer": p[field],
                     "choices": choices,
                     "label": label,
-                }  # fmt: skip
+                }
             )
     return b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in rows)
 

@@ -8,9 +8,19 @@ from pathlib import Path
 
 import datasets
 
-from engram_data.contract import FIELDS, QA_KEYS, REVERSE, DataError, qa_file, read_jsonl, read_qa_file
+from engram_data.contract import (
+    DEFAULT_DATA_DIR,
+    DOCS_QA,
+    DOCS_QA_KEYS,
+    FIELDS,
+    QA_KEYS,
+    REVERSE,
+    DataError,
+    qa_file,
+    read_jsonl,
+    read_qa_file,
+)
 
-DEFAULT_DATA_DIR = "data/bios"
 DATA_DIR_ENV = "ENGRAM_DATA_DIR"
 DEFAULT_DOCS_DIR = "data/mydocs"
 DOCS_DIR_ENV = "ENGRAM_DOCS_DIR"
@@ -18,8 +28,6 @@ PEOPLE = ("train", "heldout", "all")
 NUM_FEWSHOT_EXEMPLARS = 10
 # Exemplars about people of a separately seeded population, written by _generate_configs.py.
 FEWSHOT_FILE = Path(__file__).resolve().with_name("fewshot_strangers.jsonl")
-# qa/docs.jsonl rows are about chunks, not people.
-DOCS_QA_KEYS = tuple(k for k in QA_KEYS if k != "person_id")
 
 
 class BiosDataError(SystemExit):
@@ -103,7 +111,7 @@ def load_docs_qa(people: str = "train", docs_dir: str | None = None, **_: object
     root = Path(docs_dir or os.environ.get(DOCS_DIR_ENV) or DEFAULT_DOCS_DIR)
     hint = f"run `python generate_data.py docs --out {root} ...`, or point {DOCS_DIR_ENV} / --metadata docs_dir at its output"
     rows = [
-        r for r in read_rows(root, "docs", "docs_qa", hint, DOCS_QA_KEYS) if people == "all" or r["split"] == people
+        r for r in read_rows(root, DOCS_QA, "docs_qa", hint, DOCS_QA_KEYS) if people == "all" or r["split"] == people
     ]
     if not rows:
         raise BiosDataError(f"docs_qa data directory {root} has no {people!r} questions; {hint}")

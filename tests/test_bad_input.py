@@ -86,25 +86,61 @@ GENERATE_CASES = [
     ("no variant", ["--variants", ","], "unknown text variant (none given)"),
     ("unknown option", ["--peple", "3"], "unrecognized arguments: --peple 3"),
     ("out is a file", ["--out", "{ws}/afile.txt"], "exists and is not a directory; choose another --out"),
-    ("out is a foreign folder", ["--out", "{ws}/foreign", "--overwrite"], "is not a previous llm-engram/generate_data output"),
+    (
+        "out is a foreign folder",
+        ["--out", "{ws}/foreign", "--overwrite"],
+        "is not a previous llm-engram/generate_data output",
+    ),
     ("out is a previous output", ["--out", "{ws}/prev"], "already holds a dataset; pass --overwrite"),
     ("out under a file", ["--out", "{ws}/afile.txt/sub"], "cannot write to"),
-    ("source on the hub, offline", ["--source", "minsungkim/bioS_v1"], "cannot load the bioS_v1 dataset 'minsungkim/bioS_v1'"),
+    (
+        "source on the hub, offline",
+        ["--source", "minsungkim/bioS_v1"],
+        "cannot load the bioS_v1 dataset 'minsungkim/bioS_v1'",
+    ),
     ("source of another type", ["--source", "{ws}/src/rows.txt"], "use a .jsonl, .json, .parquet or .csv file"),
     ("source missing", ["--source", "{ws}/src/nothing.jsonl"], "cannot load the bioS_v1 dataset"),
     ("source empty", ["--source", "{ws}/src/empty.jsonl"], "cannot load the bioS_v1 dataset"),
     ("source not UTF-8", ["--source", "{ws}/src/latin1.jsonl"], "cannot load the bioS_v1 dataset"),
-    ("source multi5 is a string", ["--source", "{ws}/src/multi5_string.jsonl"], "column 'bioS_multi5_permutes' must be a list of biographies, got str"),
-    ("source integer date", ["--source", "{ws}/src/int_date.jsonl"], "column 'bdate_a' must be a non-empty string, got 19390526 (int)"),
-    ("source list date", ["--source", "{ws}/src/list_date.jsonl"], "column 'bdate_a' must be a non-empty string, got ['May 26, 1939'] (list)"),
-    ("source null name", ["--source", "{ws}/src/null_name.jsonl"], "row 0: column 'name' must be a non-empty string, got null"),
-    ("source empty name", ["--source", "{ws}/src/empty_name.jsonl"], "row 0: column 'name' must be a non-empty string, got ' ' (str)"),
-    ("source empty value", ["--source", "{ws}/src/empty_major.jsonl"], "column 'major_a' must be a non-empty string, got '' (str)"),
+    (
+        "source multi5 is a string",
+        ["--source", "{ws}/src/multi5_string.jsonl"],
+        "column 'bioS_multi5_permutes' must be a list of biographies, got str",
+    ),
+    (
+        "source integer date",
+        ["--source", "{ws}/src/int_date.jsonl"],
+        "column 'bdate_a' must be a non-empty string, got 19390526 (int)",
+    ),
+    (
+        "source list date",
+        ["--source", "{ws}/src/list_date.jsonl"],
+        "column 'bdate_a' must be a non-empty string, got ['May 26, 1939'] (list)",
+    ),
+    (
+        "source null name",
+        ["--source", "{ws}/src/null_name.jsonl"],
+        "row 0: column 'name' must be a non-empty string, got null",
+    ),
+    (
+        "source empty name",
+        ["--source", "{ws}/src/empty_name.jsonl"],
+        "row 0: column 'name' must be a non-empty string, got ' ' (str)",
+    ),
+    (
+        "source empty value",
+        ["--source", "{ws}/src/empty_major.jsonl"],
+        "column 'major_a' must be a non-empty string, got '' (str)",
+    ),
     ("source without names", ["--source", "{ws}/src/no_name.jsonl"], "the dataset has no 'name' column"),
     ("source without a field", ["--source", "{ws}/src/no_major.jsonl"], "has neither 'major' nor 'major_a'"),
-    ("source bad gender", ["--source", "{ws}/src/bad_gender.jsonl"], "column 'gender' must be male, female or null, got 'x'"),
+    (
+        "source bad gender",
+        ["--source", "{ws}/src/bad_gender.jsonl"],
+        "column 'gender' must be male, female or null, got 'x'",
+    ),
     ("source duplicate names", ["--source", "{ws}/src/dupes.jsonl"], "3 rows repeat a name already seen (first:"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("args", "message"), [c[1:] for c in GENERATE_CASES], ids=[c[0] for c in GENERATE_CASES])
@@ -117,8 +153,18 @@ def test_generate_data_refuses(ws, args, message):
 
 
 def test_duplicates_are_dropped_only_when_asked_and_counted(ws, tmp_path):
-    proc = run([*GENERATE, "--source", str(ws / "src/dupes.jsonl"), "--drop-duplicates", "--out", str(tmp_path / "d"),
-                "--no-progress"], tmp_path)  # fmt: skip
+    proc = run(
+        [
+            *GENERATE,
+            "--source",
+            str(ws / "src/dupes.jsonl"),
+            "--drop-duplicates",
+            "--out",
+            str(tmp_path / "d"),
+            "--no-progress",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "wrote 30 people" in proc.stdout and "dropped 3 rows that repeated a name" in proc.stdout
     manifest = json.loads((tmp_path / "d/manifest.json").read_text())
@@ -129,8 +175,11 @@ def test_a_symlinked_out_is_refused_and_left_alone(ws, tmp_path):
     link = ws / "link"
     link.symlink_to(ws / "prev")
     try:
-        refused(ws, [*GENERATE, "--num-people", "5", "--out", str(link), "--overwrite", "--no-progress"],
-                "is a symbolic link")  # fmt: skip
+        refused(
+            ws,
+            [*GENERATE, "--num-people", "5", "--out", str(link), "--overwrite", "--no-progress"],
+            "is a symbolic link",
+        )
         assert not list(ws.glob(".link*"))
     finally:
         link.unlink()
@@ -140,8 +189,12 @@ def test_a_run_that_holds_the_lock_makes_a_second_refuse(ws):
     lock = ws / ".prev.lock"
     lock.write_text(str(os.getpid()))  # this test process: alive
     try:
-        refused(ws, [*GENERATE, "--num-people", "5", "--out", str(ws / "prev"), "--overwrite", "--no-progress"],
-                f"another run (pid {os.getpid()}) is writing", process=True)  # fmt: skip
+        refused(
+            ws,
+            [*GENERATE, "--num-people", "5", "--out", str(ws / "prev"), "--overwrite", "--no-progress"],
+            f"another run (pid {os.getpid()}) is writing",
+            process=True,
+        )
     finally:
         lock.unlink()
 
@@ -159,8 +212,10 @@ def test_a_dead_runs_lock_and_temp_folder_are_cleaned_up(tmp_path):
 
 def test_two_concurrent_runs_to_one_new_out_one_wins_the_other_refuses(tmp_path):
     argv = [*GENERATE, "--num-people", "20000", "--out", str(tmp_path / "d"), "--no-progress"]
-    procs = [subprocess.Popen(argv, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]  # fmt: skip
+    procs = [
+        subprocess.Popen(argv, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
     assert sorted(code for code, _ in results) == [0, 2], results
     (err,) = [e for code, e in results if code == 2]
@@ -188,8 +243,10 @@ def test_a_folder_made_at_out_during_the_run_is_never_replaced(tmp_path):
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "mine.txt").write_text("made while the run wrote\n")
     proc.wait(timeout=600)
-    assert_refused(subprocess.CompletedProcess([], proc.returncode, proc.stdout.read(), proc.stderr.read()),
-                   "is not a previous llm-engram/generate_data output")  # fmt: skip
+    assert_refused(
+        subprocess.CompletedProcess([], proc.returncode, proc.stdout.read(), proc.stderr.read()),
+        "is not a previous llm-engram/generate_data output",
+    )
     assert (tmp_path / "d" / "mine.txt").read_text() == "made while the run wrote\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
 
@@ -215,13 +272,21 @@ DOCS_CASES = [
     ("hf model missing", ["--generator", "hf:{ws}/nomodel"], "does not exist; pass hf:PATH"),
     ("hf folder not a model", ["--generator", "hf:{ws}/foreign"], "cannot load the generator's tokenizer"),
     ("openai without tokenizer", ["--generator", "openai:http://127.0.0.1:9/v1"], "pass --tokenizer PATH"),
-    ("bad tokenizer", ["--generator", "openai:http://127.0.0.1:9/v1", "--tokenizer", "{ws}/foreign"], "cannot load the tokenizer"),
+    (
+        "bad tokenizer",
+        ["--generator", "openai:http://127.0.0.1:9/v1", "--tokenizer", "{ws}/foreign"],
+        "cannot load the tokenizer",
+    ),
     ("temp-min nan", ["--temp-min", "nan"], "argument --temp-min: must be a finite number"),
     ("temp-max inf", ["--temp-max", "inf"], "argument --temp-max: must be a finite number"),
     ("temp-min negative", ["--temp-min", "-1"], "argument --temp-min: must be >= 0"),
     ("temp-min above max", ["--temp-min", "1", "--temp-max", "0.5"], "bad temperature schedule"),
     ("no temperatures", ["--temperatures", "0"], "argument --temperatures: must be >= 1"),
-    ("every temperature held out", ["--temperatures", "3", "--heldout-temperatures", "3"], "--heldout-temperatures must be in [0, 3)"),
+    (
+        "every temperature held out",
+        ["--temperatures", "3", "--heldout-temperatures", "3"],
+        "--heldout-temperatures must be in [0, 3)",
+    ),
     ("negative held out", ["--heldout-temperatures", "-1"], "argument --heldout-temperatures: must be >= 0"),
     ("concurrency 0", ["--concurrency", "0"], "argument --concurrency: must be >= 1 (got 0)"),
     ("retries -1", ["--retries", "-1"], "argument --retries: must be >= 0 (got -1)"),
@@ -231,9 +296,17 @@ DOCS_CASES = [
     ("tokens per question 0", ["--tokens-per-question", "0"], "argument --tokens-per-question: must be >= 1"),
     ("unknown style", ["--styles", "simple,poetic"], "unknown style poetic"),
     ("out is a file", ["--out", "{ws}/afile.txt"], "exists and is not a directory"),
-    ("out is a foreign folder", ["--out", "{ws}/foreign", "--overwrite"], "is not a previous llm-engram/generate_data docs output"),
-    ("out holds a malformed manifest", ["--out", "{ws}/badmanifest", "--overwrite"], "is not a previous llm-engram/generate_data docs output"),
-]  # fmt: skip
+    (
+        "out is a foreign folder",
+        ["--out", "{ws}/foreign", "--overwrite"],
+        "is not a previous llm-engram/generate_data docs output",
+    ),
+    (
+        "out holds a malformed manifest",
+        ["--out", "{ws}/badmanifest", "--overwrite"],
+        "is not a previous llm-engram/generate_data docs output",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -284,9 +357,21 @@ def test_an_api_key_echoed_by_the_server_is_redacted(docs_ws, tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), EchoingServer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        argv = [*GENERATE, "docs", "--input", str(docs_ws / "doc.md"), "--out", str(tmp_path / "o"),
-                "--generator", f"openai:http://127.0.0.1:{server.server_address[1]}/v1", "--tokenizer",
-                str(docs_ws / "tok"), "--retries", "0", "--no-progress"]  # fmt: skip
+        argv = [
+            *GENERATE,
+            "docs",
+            "--input",
+            str(docs_ws / "doc.md"),
+            "--out",
+            str(tmp_path / "o"),
+            "--generator",
+            f"openai:http://127.0.0.1:{server.server_address[1]}/v1",
+            "--tokenizer",
+            str(docs_ws / "tok"),
+            "--retries",
+            "0",
+            "--no-progress",
+        ]
         proc = run(argv, tmp_path, OPENAI_API_KEY="sk-test-SECRET-1234")
         line = assert_refused(proc, "answered HTTP 401")
         assert "SECRET" not in proc.stderr + proc.stdout and "Bearer ***" in line
@@ -300,49 +385,167 @@ def test_an_api_key_echoed_by_the_server_is_redacted(docs_ws, tmp_path):
 
 SWEEP = ["sweep", "--model", "tiny", "--data-dir", "{ws}/prev", "--outputs", "{ws}/so", "--results", "{ws}/sr"]
 RUN_CASES = [
-    ("report into the results folder", ["report", "--results", "{ws}/results", "--out", "{ws}/results"], "is not a previous llm-engram/report output"),
-    ("report into a foreign folder", ["report", "--results", "{ws}/prevresults", "--out", "{ws}/foreign"], "is not a previous llm-engram/report output"),
+    (
+        "report into the results folder",
+        ["report", "--results", "{ws}/results", "--out", "{ws}/results"],
+        "is not a previous llm-engram/report output",
+    ),
+    (
+        "report into a foreign folder",
+        ["report", "--results", "{ws}/prevresults", "--out", "{ws}/foreign"],
+        "is not a previous llm-engram/report output",
+    ),
     ("report on a cut result file", ["report", "--results", "{ws}/results", "--out", "{ws}/rep"], "is not valid JSON"),
-    ("report with no results", ["report", "--results", "{ws}/foreign", "--out", "{ws}/rep"], "no lm-eval results under"),
-    ("compare a missing file", ["compare", "--base-results", "{ws}/none.json", "--tuned-results", "{ws}/ok_results.json"], "cannot read the lm-eval result file"),
-    ("compare a cut file", ["compare", "--base-results", "{ws}/results/run/m/results_2026-01-01T00-00-00.json", "--tuned-results", "{ws}/ok_results.json"], "is not valid JSON"),
-    ("compare a non-result file", ["compare", "--base-results", "{ws}/prev/manifest.json", "--tuned-results", "{ws}/ok_results.json"], "is not an lm-eval result file"),
+    (
+        "report with no results",
+        ["report", "--results", "{ws}/foreign", "--out", "{ws}/rep"],
+        "no lm-eval results under",
+    ),
+    (
+        "compare a missing file",
+        ["compare", "--base-results", "{ws}/none.json", "--tuned-results", "{ws}/ok_results.json"],
+        "cannot read the lm-eval result file",
+    ),
+    (
+        "compare a cut file",
+        [
+            "compare",
+            "--base-results",
+            "{ws}/results/run/m/results_2026-01-01T00-00-00.json",
+            "--tuned-results",
+            "{ws}/ok_results.json",
+        ],
+        "is not valid JSON",
+    ),
+    (
+        "compare a non-result file",
+        ["compare", "--base-results", "{ws}/prev/manifest.json", "--tuned-results", "{ws}/ok_results.json"],
+        "is not an lm-eval result file",
+    ),
     ("compare without a model", ["compare"], "compare needs --model"),
     ("compare an unknown model", ["compare", "--model", "gpt5"], "no recipe for MODEL=gpt5"),
-    ("compare an unknown task", ["compare", "--model", "tiny", "--tasks", "bios_qa,hellaswg"], "lm-eval has no task or group 'hellaswg'"),
-    ("compare an unknown suite", ["compare", "--model", "tiny", "--suite", "huge"], "argument --suite: invalid choice: 'huge'"),
-    ("compare multiturn without chat", ["compare", "--model", "tiny", "--fewshot-as-multiturn"], "--fewshot-as-multiturn needs --apply-chat-template"),
-    ("demo with no people", ["demo", "--people", "0", "--data-dir", "{ws}/prev"], "argument --people: must be >= 4 (got 0)"),
+    (
+        "compare an unknown task",
+        ["compare", "--model", "tiny", "--tasks", "bios_qa,hellaswg"],
+        "lm-eval has no task or group 'hellaswg'",
+    ),
+    (
+        "compare an unknown suite",
+        ["compare", "--model", "tiny", "--suite", "huge"],
+        "argument --suite: invalid choice: 'huge'",
+    ),
+    (
+        "compare multiturn without chat",
+        ["compare", "--model", "tiny", "--fewshot-as-multiturn"],
+        "--fewshot-as-multiturn needs --apply-chat-template",
+    ),
+    (
+        "demo with no people",
+        ["demo", "--people", "0", "--data-dir", "{ws}/prev"],
+        "argument --people: must be >= 4 (got 0)",
+    ),
     ("demo with no epochs", ["demo", "--epochs", "0"], "argument --epochs: must be >= 1"),
     ("demo rate nan", ["demo", "--learning-rate", "nan"], "argument --learning-rate: must be a finite number"),
-    ("demo into a foreign data folder", ["demo", "--data-dir", "{ws}/foreign", "--outputs", "{ws}/o", "--results", "{ws}/r"], "is not a previous llm-engram/generate_data output"),
-    ("demo over foreign outputs", ["demo", "--data-dir", "{ws}/d", "--outputs", "{ws}/outs"], "was not written by the demo"),
-    ("train with a malformed --set", ["train-all", "--models", "tiny", "--data-dir", "{ws}/prev", "--set", "num_epochs"], "--set takes KEY=VALUE (got 'num_epochs')"),
-    ("train without the data", ["train-all", "--models", "tiny", "--data-dir", "{ws}/nodata"], "manifest.json is missing"),
-    ("train on a foreign folder", ["train-all", "--models", "tiny", "--data-dir", "{ws}/foreign"], "manifest.json is missing"),
+    (
+        "demo into a foreign data folder",
+        ["demo", "--data-dir", "{ws}/foreign", "--outputs", "{ws}/o", "--results", "{ws}/r"],
+        "is not a previous llm-engram/generate_data output",
+    ),
+    (
+        "demo over foreign outputs",
+        ["demo", "--data-dir", "{ws}/d", "--outputs", "{ws}/outs"],
+        "was not written by the demo",
+    ),
+    (
+        "train with a malformed --set",
+        ["train-all", "--models", "tiny", "--data-dir", "{ws}/prev", "--set", "num_epochs"],
+        "--set takes KEY=VALUE (got 'num_epochs')",
+    ),
+    (
+        "train without the data",
+        ["train-all", "--models", "tiny", "--data-dir", "{ws}/nodata"],
+        "manifest.json is missing",
+    ),
+    (
+        "train on a foreign folder",
+        ["train-all", "--models", "tiny", "--data-dir", "{ws}/foreign"],
+        "manifest.json is missing",
+    ),
     ("eval with limit 0", ["eval-all", "--models", "tiny", "--limit", "0"], "argument --limit: must be >= 1"),
-    ("unknown variant", ["train-all", "--models", "tiny", "--variant", "bioX"], "invalid choice: 'bioX' (choose from 'bioS', 'bioS_fullname', 'bioS_permute', 'bioS_multi5', 'bioS_multi5_permutes', 'bioS_multi5_permutes_fullname')"),
+    (
+        "unknown variant",
+        ["train-all", "--models", "tiny", "--variant", "bioX"],
+        "invalid choice: 'bioX' (choose from 'bioS', 'bioS_fullname', 'bioS_permute', 'bioS_multi5', 'bioS_multi5_permutes', 'bioS_multi5_permutes_fullname')",
+    ),
     ("unknown command", ["trian"], "argument command: invalid choice: 'trian'"),
-    ("reproduce an unknown variant", ["reproduce", "--variants", "bioS,bioX"], "unknown variant bioX; choose from bioS, bioS_fullname, bioS_permute, bioS_multi5, bioS_multi5_permutes, bioS_multi5_permutes_fullname"),
-    ("reproduce an unknown protocol", ["reproduce", "--protocols", "mixed,qa"], "unknown protocol qa; choose from mixed, bio_then_qa"),
+    (
+        "reproduce an unknown variant",
+        ["reproduce", "--variants", "bioS,bioX"],
+        "unknown variant bioX; choose from bioS, bioS_fullname, bioS_permute, bioS_multi5, bioS_multi5_permutes, bioS_multi5_permutes_fullname",
+    ),
+    (
+        "reproduce an unknown protocol",
+        ["reproduce", "--protocols", "mixed,qa"],
+        "unknown protocol qa; choose from mixed, bio_then_qa",
+    ),
     ("reproduce no variant", ["reproduce", "--variants", ","], "unknown variant ','"),
-    ("reproduce over foreign outputs", ["reproduce", "--data-dir", "{ws}/d", "--outputs", "{ws}/outs"], "was not written by reproduce"),
-    ("reproduce a GPU recipe without data", ["reproduce", "--model", "llama1b", "--data-dir", "{ws}/nodata", "--outputs", "{ws}/ro"], "has no dataset; run `make data DATA_DIR="),
-    ("reproduce an unknown model", ["reproduce", "--model", "gpt5", "--data-dir", "{ws}/prev", "--outputs", "{ws}/ro"], "no recipe for MODEL=gpt5"),
+    (
+        "reproduce over foreign outputs",
+        ["reproduce", "--data-dir", "{ws}/d", "--outputs", "{ws}/outs"],
+        "was not written by reproduce",
+    ),
+    (
+        "reproduce a GPU recipe without data",
+        ["reproduce", "--model", "llama1b", "--data-dir", "{ws}/nodata", "--outputs", "{ws}/ro"],
+        "has no dataset; run `make data DATA_DIR=",
+    ),
+    (
+        "reproduce an unknown model",
+        ["reproduce", "--model", "gpt5", "--data-dir", "{ws}/prev", "--outputs", "{ws}/ro"],
+        "no recipe for MODEL=gpt5",
+    ),
     ("sweep a malformed grid", [*SWEEP, "--grid", "learning_rate"], "GRID takes KEY=V1,V2 ... (got 'learning_rate')"),
-    ("sweep a misspelled key", [*SWEEP, "--grid", "learning_rat=1e-4,3e-4"], "'learning_rat' is not an Axolotl config key, so Axolotl would ignore it; did you mean 'learning_rate'?"),
+    (
+        "sweep a misspelled key",
+        [*SWEEP, "--grid", "learning_rat=1e-4,3e-4"],
+        "'learning_rat' is not an Axolotl config key, so Axolotl would ignore it; did you mean 'learning_rate'?",
+    ),
     ("sweep a bad value", [*SWEEP, "--grid", "num_epochs=1,abc"], "num_epochs: Input should be a valid number"),
     ("sweep without a grid", SWEEP, 'sweep takes one of GRID="KEY=V1,V2 ..." or GRID_FILE=sweep.yml'),
     ("sweep a missing grid file", [*SWEEP, "--grid-file", "{ws}/none.yml"], "cannot read the grid file"),
     ("sweep a grid file that is no grid", [*SWEEP, "--grid-file", "{ws}/prev/manifest.json"], "is not a sweep file"),
-    ("sweep on SLURM without SLURM", [*SWEEP, "--grid", "learning_rate=1e-4", "--executor", "slurm"], "EXECUTOR=slurm needs SLURM's sbatch and srun on PATH"),
-    ("sweep over a foreign folder", [*SWEEP, "--grid", "learning_rate=1e-4", "--outputs", "{ws}/outs"], "was not written by engram_run"),
-    ("sweep without the data", ["sweep", "--model", "tiny", "--grid", "learning_rate=1e-4", "--data-dir", "{ws}/nodata"], "manifest.json is missing"),
-    ("sweep preset before the demo", ["sweep", "--preset", "batch"], "PRESET=batch trains the demo's model on the demo's data: run `make demo` first"),
-    ("lr-find rates that are no rates", ["lr-find", "--model", "tiny", "--lrs", "fast", "--data-dir", "{ws}/prev"], 'LRS takes positive numbers, e.g. LRS="1e-4 2e-4 5e-4"'),
-    ("epoch-find without an eval split", ["epoch-find", "--model", "tiny", "--lr", "1e-3", "--data-dir", "{ws}/prev", "--set", "val_set_size=0"], "tuning reads validation loss, and this recipe has no eval split"),
+    (
+        "sweep on SLURM without SLURM",
+        [*SWEEP, "--grid", "learning_rate=1e-4", "--executor", "slurm"],
+        "EXECUTOR=slurm needs SLURM's sbatch and srun on PATH",
+    ),
+    (
+        "sweep over a foreign folder",
+        [*SWEEP, "--grid", "learning_rate=1e-4", "--outputs", "{ws}/outs"],
+        "was not written by engram_run",
+    ),
+    (
+        "sweep without the data",
+        ["sweep", "--model", "tiny", "--grid", "learning_rate=1e-4", "--data-dir", "{ws}/nodata"],
+        "manifest.json is missing",
+    ),
+    (
+        "sweep preset before the demo",
+        ["sweep", "--preset", "batch"],
+        "PRESET=batch trains the demo's model on the demo's data: run `make demo` first",
+    ),
+    (
+        "lr-find rates that are no rates",
+        ["lr-find", "--model", "tiny", "--lrs", "fast", "--data-dir", "{ws}/prev"],
+        'LRS takes positive numbers, e.g. LRS="1e-4 2e-4 5e-4"',
+    ),
+    (
+        "epoch-find without an eval split",
+        ["epoch-find", "--model", "tiny", "--lr", "1e-3", "--data-dir", "{ws}/prev", "--set", "val_set_size=0"],
+        "tuning reads validation loss, and this recipe has no eval split",
+    ),
     ("epoch-find without a rate", ["epoch-find", "--model", "tiny"], "the following arguments are required: --lr"),
-]  # fmt: skip
+]
 
 
 @pytest.fixture(scope="module")
@@ -366,12 +569,25 @@ def test_engram_run_refuses(run_ws, args, message):
     ("setting", "message"),
     [
         ("num_epochs=abc", "num_epochs: Input should be a valid number"),
-        ("engram_stop_at_recal=0.9", "unknown engram plugin key 'engram_stop_at_recal': did you mean 'engram_stop_at_recall'?"),
+        (
+            "engram_stop_at_recal=0.9",
+            "unknown engram plugin key 'engram_stop_at_recal': did you mean 'engram_stop_at_recall'?",
+        ),
     ],
-)  # fmt: skip
+)
 def test_set_is_validated_through_axolotls_schema_before_any_config_is_written(ws, tmp_path, setting, message):
-    argv = [*ENGRAM_RUN, "train-all", "--models", "tiny", "--data-dir", str(ws / "prev"), "--set", setting,
-            "--outputs", str(tmp_path / "outputs")]  # fmt: skip
+    argv = [
+        *ENGRAM_RUN,
+        "train-all",
+        "--models",
+        "tiny",
+        "--data-dir",
+        str(ws / "prev"),
+        "--set",
+        setting,
+        "--outputs",
+        str(tmp_path / "outputs"),
+    ]
     proc = run_here(argv, tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
     assert message in proc.stdout, proc.stdout[-2000:]
@@ -416,13 +632,25 @@ def test_recipe_check_names_an_unreadable_recipe(ws, args, message):
 
 TINY_CASES = [
     ("data missing", ["--data", "{ws}/nodata", "--out", "{ws}/m"], "manifest.json is missing"),
-    ("unknown architecture", ["--data", "{ws}/prev", "--out", "{ws}/m", "--arch", "rwkv"], "argument --arch: invalid choice: 'rwkv'"),
+    (
+        "unknown architecture",
+        ["--data", "{ws}/prev", "--out", "{ws}/m", "--arch", "rwkv"],
+        "argument --arch: invalid choice: 'rwkv'",
+    ),
     ("hidden 0", ["--data", "{ws}/prev", "--out", "{ws}/m", "--hidden", "0"], "argument --hidden: must be >= 1"),
-    ("hidden not divisible", ["--data", "{ws}/prev", "--out", "{ws}/m", "--hidden", "30", "--heads", "4"], "is not a multiple of --heads 4"),
-    ("tokenizer missing", ["--data", "{ws}/prev", "--out", "{ws}/m", "--tokenizer-from", "{ws}/foreign"], "cannot load a tokenizer from"),
+    (
+        "hidden not divisible",
+        ["--data", "{ws}/prev", "--out", "{ws}/m", "--hidden", "30", "--heads", "4"],
+        "is not a multiple of --heads 4",
+    ),
+    (
+        "tokenizer missing",
+        ["--data", "{ws}/prev", "--out", "{ws}/m", "--tokenizer-from", "{ws}/foreign"],
+        "cannot load a tokenizer from",
+    ),
     ("out is a foreign folder", ["--data", "{ws}/prev", "--out", "{ws}/foreign"], "was not written by this builder"),
     ("out is a file", ["--data", "{ws}/prev", "--out", "{ws}/afile.txt"], "was not written by this builder"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("args", "message"), [c[1:] for c in TINY_CASES], ids=[c[0] for c in TINY_CASES])
@@ -456,22 +684,37 @@ def _first(rows, **change):
 QA_CASES = [
     ("cut at a line boundary", lambda rows: rows[:-5], False, "does not match"),
     ("edited after generation", lambda rows: _first(rows, question="What?"), False, "does not match"),
-    ("three choices", lambda rows: _first(rows, choices=rows[0]["choices"][:3], label=0, answer=rows[0]["choices"][0]), True, "does not have 4 text choices"),
+    (
+        "three choices",
+        lambda rows: _first(rows, choices=rows[0]["choices"][:3], label=0, answer=rows[0]["choices"][0]),
+        True,
+        "does not have 4 text choices",
+    ),
     ("label -1", lambda rows: _first(rows, label=-1), True, "has label -1, not 0..3"),
     ("label 4", lambda rows: _first(rows, label=4), True, "has label 4, not 0..3"),
     ("label a string", lambda rows: _first(rows, label="0"), True, "has label '0', not 0..3"),
-    ("answer not the labelled choice", lambda rows: _first(rows, answer="Nothing"), True, "its answer is not choices[label]"),
+    (
+        "answer not the labelled choice",
+        lambda rows: _first(rows, answer="Nothing"),
+        True,
+        "its answer is not choices[label]",
+    ),
     ("repeated choice", lambda rows: _first(rows, choices=[rows[0]["answer"]] * 4, label=0), True, "repeats a choice"),
     ("unknown split", lambda rows: _first(rows, split="test"), True, "has split 'test'"),
-    ("missing key", lambda rows: [{k: v for k, v in rows[0].items() if k != "label"}, *rows[1:]], True, "a row lacks label"),
+    (
+        "missing key",
+        lambda rows: [{k: v for k, v in rows[0].items() if k != "label"}, *rows[1:]],
+        True,
+        "a row lacks label",
+    ),
     ("not JSON", lambda rows: [rows[0], b"{oops", *rows[2:]], True, "line 2 is not JSON"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("change", "fix", "message"), [c[1:] for c in QA_CASES], ids=[c[0] for c in QA_CASES])
 def test_tasks_and_the_plugin_refuse_a_bad_qa_file(ws, tmp_path, change, fix, message):
     from engram_data.contract import DataError
-    from engram_plugin.recall import load_questions
+    from engram_eval.recall import load_questions
     from lm_eval_tasks.utils import BiosDataError, load_bios_qa
 
     data = tmp_path / "data"
@@ -507,26 +750,81 @@ def test_engram_eval_on_a_cut_file_ends_with_one_line(ws, tiny_llama, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(ws / "prev", data)
     _rewrite(data, read_jsonl(data / "qa/major.jsonl")[:-1], False)
-    argv = ["engram-eval", "--model", "hf", "--model_args", f"pretrained={tiny_llama}", "--tasks", "bios_qa_major",
-            "--metadata", json.dumps({"data_dir": str(data)}), "--device", "cpu"]  # fmt: skip
+    argv = [
+        "engram-eval",
+        "--model",
+        "hf",
+        "--model_args",
+        f"pretrained={tiny_llama}",
+        "--tasks",
+        "bios_qa_major",
+        "--metadata",
+        json.dumps({"data_dir": str(data)}),
+        "--device",
+        "cpu",
+    ]
     assert_refused(run(argv, tmp_path), "does not match", code=1, any_line=True)
 
 
 # --------------------------------------------------------------------------- engram-localize
 
 LOCALIZE_CASES = [
-    ("base not found", ["diff", "--base", "{ws}/nomodel", "--tuned", "{llama}", "--out", "{ws}/loc"], "is neither a local folder nor a Hub model this machine can fetch"),
-    ("no weights", ["diff", "--base", "{llama}", "--tuned", "{ws}/foreign", "--out", "{ws}/loc"], "holds no model.safetensors"),
-    ("other architecture", ["diff", "--base", "{llama}", "--tuned", "{gpt2}", "--out", "{ws}/loc"], "hold different tensors"),
-    ("full model without base", ["diff", "--tuned", "{llama}", "--out", "{ws}/loc"], "is a full model: pass the model it was tuned from as --base"),
-    ("fraction above 1", ["graft", "--base", "{llama}", "--tuned", "{llama}", "--fractions", "0,1.5"], "argument --fractions: must be in [0, 1] (got 1.5)"),
-    ("negative threshold", ["diff", "--base", "{llama}", "--tuned", "{llama}", "--out", "{ws}/loc", "--thresholds", "-1"], "argument --thresholds: must be >= 0"),
-    ("graft without data", ["graft", "--base", "{llama}", "--tuned", "{llama}", "--out", "{ws}/loc"], "graft needs --data and --out"),
-    ("save without fraction", ["prune", "--base", "{llama}", "--tuned", "{llama}", "--save", "{ws}/m"], "--save needs --fraction"),
-    ("data missing", ["graft", "--base", "{llama}", "--tuned", "{llama}", "--data", "{ws}/nodata", "--out", "{ws}/loc"], "manifest.json is missing"),
-    ("out is a foreign folder", ["diff", "--base", "{llama}", "--tuned", "{llama}", "--out", "{ws}/foreign"], "was not written by engram-localize"),
-    ("trace a missing model", ["trace", "--model", "{ws}/nomodel", "--data", "{ws}/prev", "--out", "{ws}/loc"], "is neither a local folder"),
-]  # fmt: skip
+    (
+        "base not found",
+        ["diff", "--base", "{ws}/nomodel", "--tuned", "{llama}", "--out", "{ws}/loc"],
+        "is neither a local folder nor a Hub model this machine can fetch",
+    ),
+    (
+        "no weights",
+        ["diff", "--base", "{llama}", "--tuned", "{ws}/foreign", "--out", "{ws}/loc"],
+        "holds no model.safetensors",
+    ),
+    (
+        "other architecture",
+        ["diff", "--base", "{llama}", "--tuned", "{gpt2}", "--out", "{ws}/loc"],
+        "hold different tensors",
+    ),
+    (
+        "full model without base",
+        ["diff", "--tuned", "{llama}", "--out", "{ws}/loc"],
+        "is a full model: pass the model it was tuned from as --base",
+    ),
+    (
+        "fraction above 1",
+        ["graft", "--base", "{llama}", "--tuned", "{llama}", "--fractions", "0,1.5"],
+        "argument --fractions: must be in [0, 1] (got 1.5)",
+    ),
+    (
+        "negative threshold",
+        ["diff", "--base", "{llama}", "--tuned", "{llama}", "--out", "{ws}/loc", "--thresholds", "-1"],
+        "argument --thresholds: must be >= 0",
+    ),
+    (
+        "graft without data",
+        ["graft", "--base", "{llama}", "--tuned", "{llama}", "--out", "{ws}/loc"],
+        "graft needs --data and --out",
+    ),
+    (
+        "save without fraction",
+        ["prune", "--base", "{llama}", "--tuned", "{llama}", "--save", "{ws}/m"],
+        "--save needs --fraction",
+    ),
+    (
+        "data missing",
+        ["graft", "--base", "{llama}", "--tuned", "{llama}", "--data", "{ws}/nodata", "--out", "{ws}/loc"],
+        "manifest.json is missing",
+    ),
+    (
+        "out is a foreign folder",
+        ["diff", "--base", "{llama}", "--tuned", "{llama}", "--out", "{ws}/foreign"],
+        "was not written by engram-localize",
+    ),
+    (
+        "trace a missing model",
+        ["trace", "--model", "{ws}/nomodel", "--data", "{ws}/prev", "--out", "{ws}/loc"],
+        "is neither a local folder",
+    ),
+]
 
 
 @pytest.mark.parametrize(("args", "message"), [c[1:] for c in LOCALIZE_CASES], ids=[c[0] for c in LOCALIZE_CASES])
@@ -543,12 +841,46 @@ def test_engram_localize_refuses(ws, tiny_models, args, message):
 # own process too: the exit status, the one line and no traceback, with every library's
 # import-time output included.
 PROCESS_CASES = [
-    ("generate_data.py", GENERATE, ["--num-people", "0", "--out", "{ws}/new", "--no-progress"], "argument --num-people: must be >= 1 (got 0)"),
-    ("generate_data.py docs", GENERATE, ["docs", "--input", "{ws}/nothing.md", "--out", "{ws}/newdocs", "--generator", "hf:{ws}/nomodel", "--no-progress"], "does not exist; pass hf:PATH"),
-    ("python -m engram_run", ENGRAM_RUN, [*SWEEP, "--grid", "learning_rat=1e-4,3e-4"], "'learning_rat' is not an Axolotl config key"),
-    ("python -m engram_run.runs.tiny", TINY, ["--data", "{ws}/prev", "--out", "{ws}/m", "--hidden", "30", "--heads", "4"], "is not a multiple of --heads 4"),
-    ("engram-localize", LOCALIZE, ["diff", "--base", "{llama}", "--tuned", "{gpt2}", "--out", "{ws}/loc"], "hold different tensors"),
-]  # fmt: skip
+    (
+        "generate_data.py",
+        GENERATE,
+        ["--num-people", "0", "--out", "{ws}/new", "--no-progress"],
+        "argument --num-people: must be >= 1 (got 0)",
+    ),
+    (
+        "generate_data.py docs",
+        GENERATE,
+        [
+            "docs",
+            "--input",
+            "{ws}/nothing.md",
+            "--out",
+            "{ws}/newdocs",
+            "--generator",
+            "hf:{ws}/nomodel",
+            "--no-progress",
+        ],
+        "does not exist; pass hf:PATH",
+    ),
+    (
+        "python -m engram_run",
+        ENGRAM_RUN,
+        [*SWEEP, "--grid", "learning_rat=1e-4,3e-4"],
+        "'learning_rat' is not an Axolotl config key",
+    ),
+    (
+        "python -m engram_run.runs.tiny",
+        TINY,
+        ["--data", "{ws}/prev", "--out", "{ws}/m", "--hidden", "30", "--heads", "4"],
+        "is not a multiple of --heads 4",
+    ),
+    (
+        "engram-localize",
+        LOCALIZE,
+        ["diff", "--base", "{llama}", "--tuned", "{gpt2}", "--out", "{ws}/loc"],
+        "hold different tensors",
+    ),
+]
 
 
 @pytest.mark.parametrize(

@@ -17,8 +17,8 @@ from helpers.common import cli_env
 from helpers.memorize import memorize
 
 from engram_data.contract import FIELDS as FIELDS_ALL
-from engram_plugin import capacity
-from engram_plugin.capacity import COUNTED, CapacityEvaluator, bits_from_scores
+from engram_eval import capacity_qa as capacity
+from engram_eval.capacity_qa import COUNTED, CapacityEvaluator, bits_from_scores
 
 PEOPLE = 8
 
@@ -88,8 +88,21 @@ def test_an_untrained_model_stores_under_2_percent_and_a_trained_one_more(tiny_l
 
 @pytest.mark.slow
 def test_the_cli_writes_json_and_markdown(bios_dir, tiny_llama, tmp_path):
-    cmd = [sys.executable, "-m", "engram_plugin.capacity", "--model", str(tiny_llama), "--data", str(bios_dir),
-           "--limit", "3", "--out", str(tmp_path / "cap"), "--measure", "qa"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "engram_eval.cli",
+        "--model",
+        str(tiny_llama),
+        "--data",
+        str(bios_dir),
+        "--limit",
+        "3",
+        "--out",
+        str(tmp_path / "cap"),
+        "--measure",
+        "qa",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=cli_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "cap" / "capacity.json").read_text())
@@ -106,8 +119,26 @@ def test_the_cli_writes_json_and_markdown(bios_dir, tiny_llama, tmp_path):
 
 @pytest.mark.slow
 def test_the_cpu_study_at_a_reduced_size(tmp_path):
-    cmd = [sys.executable, "-m", "engram_run", "capacity", "--people", "12", "--hidden", "16,32", "--epochs", "1",
-           "--vocab-size", "512", "--data-dir", "data", "--outputs", "outputs", "--results", "results"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "engram_run",
+        "capacity",
+        "--people",
+        "12",
+        "--hidden",
+        "16,32",
+        "--epochs",
+        "1",
+        "--vocab-size",
+        "512",
+        "--data-dir",
+        "data",
+        "--outputs",
+        "outputs",
+        "--results",
+        "results",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=cli_env(), cwd=tmp_path)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     runs = json.loads((tmp_path / "results/capacity.json").read_text())["runs"]
@@ -116,8 +147,11 @@ def test_the_cpu_study_at_a_reduced_size(tmp_path):
     assert all(r["untrained_bits"] == 0.0 and "qa_bits" in r for r in runs)  # the bound floors a random model at 0
     assert all(r["exposures"] == 5 and r["data_bits_per_param"] == r["max_bits"] / r["params"] for r in runs)
     # One epoch: the losses stay above what the pools alone give, where the bound counts nothing.
-    assert all(r["value_loss_nats"] > r["value_zero_nats"] == pytest.approx(math.log(12 * 28 * 200 * 200 * 300 * 100 * 250))
-               and r["bits"] == 0.0 for r in runs)  # fmt: skip
+    assert all(
+        r["value_loss_nats"] > r["value_zero_nats"] == pytest.approx(math.log(12 * 28 * 200 * 200 * 300 * 100 * 250))
+        and r["bits"] == 0.0
+        for r in runs
+    )
     assert runs[0]["qa_max_bits"] == runs[1]["qa_max_bits"] > 0  # the QA measure's first --qa-people people
     # The biographies alone are trained (the bound reads them), not the QA.
     config = yaml.safe_load((tmp_path / "outputs/people12-hidden16/config.yml").read_text())
@@ -134,7 +168,7 @@ def test_the_cpu_study_at_a_reduced_size(tmp_path):
 def bound(bios_dir, tiny_llama):
     from transformers import AutoTokenizer
 
-    from engram_plugin.capacity_bound import BoundEvaluator
+    from engram_eval.capacity_bound import BoundEvaluator
 
     return BoundEvaluator(bios_dir, AutoTokenizer.from_pretrained(tiny_llama), limit=PEOPLE)
 

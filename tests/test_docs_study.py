@@ -28,10 +28,36 @@ ARMS = "qa1,qa9+reverse"  # make docs-study adds chunks (the text only) and qa9
 def study(tiny_llama, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("docs-study")
     with oracle_server(tmp / "data" / "population" / "people.jsonl") as url:
-        cmd = [sys.executable, "-m", "engram_run", "docs-study", "--people", str(PEOPLE), "--steps", "400",
-               "--micro-batch", "1", "--hidden", "64", "--layers", "2", "--arms", ARMS,
-               "--generator", f"openai:{url}", "--generator-model", "oracle", "--tokenizer", str(tiny_llama),
-               "--data-dir", str(tmp / "data"), "--outputs", str(tmp / "outputs"), "--results", str(tmp / "results")]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "engram_run",
+            "docs-study",
+            "--people",
+            str(PEOPLE),
+            "--steps",
+            "400",
+            "--micro-batch",
+            "1",
+            "--hidden",
+            "64",
+            "--layers",
+            "2",
+            "--arms",
+            ARMS,
+            "--generator",
+            f"openai:{url}",
+            "--generator-model",
+            "oracle",
+            "--tokenizer",
+            str(tiny_llama),
+            "--data-dir",
+            str(tmp / "data"),
+            "--outputs",
+            str(tmp / "outputs"),
+            "--results",
+            str(tmp / "results"),
+        ]
         proc = subprocess.run(cmd, cwd=tmp, env=cli_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return tmp, json.loads((tmp / "results" / "docs-study.json").read_text()), OracleChat.calls
@@ -49,8 +75,10 @@ def test_the_study_scores_each_arm_on_the_true_facts(study):
     assert calls == 9 * 2 * PEOPLE + 1
     # The oracle's pairs: all true, at every temperature; each arm's coverage is exact.
     assert set(res["generator"]) == {str(t) for t in (0.01, 0.1588, 0.3075, 0.4562, 0.605, 0.7537, 0.9025, 1.0513, 1.2)}
-    assert all(c["true"] == c["pairs"] == c["requests"] == 2 * PEOPLE and c["wrong"] == c["other"] == c["malformed"] == 0
-               for c in res["generator"].values())  # fmt: skip
+    assert all(
+        c["true"] == c["pairs"] == c["requests"] == 2 * PEOPLE and c["wrong"] == c["other"] == c["malformed"] == 0
+        for c in res["generator"].values()
+    )
     assert (arms["qa1"]["pairs"], arms["qa1"]["coverage_forward"], arms["qa1"]["coverage_reverse"]) == (
         PEOPLE,
         1 / 6,
@@ -83,8 +111,13 @@ def test_the_generator_is_taught_the_pipelines_prompt_and_true_replies(bios_dir,
     assert rows == dg.teaching_rows(bios_dir, tok, seed=0)  # seeded
     questions = dg.forward_questions(bios_dir)
     by_name = {p["name"]: p for p in people}
-    asked = {("reverse" if "reverse direction" in r["segments"][0]["text"] else "simple",
-              int(r["segments"][0]["text"].split()[1])) for r in rows}  # fmt: skip
+    asked = {
+        (
+            "reverse" if "reverse direction" in r["segments"][0]["text"] else "simple",
+            int(r["segments"][0]["text"].split()[1]),
+        )
+        for r in rows
+    }
     assert asked == {("simple", n) for n in range(1, 7)} | {("reverse", n) for n in range(1, 4)}  # 1 to all
     for row in rows[:200]:
         prompt, reply = (seg["text"] for seg in row["segments"])
@@ -97,8 +130,10 @@ def test_the_generator_is_taught_the_pipelines_prompt_and_true_replies(bios_dir,
 
         n = int(prompt.split()[1])  # "Write {n} ..."
         chunk = Chunk("x", "person.txt", 0, len(passage), passage, 0)
-        assert prompt.removesuffix("\nReply:").split("\n\nPassage")[0] == build_prompt(chunk, style, n).split(
-            "\n\nPassage")[0]  # fmt: skip
+        assert (
+            prompt.removesuffix("\nReply:").split("\n\nPassage")[0]
+            == build_prompt(chunk, style, n).split("\n\nPassage")[0]
+        )
         pairs, invalid = parse_pairs(reply.removesuffix(tok.eos_token))
         assert invalid == 0 and len(pairs) == n and len({p["question"] for p in pairs}) == n
         assert all(dg.judge({**p, "field": style}, person, questions) == "true" for p in pairs)

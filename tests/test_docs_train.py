@@ -14,7 +14,8 @@ from helpers.common import REPO, cli_env
 from helpers.oracle_chat import OracleChat, oracle_server
 from test_formats import write_pdf
 
-from engram_data.contract import RECALL_HISTORY, read_jsonl
+from engram_data.contract import read_jsonl
+from engram_data.run_files import RECALL_HISTORY
 
 pytestmark = pytest.mark.slow
 STYLES = ("simple", "reverse")
@@ -28,12 +29,33 @@ def server(bios_dir):
 
 
 def docs_train(tmp, server, tokenizer, *extra):
-    cmd = [sys.executable, "-m", "engram_run", "docs-train", "--docs", str(tmp / "handbook"),
-           "--generator", f"openai:{server}", "--generator-model", "stub", "--tokenizer", str(tokenizer),
-           "--generate-args", f"--temperatures 3 --heldout-temperatures 1 --chunk-tokens 120 --styles {','.join(STYLES)}",
-           "--data-dir", str(tmp / "data"), "--outputs", str(tmp / "outputs"), "--results", str(tmp / "results"),
-           "--set", "num_epochs=30", "micro_batch_size=1", "engram_eval_samples=200",
-           *extra]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "engram_run",
+        "docs-train",
+        "--docs",
+        str(tmp / "handbook"),
+        "--generator",
+        f"openai:{server}",
+        "--generator-model",
+        "stub",
+        "--tokenizer",
+        str(tokenizer),
+        "--generate-args",
+        f"--temperatures 3 --heldout-temperatures 1 --chunk-tokens 120 --styles {','.join(STYLES)}",
+        "--data-dir",
+        str(tmp / "data"),
+        "--outputs",
+        str(tmp / "outputs"),
+        "--results",
+        str(tmp / "results"),
+        "--set",
+        "num_epochs=30",
+        "micro_batch_size=1",
+        "engram_eval_samples=200",
+        *extra,
+    ]
     return subprocess.run(cmd, cwd=tmp, env=cli_env(), capture_output=True, text=True)
 
 
@@ -92,9 +114,26 @@ def test_pick_base_ranks_the_trained_model_first_on_one_sample(trained):
     tmp, _ = trained
     run = tmp / "outputs" / "tiny-full-docs-handbook"
     out = tmp / "pick"
-    proc = subprocess.run([sys.executable, "-m", "engram_run", "pick-base", "--models", f"{run / 'init'} {run / 'model'}",
-                           "--data-dir", str(tmp / "data"), "--sample", "20", "--out", str(out)],
-                          cwd=tmp, env=cli_env(), capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engram_run",
+            "pick-base",
+            "--models",
+            f"{run / 'init'} {run / 'model'}",
+            "--data-dir",
+            str(tmp / "data"),
+            "--sample",
+            "20",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rows = json.loads((out / "pick-base.json").read_text())
     assert [r["candidate"] for r in rows] == ["model", "init"]
@@ -112,12 +151,26 @@ def test_bad_docs_train_input_is_one_line(tmp_path, tiny_llama):
     docs.mkdir()
     (docs / "a.txt").write_text("Aspirin thins the blood.\n")
     for given, generator, line in [
-        (tmp_path / "missing", f"hf:{tiny_llama}", "missing does not exist; pass files or folders of documents (DOCS=...)"),
+        (
+            tmp_path / "missing",
+            f"hf:{tiny_llama}",
+            "missing does not exist; pass files or folders of documents (DOCS=...)",
+        ),
         # engram-data's own error line, said once, by docs-train
         (docs, "gpt:x", "unknown generator 'gpt:x'; use hf:PATH or openai:URL (with --model NAME)"),
-    ]:  # fmt: skip
-        cmd = [sys.executable, "-m", "engram_run", "docs-train", "--docs", str(given), "--generator", generator,
-               "--data-dir", str(tmp_path / "d")]  # fmt: skip
+    ]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "engram_run",
+            "docs-train",
+            "--docs",
+            str(given),
+            "--generator",
+            generator,
+            "--data-dir",
+            str(tmp_path / "d"),
+        ]
         proc = subprocess.run(cmd, cwd=REPO, env=cli_env(), capture_output=True, text=True)
         assert proc.returncode != 0 and "Traceback" not in proc.stderr
         errors = [e for e in proc.stderr.splitlines() if "error" in e]
@@ -132,8 +185,9 @@ def test_the_documents_recipe_of_a_gpu_recipe_passes_axolotls_gpu_validation(tra
 
     tmp, _ = trained
     cfg = docs_config(RECIPES_DIR / f"{recipe}.yml", tmp / "data", tmp / "o" / "model")
-    assert [d["path"] for d in cfg["datasets"]] == [str(tmp / "data" / "train" / f) for f in ("chunks.jsonl",
-                                                                                              "qa_train.jsonl")]  # fmt: skip
+    assert [d["path"] for d in cfg["datasets"]] == [
+        str(tmp / "data" / "train" / f) for f in ("chunks.jsonl", "qa_train.jsonl")
+    ]
     assert cfg["lr_scheduler"] == "constant" and "warmup_steps" not in cfg and "warmup_ratio" not in cfg
     assert cfg["engram_data_dir"] == str(tmp / "data") and cfg["engram_eval_heldout"] and not cfg["engram_eval_reverse"]
     own = load_recipe(RECIPES_DIR / f"{recipe}.yml")

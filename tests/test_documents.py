@@ -36,8 +36,13 @@ DOC = (
 
 def test_parser_keeps_well_formed_pairs():
     reply = '[{"question": "Who synthesized aspirin?", "answer": "Felix Hoffmann"}, {"question": "When was ibuprofen discovered?", "answer": "1961"}]'
-    assert parse_pairs(reply) == ([{"question": "Who synthesized aspirin?", "answer": "Felix Hoffmann"},
-                                   {"question": "When was ibuprofen discovered?", "answer": "1961"}], 0)  # fmt: skip
+    assert parse_pairs(reply) == (
+        [
+            {"question": "Who synthesized aspirin?", "answer": "Felix Hoffmann"},
+            {"question": "When was ibuprofen discovered?", "answer": "1961"},
+        ],
+        0,
+    )
     fenced = 'Sure!\n```json\n[{"question": "Who  discovered\\tibuprofen?", "answer": " Stewart Adams "}]\n```\nHope it helps.'
     assert parse_pairs(fenced) == ([{"question": "Who discovered ibuprofen?", "answer": "Stewart Adams"}], 0)
 
@@ -167,8 +172,9 @@ def chat_server():
 def openai_run(url, tiny_llama, docs, out, **kw):
     from transformers import AutoTokenizer
 
-    gen = OpenAIGenerator(url, "test-model", concurrency=2, timeout=10, retries=3,
-                          tokenizer=AutoTokenizer.from_pretrained(tiny_llama))  # fmt: skip
+    gen = OpenAIGenerator(
+        url, "test-model", concurrency=2, timeout=10, retries=3, tokenizer=AutoTokenizer.from_pretrained(tiny_llama)
+    )
     args = {
         "chunk_tokens": 60,
         "temperatures": [0.01, 0.6, 1.2],
@@ -198,8 +204,13 @@ def test_openai_backend_end_to_end_with_a_retry(chat_server, tiny_llama, docs_fo
     assert c["generations_malformed"] == len(chunks)  # detailed at 1.2 answered in prose
     assert c["items_invalid"] == requests - len(chunks)  # one bad item per parsed reply
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
-        "chunks.jsonl", "generated.jsonl", "manifest.json", "qa/docs.jsonl", "train/chunks.jsonl", "train/qa_train.jsonl",
-    ]  # fmt: skip
+        "chunks.jsonl",
+        "generated.jsonl",
+        "manifest.json",
+        "qa/docs.jsonl",
+        "train/chunks.jsonl",
+        "train/qa_train.jsonl",
+    ]
     qa = read_jsonl(out / "qa/docs.jsonl")
     assert c["qa_rows"] == len(qa) == c["pairs_kept"] - c.get("pairs_without_distractors", 0)
     heldout_t = manifest["heldout_temperatures"]
@@ -248,8 +259,9 @@ def test_pdf_docx_and_html_go_through_with_their_source_and_page(chat_server, ti
     )
     qa = read_jsonl(out / "qa/docs.jsonl")
     by_chunk = {ch["id"]: ch for ch in chunks}
-    assert qa and all((r["source"], r["page"]) == (by_chunk[r["chunk"]]["source"], by_chunk[r["chunk"]]["page"])
-                      for r in qa)  # fmt: skip
+    assert qa and all(
+        (r["source"], r["page"]) == (by_chunk[r["chunk"]]["source"], by_chunk[r["chunk"]]["page"]) for r in qa
+    )
     assert [(p["source"], p["page"]) for p in manifest["provenance"]] == [(r["source"], r["page"]) for r in qa]
 
 
@@ -295,9 +307,22 @@ def test_bad_docs_input_fails_with_one_line(tmp_path, tiny_llama):
 def test_hf_backend_on_a_tiny_model_drops_and_counts_its_nonsense(tiny_llama, docs_folder, tmp_path):
     out = tmp_path / "mydocs"
     proc = run_generate(
-        "docs", "--input", str(docs_folder / "notes.txt"), "--out", str(out), "--generator", f"hf:{tiny_llama}",
-        "--temperatures", "2", "--heldout-temperatures", "1", "--styles", "simple,reverse", "--chunk-tokens", "200",
-    )  # fmt: skip
+        "docs",
+        "--input",
+        str(docs_folder / "notes.txt"),
+        "--out",
+        str(out),
+        "--generator",
+        f"hf:{tiny_llama}",
+        "--temperatures",
+        "2",
+        "--heldout-temperatures",
+        "1",
+        "--styles",
+        "simple,reverse",
+        "--chunk-tokens",
+        "200",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     manifest = json.loads((out / "manifest.json").read_text())
     c = manifest["counts"]
@@ -348,9 +373,15 @@ def test_docs_options_give_a_frequency_only_guesser_nothing(tiny_llama, tmp_path
     docs = tmp_path / "doc.txt"
     docs.write_text(" ".join(f"Sentence {i} is about a drug and its dose." for i in range(250)))
     out = tmp_path / "mydocs"
-    manifest = generate_docs([docs], out, SkewedGenerator(AutoTokenizer.from_pretrained(tiny_llama)),
-                             chunk_tokens=60, temperatures=temperature_schedule(9), heldout_temperatures=3,
-                             styles=["simple", "detailed"])  # fmt: skip
+    manifest = generate_docs(
+        [docs],
+        out,
+        SkewedGenerator(AutoTokenizer.from_pretrained(tiny_llama)),
+        chunk_tokens=60,
+        temperatures=temperature_schedule(9),
+        heldout_temperatures=3,
+        styles=["simple", "detailed"],
+    )
     c = manifest["counts"]
     assert c["qa_heldout"] >= 1500 and c["pairs_without_distractors"] == 0
     scores = frequency_guesser(out, ["docs"])["docs"]

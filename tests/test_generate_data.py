@@ -386,8 +386,15 @@ def test_import_of_a_file_outside_the_schema_fails_clearly(tmp_path):
     assert "has no 'name' column; it must follow the bioS_v1 schema" in proc.stderr
 
 
-GOOD_ROW = {"name": "Ada Jane King", "bdate_a": "May 26, 1939", "bcity_a": "Irving, TX", "university_a": "Rice University",
-            "major_a": "Physics", "employer_a": "Cigna", "company_city_a": "Northfield Township, Cook County, Illinois"}  # fmt: skip
+GOOD_ROW = {
+    "name": "Ada Jane King",
+    "bdate_a": "May 26, 1939",
+    "bcity_a": "Irving, TX",
+    "university_a": "Rice University",
+    "major_a": "Physics",
+    "employer_a": "Cigna",
+    "company_city_a": "Northfield Township, Cook County, Illinois",
+}
 
 
 @pytest.mark.parametrize(

@@ -48,8 +48,10 @@ def test_the_recipe_check_runs_the_gpu_path(tmp_path):
     bad.write_text("".join(line for line in open(RECIPES_DIR / "gpt2-lora.yml") if "_kernel:" not in line))
     proc = subprocess.run(
         [sys.executable, "-m", "engram_run.runs.recipe_check", str(RECIPES_DIR / "llama3b.yml"), str(bad)],
-        cwd=REPO, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1
     lines = [line for line in proc.stdout.splitlines() if line.startswith(("ok", "FAILED"))]
     assert lines[0].endswith("llama3b.yml (GPU: bf16, 1 process(es), LoRA kernels on)")
@@ -86,8 +88,9 @@ def test_a_batch_that_cannot_be_split_is_refused_in_one_line():
 
 
 def test_make_train_launches_n_processes(tmp_path):
-    proc = subprocess.run(["make", "-n", "train", "MODEL=llama8b", "METHOD=full", "GPUS=4"], cwd=REPO,
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        ["make", "-n", "train", "MODEL=llama8b", "METHOD=full", "GPUS=4"], cwd=REPO, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     assert "--gpus 4" in proc.stdout
     default = subprocess.run(["make", "-n", "train", "MODEL=llama3b"], cwd=REPO, capture_output=True, text=True)
@@ -137,8 +140,14 @@ def one_step_changed(recipe_name: str, tiny_models, upcast: bool) -> float:
     assert len(loaded_bf16) > len(list(model.parameters())) / 2  # as Axolotl loads it
     if upcast:
         upcast_trainable(model)
-    args = TrainingArguments(output_dir="/nonexistent", optim=cfg["optimizer"], learning_rate=cfg["learning_rate"],
-                             weight_decay=cfg["weight_decay"], use_cpu=True, report_to=[])  # fmt: skip
+    args = TrainingArguments(
+        output_dir="/nonexistent",
+        optim=cfg["optimizer"],
+        learning_rate=cfg["learning_rate"],
+        weight_decay=cfg["weight_decay"],
+        use_cpu=True,
+        report_to=[],
+    )
     opt_cls, opt_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
     params = [p for p in model.parameters() if p.requires_grad and id(p) in loaded_bf16]
     optimizer = opt_cls(params, **opt_kwargs)
@@ -188,13 +197,17 @@ def test_qlora_is_scored_on_the_4_bit_base_it_trained_on(tiny_models, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
+    from engram_eval.lm_eval_args import model_args, qlora_quantization
     from engram_plugin.plugin import post_eval_command
-    from lm_eval_tasks import model_args, qlora_quantization
     from lm_eval_tasks.cli import add_4bit_loading
 
     recipe = load_recipe(RECIPES_DIR / "llama8b-qlora.yml")
-    expected = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
-                "bnb_4bit_compute_dtype": "bfloat16"}  # fmt: skip
+    expected = {
+        "load_in_4bit": True,
+        "bnb_4bit_quant_type": "nf4",
+        "bnb_4bit_use_double_quant": True,
+        "bnb_4bit_compute_dtype": "bfloat16",
+    }
     assert qlora_quantization(recipe) == expected
     assert qlora_quantization(load_recipe(RECIPES_DIR / "llama8b.yml")) is None
     adapter = tmp_path / "adapter"
@@ -215,7 +228,7 @@ def test_qlora_is_scored_on_the_4_bit_base_it_trained_on(tiny_models, tmp_path):
 def test_capacity_counts_parameters_under_zero3_and_4_bit():
     import bitsandbytes as bnb
 
-    from engram_plugin.capacity import numel
+    from engram_eval.params import numel
 
     full = torch.nn.Parameter(torch.zeros(64, 32))
     assert numel(full) == 2048
@@ -232,9 +245,23 @@ def test_slurm_jobs_get_one_gpu_unless_told_and_local_runs_none():
 
     from engram_run.tuning.sweep_cli import sweep_settings
 
-    base = dict(slurm_args="", partition=None, cpus=None, mem_gb=None, time_min=60, parallel=None, set=[],
-                model="tiny", name=None, method=None, variant="bioS", data_dir="d", keep_models=False,
-                outputs="o", results="r")  # fmt: skip
+    base = dict(
+        slurm_args="",
+        partition=None,
+        cpus=None,
+        mem_gb=None,
+        time_min=60,
+        parallel=None,
+        set=[],
+        model="tiny",
+        name=None,
+        method=None,
+        variant="bioS",
+        data_dir="d",
+        keep_models=False,
+        outputs="o",
+        results="r",
+    )
     for executor, gpus, expected in (
         ("slurm", None, 1),
         ("slurm", 4, 4),
@@ -261,6 +288,18 @@ def test_only_the_local_targets_are_offline():
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}  # as a user's shell
     db = subprocess.run(["make", "-p", "-n", "help"], cwd=REPO, capture_output=True, text=True, env=env).stdout
     offline = set(re.findall(r"^([\w-]+): HF_HUB_OFFLINE = 1$", db, re.M))
-    assert offline == {"test", "test-fast", "lint", "demo", "tiny-model", "capacity", "reversal", "probe", "docs-study", "bench",
-                       "bench-gpu", "recipes"}  # fmt: skip
+    assert offline == {
+        "test",
+        "test-fast",
+        "lint",
+        "demo",
+        "tiny-model",
+        "capacity",
+        "reversal",
+        "probe",
+        "docs-study",
+        "bench",
+        "bench-gpu",
+        "recipes",
+    }
     assert not re.search(r"^(export )?HF_HUB_OFFLINE", db, re.M)  # nothing global

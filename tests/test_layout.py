@@ -11,31 +11,39 @@ from pathlib import Path
 import pytest
 from helpers.common import REPO
 
-PACKAGES = ("engram_data", "engram_localize", "engram_plugin", "engram_run", "lm_eval_tasks")
+PACKAGES = ("engram_data", "engram_eval", "engram_localize", "engram_plugin", "engram_run", "lm_eval_tasks")
 # Of our own packages, what each part may import (prefixes); everything else of ours is off limits.
-SHARED = ("engram_data.contract", "engram_data.errors")  # the data contract and the error convention
+# Shared by all: the data contract, the error convention, atomic output folders.
+SHARED = ("engram_data.contract", "engram_data.errors", "engram_data.atomic")
+RUN_FILES = "engram_data.run_files"  # what the plugin writes into a run's folder for the runner
 ALLOWED = {
-    "engram_plugin": ("engram_plugin", *SHARED, "lm_eval_tasks"),
+    # Evaluation reads datasets through the contract only, and imports neither the plugin nor the glue.
+    "engram_eval": ("engram_eval", *SHARED),
+    "engram_plugin": ("engram_plugin", *SHARED, RUN_FILES, "engram_eval"),
     "lm_eval_tasks/utils.py": SHARED,
     "lm_eval_tasks/cli.py": ("lm_eval_tasks", *SHARED),
-    # The batch rule (micro x accumulation x GPUs) is one, for the plugin and for `make train GPUS=N`;
-    # the capacity study measures with engram-capacity's evaluator in its own process.
     "engram_run": (
         "engram_run",
         *SHARED,
+        RUN_FILES,
+        "engram_eval",
         "lm_eval_tasks",
-        "engram_plugin.batch",
-        "engram_plugin.capacity",
-        # The documents study teaches its generator the pipeline's own prompt, as the pipeline chunks.
+        # Exceptions: the batch rule (micro x accumulation x GPUs) is one, for the plugin and for
+        # `make train GPUS=N`; the documents study teaches its generator the pipeline's own prompt,
+        # chunked as the pipeline chunks.
+        "engram_plugin.effective_batch",
         "engram_data.documents.qa",
         "engram_data.documents.chunks",
-    ),  # and .capacity_bound
-    # engram-localize scores with the plugin's recall evaluator (the numbers of bios_qa).
-    "engram_localize": ("engram_localize", *SHARED, "engram_plugin.recall"),
+    ),
+    "engram_localize": ("engram_localize", *SHARED, "engram_eval"),
     "engram_data/documents": (*SHARED, "engram_data.options", "engram_data.documents"),
     "engram_data/contract.py": (),
     "engram_data/errors.py": (),
+    "engram_data/run_files.py": (),
+    "engram_data/atomic.py": ("engram_data.contract",),
 }
+# The exceptions above, counted, so that a new one is a decision: test_exceptions_are_counted.
+EXCEPTIONS = ("engram_plugin.effective_batch", "engram_data.documents.qa", "engram_data.documents.chunks")
 MAX_LINES = 300
 
 
@@ -105,7 +113,11 @@ def concern(module: str) -> str:
 def test_engram_run_is_split_by_concern_with_docstrings():
     root = REPO / "engram_run"
     assert {p.name for p in root.iterdir() if p.is_dir() and p.name != "__pycache__"} == {
-        "runs", "reports", "studies", "tuning"}  # fmt: skip
+        "runs",
+        "reports",
+        "studies",
+        "tuning",
+    }
     assert {p.name for p in root.glob("*.py")} == {"__init__.py", "__main__.py", "demo.py"}
     for path in root.rglob("*.py"):
         assert ast.get_docstring(ast.parse(path.read_text())), f"{path.relative_to(REPO)} has no module docstring"
@@ -118,14 +130,58 @@ def test_engram_run_sub_packages_import_only_those_below_them():
             assert mine == theirs or LAYERS[theirs] < LAYERS[mine], f"{module} ({mine}) imports {name} ({theirs})"
 
 
-def test_engram_run_has_no_import_circles():
-    graph = run_module_graph()
+def module_graph() -> dict[str, set[str]]:
+    """Every module of our packages (dotted) and the modules of ours it imports, anywhere in it."""
+    graph = {}
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            name = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+            graph[name] = own_imports(path)
+    return graph
+
+
+def test_exceptions_are_counted():
+    listed = {name for allowed in ALLOWED.values() for name in allowed}
+    assert set(EXCEPTIONS) <= listed and len(EXCEPTIONS) == 3
+
+
+def test_no_package_has_import_circles():
+    graph = module_graph()
     resolved = {m: {n if n in graph else n.rsplit(".", 1)[0] for n in deps} for m, deps in graph.items()}
+
+    done: set[str] = set()
 
     def visit(module, path):
         assert module not in path, " -> ".join([*path, module])
+        if module in done:
+            return
         for dep in resolved.get(module, ()):
             visit(dep, [*path, module])
+        done.add(module)
 
     for module in graph:
         visit(module, [])
+
+
+def indexed_packages() -> list[Path]:
+    return sorted(p.parent for package in PACKAGES for p in (REPO / package).rglob("__init__.py"))
+
+
+@pytest.mark.parametrize("package", indexed_packages(), ids=lambda p: str(p.relative_to(REPO)))
+def test_every_package_index_names_each_of_its_modules(package):
+    """A package's docstring is its index: each module and sub-package, by name."""
+    import re
+
+    doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text())) or ""
+    members = [p.stem for p in package.glob("*.py") if not p.stem.startswith("_")]
+    members += [p.name for p in package.iterdir() if (p / "__init__.py").exists()]
+    missing = [m for m in members if not re.search(rf"(?<![\w.]){re.escape(m)}\b", doc)]
+    assert not missing, f"{package.relative_to(REPO)}/__init__.py's docstring does not name {missing}"
+
+
+def test_the_plugin_readme_lists_each_module():
+    readme = (REPO / "engram_plugin/README.md").read_text()
+    missing = [
+        p.name for p in (REPO / "engram_plugin").glob("*.py") if p.stem != "__init__" and f"`{p.name}`" not in readme
+    ]
+    assert not missing, f"engram_plugin/README.md's table misses {missing}"

@@ -171,7 +171,7 @@ def test_data_of_the_leaky_1x_generator_is_refused(bios_dir, tmp_path):
     import shutil
 
     from engram_data.contract import DataError
-    from engram_plugin.recall import load_questions
+    from engram_eval.recall import load_questions
 
     old = tmp_path / "old"
     shutil.copytree(bios_dir, old)
@@ -192,8 +192,24 @@ def test_env_var_points_at_the_data(bios_dir, monkeypatch):
 
 def run_eval_cli(program: list[str], model: Path, tasks: str, limit: int, out: Path, cwd: Path, env: dict, *extra: str):
     """One lm-eval command line on the hf backend, CPU, results in ``out``."""
-    argv = [*program, "--model", "hf", "--model_args", f"pretrained={model},dtype=float32", "--tasks", tasks,
-            "--limit", str(limit), "--device", "cpu", "--batch_size", "8", "--output_path", str(out), *extra]  # fmt: skip
+    argv = [
+        *program,
+        "--model",
+        "hf",
+        "--model_args",
+        f"pretrained={model},dtype=float32",
+        "--tasks",
+        tasks,
+        "--limit",
+        str(limit),
+        "--device",
+        "cpu",
+        "--batch_size",
+        "8",
+        "--output_path",
+        str(out),
+        *extra,
+    ]
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -290,8 +306,11 @@ def lm_eval_0_4_13(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_tasks_work_with_lm_eval_0_4_13(bios_dir, tiny_llama, tmp_path, lm_eval_0_4_13):
     out = tmp_path / "results"
-    program = [sys.executable, "-c", "import lm_eval, sys; print(lm_eval.__version__); "
-               "from lm_eval_tasks.cli import main; main(sys.argv[1:])"]  # fmt: skip
+    program = [
+        sys.executable,
+        "-c",
+        "import lm_eval, sys; print(lm_eval.__version__); from lm_eval_tasks.cli import main; main(sys.argv[1:])",
+    ]
     env = cli_env(ENGRAM_DATA_DIR=str(bios_dir), PYTHONPATH=str(lm_eval_0_4_13))
     tasks = ["bios_qa", "bios_qa_letters_5shot", "bios_qa_gen", "bios_qa_reverse"]
     proc = run_eval_cli(program, tiny_llama, ",".join(tasks), 3, out, tmp_path, env)

@@ -111,7 +111,7 @@ def test_diff_reports_exactly_the_changed_tensors_counts_and_norms(known, tmp_pa
                 "model.embed_tokens.weight": 10,
                 "model.layers.1.self_attn.q_proj.weight": 6,
             },
-        ),  # fmt: skip
+        ),
         (
             "module",
             0.5,
@@ -120,7 +120,7 @@ def test_diff_reports_exactly_the_changed_tensors_counts_and_norms(known, tmp_pa
                 "model.embed_tokens.weight": 5,
                 "model.layers.1.self_attn.q_proj.weight": 15,
             },
-        ),  # fmt: skip
+        ),
         (
             "layer",
             0.5,
@@ -129,7 +129,7 @@ def test_diff_reports_exactly_the_changed_tensors_counts_and_norms(known, tmp_pa
                 "model.embed_tokens.weight": 5,
                 "model.layers.1.self_attn.q_proj.weight": 15,
             },
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_top_k_is_exact_with_ties_in_streaming_order(known, scope, fraction, chosen):
@@ -180,8 +180,10 @@ def lora_run(tiny_llama, bios_dir, tmp_path_factory) -> Path:
     from peft import LoraConfig, get_peft_model
 
     tok = load_tokenizer(tiny_llama)
-    model = get_peft_model(load_model(tiny_llama), LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj",
-                           "down_proj"], init_lora_weights=True))  # fmt: skip
+    model = get_peft_model(
+        load_model(tiny_llama),
+        LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=True),
+    )
     memorize(model, tok, bios_dir, LIMIT, steps=150, lr=1e-2)
     out = tmp_path_factory.mktemp("lora") / "adapter"
     model.save_pretrained(out)
@@ -213,7 +215,16 @@ def test_tracing_restores_the_clean_probability_with_every_layer_and_the_corrupt
     runs = []
     for i, (_, prompt) in enumerate(prompts(bios_dir, tracer.tokenizer, fields=("birth_city",))["birth_city"][:LIMIT]):
         probs, clean = tracer.clean(prompt)
-        runs.append((float(tracer.run(prompt, tracer.noise(prompt, i), [{}], "hidden", clean)[0]) - float(probs[prompt.label]), i, prompt, probs, clean))  # fmt: skip
+        runs.append(
+            (
+                float(tracer.run(prompt, tracer.noise(prompt, i), [{}], "hidden", clean)[0])
+                - float(probs[prompt.label]),
+                i,
+                prompt,
+                probs,
+                clean,
+            )
+        )
     _, i, prompt, probs, clean = min(runs, key=lambda r: r[0])
     noise = tracer.noise(prompt, i)
     corrupted = tracer.run(prompt, noise, [{}], "hidden", clean)
@@ -256,8 +267,19 @@ def test_a_lora_adapter_is_merged_and_localized(lora_run, tiny_llama, bios_dir, 
     rows = json.loads((out / "diff" / "diff.json").read_text())["tensors"]
     changed = {classify(r["name"])[1] for r in rows if r["changed"]}
     assert changed == {"attn.q", "attn.v", "mlp.down"}  # exactly the adapter's target modules
-    run_cli("graft", "--tuned", str(lora_run), "--data", str(bios_dir), "--out", str(out), "--fractions", "0,0.1,1",
-            "--limit", str(LIMIT))  # fmt: skip
+    run_cli(
+        "graft",
+        "--tuned",
+        str(lora_run),
+        "--data",
+        str(bios_dir),
+        "--out",
+        str(out),
+        "--fractions",
+        "0,0.1,1",
+        "--limit",
+        str(LIMIT),
+    )
     graft = json.loads((out / "graft" / "graft.json").read_text())
     assert graft["points"][-1]["recall"] == graft["reference"]["tuned"]
     assert graft["reference"]["tuned"]["train"]["overall"] > graft["reference"]["base"]["train"]["overall"] + 0.3

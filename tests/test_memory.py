@@ -14,12 +14,13 @@ from engram_run.runs.architectures import ARCHITECTURES, PARAMS, config_for
 from engram_run.runs.memory import Setting, estimate, shape_of
 
 TINY = {
-    "llama": dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-                  intermediate_size=512),
+    "llama": dict(
+        hidden_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, intermediate_size=512
+    ),
     "gpt2": dict(n_embd=128, n_layer=4, n_head=4, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0),
     "gpt_neox": dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512),
     "gptj": dict(n_embd=128, n_layer=4, n_head=4, rotary_dim=16, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0),
-}  # fmt: skip
+}
 CASES = [(arch, 4096, 8, 128, ckpt) for arch in TINY for ckpt in (False, True)] + [
     ("llama", 512, 16, 256, False),
     ("llama", 512, 16, 256, True),
@@ -96,9 +97,20 @@ def test_bench_gpu_runs_its_recipes_through_axolotl_in_small_mode(tmp_path):
     import json
 
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks/bench_gpu.py"), "--small", "--recipes", "gpt2 llama3b", "--steps", "2",
-         "--out", str(tmp_path)], capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "benchmarks/bench_gpu.py"),
+            "--small",
+            "--recipes",
+            "gpt2 llama3b",
+            "--steps",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     result = json.loads((tmp_path / "gpu_small.json").read_text())
     assert [r["recipe"] for r in result["rows"]] == ["gpt2.yml", "llama3b.yml"]
@@ -111,6 +123,7 @@ def test_bench_gpu_runs_its_recipes_through_axolotl_in_small_mode(tmp_path):
 
 
 def test_bench_gpu_needs_a_gpu_unless_small(tmp_path):
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/bench_gpu.py"), "--out", str(tmp_path)],
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks/bench_gpu.py"), "--out", str(tmp_path)], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "no CUDA GPU here" in proc.stderr and not any(tmp_path.iterdir())

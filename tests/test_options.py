@@ -147,7 +147,7 @@ def test_an_untrained_model_of_every_architecture_scores_chance(arch, tiny_model
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from engram_plugin.recall import RecallEvaluator
+    from engram_eval.recall import RecallEvaluator
 
     tok = AutoTokenizer.from_pretrained(tiny_models[arch])
     model = AutoModelForCausalLM.from_pretrained(tiny_models[arch], dtype=torch.float32)

@@ -19,9 +19,9 @@ from helpers.train_in_one_process import ERROR_FILE, train_together
 from safetensors.torch import load_file
 
 from engram_data.contract import FIELDS
+from engram_eval.recall import RecallEvaluator
 from engram_plugin.callbacks import BEST_PREFIX, SCORES_FILE, EngramCallback, best_dirs
 from engram_plugin.freeze import apply_freezing
-from engram_plugin.recall import RecallEvaluator
 from engram_run.runs.recipes import RECIPES_DIR, load_recipe, validate
 
 EVAL_SAMPLES = 12
@@ -212,17 +212,31 @@ def together(tiny_models, tiny_llama, bios_dir, tmp_path_factory) -> dict[str, P
     root = tmp_path_factory.mktemp("together")
     cfgs = {
         "gpt2-lora": run_config(
-            tiny_models["gpt2"], bios_dir, root / "gpt2-lora",
-            adapter="lora", lora_r=4, lora_alpha=8, lora_dropout=0.0, lora_target_modules=["c_attn", "c_proj", "c_fc"],
+            tiny_models["gpt2"],
+            bios_dir,
+            root / "gpt2-lora",
+            adapter="lora",
+            lora_r=4,
+            lora_alpha=8,
+            lora_dropout=0.0,
+            lora_target_modules=["c_attn", "c_proj", "c_fc"],
             lora_fan_in_fan_out=True,
-            lora_mlp_kernel=False, lora_qkv_kernel=False, lora_o_kernel=False,  # Axolotl's Triton LoRA kernels need CUDA
-            engram_freeze_layers=[0], engram_recall_eval=False,
+            lora_mlp_kernel=False,
+            lora_qkv_kernel=False,
+            lora_o_kernel=False,  # Axolotl's Triton LoRA kernels need CUDA
+            engram_freeze_layers=[0],
+            engram_recall_eval=False,
         ),
         "llama-hf-best": run_config(
-            tiny_llama, bios_dir, root / "llama-hf-best", metric_for_best_model="eval_engram_qa_acc_overall",
-            greater_is_better=True, save_total_limit=1, early_stopping_patience=5,
+            tiny_llama,
+            bios_dir,
+            root / "llama-hf-best",
+            metric_for_best_model="eval_engram_qa_acc_overall",
+            greater_is_better=True,
+            save_total_limit=1,
+            early_stopping_patience=5,
         ),
-    }  # fmt: skip
+    }
     cfgs["gpt2-lora"].pop("metric_for_best_model")  # ranks by recall, which is off there
     for name, cfg in cfgs.items():
         (root / f"{name}.yml").write_text(yaml.safe_dump(cfg))
@@ -287,14 +301,19 @@ def test_step_0_recall_is_the_untrained_models_recall(llama_run, tiny_llama, bio
     step0 = json.loads((llama_run / HISTORY_FILE).read_text().splitlines()[0])
     assert step0["step"] == 0
     model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
-    evaluator = RecallEvaluator(bios_dir, AutoTokenizer.from_pretrained(tiny_llama),
-                                sets=["train", "heldout", "reverse"], limit=EVAL_SAMPLES, batch_size=8)  # fmt: skip
+    evaluator = RecallEvaluator(
+        bios_dir,
+        AutoTokenizer.from_pretrained(tiny_llama),
+        sets=["train", "heldout", "reverse"],
+        limit=EVAL_SAMPLES,
+        batch_size=8,
+    )
     recall = {k: v for k, v in step0.items() if k.startswith("eval_engram_") and "_capacity_" not in k}
     assert recall == metric_names(evaluator.evaluate(model))
     # engram_eval_capacity: the untrained model's bound as engram-capacity computes it, on the run's own
     # biographies (the first train people); a random model stores nothing by the bound.
-    from engram_plugin.capacity_bound import BoundEvaluator
-    from engram_plugin.capacity_bound import metric_names as capacity_metrics
+    from engram_eval.capacity_bound import BoundEvaluator
+    from engram_eval.capacity_bound import metric_names as capacity_metrics
 
     trained = Path(yaml.safe_load((llama_run.parent / "config.yml").read_text())["datasets"][0]["path"]).stem
     bound = BoundEvaluator(bios_dir, AutoTokenizer.from_pretrained(tiny_llama), trained, EVAL_SAMPLES, split="train")
@@ -416,8 +435,15 @@ def test_a_packed_runs_step_count_is_the_same_in_every_process():
         torch.manual_seed(prior_state)  # what the process happened to start with
         if plugin:
             EngramPlugin().load_datasets(DictDefault(seed=42, engram_gc_freeze=False))
-        sampler = MultipackBatchSampler(sampler=RandomSampler(range(len(lengths))), lengths=lengths, batch_size=8,
-                                        batch_max_len=256, bin_size=200, drop_last=True, num_processes=1)  # fmt: skip
+        sampler = MultipackBatchSampler(
+            sampler=RandomSampler(range(len(lengths))),
+            lengths=lengths,
+            batch_size=8,
+            batch_max_len=256,
+            bin_size=200,
+            drop_last=True,
+            num_processes=1,
+        )
         return len(sampler)
 
     assert {batches_per_epoch(k, plugin=False) for k in range(6)} == {3, 4}  # Axolotl alone: either
@@ -458,10 +484,27 @@ def two_ranks(tiny_llama, bios_dir, tmp_path_factory) -> dict:
     forward is a collective: one launch for both tests below."""
     out = tmp_path_factory.mktemp("ranks") / "ranks.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-         str(REPO / "tests/helpers/recall_ranks.py"), str(tiny_llama), str(bios_dir), "15", "3", "5", str(out)],
-        env=cli_env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            str(REPO / "tests/helpers/recall_ranks.py"),
+            str(tiny_llama),
+            str(bios_dir),
+            "15",
+            "3",
+            "5",
+            str(out),
+        ],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text())
 
@@ -500,19 +543,40 @@ def test_post_training_lm_eval_after_a_two_process_training(tiny_llama, bios_dir
     """Axolotl destroys the process group before post_train_unload; the evaluation runs as
     its own process, once (rank 0), and writes lm-eval's own result file. With
     engram_effective_batch, a step of the two processes covers the rows of one step of one."""
-    cfg = run_config(tiny_llama, bios_dir, tmp_path / "out", engram_post_eval=True, engram_post_eval_limit=4,
-                     engram_eval_heldout=True, engram_post_eval_log_samples=True, ddp_backend="gloo",
-                     engram_effective_batch=16)  # fmt: skip
+    cfg = run_config(
+        tiny_llama,
+        bios_dir,
+        tmp_path / "out",
+        engram_post_eval=True,
+        engram_post_eval_limit=4,
+        engram_eval_heldout=True,
+        engram_post_eval_log_samples=True,
+        ddp_backend="gloo",
+        engram_effective_batch=16,
+    )
     cfg["plugins"] = ["helpers.cpu_processes.CpuProcessesPlugin", *cfg["plugins"]]
     config = tmp_path / "config.yml"
     config.write_text(yaml.safe_dump(cfg))
     proc = subprocess.run(
-        ["axolotl", "train", str(config), "--launcher", "torchrun", "--", "--nproc_per_node", "2",
-         "--master_port", "29547"],
+        [
+            "axolotl",
+            "train",
+            str(config),
+            "--launcher",
+            "torchrun",
+            "--",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29547",
+        ],
         # ACCELERATE_USE_CPU: HF's data-parallel set-up on CPU processes (gloo), as on GPUs.
         env=cli_env(PYTHONPATH=str(REPO / "tests"), ACCELERATE_USE_CPU="true"),
-        capture_output=True, text=True, cwd=tmp_path, timeout=900,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=900,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     out = tmp_path / "out"
     (results,) = list((out / "lm_eval").rglob("results_*.json"))

@@ -70,8 +70,19 @@ def untrained_probe(few_values, tiny_llama, tmp_path_factory):
     outs = []
     for run in ("a", "b"):
         out = tmp_path_factory.mktemp("probe-out") / run
-        cmd = [sys.executable, "-m", "engram_localize.cli", "probe", "--model", str(tiny_llama), "--data",
-               str(few_values), "--out", str(out), "--no-progress"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "engram_localize.cli",
+            "probe",
+            "--model",
+            str(tiny_llama),
+            "--data",
+            str(few_values),
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=cli_env())
         assert proc.returncode == 0, proc.stderr[-2000:]
         outs.append(out / "probe")
@@ -101,8 +112,21 @@ def test_a_rerun_is_byte_identical(untrained_probe):
 
 
 def test_bad_input_is_one_line(few_values, tiny_llama, tmp_path):
-    cmd = [sys.executable, "-m", "engram_localize.cli", "probe", "--model", str(tiny_llama), "--data",
-           str(few_values), "--out", str(tmp_path / "o"), "--variant", "bioS_permute", "--no-progress"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "engram_localize.cli",
+        "probe",
+        "--model",
+        str(tiny_llama),
+        "--data",
+        str(few_values),
+        "--out",
+        str(tmp_path / "o"),
+        "--variant",
+        "bioS_permute",
+        "--no-progress",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=cli_env())
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert (
@@ -117,9 +141,26 @@ def test_bad_input_is_one_line(few_values, tiny_llama, tmp_path):
 def test_make_probe_end_to_end_at_a_tiny_size(tmp_path):
     """`make probe`'s glue: data in the probe's regime, a training, lm-eval's extraction, the
     probe, and the study's table (one variant, a 1-layer model: the numbers are not the point)."""
-    cmd = [sys.executable, "-m", "engram_run", "probe", "--people", "60", "--values-per-field", "4",
-           "--multi5-epochs", "2", "--hidden", "32", "--layers", "1", "--vocab-size", "600",
-           "--variants", "bioS_multi5_permutes"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "engram_run",
+        "probe",
+        "--people",
+        "60",
+        "--values-per-field",
+        "4",
+        "--multi5-epochs",
+        "2",
+        "--hidden",
+        "32",
+        "--layers",
+        "1",
+        "--vocab-size",
+        "600",
+        "--variants",
+        "bioS_multi5_permutes",
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=cli_env())
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     out = tmp_path / "results" / "probe"

@@ -10,8 +10,13 @@ from engram_run.runs.progress import LmEvalWatch, TrainingWatch, recall_line, ru
 
 
 def test_recall_line():
-    entry = {"step": 196, "epoch": 4.0, "eval_engram_qa_acc_overall": 0.7142,
-             "eval_engram_heldout_acc_overall": 0.551, "eval_engram_reverse_acc": 0.24}  # fmt: skip
+    entry = {
+        "step": 196,
+        "epoch": 4.0,
+        "eval_engram_qa_acc_overall": 0.7142,
+        "eval_engram_heldout_acc_overall": 0.551,
+        "eval_engram_reverse_acc": 0.24,
+    }
     assert recall_line(entry, 12) == "epoch 4/12   recall 0.71  heldout 0.55  reverse 0.24"
     assert recall_line({"step": 0, "epoch": 0, "eval_engram_qa_acc_overall": 0.25}, 12) == "untrained    recall 0.25"
 

@@ -16,13 +16,15 @@ from pathlib import Path
 import pytest
 from helpers.common import cli_env, run_generate
 
-from engram_data.contract import LOG_HISTORY, RECALL_HISTORY
+from engram_data.run_files import LOG_HISTORY, RECALL_HISTORY
 from engram_run.runs import launch
 from engram_run.runs.recipes import RECIPES_DIR, derive_config, write_config
 
 EPOCHS = 3  # an evaluation and a checkpoint each epoch: [0, 15, 30, 45]
-TRAIN = "from engram_run.runs import launch; import sys; from pathlib import Path; p = Path(sys.argv[1]); " \
-        "sys.exit(0 if launch.train(p / 'config.yml', p / 'model', p / 'train.log') else 1)"  # fmt: skip
+TRAIN = (
+    "from engram_run.runs import launch; import sys; from pathlib import Path; p = Path(sys.argv[1]); "
+    "sys.exit(0 if launch.train(p / 'config.yml', p / 'model', p / 'train.log') else 1)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +35,14 @@ def setup(tmp_path_factory, tiny_llama):
 
 
 def config(root: Path, run: str, model: Path) -> Path:
-    overrides = {"base_model": str(model), "num_epochs": EPOCHS, "micro_batch_size": 4, "learning_rate": 3e-3,
-                 "engram_eval_samples": 20, "save_total_limit": 2}  # fmt: skip
+    overrides = {
+        "base_model": str(model),
+        "num_epochs": EPOCHS,
+        "micro_batch_size": 4,
+        "learning_rate": 3e-3,
+        "engram_eval_samples": 20,
+        "save_total_limit": 2,
+    }
     cfg = derive_config(RECIPES_DIR / "tiny.yml", root / "data", root / run / "model", None, overrides)
     return write_config(cfg, root / run / "config.yml")
 
@@ -43,8 +51,14 @@ def start(root: Path, run: str, capture: bool = False) -> subprocess.Popen:
     """``launch.train`` as a user's ``make train`` runs it, in its own process group."""
     env = cli_env(ENGRAM_WORKER="0")  # axolotl as a child process, killed with the group
     out = subprocess.PIPE if capture else subprocess.DEVNULL
-    return subprocess.Popen([sys.executable, "-c", TRAIN, str(root / run)], env=env, start_new_session=True,
-                            stdout=out, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-c", TRAIN, str(root / run)],
+        env=env,
+        start_new_session=True,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def lines(path: Path) -> list[dict]:
@@ -60,8 +74,10 @@ def uninterrupted(setup):
 
 
 def complete_checkpoint_after(model_dir: Path, step: int) -> bool:
-    return any((p / "trainer_state.json").exists() and int(p.name.split("-")[-1]) >= step
-               for p in model_dir.glob("checkpoint-*"))  # fmt: skip
+    return any(
+        (p / "trainer_state.json").exists() and int(p.name.split("-")[-1]) >= step
+        for p in model_dir.glob("checkpoint-*")
+    )
 
 
 @pytest.mark.slow
@@ -151,8 +167,11 @@ def test_a_full_disk_while_saving_fails_in_one_line_and_the_rerun_resumes(setup,
     run = "full-disk"
     config(root, run, model)
     model_dir = root / run / "model"
-    env = cli_env(ENGRAM_WORKER="0", ENGRAM_TEST_FULL_DISK_AT="checkpoint-30",
-                  PYTHONPATH=str(REPO / "tests" / "helpers" / "full_disk"))  # fmt: skip
+    env = cli_env(
+        ENGRAM_WORKER="0",
+        ENGRAM_TEST_FULL_DISK_AT="checkpoint-30",
+        PYTHONPATH=str(REPO / "tests" / "helpers" / "full_disk"),
+    )
     proc = subprocess.run([sys.executable, "-c", TRAIN, str(root / run)], env=env, capture_output=True, text=True)
     assert proc.returncode == 1
     (line,) = [x for x in proc.stdout.splitlines() if "disk is full" in x]

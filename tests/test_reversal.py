@@ -76,8 +76,22 @@ def test_reverse_qa_training_text_is_exactly_the_train_peoples_reverse_questions
     assert not any(name in t for t in texts for name in heldout)  # heldout people's reverse QA never trains
 
 
-REDUCED = ("--people", "60", "--multi5-epochs", "12", "--hidden", "64", "--layers", "2", "--vocab-size", "1024",
-           "--learning-rate", "3e-3", "--micro-batch", "4")  # fmt: skip
+REDUCED = (
+    "--people",
+    "60",
+    "--multi5-epochs",
+    "12",
+    "--hidden",
+    "64",
+    "--layers",
+    "2",
+    "--vocab-size",
+    "1024",
+    "--learning-rate",
+    "3e-3",
+    "--micro-batch",
+    "4",
+)
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ from engram_run.reports.compare import (
     z_test,
 )
 from engram_run.reports.report import collect
-from engram_run.runs.launch import eval_command, evaluate, latest_results
+from engram_run.runs.evaluation import eval_command, evaluate, latest_results
 from engram_run.runs.recipes import RECIPES_DIR, RunError, derive_config
 
 FIELDS = ("birth_date", "birth_city", "university", "major", "employer", "company_city")
@@ -45,10 +45,23 @@ def demo(tmp_path_factory) -> Path:
     (batches of 4 packed rows: enough updates for so few people)."""
     root = tmp_path_factory.mktemp("demo")
     proc = pipeline(
-        "demo", "--people", "60", "--epochs", "16", "--hidden", "64", "--layers", "2", "--vocab-size", "1024",
-        "--learning-rate", "3e-3", "--micro-batch", "4",
+        "demo",
+        "--people",
+        "60",
+        "--epochs",
+        "16",
+        "--hidden",
+        "64",
+        "--layers",
+        "2",
+        "--vocab-size",
+        "1024",
+        "--learning-rate",
+        "3e-3",
+        "--micro-batch",
+        "4",
         cwd=root,
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert proc.stdout.strip().splitlines()[-1] == "report: results/report/report.md"
     assert re.search(r"reverse \d\.\d{3}; untrained \d\.\d{3} \(chance 0\.25\)", proc.stdout), proc.stdout
@@ -74,8 +87,13 @@ def test_demo_memorizes_far_above_chance(demo):
 def test_report_table_matches_the_result_files(demo):
     out = demo / "results" / "report"
     assert sorted(p.name for p in out.iterdir()) == [
-        "accuracy.png", "manifest.json", "recall_over_training.png", "report.csv", "report.json", "report.md",
-    ]  # fmt: skip
+        "accuracy.png",
+        "manifest.json",
+        "recall_over_training.png",
+        "report.csv",
+        "report.json",
+        "report.md",
+    ]
     lm = json.loads(latest_results(demo / "results" / "demo").read_text())["results"]
     with (out / "report.csv").open() as f:
         (row,) = list(csv.DictReader(f))
@@ -109,9 +127,13 @@ def test_localize_the_demo_run_and_recall_at_fraction_1_is_lm_evals(demo):
     for qset, task in (("train", "bios_qa"), ("heldout", "bios_qa_heldout"), ("reverse", "bios_qa_reverse")):
         assert at_1[qset]["overall"] == pytest.approx(lm[task]["acc,none"], abs=1e-12)  # the evaluator is lm-eval's
     summary = (out / "summary.md").read_text()
-    for section in ("## What changed", "## How few weights carry the memory (graft)",
-                    "## How few weights carry the memory (prune)", "## Which states carry the fact",
-                    "## Probes: where the attributes are decodable"):  # fmt: skip
+    for section in (
+        "## What changed",
+        "## How few weights carry the memory (graft)",
+        "## How few weights carry the memory (prune)",
+        "## Which states carry the fact",
+        "## Probes: where the attributes are decodable",
+    ):
         assert section in summary
 
 
@@ -204,8 +226,12 @@ def test_every_suite_names_groups_the_installed_lm_eval_knows(suite, task_manage
 
 def test_compare_options_pass_lm_evals_own_flags_through():
     opts = CompareOptions(apply_chat_template=True, fewshot_as_multiturn=True, hf_hub_log_args="hub_results_org=o")
-    assert opts.lm_eval_args() == ["--apply_chat_template", "--fewshot_as_multiturn",
-                                   "--hf_hub_log_args", "hub_results_org=o"]  # fmt: skip
+    assert opts.lm_eval_args() == [
+        "--apply_chat_template",
+        "--fewshot_as_multiturn",
+        "--hf_hub_log_args",
+        "hub_results_org=o",
+    ]
     cmd = eval_command("pretrained=x", "d", Path("r"), ["bios_qa", "tinyBenchmarks"], extra=opts.lm_eval_args())
     assert cmd[-5:] == ["--log_samples", *opts.lm_eval_args()]  # samples by default with bios_qa
     assert "--log_samples" not in eval_command("pretrained=x", "d", Path("r"), ["bios_qa"], log_samples=False)
@@ -241,8 +267,9 @@ def test_train_all_continues_past_a_failing_model_and_skips_finished_runs(bios_d
     again = pipeline(*[a.replace("gpt2 tiny", "tiny") for a in args], cwd=tmp_path)
     assert "tiny-full-bioS_multi5_permutes: skipped" in again.stdout and again.returncode == 0, again.stdout
     # make compare on that trained run: base and tuned through lm-eval, samples logged, paired tests.
-    proc = pipeline("compare", "--model", "tiny", "--suite", "bios", "--limit", "3", "--data-dir", str(bios_dir),
-                    cwd=tmp_path)  # fmt: skip
+    proc = pipeline(
+        "compare", "--model", "tiny", "--suite", "bios", "--limit", "3", "--data-dir", str(bios_dir), cwd=tmp_path
+    )
     out = tmp_path / "results/tiny-full-bioS_multi5_permutes/compare"
     assert proc.returncode == 0 and proc.stdout.strip().endswith(f"comparison: {out.relative_to(tmp_path)}/compare.md")
     rows = json.loads((out / "compare.json").read_text())
@@ -271,8 +298,8 @@ def test_derived_config_points_at_the_data_and_bio_field(tmp_path):
 
 
 def test_lm_eval_model_args_for_each_backend_full_and_adapter(tmp_path):
-    from engram_run.runs.launch import eval_command
-    from lm_eval_tasks import model_args
+    from engram_eval.lm_eval_args import model_args
+    from engram_run.runs.evaluation import eval_command
 
     full, adapter = tmp_path / "full", tmp_path / "lora"
     full.mkdir()
@@ -312,9 +339,19 @@ def test_lm_eval_model_args_for_each_backend_full_and_adapter(tmp_path):
 
 def test_make_eval_passes_the_backend_and_model_args_through(bios_dir, tmp_path):
     proc = subprocess.run(
-        ["make", "-n", "eval", "MODEL=llama3b", "MODEL_BACKEND=vllm", "MODEL_ARGS=tensor_parallel_size=2", "MERGE_LORA=1"],
-        cwd=REPO, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            "make",
+            "-n",
+            "eval",
+            "MODEL=llama3b",
+            "MODEL_BACKEND=vllm",
+            "MODEL_ARGS=tensor_parallel_size=2",
+            "MERGE_LORA=1",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     line = next(x for x in proc.stdout.splitlines() if "eval-all" in x)
     assert '--backend vllm --model-args "tensor_parallel_size=2" --merge-lora' in line
@@ -342,7 +379,8 @@ def test_the_report_reads_the_plugins_post_training_results_too(tmp_path):
 def test_reproduce_gives_every_variant_the_same_budget_and_evaluations(bios_dir, tmp_path):
     from engram_data.contract import DEFAULT_VARIANTS, QA_TRAIN, train_file
     from engram_run.runs.recipes import validate
-    from engram_run.studies.reproduce import ReproduceSettings, budget_epochs, text_size, variant_config
+    from engram_run.studies.common import budget_epochs, text_size, variant_config
+    from engram_run.studies.reproduce import ReproduceSettings
 
     epochs = budget_epochs(bios_dir, 12, DEFAULT_VARIANTS)
     qa = text_size(train_file(bios_dir, QA_TRAIN))
@@ -377,10 +415,27 @@ def test_reproduce_shows_that_augmentation_buys_extraction(tmp_path):
     variants at the ends): both memorize their trained QA; five permuted biographies per person
     extract far more facts of heldout people than one; no variant names a person from attributes."""
     proc = pipeline(
-        "reproduce", "--people", "60", "--multi5-epochs", "16", "--hidden", "64", "--layers", "2",
-        "--vocab-size", "1024", "--learning-rate", "3e-3", "--micro-batch", "4",
-        "--variants", "bioS,bioS_multi5_permutes", "--protocols", "mixed", cwd=tmp_path,
-    )  # fmt: skip
+        "reproduce",
+        "--people",
+        "60",
+        "--multi5-epochs",
+        "16",
+        "--hidden",
+        "64",
+        "--layers",
+        "2",
+        "--vocab-size",
+        "1024",
+        "--learning-rate",
+        "3e-3",
+        "--micro-batch",
+        "4",
+        "--variants",
+        "bioS,bioS_multi5_permutes",
+        "--protocols",
+        "mixed",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     out = tmp_path / "results" / "reproduce"
     rows = json.loads((out / "reproduce.json").read_text())["mixed"]
@@ -388,8 +443,13 @@ def test_reproduce_shows_that_augmentation_buys_extraction(tmp_path):
     assert rows["bioS_multi5_permutes"]["epochs"] == 16 and rows["bioS"]["epochs"] > 40  # one budget
     for r in rows.values():
         sc = r["scores"]
-        assert r["questions"] == {"trained_qa": 180, "trained_qa_exact": 180, "heldout_exact": 180, "heldout": 180,
-                                  "reverse": 60}  # fmt: skip
+        assert r["questions"] == {
+            "trained_qa": 180,
+            "trained_qa_exact": 180,
+            "heldout_exact": 180,
+            "heldout": 180,
+            "reverse": 60,
+        }
         assert sc["trained_qa"] >= 0.9, rows  # memorized
         assert abs(r["untrained"] - 0.25) <= 0.06, rows  # the floor: chance
         assert sc["reverse"] <= 0.4, rows  # chance (60 questions: +-0.06)
@@ -408,10 +468,29 @@ def test_reproduce_bio_then_qa_fine_tunes_the_pretrained_weights_on_trained_qa_o
     run from those weights on the QA of train people. The QA fine-tune memorizes its questions;
     heldout people, whose QA never trained, are scored by exact match (the paper's metric)."""
     proc = pipeline(
-        "reproduce", "--people", "60", "--multi5-epochs", "16", "--qa-epochs", "10", "--hidden", "64", "--layers",
-        "2", "--vocab-size", "1024", "--learning-rate", "3e-3", "--micro-batch", "4", "--variants", "bioS",
-        "--protocols", "bio_then_qa", cwd=tmp_path,
-    )  # fmt: skip
+        "reproduce",
+        "--people",
+        "60",
+        "--multi5-epochs",
+        "16",
+        "--qa-epochs",
+        "10",
+        "--hidden",
+        "64",
+        "--layers",
+        "2",
+        "--vocab-size",
+        "1024",
+        "--learning-rate",
+        "3e-3",
+        "--micro-batch",
+        "4",
+        "--variants",
+        "bioS",
+        "--protocols",
+        "bio_then_qa",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     (row,) = json.loads((tmp_path / "results/reproduce/reproduce.json").read_text())["bio_then_qa"].values()
     run = tmp_path / "outputs/reproduce/bio_then_qa/bioS"

@@ -56,11 +56,23 @@ def test_documents_through_a_real_server_at_every_temperature(served, chat_model
         "Aspirin reduces fever and relieves mild pain. It thins the blood.\n"
         "Metformin treats type 2 diabetes. It lowers glucose production in the liver.\n"
     )
-    gen = OpenAIGenerator(url, str(chat_model), concurrency=2, timeout=60, retries=2,
-                          tokenizer=AutoTokenizer.from_pretrained(chat_model))  # fmt: skip
+    gen = OpenAIGenerator(
+        url, str(chat_model), concurrency=2, timeout=60, retries=2, tokenizer=AutoTokenizer.from_pretrained(chat_model)
+    )
     out = tmp_path / "mydocs"
-    manifest = generate_docs([docs], out, gen, chunk_tokens=20, tokens_per_question=60, temperatures=TEMPERATURES,
-                             heldout_temperatures=1, styles=["simple"], seed=0, overwrite=False, progress=False)  # fmt: skip
+    manifest = generate_docs(
+        [docs],
+        out,
+        gen,
+        chunk_tokens=20,
+        tokens_per_question=60,
+        temperatures=TEMPERATURES,
+        heldout_temperatures=1,
+        styles=["simple"],
+        seed=0,
+        overwrite=False,
+        progress=False,
+    )
     c = manifest["counts"]
     chunks = read_jsonl(out / "chunks.jsonl")
     requests = len(chunks) * len(TEMPERATURES)

@@ -24,8 +24,10 @@ from engram_run.tuning.sweep import expand, parse_grid, point_id
 
 def curve(val: list[float], train: list[float] | None = None) -> dict:
     train = train if train is not None else val
-    return {"eval": [{"step": i, "epoch": i, "eval_loss": v} for i, v in enumerate(val)],
-            "train": [{"step": i, "epoch": i, "loss": v} for i, v in enumerate(train)]}  # fmt: skip
+    return {
+        "eval": [{"step": i, "epoch": i, "eval_loss": v} for i, v in enumerate(val)],
+        "train": [{"step": i, "epoch": i, "loss": v} for i, v in enumerate(train)],
+    }
 
 
 def test_smoothness_counts_the_rises_of_validation_loss_and_the_path_of_training_loss():
@@ -100,14 +102,22 @@ def test_a_slurm_job_asks_for_the_partition_gpus_and_time_and_launches_accelerat
         (tmp_path / "bin" / name).write_text("#!/bin/sh\n")
         (tmp_path / "bin" / name).chmod(0o755)
     ExecutorSettings("slurm").check()
-    settings = ExecutorSettings("slurm", partition="gpu", gpus=4, cpus=32, mem_gb=200, time_min=600, parallel=2,
-                                slurm_args={"account": "lab"})  # fmt: skip
+    settings = ExecutorSettings(
+        "slurm", partition="gpu", gpus=4, cpus=32, mem_gb=200, time_min=600, parallel=2, slurm_args={"account": "lab"}
+    )
     assert settings.launcher_args == ("--num_processes", "4")
     assert ExecutorSettings("slurm", gpus=1).launcher_args == ()
     executor = settings.submitit(tmp_path / "jobs")
     text = executor._executor._make_submission_file_text("python -m submitit.core._submit x", "uid")
-    for line in ("--partition=gpu", "--gpus-per-node=4", "--time=600", "--cpus-per-task=32", "--mem=200GB",
-                 "--account=lab", "--ntasks-per-node=1"):  # fmt: skip
+    for line in (
+        "--partition=gpu",
+        "--gpus-per-node=4",
+        "--time=600",
+        "--cpus-per-task=32",
+        "--mem=200GB",
+        "--account=lab",
+        "--ntasks-per-node=1",
+    ):
         assert f"#SBATCH {line}" in text, text
     assert executor._executor.parameters["array_parallelism"] == 2
     with pytest.raises(RunError, match="unknown EXECUTOR=pbs; choose from local, slurm, submitit-local"):
@@ -118,14 +128,27 @@ def test_a_slurm_job_asks_for_the_partition_gpus_and_time_and_launches_accelerat
 
 
 def engram_run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engram_run", *args], cwd=cwd, env=cli_env(), capture_output=True,
-                          text=True)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "engram_run", *args], cwd=cwd, env=cli_env(), capture_output=True, text=True
+    )
 
 
 def tiny_args(bios_dir: Path, tiny_llama: Path, steps: int = 6) -> list[str]:
-    return ["--model", "tiny", "--data-dir", str(bios_dir), "--set", f"base_model={tiny_llama}", f"max_steps={steps}",
-            "engram_eval_samples=4", "engram_eval_heldout=false", "engram_eval_reverse=false", "sample_packing=false",
-            "micro_batch_size=8", "logging_steps=1"]  # fmt: skip
+    return [
+        "--model",
+        "tiny",
+        "--data-dir",
+        str(bios_dir),
+        "--set",
+        f"base_model={tiny_llama}",
+        f"max_steps={steps}",
+        "engram_eval_samples=4",
+        "engram_eval_heldout=false",
+        "engram_eval_reverse=false",
+        "sample_packing=false",
+        "micro_batch_size=8",
+        "logging_steps=1",
+    ]
 
 
 @pytest.mark.slow
@@ -169,8 +192,19 @@ def test_a_two_point_sweep_end_to_end_skips_finished_points_and_reports_a_failed
 
 @pytest.mark.slow
 def test_lr_find_through_submitits_local_executor(bios_dir, tiny_llama, tmp_path):
-    proc = engram_run("lr-find", *tiny_args(bios_dir, tiny_llama, steps=8), "--lrs", "1e-3 1e-2", "--evals", "4",
-                      "--executor", "submitit-local", "--time-min", "20", cwd=tmp_path)  # fmt: skip
+    proc = engram_run(
+        "lr-find",
+        *tiny_args(bios_dir, tiny_llama, steps=8),
+        "--lrs",
+        "1e-3 1e-2",
+        "--evals",
+        "4",
+        "--executor",
+        "submitit-local",
+        "--time-min",
+        "20",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     out = tmp_path / "results/sweeps/tiny-full-bioS_multi5_permutes-lr-find"
     data = json.loads((out / "lr_find.json").read_text())
@@ -197,9 +231,28 @@ def test_epoch_find_reads_the_turn_up_off_one_run_and_prints_the_retrain_command
 
     data = tmp_path / "small"
     assert run_generate("--num-people", "24", "--seed", "3", "--out", str(data)).returncode == 0
-    args = ["epoch-find", "--model", "tiny", "--data-dir", str(data), "--lr", "3e-3", "--epochs", "4",
-            "--evals-per-epoch", "2", "--patience", "2", "--set", f"base_model={tiny_llama}", "sample_packing=false",
-            "micro_batch_size=8", "val_set_size=0.1", "engram_eval_samples=4", "engram_eval_reverse=false"]  # fmt: skip
+    args = [
+        "epoch-find",
+        "--model",
+        "tiny",
+        "--data-dir",
+        str(data),
+        "--lr",
+        "3e-3",
+        "--epochs",
+        "4",
+        "--evals-per-epoch",
+        "2",
+        "--patience",
+        "2",
+        "--set",
+        f"base_model={tiny_llama}",
+        "sample_packing=false",
+        "micro_batch_size=8",
+        "val_set_size=0.1",
+        "engram_eval_samples=4",
+        "engram_eval_reverse=false",
+    ]
     proc = engram_run(*args, cwd=tmp_path)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     out = tmp_path / "results/sweeps/tiny-full-bioS_multi5_permutes-epoch-find"
@@ -216,10 +269,13 @@ def test_epoch_find_reads_the_turn_up_off_one_run_and_prints_the_retrain_command
         assert (
             result["recall_at_turn_up"] == evals[at]["recall"] and result["heldout_at_turn_up"] == evals[at]["heldout"]
         )
-        sets = (f"base_model={tiny_llama} sample_packing=false micro_batch_size=8 val_set_size=0.1 engram_eval_samples=4 "
-                f"engram_eval_reverse=false learning_rate=0.003 num_epochs={epoch:g} lr_scheduler=cosine")  # fmt: skip
-        assert result["retrain"] == (f"make train MODEL=tiny VARIANT=bioS_multi5_permutes DATA_DIR={data} "
-                                     f"SET='{sets}' FORCE=1")  # fmt: skip
+        sets = (
+            f"base_model={tiny_llama} sample_packing=false micro_batch_size=8 val_set_size=0.1 engram_eval_samples=4 "
+            f"engram_eval_reverse=false learning_rate=0.003 num_epochs={epoch:g} lr_scheduler=cosine"
+        )
+        assert result["retrain"] == (
+            f"make train MODEL=tiny VARIANT=bioS_multi5_permutes DATA_DIR={data} SET='{sets}' FORCE=1"
+        )
         assert f"[epoch-find] retrain: {result['retrain']}" in proc.stdout
     config = (tmp_path / "outputs/sweeps" / out.name / "learning_rate-0.003/config.yml").read_text()
     assert "lr_scheduler: constant" in config and "evals_per_epoch: 2" in config and "num_epochs: 4.0" in config

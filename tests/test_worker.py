@@ -13,8 +13,16 @@ import pytest
 def short_config(bios_dir: Path, tiny_llama: Path, out: Path, **extra) -> Path:
     from engram_run.runs.recipes import RECIPES_DIR, derive_config, write_config
 
-    overrides = {"base_model": str(tiny_llama), "max_steps": 3, "engram_eval_samples": 4, "sample_packing": False,
-                 "engram_eval_heldout": False, "engram_eval_reverse": False, "save_strategy": "no", **extra}  # fmt: skip
+    overrides = {
+        "base_model": str(tiny_llama),
+        "max_steps": 3,
+        "engram_eval_samples": 4,
+        "sample_packing": False,
+        "engram_eval_heldout": False,
+        "engram_eval_reverse": False,
+        "save_strategy": "no",
+        **extra,
+    }
     cfg = derive_config(RECIPES_DIR / "tiny.yml", bios_dir, out / "model", None, overrides)
     return write_config(cfg, out / "config.yml")
 

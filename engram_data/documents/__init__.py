@@ -13,7 +13,8 @@ temperatures -> the same train/QA layout as bioS, so the same recipes and evalua
 Generation is strict: a reply that is not a JSON list of {"question", "answer"} objects
 is dropped and counted, as is every malformed item; near-duplicate pairs are removed.
 
-    chunks       reading .txt / .md inputs, chunking at sentence boundaries by tokens
+    formats      PDF, DOCX, HTML, Markdown and text to plain text, with pages; bad files skipped
+    chunks       chunking at sentence boundaries by tokens
     qa           prompts per style, the temperature schedule, strict parsing, dedupe
     generators   hf:PATH (local transformers) and openai:URL (chat completions) backends
     run          generate_docs(): the cached, resumable run and the atomic write

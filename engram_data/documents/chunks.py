@@ -48,8 +48,9 @@ def read_inputs(paths: Sequence[str | os.PathLike], warn=None) -> tuple[list[Doc
     skipped = Counter(skip.kind for _, skip in skips)
     if not docs:  # one error line: the one file's reason, or what was skipped, by kind
         what = f": {skips[0][1]}" if len(skips) == 1 else f" ({describe_skips(skipped)})" if skips else ""
-        raise DataError(f"no text found in {', '.join(map(str, paths))}{what}; pass documents with text "
-                        f"({', '.join(SUFFIXES)})")  # fmt: skip
+        raise DataError(
+            f"no text found in {', '.join(map(str, paths))}{what}; pass documents with text ({', '.join(SUFFIXES)})"
+        )
     for path, skip in skips if warn is not None else ():
         warn(f"skipped {path}: {skip}")
     return docs, skipped
@@ -64,8 +65,9 @@ def sentences(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def chunk_text(source: str, text: str, tokenizer, chunk_tokens: int,
-               page_of: Callable[[int], int | None] = lambda offset: None) -> list[Chunk]:  # fmt: skip
+def chunk_text(
+    source: str, text: str, tokenizer, chunk_tokens: int, page_of: Callable[[int], int | None] = lambda offset: None
+) -> list[Chunk]:
     """Consecutive sentences up to ``chunk_tokens`` tokens of the generator's tokenizer;
     a sentence is split (at token boundaries) only when it alone is longer than that.
     ``page_of``: the page of a character offset (Document.page), kept on every chunk."""
@@ -76,8 +78,17 @@ def chunk_text(source: str, text: str, tokenizer, chunk_tokens: int,
         nonlocal cur_start, cur_end, cur_tokens
         if cur_start is not None:
             body = text[cur_start:cur_end]
-            chunks.append(Chunk(f"{Path(source).name}:{cur_start}", source, cur_start, cur_end, body.strip(),
-                                cur_tokens, page_of(cur_start)))  # fmt: skip
+            chunks.append(
+                Chunk(
+                    f"{Path(source).name}:{cur_start}",
+                    source,
+                    cur_start,
+                    cur_end,
+                    body.strip(),
+                    cur_tokens,
+                    page_of(cur_start),
+                )
+            )
         cur_start, cur_end, cur_tokens = None, None, 0
 
     for start, end in sentences(text):

@@ -86,8 +86,16 @@ class OpenAIGenerator(Generator):
     The key comes from ``api_key_env`` and is never printed or stored (a server that echoes
     it back has it redacted from the error line)."""
 
-    def __init__(self, url: str, model: str, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 4,
-                 timeout: float = 60.0, retries: int = 5, tokenizer=None):  # fmt: skip
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 4,
+        timeout: float = 60.0,
+        retries: int = 5,
+        tokenizer=None,
+    ):
         import openai
 
         self.spec = f"openai:{url}#{model}"
@@ -97,8 +105,9 @@ class OpenAIGenerator(Generator):
         self.concurrency = concurrency
         self.tokenizer = tokenizer
         # A local server needs no key; the client insists on one ("unused" is sent then).
-        self.client = openai.OpenAI(base_url=self.base, api_key=self.key or "unused", timeout=timeout,
-                                    max_retries=retries)  # fmt: skip
+        self.client = openai.OpenAI(
+            base_url=self.base, api_key=self.key or "unused", timeout=timeout, max_retries=retries
+        )
 
     def _one(self, prompt: str, temperature: float, seed: int) -> str:
         import openai

@@ -14,14 +14,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from engram_data.atomic import atomic_output, check_output_dir
 from engram_data.contract import (
+    DOCS_QA,
     GENERATOR_VERSION,
     MANIFEST,
     NUM_CHOICES,
     QA_TRAIN,
     DataError,
-    atomic_output,
-    check_output_dir,
     qa_file,
     qa_text,
     train_file,
@@ -34,7 +34,6 @@ from engram_data.documents.qa import STYLES, build_prompt, dedupe, parse_pairs, 
 from engram_data.options import OptionSampler, make_choices, protocol
 
 GENERATOR = "llm-engram/generate_data docs"  # the identity in manifest.json that marks our own output
-DOCS = "docs"  # qa/docs.jsonl
 CHUNKS = "chunks"  # chunks.jsonl (provenance) and train/chunks.jsonl (text)
 GENERATED = "generated"  # generated.jsonl: every parsed pair, its fate (kept, duplicate, no_distractors), its qa id
 
@@ -151,8 +150,9 @@ def generate_docs(
     )
 
 
-def _write_docs(out: Path, chunks, generated, counts, by_t, spec, seed, temperatures, heldout_t, styles,
-                overwrite) -> dict:  # fmt: skip
+def _write_docs(
+    out: Path, chunks, generated, counts, by_t, spec, seed, temperatures, heldout_t, styles, overwrite
+) -> dict:
     rows = [r for r in generated if r["fate"] == "kept"]  # in generation order
     rng = random.Random(f"{seed}:choices")
     # Distractors are answers of other questions of the same style and the same split:
@@ -171,9 +171,21 @@ def _write_docs(out: Path, chunks, generated, counts, by_t, spec, seed, temperat
             continue
         choices, label = make_choices(r["answer"], sampler, rng)
         r["qa_id"] = f"docs-{i}"
-        qa.append({"id": f"docs-{i}", "split": r["split"], "field": r["style"], "question": r["question"],
-                   "answer": r["answer"], "choices": choices, "label": label, "chunk": r["chunk"],
-                   "source": r["source"], "page": r["page"], "temperature": r["temperature"]})  # fmt: skip
+        qa.append(
+            {
+                "id": f"docs-{i}",
+                "split": r["split"],
+                "field": r["style"],
+                "question": r["question"],
+                "answer": r["answer"],
+                "choices": choices,
+                "label": label,
+                "chunk": r["chunk"],
+                "source": r["source"],
+                "page": r["page"],
+                "temperature": r["temperature"],
+            }
+        )
     with atomic_output(out, GENERATOR, overwrite) as tmp:
         (tmp / "train").mkdir()
         (tmp / "qa").mkdir()
@@ -183,7 +195,7 @@ def _write_docs(out: Path, chunks, generated, counts, by_t, spec, seed, temperat
             (tmp / f"{CHUNKS}.jsonl", [c.__dict__ for c in chunks]),
             (train_file(tmp, CHUNKS), [{"text": c.text} for c in chunks]),
             (train_file(tmp, QA_TRAIN), qa_train),
-            (qa_file(tmp, DOCS), qa),
+            (qa_file(tmp, DOCS_QA), qa),
             (tmp / f"{GENERATED}.jsonl", generated),
         ):
             count, sha = write_jsonl(path, file_rows)

@@ -23,16 +23,27 @@ from pathlib import Path
 
 import pandas as pd
 
-from engram_run.runs import launch
+from engram_eval.lm_eval_args import model_args
+from engram_run.runs import evaluation, launch
 from engram_run.runs.recipes import RunError, load_recipe
 from engram_run.runs.settings import Run
-from lm_eval_tasks import model_args
 
-BIOS_TASKS = launch.EVAL_TASKS
+BIOS_TASKS = evaluation.EVAL_TASKS
 SUITES = {"tiny": ("tinyBenchmarks",), "openllm": ("openllm",), "leaderboard": ("leaderboard",), "bios": ()}
 ALPHA = 0.05
-COLUMNS = ["task", "metric", "base", "base_stderr", "tuned", "tuned_stderr", "delta", "p_value", "test", "n",
-           "significant"]  # fmt: skip
+COLUMNS = [
+    "task",
+    "metric",
+    "base",
+    "base_stderr",
+    "tuned",
+    "tuned_stderr",
+    "delta",
+    "p_value",
+    "test",
+    "n",
+    "significant",
+]
 
 
 def suite_tasks(suite: str, tasks: list[str] | None = None) -> list[str]:
@@ -71,15 +82,18 @@ class Side:
 
         path = Path(path)
         if path.is_dir():
-            found = launch.latest_results(path)
+            found = evaluation.latest_results(path)
             if found is None:
                 raise RunError(f"no lm-eval results_*.json under {path}; run the evaluation first")
             path = found
-        data = launch.read_results(path)
+        data = evaluation.read_results(path)
         stamp = path.name.removesuffix(".json").rsplit("_", 1)[-1]
         files = get_sample_results_filenames([str(p) for p in path.parent.glob("samples_*.jsonl")])
-        by_name = {Path(f).name.removeprefix("samples_").rsplit("_", 1)[0]: Path(f) for f in files
-                   if get_file_datetime(Path(f).name) == stamp}  # fmt: skip
+        by_name = {
+            Path(f).name.removeprefix("samples_").rsplit("_", 1)[0]: Path(f)
+            for f in files
+            if get_file_datetime(Path(f).name) == stamp
+        }
         samples = {t: by_name[sanitize_task_name(t)] for t in data["results"] if sanitize_task_name(t) in by_name}
         return cls(path, data, samples)
 
@@ -149,10 +163,14 @@ def compare_results(base: Side, tuned: Side) -> list[dict]:
             metric, _, filt = key.partition(",")
             if not filt or "_stderr" in metric or _number(b[key]) is None or _number(t.get(key)) is None:
                 continue
-            row = {"task": task, "metric": metric if filt == "none" else f"{metric} ({filt})",
-                   "base": _number(b[key]), "tuned": _number(t[key]),
-                   "base_stderr": _number(b.get(f"{metric}_stderr,{filt}")),
-                   "tuned_stderr": _number(t.get(f"{metric}_stderr,{filt}"))}  # fmt: skip
+            row = {
+                "task": task,
+                "metric": metric if filt == "none" else f"{metric} ({filt})",
+                "base": _number(b[key]),
+                "tuned": _number(t[key]),
+                "base_stderr": _number(b.get(f"{metric}_stderr,{filt}")),
+                "tuned_stderr": _number(t.get(f"{metric}_stderr,{filt}")),
+            }
             row["delta"] = row["tuned"] - row["base"]
             row["p_value"], row["test"], row["n"] = None, "none", None
             bs, ts = _items(base, task, metric, filt), _items(tuned, task, metric, filt)
@@ -173,29 +191,39 @@ def _pm(value: float | None, se: float | None) -> str:
     return f"{value:.4f}" + (f" ± {se:.4f}" if se is not None else "")
 
 
-def write_comparison(rows: list[dict], out: Path, base_name: str, tuned_name: str,
-                     samples: dict[str, list[str]] | None = None) -> Path:  # fmt: skip
+def write_comparison(
+    rows: list[dict], out: Path, base_name: str, tuned_name: str, samples: dict[str, list[str]] | None = None
+) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(rows, indent=2) + "\n")
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame.to_csv(out / "compare.csv", index=False)
-    shown = pd.DataFrame({
-        "task": frame["task"], "metric": frame["metric"],
-        "base": [_pm(v, s) for v, s in zip(frame["base"], frame["base_stderr"])],
-        "fine-tuned": [_pm(v, s) for v, s in zip(frame["tuned"], frame["tuned_stderr"])],
-        "delta": [f"{d:+.4f}" + (" *" if sig else "") for d, sig in zip(frame["delta"], frame["significant"])],
-        "p": ["" if p is None or pd.isna(p) else f"{p:.3g}" for p in frame["p_value"]],
-        "test": [f"{t}, n={int(n)}" if n and not pd.isna(n) else t for t, n in zip(frame["test"], frame["n"])],
-    })  # fmt: skip
-    table = shown.to_markdown(index=False, disable_numparse=True,
-                              colalign=("left", "left", "right", "right", "right", "right", "left"))  # fmt: skip
+    shown = pd.DataFrame(
+        {
+            "task": frame["task"],
+            "metric": frame["metric"],
+            "base": [_pm(v, s) for v, s in zip(frame["base"], frame["base_stderr"])],
+            "fine-tuned": [_pm(v, s) for v, s in zip(frame["tuned"], frame["tuned_stderr"])],
+            "delta": [f"{d:+.4f}" + (" *" if sig else "") for d, sig in zip(frame["delta"], frame["significant"])],
+            "p": ["" if p is None or pd.isna(p) else f"{p:.3g}" for p in frame["p_value"]],
+            "test": [f"{t}, n={int(n)}" if n and not pd.isna(n) else t for t, n in zip(frame["test"], frame["n"])],
+        }
+    )
+    table = shown.to_markdown(
+        index=False, disable_numparse=True, colalign=("left", "left", "right", "right", "right", "right", "left")
+    )
     changed = int(frame["significant"].sum()) if len(frame) else 0
-    md = [f"# {tuned_name} vs {base_name}", "",
-          f"Value ± lm-eval's standard error; p: a paired test on the per-item scores where both runs logged the "
-          f"same items (exact McNemar for 0/1 scores, a paired t-test otherwise; a group pools its subtasks' items), "
-          f"else a z-test from the standard errors; `*` p < {ALPHA} ({changed} of {len(rows)} metrics; with "
-          f"no correction for comparing {len(rows)} metrics, about {ALPHA * len(rows):.1f} would be marked by chance).",
-          "", table, ""]  # fmt: skip
+    md = [
+        f"# {tuned_name} vs {base_name}",
+        "",
+        f"Value ± lm-eval's standard error; p: a paired test on the per-item scores where both runs logged the "
+        f"same items (exact McNemar for 0/1 scores, a paired t-test otherwise; a group pools its subtasks' items), "
+        f"else a z-test from the standard errors; `*` p < {ALPHA} ({changed} of {len(rows)} metrics; with "
+        f"no correction for comparing {len(rows)} metrics, about {ALPHA * len(rows):.1f} would be marked by chance).",
+        "",
+        table,
+        "",
+    ]
     if samples:
         md += ["Per-item samples (lm-eval's `--log_samples`), to see exactly which facts changed:", ""]
         md += [f"- {side}: `{path}`" for side, paths in samples.items() for path in paths] + [""]
@@ -219,8 +247,13 @@ class CompareOptions:
         return args + (["--hf_hub_log_args", self.hf_hub_log_args] if self.hf_hub_log_args else [])
 
 
-def compare(run: Run | None, data_dir: str | Path, options: CompareOptions = CompareOptions(),
-            base_results: Path | None = None, tuned_results: Path | None = None) -> Path:  # fmt: skip
+def compare(
+    run: Run | None,
+    data_dir: str | Path,
+    options: CompareOptions = CompareOptions(),
+    base_results: Path | None = None,
+    tuned_results: Path | None = None,
+) -> Path:
     """Score the base and the fine-tuned model of ``run`` (or read two lm-eval outputs: result
     files or the folders they are in) and write the comparison beside the tuned results."""
     if options.fewshot_as_multiturn and not options.apply_chat_template:
@@ -234,16 +267,26 @@ def compare(run: Run | None, data_dir: str | Path, options: CompareOptions = Com
             raise RunError(f"{run.name} is not trained; run `make train MODEL={run.model}` first")
         base_model = load_recipe(run.recipe)["base_model"]
         out = run.results_dir / "compare"
-        for side, margs in (("base", f"pretrained={base_model},dtype=auto"),
-                            ("tuned", model_args(run.model_dir, base_model))):  # fmt: skip
-            if not launch.evaluate(margs, data_dir, out / side, options.tasks, options.limit,
-                                   extra=options.lm_eval_args(), log_samples=options.log_samples):  # fmt: skip
+        for side, margs in (
+            ("base", f"pretrained={base_model},dtype=auto"),
+            ("tuned", model_args(run.model_dir, base_model)),
+        ):
+            if not evaluation.evaluate(
+                margs,
+                data_dir,
+                out / side,
+                options.tasks,
+                options.limit,
+                extra=options.lm_eval_args(),
+                log_samples=options.log_samples,
+            ):
                 raise RunError(f"lm-eval failed for the {side} model; see {out / side / 'eval.log'}")
         base, tuned = Side.load(out / "base"), Side.load(out / "tuned")
         names = (base_model, run.name)
     rows = compare_results(base, tuned)
     if not rows:
         raise RunError(f"{base.path} and {tuned.path} share no task metrics")
-    samples = {side: sorted(str(p) for p in s.samples.values()) for side, s in (("base", base), ("tuned", tuned))
-               if s.samples}  # fmt: skip
+    samples = {
+        side: sorted(str(p) for p in s.samples.values()) for side, s in (("base", base), ("tuned", tuned)) if s.samples
+    }
     return write_comparison(rows, out, *names, samples=samples)

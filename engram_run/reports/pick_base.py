@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from engram_data.contract import MANIFEST, atomic_output, qa_file, read_jsonl, read_manifest
-from engram_run.runs import launch
+from engram_data.atomic import atomic_output
+from engram_data.contract import CHANCE, DOCS_QA, MANIFEST, qa_file, read_jsonl, read_manifest
+from engram_eval.lm_eval_args import model_args
+from engram_run.runs import evaluation
 from engram_run.runs.recipes import RunError, load_recipe, recipe_path
-from lm_eval_tasks import model_args
 
 TASK = "docs_qa"
-CHANCE = 0.25
 GENERATOR = "llm-engram/pick-base"
 
 
@@ -39,7 +39,7 @@ def base_of(candidate: str) -> str:
 
 def sample_indices(data_dir: Path, size: int, seed: int = 0) -> list[int]:
     """``size`` of docs_qa's questions (the trained temperatures), seeded, in file order."""
-    n = sum(r["split"] == "train" for r in read_jsonl(qa_file(data_dir, "docs")))
+    n = sum(r["split"] == "train" for r in read_jsonl(qa_file(data_dir, DOCS_QA)))
     if n == 0:
         raise RunError(f"{data_dir} has no trained document questions; run make docs-train or generate_data.py docs")
     return sorted(random.Random(f"{seed}:pick-base").sample(range(n), min(size, n)))
@@ -63,14 +63,27 @@ def pick_base(candidates: list[str], data_dir: Path, out: Path, sample: int = 20
         for c, base in bases.items():
             label = Path(c).name if Path(c).is_dir() else c
             print(f"[pick-base] {label}: lm-eval {TASK} on {len(indices)} questions ({base})", flush=True)
-            ok = launch.evaluate(model_args(base, base), data_dir, tmp / label, (TASK,), log_samples=False,
-                                 extra=["--samples", json.dumps({TASK: indices})])  # fmt: skip
+            ok = evaluation.evaluate(
+                model_args(base, base),
+                data_dir,
+                tmp / label,
+                (TASK,),
+                log_samples=False,
+                extra=["--samples", json.dumps({TASK: indices})],
+            )
             if not ok:
                 last = (tmp / label / "eval.log").read_text(errors="replace").strip().splitlines() or ["no output"]
                 raise RunError(f"evaluating {label} ({base}) failed: {last[-1][:300]}")
-            res = launch.read_results(launch.latest_results(tmp / label))["results"][TASK]
-            rows.append({"candidate": label, "model": base, "acc": res["acc,none"], "stderr": res["acc_stderr,none"],
-                         "questions": len(indices)})  # fmt: skip
+            res = evaluation.read_results(evaluation.latest_results(tmp / label))["results"][TASK]
+            rows.append(
+                {
+                    "candidate": label,
+                    "model": base,
+                    "acc": res["acc,none"],
+                    "stderr": res["acc_stderr,none"],
+                    "questions": len(indices),
+                }
+            )
         verdict = write(rank(rows), tmp, data_dir, seed)
     print(f"[pick-base] {verdict}; {out / 'pick-base.md'}", flush=True)
     return out / "pick-base.md"
@@ -88,23 +101,36 @@ def rank(rows: list[dict]) -> list[dict]:
 
 def write(rows: list[dict], tmp: Path, data_dir: Path, seed: int) -> str:
     """The tables, plot and manifest into ``tmp``; the verdict line."""
-    frame = pd.DataFrame(rows, columns=["rank", "candidate", "model", "acc", "stderr", "gap", "p_vs_best",
-                                       "tied_with_best", "questions"]).set_index("rank")  # fmt: skip
+    frame = pd.DataFrame(
+        rows, columns=["rank", "candidate", "model", "acc", "stderr", "gap", "p_vs_best", "tied_with_best", "questions"]
+    ).set_index("rank")
     tied = [r["candidate"] for r in rows[1:] if r["tied_with_best"]]
     verdict = f"{rows[0]['candidate']} scores best" + (
         f"; the sample cannot tell it from {', '.join(tied)} (p >= 0.05): take the cheapest of them, or a larger SAMPLE"
-        if tied else ""
-    )  # fmt: skip
+        if tied
+        else ""
+    )
     (tmp / "pick-base.json").write_text(json.dumps(rows, indent=2) + "\n")
     frame.to_csv(tmp / "pick-base.csv")
     plot(rows, tmp / "pick-base.png")
-    (tmp / "pick-base.md").write_text("\n".join([
-        "# Which base to fine-tune on these documents", "",
-        f"Un-tuned four-option accuracy on {rows[0]['questions']} of the trained questions of `{data_dir}` "
-        f"(`docs_qa`, one sample, seed {seed}, the same for every candidate); chance is {CHANCE}. "
-        "stderr is lm-eval's; p is the two-sided p-value of the gap to the best.", "",
-        frame.to_markdown(floatfmt=".3f"), "", verdict + ".", "", "![accuracy per candidate](pick-base.png)", "",
-    ]))  # fmt: skip
+    (tmp / "pick-base.md").write_text(
+        "\n".join(
+            [
+                "# Which base to fine-tune on these documents",
+                "",
+                f"Un-tuned four-option accuracy on {rows[0]['questions']} of the trained questions of `{data_dir}` "
+                f"(`docs_qa`, one sample, seed {seed}, the same for every candidate); chance is {CHANCE}. "
+                "stderr is lm-eval's; p is the two-sided p-value of the gap to the best.",
+                "",
+                frame.to_markdown(floatfmt=".3f"),
+                "",
+                verdict + ".",
+                "",
+                "![accuracy per candidate](pick-base.png)",
+                "",
+            ]
+        )
+    )
     (tmp / MANIFEST).write_text(json.dumps({"generator": GENERATOR, "data_dir": str(data_dir)}, indent=2) + "\n")
     return verdict
 
@@ -116,8 +142,13 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(rows) + 2), 3.5))
-    ax.bar([r["candidate"] for r in rows], [r["acc"] for r in rows], yerr=[1.96 * r["stderr"] for r in rows],
-           capsize=3, color=["C2" if r["rank"] == 1 else "C0" if r["tied_with_best"] else "C7" for r in rows])  # fmt: skip
+    ax.bar(
+        [r["candidate"] for r in rows],
+        [r["acc"] for r in rows],
+        yerr=[1.96 * r["stderr"] for r in rows],
+        capsize=3,
+        color=["C2" if r["rank"] == 1 else "C0" if r["tied_with_best"] else "C7" for r in rows],
+    )
     ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label=f"chance ({CHANCE})")
     ax.set_ylim(0, 1)
     ax.set_ylabel("un-tuned docs_qa accuracy\n(± 1.96 stderr)")

@@ -14,16 +14,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from engram_data.contract import FIELDS, MANIFEST, RECALL_HISTORY, DataError, atomic_output, check_output_dir
-from engram_run.runs.launch import latest_results, read_results
+from engram_data.atomic import atomic_output, check_output_dir
+from engram_data.contract import CHANCE, FIELDS, MANIFEST, DataError
+from engram_data.run_files import RECALL_HISTORY
+from engram_run.runs.evaluation import latest_results, read_results
 
 COLUMNS = (*FIELDS, "overall", "heldout", "reverse", "gen", "docs", "docs_heldout", "docs_gen", "untrained")
-CHANCE = 0.25
 # Each column: (lm-eval task, metric); the stderr is lm-eval's <metric>_stderr.
-SOURCES = {**{f: (f"bios_qa_{f}", "acc") for f in FIELDS}, "overall": ("bios_qa", "acc"),
-           "heldout": ("bios_qa_heldout", "acc"), "reverse": ("bios_qa_reverse", "acc"),
-           "gen": ("bios_qa_gen", "exact_match"), "docs": ("docs_qa", "acc"),
-           "docs_heldout": ("docs_qa_heldout", "acc"), "docs_gen": ("docs_qa_gen", "exact_match")}  # fmt: skip
+SOURCES = {
+    **{f: (f"bios_qa_{f}", "acc") for f in FIELDS},
+    "overall": ("bios_qa", "acc"),
+    "heldout": ("bios_qa_heldout", "acc"),
+    "reverse": ("bios_qa_reverse", "acc"),
+    "gen": ("bios_qa_gen", "exact_match"),
+    "docs": ("docs_qa", "acc"),
+    "docs_heldout": ("docs_qa_heldout", "acc"),
+    "docs_gen": ("docs_qa_gen", "exact_match"),
+}
 GENERATOR = "llm-engram/report"
 
 
@@ -100,8 +107,13 @@ def _plot_accuracy(rows: list[dict], path: Path) -> None:
         errors = [r.get(f"{f}_stderr") or 0 for f in labels]
         ax.bar(xs, [r.get(f) or 0 for f in labels], width, yerr=errors, capsize=2, label=r["run"])
         if r.get("untrained") is not None:
-            ax.axhline(r["untrained"], color=f"C{i}", linestyle=":", linewidth=1,
-                       label=f"{r['run']}: untrained ({r['untrained']:.3f})")  # fmt: skip
+            ax.axhline(
+                r["untrained"],
+                color=f"C{i}",
+                linestyle=":",
+                linewidth=1,
+                label=f"{r['run']}: untrained ({r['untrained']:.3f})",
+            )
     ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label=f"chance ({CHANCE})")
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], labels, rotation=20)
     ax.set_ylim(0, 1)
@@ -170,8 +182,11 @@ def _plot_forgetting(compared: dict[str, list[dict]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = {run: [r for r in rows if r["task"] == "bios_qa" and r["metric"] == "acc"]
-              + [r for r in rows if not r["task"].startswith("bios_qa")] for run, rows in compared.items()}  # fmt: skip
+    panels = {
+        run: [r for r in rows if r["task"] == "bios_qa" and r["metric"] == "acc"]
+        + [r for r in rows if not r["task"].startswith("bios_qa")]
+        for run, rows in compared.items()
+    }
     height = sum(max(len(rows), 1) for rows in panels.values())
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 1.2 + 0.32 * height + 0.6 * len(panels)), squeeze=False)
     for ax, (run, rows) in zip(axes[:, 0], panels.items()):
@@ -219,22 +234,40 @@ def report(results_dir: Path, outputs: Path, out: Path) -> Path:
         ]
         if any(histories.values()):
             _plot_recall(histories, tmp / "recall_over_training.png")
-            md += ["Recall during training (the engram plugin's evaluations):", "",
-                   "![recall over training](recall_over_training.png)", ""]  # fmt: skip
+            md += [
+                "Recall during training (the engram plugin's evaluations):",
+                "",
+                "![recall over training](recall_over_training.png)",
+                "",
+            ]
         compared = comparisons(results_dir)
         if compared:
             _plot_forgetting(compared, tmp / "forgetting.png")
-            md += ["## What memorization cost (`make compare`)", "",
-                   "The bios_qa gain beside every general-ability delta of each compared run "
-                   "(each run's `compare/compare.md` has the table with p-values):", "",
-                   "![forgetting](forgetting.png)", ""]  # fmt: skip
+            md += [
+                "## What memorization cost (`make compare`)",
+                "",
+                "The bios_qa gain beside every general-ability delta of each compared run "
+                "(each run's `compare/compare.md` has the table with p-values):",
+                "",
+                "![forgetting](forgetting.png)",
+                "",
+            ]
         md += ["## Every metric, as lm-eval reports it", ""]
         for r in rows:
-            md += [f"### {r['run']}", "", f"From `{r['results_file']}`:", "",
-                   make_table(read_results(Path(r["results_file"]))), ""]  # fmt: skip
+            md += [
+                f"### {r['run']}",
+                "",
+                f"From `{r['results_file']}`:",
+                "",
+                make_table(read_results(Path(r["results_file"]))),
+                "",
+            ]
             if r["samples"]:
-                md += [f"Every question's scores (lm-eval's `--log_samples`): {len(r['samples'])} files, "
-                       f"`{Path(r['samples'][0]).parent}/samples_bios_qa*.jsonl`.", ""]  # fmt: skip
+                md += [
+                    f"Every question's scores (lm-eval's `--log_samples`): {len(r['samples'])} files, "
+                    f"`{Path(r['samples'][0]).parent}/samples_bios_qa*.jsonl`.",
+                    "",
+                ]
         (tmp / "report.md").write_text("\n".join(md))
         manifest = {"generator": GENERATOR, "sources": [r["results_file"] for r in rows]}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

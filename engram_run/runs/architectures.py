@@ -8,12 +8,31 @@ model's published parameter count, which the test checks the built model against
 from __future__ import annotations
 
 _GPT2 = {"model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024}
-_LLAMA3 = {"model_type": "llama", "vocab_size": 128256, "max_position_embeddings": 131072, "rope_theta": 500000.0,
-           "rms_norm_eps": 1e-5, "bos_token_id": 128000, "eos_token_id": 128001}  # fmt: skip
-_LLAMA2 = {"model_type": "llama", "vocab_size": 32000, "max_position_embeddings": 4096, "rms_norm_eps": 1e-5,
-           "bos_token_id": 1, "eos_token_id": 2}  # fmt: skip
-_OLMO2 = {"model_type": "olmo2", "vocab_size": 100352, "max_position_embeddings": 4096, "rope_theta": 500000.0,
-          "rms_norm_eps": 1e-6, "tie_word_embeddings": False}  # fmt: skip
+_LLAMA3 = {
+    "model_type": "llama",
+    "vocab_size": 128256,
+    "max_position_embeddings": 131072,
+    "rope_theta": 500000.0,
+    "rms_norm_eps": 1e-5,
+    "bos_token_id": 128000,
+    "eos_token_id": 128001,
+}
+_LLAMA2 = {
+    "model_type": "llama",
+    "vocab_size": 32000,
+    "max_position_embeddings": 4096,
+    "rms_norm_eps": 1e-5,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
+_OLMO2 = {
+    "model_type": "olmo2",
+    "vocab_size": 100352,
+    "max_position_embeddings": 4096,
+    "rope_theta": 500000.0,
+    "rms_norm_eps": 1e-6,
+    "tie_word_embeddings": False,
+}
 
 ARCHITECTURES: dict[str, dict] = {
     "openai-community/gpt2": {**_GPT2, "n_embd": 768, "n_layer": 12, "n_head": 12},
@@ -109,12 +128,20 @@ ARCHITECTURES: dict[str, dict] = {
 
 # Published parameter counts (model cards / papers), to the precision they give.
 PARAMS = {
-    "openai-community/gpt2": 124e6, "openai-community/gpt2-medium": 355e6, "openai-community/gpt2-large": 774e6,
-    "openai-community/gpt2-xl": 1.56e9, "EleutherAI/gpt-j-6b": 6.05e9, "EleutherAI/gpt-neox-20b": 20.6e9,
-    "meta-llama/Llama-3.2-1B": 1.24e9, "meta-llama/Llama-3.2-3B": 3.21e9, "meta-llama/Llama-3.1-8B": 8.03e9,
-    "meta-llama/Llama-2-7b-hf": 6.74e9, "meta-llama/Llama-2-13b-hf": 13.0e9,
-    "allenai/OLMo-2-1124-7B": 7.30e9, "allenai/OLMo-2-1124-13B": 13.7e9,
-}  # fmt: skip
+    "openai-community/gpt2": 124e6,
+    "openai-community/gpt2-medium": 355e6,
+    "openai-community/gpt2-large": 774e6,
+    "openai-community/gpt2-xl": 1.56e9,
+    "EleutherAI/gpt-j-6b": 6.05e9,
+    "EleutherAI/gpt-neox-20b": 20.6e9,
+    "meta-llama/Llama-3.2-1B": 1.24e9,
+    "meta-llama/Llama-3.2-3B": 3.21e9,
+    "meta-llama/Llama-3.1-8B": 8.03e9,
+    "meta-llama/Llama-2-7b-hf": 6.74e9,
+    "meta-llama/Llama-2-13b-hf": 13.0e9,
+    "allenai/OLMo-2-1124-7B": 7.30e9,
+    "allenai/OLMo-2-1124-13B": 13.7e9,
+}
 
 
 def config_for(base_model: str):

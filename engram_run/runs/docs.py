@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engram_data.contract import QA_TRAIN, read_manifest, train_file
-from engram_run.runs import launch
+from engram_eval.lm_eval_args import model_args
+from engram_run.runs import evaluation, launch
 from engram_run.runs.recipes import (
     PLUGIN,
     RECIPES_DIR,
@@ -38,7 +39,6 @@ from engram_run.runs.recipes import (
     validate,
     write_config,
 )
-from lm_eval_tasks import model_args
 
 DOCS_TASKS = ("docs_qa", "docs_qa_heldout", "docs_qa_gen")
 CHUNKS = "chunks"  # train/chunks.jsonl: the documents' text, cut as the generator read it
@@ -76,9 +76,20 @@ class DocsSettings:
 def generate(s: DocsSettings) -> None:
     """``engram-data docs`` into ``s.data``, its progress and its one error line shown as they
     come; a rerun sends only the requests not cached yet."""
-    cmd = [launch.tool("engram-data"), "docs", "--input", *s.docs, "--out", str(s.data), "--generator", s.generator,
-           "--overwrite", *(["--model", s.generator_model] if s.generator_model else []),
-           *(["--tokenizer", s.tokenizer] if s.tokenizer else []), *s.generate_args]  # fmt: skip
+    cmd = [
+        launch.tool("engram-data"),
+        "docs",
+        "--input",
+        *s.docs,
+        "--out",
+        str(s.data),
+        "--generator",
+        s.generator,
+        "--overwrite",
+        *(["--model", s.generator_model] if s.generator_model else []),
+        *(["--tokenizer", s.tokenizer] if s.tokenizer else []),
+        *s.generate_args,
+    ]
     proc = subprocess.Popen(cmd, env=launch.tool_env(), stderr=subprocess.PIPE)
     error, pending = "", b""
     while chunk := proc.stderr.read1(4096):  # its progress bars and warnings, shown as they come
@@ -145,8 +156,7 @@ def docs_train(s: DocsSettings, step=print) -> dict:
         if s.model == "tiny":  # a tokenizer of the documents' own text, and random weights
             step(f"[engram] {run}: building a small Llama from the documents' text")
             launch.remove_own(run_dir / "init")
-            base = launch.build_model(s.data, run_dir / "init", run_dir / "build.log", hidden=s.hidden,
-                                      layers=s.layers)  # fmt: skip
+            base = launch.build_model(s.data, run_dir / "init", run_dir / "build.log", hidden=s.hidden, layers=s.layers)
         overrides = {**({"base_model": str(base)} if base else {}), **s.overrides}
         cfg = for_gpus(docs_config(recipe, s.data, model_dir, overrides), s.gpus)
         validate(cfg)
@@ -165,7 +175,7 @@ def docs_train(s: DocsSettings, step=print) -> dict:
         step(f"[engram] {run}: lm-eval {', '.join(tasks)} into {results_dir}")
         launch.remove_own(results_dir)
         base = load_recipe(run_dir / "config.yml")["base_model"]
-        if not launch.evaluate(model_args(model_dir, base), s.data, results_dir, tasks):
+        if not evaluation.evaluate(model_args(model_dir, base), s.data, results_dir, tasks):
             raise RunError(f"evaluating {run} failed; see {results_dir / 'eval.log'}")
         scored.write_text(data_sum(s.data))
-    return launch.read_results(launch.latest_results(results_dir))["results"]
+    return evaluation.read_results(evaluation.latest_results(results_dir))["results"]

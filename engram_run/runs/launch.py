@@ -1,11 +1,9 @@
-"""Launching the tools: ``engram-data`` (generate_data.py), ``axolotl train`` and ``engram-eval``
-(lm-eval with llm-engram's tasks), each as its own process or, for a one-process run on a CPU,
-in the shared worker (worker.py); finding lm-eval's result files."""
+"""Launching the tools: ``engram-data`` (generate_data.py) and ``axolotl train``, each as its own
+process or, for a one-process run on a CPU, in the shared worker (worker.py); the folders a run
+owns and whether it can resume. Evaluating with ``engram-eval`` is :mod:`engram_run.runs.evaluation`."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 import shutil
 import subprocess
@@ -13,15 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-from engram_data.contract import PROGRESS_ENV, RECALL_HISTORY
+from engram_data.run_files import PROGRESS_ENV, RECALL_HISTORY
 from engram_run.runs import worker
-from engram_run.runs.progress import LmEvalWatch, TrainingWatch, run_watched
+from engram_run.runs.progress import TrainingWatch, run_watched
 from engram_run.runs.recipes import RunError
-from lm_eval_tasks import eval_metadata
 
 DONE_FILE = ".engram_done"
 MARKER = ".engram_run"  # in every folder engram_run creates: the only folders it ever deletes
-EVAL_TASKS = ("bios_qa", "bios_qa_heldout", "bios_qa_reverse")
 
 
 def tool(name: str) -> str:
@@ -47,8 +43,19 @@ def generate_data(
     """``engram-data`` (generate_data.py): a bioS population in ``out`` (with ``variants``, else
     the default ones), replacing only a previous output of it. Raises RunError with the tool's
     own error line."""
-    cmd = [tool("engram-data"), "--num-people", str(people), "--seed", str(seed), "--out", str(out),
-           "--overwrite", "--no-progress", *(["--variants", ",".join(variants)] if variants else []), *extra]  # fmt: skip
+    cmd = [
+        tool("engram-data"),
+        "--num-people",
+        str(people),
+        "--seed",
+        str(seed),
+        "--out",
+        str(out),
+        "--overwrite",
+        "--no-progress",
+        *(["--variants", ",".join(variants)] if variants else []),
+        *extra,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=tool_env())
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
@@ -187,84 +194,12 @@ def full_disk(config: Path, model_dir: Path) -> None:
     sizes = [sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) for p in model_dir.glob("checkpoint-*")]
     need, free = max(sizes, default=0), shutil.disk_usage(model_dir).free
     again = f"resumes from {last.name}" if last else "starts over (no complete checkpoint)"
-    print(f"[engram] {model_dir}: the disk is full (No space left on device while saving); a checkpoint needs "
-          f"{need / 2**20:,.1f} MiB and {free / 2**20:,.1f} MiB are free there: free space and run the same "
-          f"command again, it {again}", flush=True)  # fmt: skip
-
-
-def eval_command(model_args: str, data_dir: str | Path, out: Path, tasks=EVAL_TASKS, limit: int | None = None,
-                 backend: str = "hf", batch_size: int | str = 32, device: str | None = None,
-                 extra: list[str] | None = None, log_samples: bool | None = None) -> list[str]:  # fmt: skip
-    """``engram-eval`` (lm_eval with our tasks) with lm-eval's own model choice and arguments;
-    ``extra``: more lm-eval flags, as lm-eval spells them. ``log_samples`` (lm-eval's
-    ``--log_samples``) is on by default whenever a bios_qa task runs: which facts, exactly."""
-    cmd = [
-        eval_tool(backend), "--model", backend, "--model_args", model_args,
-        "--tasks", ",".join(tasks), "--metadata", json.dumps(eval_metadata(data_dir)),
-        "--output_path", str(out), "--batch_size", str("auto" if backend == "vllm" else batch_size),
-    ]  # fmt: skip
-    if backend == "hf":  # vLLM places the model itself
-        cmd += ["--device", device or ("cuda" if cuda() else "cpu")]
-    if limit:
-        cmd += ["--limit", str(limit)]
-    if log_samples is None:
-        log_samples = any(t.startswith("bios_qa") for t in tasks)
-    return cmd + (["--log_samples"] if log_samples else []) + list(extra or [])
-
-
-def eval_tool(backend: str = "hf") -> str:
-    """``engram-eval`` of this environment, or for vLLM that of ``make install-vllm``'s own
-    environment (``ENGRAM_VLLM_VENV``, default .venv-vllm) unless vLLM is installed here."""
-    if backend != "vllm":
-        return tool("engram-eval")
-    other = Path(os.environ.get("ENGRAM_VLLM_VENV", ".venv-vllm")) / "bin" / "engram-eval"
-    if other.exists():
-        return str(other)
-    if importlib.util.find_spec("vllm") is not None:
-        return tool("engram-eval")
-    raise RunError(
-        f"MODEL_BACKEND=vllm needs vLLM, which is in neither this environment nor {other.parent.parent}: "
-        "run make install-vllm first"
+    print(
+        f"[engram] {model_dir}: the disk is full (No space left on device while saving); a checkpoint needs "
+        f"{need / 2**20:,.1f} MiB and {free / 2**20:,.1f} MiB are free there: free space and run the same "
+        f"command again, it {again}",
+        flush=True,
     )
-
-
-def cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def merge_lora(config: Path, model_dir: Path, log: Path) -> Path:
-    """``axolotl merge-lora CONFIG``: the base model with the adapter merged in, for
-    backends that take one folder; returns ``model_dir/merged``."""
-    with log.open("w") as f:
-        code = subprocess.call([tool("axolotl"), "merge-lora", str(config)], stdout=f, stderr=subprocess.STDOUT,
-                               env=tool_env())  # fmt: skip
-    merged = model_dir / "merged"
-    if code != 0 or not merged.is_dir():
-        raise RunError(f"axolotl merge-lora failed for {config}; see {log}")
-    return merged
-
-
-def evaluate(
-    model_args: str,
-    data_dir: str | Path,
-    out: Path,
-    tasks=EVAL_TASKS,
-    limit: int | None = None,
-    backend: str = "hf",
-    log: Path | None = None,
-    extra: list[str] | None = None,
-    log_samples: bool | None = None,
-) -> bool:
-    """``engram-eval`` into ``out``, in lm-eval's own JSON format (and samples files)."""
-    claim(out)
-    cmd = eval_command(model_args, data_dir, out, tasks, limit, backend, extra=extra, log_samples=log_samples)
-    log = log or out / "eval.log"
-    watch = LmEvalWatch(log, enabled=sys.stdout.isatty())
-    if backend == "hf" and not cuda():
-        return run_here(cmd, log, tool_env(), watch) == 0
-    return run_watched(cmd, log, tool_env(), watch) == 0
 
 
 def run_here(cmd: list[str], log: Path, env: dict, watch) -> int:
@@ -276,24 +211,7 @@ def run_here(cmd: list[str], log: Path, env: dict, watch) -> int:
     return worker.SHARED.run(cmd, log, env, watch)
 
 
-def read_results(path: Path) -> dict:
-    """An lm-eval result file; RunError naming it if it is missing, cut or not lm-eval's."""
-    try:
-        data = json.loads(Path(path).read_text("utf-8"))
-    except OSError as exc:
-        raise RunError(
-            f"cannot read the lm-eval result file {path} ({exc.strerror or exc}); pass an existing file"
-        ) from None
-    except ValueError as exc:
-        raise RunError(f"{path} is not valid JSON ({exc}); it was cut or edited: rerun the evaluation") from None
-    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
-        raise RunError(f"{path} has no 'results' mapping: it is not an lm-eval result file; rerun the evaluation")
-    return data
+def cuda() -> bool:
+    import torch
 
-
-def latest_results(run_dir: Path) -> Path | None:
-    """The newest ``results_<datetime>.json`` lm-eval wrote under ``run_dir`` (its own lookup)."""
-    from lm_eval.utils import get_latest_filename, get_results_filenames
-
-    found = get_results_filenames([str(p) for p in run_dir.rglob("results_*.json")])
-    return Path(get_latest_filename(found)) if found else None
+    return torch.cuda.is_available()

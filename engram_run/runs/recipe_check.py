@@ -82,8 +82,10 @@ def _try_attention_patch(cfg) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0].startswith("-"):
-        print("python -m engram_run.runs.recipe_check: error: usage: python -m engram_run.runs.recipe_check RECIPE.yml [...]",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "python -m engram_run.runs.recipe_check: error: usage: python -m engram_run.runs.recipe_check RECIPE.yml [...]",
+            file=sys.stderr,
+        )
         return 2
     failed = 0
     for path in args:

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import yaml
 
-from engram_data.contract import VARIANTS
+from engram_data.contract import DEFAULT_DATA_DIR, VARIANTS
 from engram_data.errors import one_line
-from engram_plugin.batch import BatchError, split_batch
+from engram_plugin.effective_batch import BatchError, split_batch
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "axolotl_configs"
-DEFAULT_DATA_DIR = "data/bios"
 METHODS = ("full", "lora", "qlora")
 
 

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engram_data.contract import (
+    DEFAULT_DATA_DIR,
+    DOCS_QA,
     FIELDS,
     PEOPLE,
     QA_TRAIN,
@@ -36,7 +38,6 @@ from engram_run.runs.recipes import RunError
 
 ARCHITECTURES = ("llama", "gpt2", "gptj", "gpt_neox", "olmo2")
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
-DOCS = "docs"  # qa/docs.jsonl: a documents dataset
 VALUE_REPEATS = 4  # how often each option value is seen: enough for BPE to merge its words
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -50,7 +51,7 @@ def corpus(data_dir: Path) -> Iterator[str]:
     tokens than rare ones, and an untrained model, which prefers short options, would tell
     them apart. Here no value is seen more often than another.
     """
-    if not (data_dir / PEOPLE).exists() and qa_file(data_dir, DOCS).exists():
+    if not (data_dir / PEOPLE).exists() and qa_file(data_dir, DOCS_QA).exists():
         yield from docs_corpus(data_dir)
         return
     people = read_jsonl(data_dir / PEOPLE)
@@ -87,7 +88,7 @@ def docs_corpus(data_dir: Path) -> Iterator[str]:
     QA, every question as scored, and every option value ``VALUE_REPEATS`` times."""
     for name in ("chunks", QA_TRAIN):
         yield from (r["text"] for r in read_jsonl(train_file(data_dir, name)))
-    rows = read_jsonl(qa_file(data_dir, DOCS))
+    rows = read_jsonl(qa_file(data_dir, DOCS_QA))
     yield from sorted({qa_prompt(r["question"]) for r in rows})
     values = sorted({c for r in rows for c in r["choices"]})
     for _ in range(VALUE_REPEATS):
@@ -121,8 +122,14 @@ def model_config(arch: str, vocab_size: int, hidden: int, layers: int, heads: in
 
     ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
     # Llama's own names for the sizes, which OLMo 2 and LFM2 share
-    llama_sizes = {"vocab_size": vocab_size, "hidden_size": hidden, "intermediate_size": 4 * hidden,
-                   "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": heads}  # fmt: skip
+    llama_sizes = {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden,
+        "intermediate_size": 4 * hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": heads,
+    }
     if arch == "llama":
         return LlamaConfig(**llama_sizes, max_position_embeddings=512, tie_word_embeddings=True, **ids)
     if arch == "gpt2":
@@ -212,7 +219,7 @@ def build_tiny_model(
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m engram_run.runs.tiny", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="data/bios", help="generated dataset to train the tokenizer on")
+    parser.add_argument("--data", default=DEFAULT_DATA_DIR, help="generated dataset to train the tokenizer on")
     parser.add_argument("--out", required=True, help="folder for the model and tokenizer")
     parser.add_argument("--arch", default="llama", choices=ARCHITECTURES)
     parser.add_argument("--hidden", type=number(int, 1), default=128)
@@ -224,8 +231,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> int:
-        out = build_tiny_model(args.data, args.out, args.arch, args.hidden, args.layers, args.heads,
-                               args.vocab_size, args.seed, args.tokenizer_from)  # fmt: skip
+        out = build_tiny_model(
+            args.data,
+            args.out,
+            args.arch,
+            args.hidden,
+            args.layers,
+            args.heads,
+            args.vocab_size,
+            args.seed,
+            args.tokenizer_from,
+        )
         print(f"wrote a random {args.arch} model and its tokenizer to {out}")
         return 0
 

@@ -3,7 +3,7 @@ their own command lines would (Axolotl's click CLI and lm-eval's ``cli_evaluate`
 in-process): the libraries are imported once for a whole batch, study or sweep instead of
 once a run (~8 s for Axolotl and ~6 s for lm-eval on 2 cores, per run).
 
-``launch.train`` and ``launch.evaluate`` hand their run to this worker where a run is one
+``launch.train`` and ``evaluation.evaluate`` hand their run to this worker where a run is one
 process on a CPU (``axolotl train --launcher python``; lm-eval's ``hf`` backend). A GPU,
 several processes (``accelerate launch``) and vLLM keep a process a run, so that nothing a run
 leaves on a device is inherited by the next. ``ENGRAM_WORKER=0`` turns the worker off.
@@ -118,8 +118,13 @@ class Worker:
 
     def start(self, env: dict) -> subprocess.Popen:
         if self.proc is None or self.proc.poll() is not None:
-            self.proc = subprocess.Popen([sys.executable, "-m", "engram_run.runs.worker"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "engram_run.runs.worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
         return self.proc
 
     def run(self, cmd: list[str], log: Path, env: dict, watch) -> int:

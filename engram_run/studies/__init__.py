@@ -1,2 +1,18 @@
-"""Studies: many runs on one budget, each answering one question and writing its table and
-plot: `make reproduce` (Physics of LM 3.1), `make capacity` (3.3), `make localize`."""
+"""Studies: many runs on one budget, each answering one question and writing its table and plot.
+
+    common            what the studies share: the step timer, budgets, an arm's recipe, lm-eval rows
+    cli               the command lines of reproduce, reversal, probe, capacity and localize
+    reproduce         make reproduce: Physics of LM 3.1's protocols on every text variant
+    reproduce_report  its tables (the paper's figure beside each cell) and plot
+    reversal          make reversal: what makes reverse questions answerable
+    reversal_report   its table and plot
+    probes            make probe: P- and Q-probes of bioS against multi5 + permute models
+    capacity          make capacity: knowledge capacity (Physics of LM 3.3)
+    localize          make localize: engram-localize's analyses on a trained run
+    docs_study        make docs-study: does the documents recipe work? (known truth)
+    docs_generator    the documents study's taught generator
+    docs_report       the documents study's tables and plot
+    docs_cli          the documents commands: docs-train, pick-base, docs-study
+
+A study imports :mod:`common` and its own ``*_report`` module, never another study.
+"""

@@ -51,8 +51,8 @@ def measure(model: Path, data: Path, out: Path, qa_people: int) -> dict:
     with worker.output_to(out.parent / f"{out.name}.log"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from engram_plugin.capacity import CapacityEvaluator
-        from engram_plugin.capacity_bound import BoundEvaluator, bound_markdown
+        from engram_eval.capacity_bound import BoundEvaluator, bound_markdown
+        from engram_eval.capacity_qa import CapacityEvaluator
 
         tok, lm = AutoTokenizer.from_pretrained(model), AutoModelForCausalLM.from_pretrained(model)
         result = BoundEvaluator(data, tok, "bioS_multi5_permutes").evaluate(lm)
@@ -77,12 +77,18 @@ def study(s: CapacitySettings) -> Path:
         launch.generate_data(data, n, seed=0)
         for h in s.hidden:
             run = launch.claim(s.outputs / f"people{n}-hidden{h}")
-            print(f"[capacity {time.perf_counter() - start:5.0f}s] {n} people, hidden {h}: build, train, measure",
-                  flush=True)  # fmt: skip
+            print(
+                f"[capacity {time.perf_counter() - start:5.0f}s] {n} people, hidden {h}: build, train, measure",
+                flush=True,
+            )
             with worker.output_to(run / "build.log"):  # in this process: one import for the study
                 build_tiny_model(data, run / "init", hidden=h, layers=s.layers, vocab_size=s.vocab_size, seed=0)
-            overrides = {"base_model": str(run / "init"), "num_epochs": s.epochs, "learning_rate": s.learning_rate,
-                         "micro_batch_size": s.micro_batch}  # fmt: skip
+            overrides = {
+                "base_model": str(run / "init"),
+                "num_epochs": s.epochs,
+                "learning_rate": s.learning_rate,
+                "micro_batch_size": s.micro_batch,
+            }
             cfg = derive_config(RECIPES_DIR / "tiny.yml", data, run / "model", None, overrides)
             cfg["datasets"] = cfg["datasets"][:1]  # the biographies alone: the bound reads them, not QA
             config = write_config(cfg, run / "config.yml")
@@ -90,17 +96,31 @@ def study(s: CapacitySettings) -> Path:
                 raise RunError(f"training failed; see {run / 'train.log'}")
             trained = measure(run / "model", data, run / "capacity", s.qa_people)
             untrained = measure(run / "init", data, run / "capacity-init", s.qa_people)
-            rows.append({"people": n, "hidden": h, "layers": s.layers, "exposures": s.epochs * BIOGRAPHIES_A_PERSON,
-                         "params": trained["params"], "data_bits_per_param": trained["max_bits"] / trained["params"],
-                         "non_embedding_params": trained["non_embedding_params"], "bits": trained["bits"],
-                         "max_bits": trained["max_bits"], "share": trained["share"],
-                         "bits_per_param": trained["bits_per_param"],
-                         "bits_per_non_embedding_param": trained["bits_per_non_embedding_param"],
-                         "untrained_bits": untrained["bits"], "qa_bits": trained["qa_bits"],
-                         "qa_max_bits": trained["qa_max_bits"], "untrained_qa_bits": untrained["qa_bits"],
-                         # Where the bound starts counting: a model that knows the pools and no person.
-                         "name_loss_nats": trained["name_loss_nats"], "value_loss_nats": trained["value_loss_nats"],
-                         "name_zero_nats": math.log(trained["N0"] - n), "value_zero_nats": math.log(trained["S0"])})  # fmt: skip
+            rows.append(
+                {
+                    "people": n,
+                    "hidden": h,
+                    "layers": s.layers,
+                    "exposures": s.epochs * BIOGRAPHIES_A_PERSON,
+                    "params": trained["params"],
+                    "data_bits_per_param": trained["max_bits"] / trained["params"],
+                    "non_embedding_params": trained["non_embedding_params"],
+                    "bits": trained["bits"],
+                    "max_bits": trained["max_bits"],
+                    "share": trained["share"],
+                    "bits_per_param": trained["bits_per_param"],
+                    "bits_per_non_embedding_param": trained["bits_per_non_embedding_param"],
+                    "untrained_bits": untrained["bits"],
+                    "qa_bits": trained["qa_bits"],
+                    "qa_max_bits": trained["qa_max_bits"],
+                    "untrained_qa_bits": untrained["qa_bits"],
+                    # Where the bound starts counting: a model that knows the pools and no person.
+                    "name_loss_nats": trained["name_loss_nats"],
+                    "value_loss_nats": trained["value_loss_nats"],
+                    "name_zero_nats": math.log(trained["N0"] - n),
+                    "value_zero_nats": math.log(trained["S0"]),
+                }
+            )
     return write(rows, s, time.perf_counter() - start)
 
 
@@ -112,8 +132,10 @@ def write(rows: list[dict], s: CapacitySettings, seconds: float) -> Path:
 
     launch.remove_own(s.results)
     out = launch.claim(s.results)
-    (out / "capacity.json").write_text(json.dumps({"settings": {k: str(v) for k, v in vars(s).items()},
-                                                   "seconds": seconds, "runs": rows}, indent=2) + "\n")  # fmt: skip
+    (out / "capacity.json").write_text(
+        json.dumps({"settings": {k: str(v) for k, v in vars(s).items()}, "seconds": seconds, "runs": rows}, indent=2)
+        + "\n"
+    )
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "capacity.csv", index=False)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
@@ -123,8 +145,9 @@ def write(rows: list[dict], s: CapacitySettings, seconds: float) -> Path:
         left.axhline(group["max_bits"].iloc[0], color=f"C{i}", lw=0.8, ls="--", label=f"{n} people: every fact")
         right.plot(group["params"], group["bits_per_param"], "o-", color=f"C{i}", label=f"{n} people")
     for (exposures, ratio), style in zip(sorted(PAPER_BITS_PER_PARAM.items()), (":", "--")):
-        right.axhline(ratio, color="red", lw=0.8, ls=style,
-                      label=f"Physics of LM 3.3, {exposures} exposures: {ratio:g} bit/param")  # fmt: skip
+        right.axhline(
+            ratio, color="red", lw=0.8, ls=style, label=f"Physics of LM 3.3, {exposures} exposures: {ratio:g} bit/param"
+        )
     for ax, label in ((left, "bits of knowledge stored"), (right, "bits per parameter")):
         ax.set_xscale("log")
         ax.set_xlabel("parameters")
@@ -134,23 +157,48 @@ def write(rows: list[dict], s: CapacitySettings, seconds: float) -> Path:
     fig.tight_layout()
     fig.savefig(out / "capacity.png", dpi=120)
     plt.close(fig)
-    shown = frame[["people", "hidden", "params", "max_bits", "data_bits_per_param", "exposures", "bits", "share",
-                   "bits_per_param", "bits_per_non_embedding_param", "untrained_bits", "value_loss_nats",
-                   "value_zero_nats", "name_loss_nats", "name_zero_nats", "qa_bits", "qa_max_bits"]]  # fmt: skip
+    shown = frame[
+        [
+            "people",
+            "hidden",
+            "params",
+            "max_bits",
+            "data_bits_per_param",
+            "exposures",
+            "bits",
+            "share",
+            "bits_per_param",
+            "bits_per_non_embedding_param",
+            "untrained_bits",
+            "value_loss_nats",
+            "value_zero_nats",
+            "name_loss_nats",
+            "name_zero_nats",
+            "qa_bits",
+            "qa_max_bits",
+        ]
+    ]
     exposures = sorted(set(frame["exposures"]))
     paper = [f"{PAPER_BITS_PER_PARAM[e]:g} bit/param at {e} exposures" for e in exposures if e in PAPER_BITS_PER_PARAM]
-    md = ["# Knowledge capacity (Physics of LM 3.3) on a CPU", "",
-          f"Tiny Llamas ({s.layers} layers) trained {s.epochs} epochs with `axolotl train` on the five permuted "
-          f"biographies of every person (bioS_multi5_permutes: {', '.join(map(str, exposures))} exposures of each "
-          f"fact), measured on every person ({seconds:.0f} s). `bits`: Physics of LM 3.3's bit-complexity lower bound "
-          "from the losses of the name and value tokens in each person's first biography (`engram-capacity`'s "
-          "default); `max_bits`: the population's bits (N0, S0 from the generator's pools); `data_bits_per_param` "
-          "above 1 is the paper's regime (more bits than parameters). `value_loss_nats` / `name_loss_nats`: the "
-          "model's loss (nats a person) on the attribute values and on the name in the biographies; the bound "
-          "counts bits only below `value_zero_nats` = ln S0 and `name_zero_nats` = ln(N0 - N), what a model that "
-          "knows the pools and no one person pays. `qa_bits` / `qa_max_bits`: bits extractable "
-          f"through QA prompts (`--measure qa`) of the first {s.qa_people} people. The paper's figure for the same "
-          f"measure and exposures: {'; '.join(paper) or 'none at this exposure count'} (its text).", "",
-          shown.to_markdown(index=False, floatfmt=".4g"), "", "![capacity](capacity.png)", ""]  # fmt: skip
+    md = [
+        "# Knowledge capacity (Physics of LM 3.3) on a CPU",
+        "",
+        f"Tiny Llamas ({s.layers} layers) trained {s.epochs} epochs with `axolotl train` on the five permuted "
+        f"biographies of every person (bioS_multi5_permutes: {', '.join(map(str, exposures))} exposures of each "
+        f"fact), measured on every person ({seconds:.0f} s). `bits`: Physics of LM 3.3's bit-complexity lower bound "
+        "from the losses of the name and value tokens in each person's first biography (`engram-capacity`'s "
+        "default); `max_bits`: the population's bits (N0, S0 from the generator's pools); `data_bits_per_param` "
+        "above 1 is the paper's regime (more bits than parameters). `value_loss_nats` / `name_loss_nats`: the "
+        "model's loss (nats a person) on the attribute values and on the name in the biographies; the bound "
+        "counts bits only below `value_zero_nats` = ln S0 and `name_zero_nats` = ln(N0 - N), what a model that "
+        "knows the pools and no one person pays. `qa_bits` / `qa_max_bits`: bits extractable "
+        f"through QA prompts (`--measure qa`) of the first {s.qa_people} people. The paper's figure for the same "
+        f"measure and exposures: {'; '.join(paper) or 'none at this exposure count'} (its text).",
+        "",
+        shown.to_markdown(index=False, floatfmt=".4g"),
+        "",
+        "![capacity](capacity.png)",
+        "",
+    ]
     (out / "capacity.md").write_text("\n".join(md))
     return out / "capacity.md"

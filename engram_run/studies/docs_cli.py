@@ -16,8 +16,12 @@ COMMANDS = ("docs-train", "pick-base", "docs-study")
 
 
 def _generator_options(p, required: bool) -> None:
-    p.add_argument("--generator", required=required, default=None,
-                   help="hf:PATH (a local model) or openai:URL (a served one; with --generator-model)")  # fmt: skip
+    p.add_argument(
+        "--generator",
+        required=required,
+        default=None,
+        help="hf:PATH (a local model) or openai:URL (a served one; with --generator-model)",
+    )
     p.add_argument("--generator-model", default=None, help="the served model's name, for openai:")
     p.add_argument("--tokenizer", default=None, help="the tokenizer to chunk by, for openai: (a local folder)")
 
@@ -48,11 +52,20 @@ def add_docs_parsers(sub) -> None:
 
     d = sub.add_parser("docs-study", help="does the recipe work? chunks vs QA at 1 or 9 temperatures vs + reverse")
     defaults = DocsStudySettings()
-    for name, kind in (("people", number(int, 8)), ("teach_people", number(int, 8)),
-                       ("generator_steps", number(int, 1)), ("steps", number(int, 1)), ("hidden", number(int, 1)),
-                       ("layers", number(int, 1)), ("vocab_size", number(int, 300)),
-                       ("learning_rate", number(float, 0, low_open=True)), ("micro_batch", number(int, 1)),
-                       ("data_dir", Path), ("outputs", Path), ("results", Path)):  # fmt: skip
+    for name, kind in (
+        ("people", number(int, 8)),
+        ("teach_people", number(int, 8)),
+        ("generator_steps", number(int, 1)),
+        ("steps", number(int, 1)),
+        ("hidden", number(int, 1)),
+        ("layers", number(int, 1)),
+        ("vocab_size", number(int, 300)),
+        ("learning_rate", number(float, 0, low_open=True)),
+        ("micro_batch", number(int, 1)),
+        ("data_dir", Path),
+        ("outputs", Path),
+        ("results", Path),
+    ):
         d.add_argument(f"--{name.replace('_', '-')}", type=kind, default=getattr(defaults, name))
     _generator_options(d, required=False)
 
@@ -68,13 +81,28 @@ def add_docs_parsers(sub) -> None:
 def docs_command(args) -> int:
     if args.command == "docs-train":
         overrides = parse_overrides(args.set)
-        s = DocsSettings(tuple(args.docs), args.generator, args.generator_model, args.tokenizer,
-                         tuple(args.generate_args.split()), args.model, args.method, args.hidden, args.layers,
-                         args.name, args.data_dir, overrides, args.force, args.gpus, args.outputs,
-                         args.results)  # fmt: skip
+        s = DocsSettings(
+            tuple(args.docs),
+            args.generator,
+            args.generator_model,
+            args.tokenizer,
+            tuple(args.generate_args.split()),
+            args.model,
+            args.method,
+            args.hidden,
+            args.layers,
+            args.name,
+            args.data_dir,
+            overrides,
+            args.force,
+            args.gpus,
+            args.outputs,
+            args.results,
+        )
         results = docs_train(s)
-        line = ", ".join(f"{task} {res.get('acc,none', res.get('exact_match,none')):.3f}"
-                         for task, res in sorted(results.items()))  # fmt: skip
+        line = ", ".join(
+            f"{task} {res.get('acc,none', res.get('exact_match,none')):.3f}" for task, res in sorted(results.items())
+        )
         print(f"[engram] {line}")
         print(f"report: {report(s.results, s.outputs, s.results / 'report')}")
     elif args.command == "pick-base":

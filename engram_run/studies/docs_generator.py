@@ -78,8 +78,14 @@ def teaching_rows(data_dir: Path, tokenizer, seed: int = 0) -> list[dict]:
                 pairs = true_pairs(person, questions, style)
                 n = rng.randint(1, len(pairs))
                 reply = json.dumps(rng.sample(pairs, n))
-                rows.append({"segments": [{"label": False, "text": render_chat(build_prompt(chunk, style, n))},
-                                          {"label": True, "text": f" {reply}{tokenizer.eos_token}"}]})  # fmt: skip
+                rows.append(
+                    {
+                        "segments": [
+                            {"label": False, "text": render_chat(build_prompt(chunk, style, n))},
+                            {"label": True, "text": f" {reply}{tokenizer.eos_token}"},
+                        ]
+                    }
+                )
     rng.shuffle(rows)
     return rows
 
@@ -115,8 +121,13 @@ def build_generator(teach_dir: Path, folder: Path, people: int, steps: int, seed
     from engram_run.runs import launch
     from engram_run.runs.tiny import corpus, model_config, train_tokenizer
 
-    launch.generate_data(teach_dir, people, seed=1000 + seed, variants=("bioS", "bioS_multi5_permutes"),
-                         extra=("--heldout-fraction", "0"))  # fmt: skip
+    launch.generate_data(
+        teach_dir,
+        people,
+        seed=1000 + seed,
+        variants=("bioS", "bioS_multi5_permutes"),
+        extra=("--heldout-fraction", "0"),
+    )
     launch.remove_own(folder)
     launch.claim(folder)
     # Rows need a tokenizer (how many pairs a passage asks for); the tokenizer is trained on rows.
@@ -135,8 +146,13 @@ def build_generator(teach_dir: Path, folder: Path, people: int, steps: int, seed
     teach(rows, init, folder / "model", steps, seed)
     model = folder / "model"
     tok.save_pretrained(model)  # with the chat template
-    GenerationConfig(do_sample=True, max_new_tokens=160, eos_token_id=tok.eos_token_id,
-                     pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id).save_pretrained(model)  # fmt: skip
+    GenerationConfig(
+        do_sample=True,
+        max_new_tokens=160,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+    ).save_pretrained(model)
     return model
 
 
@@ -158,11 +174,22 @@ def teach(rows: list[dict], init: Path, out: Path, steps: int, seed: int) -> Non
     tok = AutoTokenizer.from_pretrained(init)
 
     args = TrainingArguments(
-        output_dir=str(out), max_steps=steps, per_device_train_batch_size=MICRO_BATCH, learning_rate=LEARNING_RATE,
-        lr_scheduler_type="constant_with_warmup", warmup_steps=100, adam_beta2=0.95, weight_decay=0.0,
-        logging_steps=250, save_strategy="no", report_to=[], seed=seed, data_seed=seed, dataloader_pin_memory=False,
+        output_dir=str(out),
+        max_steps=steps,
+        per_device_train_batch_size=MICRO_BATCH,
+        learning_rate=LEARNING_RATE,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=100,
+        adam_beta2=0.95,
+        weight_decay=0.0,
+        logging_steps=250,
+        save_strategy="no",
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        dataloader_pin_memory=False,
         use_cpu=not torch.cuda.is_available(),
-    )  # fmt: skip
+    )
     model = AutoModelForCausalLM.from_pretrained(init)
     data = Dataset.from_list([encode(tok, r) for r in rows])
     trainer = ReplyLossTrainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorForSeq2Seq(tok))
@@ -173,8 +200,11 @@ def teach(rows: list[dict], init: Path, out: Path, steps: int, seed: int) -> Non
 def encode(tok, row: dict) -> dict:
     """A teaching row as token ids, the prompt's labels -100 (no loss)."""
     prompt, reply = (tok(seg["text"], add_special_tokens=False)["input_ids"] for seg in row["segments"])
-    return {"input_ids": prompt + reply, "attention_mask": [1] * (len(prompt) + len(reply)),
-            "labels": [-100] * len(prompt) + reply}  # fmt: skip
+    return {
+        "input_ids": prompt + reply,
+        "attention_mask": [1] * (len(prompt) + len(reply)),
+        "labels": [-100] * len(prompt) + reply,
+    }
 
 
 def reply_loss(model, inputs: dict):

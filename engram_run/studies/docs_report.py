@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engram_data.contract import MANIFEST, atomic_output
-from engram_run.reports.report import CHANCE
+from engram_data.atomic import atomic_output
+from engram_data.contract import CHANCE, MANIFEST
 
 GENERATOR = "llm-engram/docs-study"
 # score -> (lm-eval task, metric), on the documents' people's true facts
@@ -35,41 +35,61 @@ def _share(x) -> str:
 
 
 def markdown(rows: dict, per_t: dict, s) -> str:
-    generator = s.generator_model or s.generator or (
-        f"a 128x4 LFM2 taught here on {s.teach_people} other people, {s.generator_steps} steps"
-    )  # fmt: skip
-    lines = ["# Does the documents recipe work?", "",
-             f"{s.people} people's biographies as documents (half text, half PDF), expanded by the generator "
-             f"({generator}) through `transformers serve`, trained into one random {s.hidden}-wide "
-             f"{s.layers}-layer Llama per arm, {s.steps} steps of {s.micro_batch} packed rows each (the same compute; "
-             "a smaller data set is repeated more). Scored by lm-eval on the people's "
-             "**true** facts (their `bios_qa` questions, not the generator's pairs), ± lm-eval's standard error. "
-             "*Forward*: a field's value from the name; *reverse*: the name from birth date and city; four options "
-             "(chance 0.25) or generated (exact match). *Pairs*: the generator's pairs trained; *true*: their share "
-             "that is right; *coverage*: the share of the people's facts (forward: 6 per person; reverse: the "
-             "scored question) that some true trained pair states.", "",
-             "| arm | trains on | " + " | ".join(COLUMNS.values()) + " | pairs | true | coverage fwd / rev |",
-             "| --- | --- | " + " | ".join("---:" for _ in COLUMNS) + " | ---: | ---: | ---: |"]  # fmt: skip
+    generator = (
+        s.generator_model
+        or s.generator
+        or (f"a 128x4 LFM2 taught here on {s.teach_people} other people, {s.generator_steps} steps")
+    )
+    lines = [
+        "# Does the documents recipe work?",
+        "",
+        f"{s.people} people's biographies as documents (half text, half PDF), expanded by the generator "
+        f"({generator}) through `transformers serve`, trained into one random {s.hidden}-wide "
+        f"{s.layers}-layer Llama per arm, {s.steps} steps of {s.micro_batch} packed rows each (the same compute; "
+        "a smaller data set is repeated more). Scored by lm-eval on the people's "
+        "**true** facts (their `bios_qa` questions, not the generator's pairs), ± lm-eval's standard error. "
+        "*Forward*: a field's value from the name; *reverse*: the name from birth date and city; four options "
+        "(chance 0.25) or generated (exact match). *Pairs*: the generator's pairs trained; *true*: their share "
+        "that is right; *coverage*: the share of the people's facts (forward: 6 per person; reverse: the "
+        "scored question) that some true trained pair states.",
+        "",
+        "| arm | trains on | " + " | ".join(COLUMNS.values()) + " | pairs | true | coverage fwd / rev |",
+        "| --- | --- | " + " | ".join("---:" for _ in COLUMNS) + " | ---: | ---: | ---: |",
+    ]
     for arm, r in rows.items():
         cells = [f"{r['scores'][k]:.3f} ± {r['stderr'][k]:.3f}" for k in COLUMNS]
-        extra = ["", "", ""] if arm == "untrained" else [str(r["pairs"]), _share(r["pairs_true"]),
-                                                         f"{r['coverage_forward']:.2f} / {r['coverage_reverse']:.2f}"]  # fmt: skip
+        extra = (
+            ["", "", ""]
+            if arm == "untrained"
+            else [
+                str(r["pairs"]),
+                _share(r["pairs_true"]),
+                f"{r['coverage_forward']:.2f} / {r['coverage_reverse']:.2f}",
+            ]
+        )
         lines.append(f"| `{arm}` | {WHAT.get(arm, 'nothing')} | {' | '.join(cells)} | {' | '.join(extra)} |")
     n = rows["untrained"]["questions"]
     lines += ["", "Questions per cell: " + ", ".join(f"{COLUMNS[k]} {v}" for k, v in n.items()) + "."]
     if per_t:
-        lines += ["", "## The generator's pairs per temperature", "",
-                  f"Everything the generator wrote in the nine-temperature run with reverse pairs ({s.people} "
-                  "documents x 2 styles per temperature), before duplicates are removed: *malformed*, the replies "
-                  "with no JSON list of pairs; then the pairs parsed, judged against the truth: *true*, *wrong* (a "
-                  "question it was taught, the wrong answer), *other* (no question of a known form: a garbled name "
-                  "or value, or a fact the document does not state).", "",
-                  "| temperature | requests | malformed | pairs | true | wrong | other |",
-                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+        lines += [
+            "",
+            "## The generator's pairs per temperature",
+            "",
+            f"Everything the generator wrote in the nine-temperature run with reverse pairs ({s.people} "
+            "documents x 2 styles per temperature), before duplicates are removed: *malformed*, the replies "
+            "with no JSON list of pairs; then the pairs parsed, judged against the truth: *true*, *wrong* (a "
+            "question it was taught, the wrong answer), *other* (no question of a known form: a garbled name "
+            "or value, or a fact the document does not state).",
+            "",
+            "| temperature | requests | malformed | pairs | true | wrong | other |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
         for t, c in per_t.items():
             k = max(c["pairs"], 1)
-            lines.append(f"| {t} | {c['requests']} | {c['malformed'] / max(c['requests'], 1):.2f} | {c['pairs']} | "
-                         f"{c['true'] / k:.2f} | {c['wrong'] / k:.2f} | {c['other'] / k:.2f} |")  # fmt: skip
+            lines.append(
+                f"| {t} | {c['requests']} | {c['malformed'] / max(c['requests'], 1):.2f} | {c['pairs']} | "
+                f"{c['true'] / k:.2f} | {c['wrong'] / k:.2f} | {c['other'] / k:.2f} |"
+            )
     lines += ["", "![docs-study](docs-study.png)"]
     return "\n".join(lines) + "\n"
 
@@ -85,8 +105,14 @@ def plot(rows: dict, per_t: dict, path: Path) -> None:
     width = 0.8 / len(COLUMNS)
     for i, key in enumerate(COLUMNS):
         xs = [j + (i - (len(COLUMNS) - 1) / 2) * width for j in range(len(rows))]
-        ax.bar(xs, [r["scores"][key] for r in rows.values()], width,
-               yerr=[r["stderr"][key] for r in rows.values()], capsize=2, label=COLUMNS[key])  # fmt: skip
+        ax.bar(
+            xs,
+            [r["scores"][key] for r in rows.values()],
+            width,
+            yerr=[r["stderr"][key] for r in rows.values()],
+            capsize=2,
+            label=COLUMNS[key],
+        )
     ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label=f"four-option chance ({CHANCE})")
     ax.set_xticks(range(len(rows)), [a.replace("+", "+\n") for a in rows], fontsize=8)
     ax.set_ylim(0, 1)
@@ -96,10 +122,20 @@ def plot(rows: dict, per_t: dict, path: Path) -> None:
         ax = axes[0, 1]
         ts = [float(t) for t in per_t]
         for key, color in (("true", "C2"), ("wrong", "C3"), ("other", "C7")):
-            ax.plot(ts, [c[key] / max(c["pairs"], 1) for c in per_t.values()], "o-", color=color,
-                    label=f"{key} (share of pairs)")  # fmt: skip
-        ax.plot(ts, [c["malformed"] / max(c["requests"], 1) for c in per_t.values()], "s--", color="C1",
-                label="malformed (share of replies)")  # fmt: skip
+            ax.plot(
+                ts,
+                [c[key] / max(c["pairs"], 1) for c in per_t.values()],
+                "o-",
+                color=color,
+                label=f"{key} (share of pairs)",
+            )
+        ax.plot(
+            ts,
+            [c["malformed"] / max(c["requests"], 1) for c in per_t.values()],
+            "s--",
+            color="C1",
+            label="malformed (share of replies)",
+        )
         ax.set_xlabel("generator temperature")
         ax.set_ylabel("share")
         ax.set_ylim(0, 1)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +37,9 @@ from engram_run.runs.docs import CHUNKS, DocsSettings, docs_config, generate
 from engram_run.runs.recipes import RECIPES_DIR, RunError, write_config
 from engram_run.runs.serve import served
 from engram_run.studies import docs_generator
+from engram_run.studies.common import lm_eval_row, text_size, timer
 from engram_run.studies.docs_generator import STYLES, build_generator, forward_questions, judge
 from engram_run.studies.docs_report import SCORES, write_results
-from engram_run.studies.reproduce import lm_eval_row, text_size
 
 GENERATOR_STAMP = "taught.json"  # in the generator's folder, once it is taught
 ONE_TEMPERATURE = 0.605  # the nine-step schedule's middle (0.01 + 4 x 0.14875)
@@ -49,9 +48,17 @@ ARMS = {"chunks": None, "qa1": "qa1", "qa9": "qa9", "qa9+reverse": "qa9_reverse"
 GENERATIONS = {  # generation run -> engram-data docs flags (one request cache for all three)
     "qa9_reverse": ("--styles", ",".join(STYLES), "--temperatures", "9"),
     "qa9": ("--styles", "simple", "--temperatures", "9"),
-    "qa1": ("--styles", "simple", "--temperatures", "1", "--temp-min", str(ONE_TEMPERATURE),
-            "--temp-max", str(ONE_TEMPERATURE)),
-}  # fmt: skip
+    "qa1": (
+        "--styles",
+        "simple",
+        "--temperatures",
+        "1",
+        "--temp-min",
+        str(ONE_TEMPERATURE),
+        "--temp-max",
+        str(ONE_TEMPERATURE),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -94,10 +101,7 @@ def write_documents(pop: Path, out: Path) -> Path:
 
 
 def docs_study(s: DocsStudySettings) -> Path:
-    start = time.perf_counter()
-
-    def step(msg: str) -> None:
-        print(f"[docs-study {time.perf_counter() - start:6.0f}s] {msg}", flush=True)
+    step = timer("docs-study")
 
     unknown = [a for a in s.arms if a not in ARMS]
     if unknown or not s.arms:
@@ -117,13 +121,34 @@ def docs_study(s: DocsStudySettings) -> Path:
     with generator_url(s, step) as (url, name, tokenizer):
         for run in runs:
             step(f"{run}: question-answer pairs through {url}")
-            generate(DocsSettings((str(docs),), f"openai:{url}", name, tokenizer, data_dir=s.data_dir / run,
-                                  generate_args=(*GENERATIONS[run], "--heldout-temperatures", "0", "--cache",
-                                                 str(s.data_dir / "generator.cache"), "--no-progress")))  # fmt: skip
+            generate(
+                DocsSettings(
+                    (str(docs),),
+                    f"openai:{url}",
+                    name,
+                    tokenizer,
+                    data_dir=s.data_dir / run,
+                    generate_args=(
+                        *GENERATIONS[run],
+                        "--heldout-temperatures",
+                        "0",
+                        "--cache",
+                        str(s.data_dir / "generator.cache"),
+                        "--no-progress",
+                    ),
+                )
+            )
     step(f"building one random Llama (hidden {s.hidden}, {s.layers} layers) for every arm")
     launch.remove_own(s.outputs / "init")
-    init = launch.build_model(pop, s.outputs / "init", s.outputs / "build.log", hidden=s.hidden, layers=s.layers,
-                              vocab_size=s.vocab_size, seed=0)  # fmt: skip
+    init = launch.build_model(
+        pop,
+        s.outputs / "init",
+        s.outputs / "build.log",
+        hidden=s.hidden,
+        layers=s.layers,
+        vocab_size=s.vocab_size,
+        seed=0,
+    )
     rows = {"untrained": score(init, pop, s.outputs / "untrained", step, "untrained")}
     truth = truths(pop)
     for arm in s.arms:
@@ -173,10 +198,21 @@ def generator_stamp(s: DocsStudySettings) -> dict:
 
 def arm_config(s: DocsStudySettings, arm: str, data: Path, init: Path, model_dir: Path) -> dict:
     """The documents recipe (tiny) for one arm: no evaluation during training, the final model scored."""
-    cfg = docs_config(RECIPES_DIR / "tiny.yml", data, model_dir, {
-        "base_model": str(init), "max_steps": s.steps, "learning_rate": s.learning_rate,
-        "micro_batch_size": s.micro_batch, "val_set_size": 0.0, "engram_recall_eval": False,
-        "eval_strategy": "no", "save_strategy": "no"})  # fmt: skip
+    cfg = docs_config(
+        RECIPES_DIR / "tiny.yml",
+        data,
+        model_dir,
+        {
+            "base_model": str(init),
+            "max_steps": s.steps,
+            "learning_rate": s.learning_rate,
+            "micro_batch_size": s.micro_batch,
+            "val_set_size": 0.0,
+            "engram_recall_eval": False,
+            "eval_strategy": "no",
+            "save_strategy": "no",
+        },
+    )
     for key in ("evals_per_epoch", "saves_per_epoch", "metric_for_best_model", "greater_is_better", "save_total_limit"):
         cfg.pop(key, None)
     if ARMS[arm] is None:
@@ -189,8 +225,10 @@ def score(model: Path, pop: Path, out: Path, step, label: str) -> dict:
     launch.remove_own(out)
     row = lm_eval_row(model, str(model), pop, out, SCORES, label)
     sc = row["scores"]
-    step(f"{label}: forward {sc['forward']:.3f} (four-option), {sc['forward_exact']:.3f} (exact); "
-         f"reverse {sc['reverse']:.3f}, {sc['reverse_exact']:.3f}")  # fmt: skip
+    step(
+        f"{label}: forward {sc['forward']:.3f} (four-option), {sc['forward_exact']:.3f} (exact); "
+        f"reverse {sc['reverse']:.3f}, {sc['reverse_exact']:.3f}"
+    )
     return row
 
 
@@ -223,16 +261,22 @@ def trained_pairs(data: Path, truth: Truth, with_qa: bool) -> dict:
     # bios_qa_reverse asks the first of the generator's reverse questions (birth date and city)
     rev = {truth.person(r)["id"] for r in true if r["field"] == "reverse" and r["question"].startswith("Who was born")}
     n = len(truth.people)
-    return {"pairs": len(rows), "pairs_true": len(true) / max(len(rows), 1),
-            "coverage_forward": len(fwd) / (n * len(FIELDS)), "coverage_reverse": len(rev) / n,
-            "qa_chars": text_size(train_file(data, QA_TRAIN))}  # fmt: skip
+    return {
+        "pairs": len(rows),
+        "pairs_true": len(true) / max(len(rows), 1),
+        "coverage_forward": len(fwd) / (n * len(FIELDS)),
+        "coverage_reverse": len(rev) / n,
+        "qa_chars": text_size(train_file(data, QA_TRAIN)),
+    }
 
 
 def generator_accuracy(data: Path, truth: Truth) -> dict:
     """Per temperature, everything the generator wrote (``generated.jsonl``, before duplicates
     are removed): requests, malformed replies, pairs parsed, and those true / wrong / other."""
-    out = {t: {"requests": c["requests"], "malformed": c["malformed"], "pairs": 0, "true": 0, "wrong": 0, "other": 0}
-           for t, c in read_manifest(data)["by_temperature"].items()}  # fmt: skip
+    out = {
+        t: {"requests": c["requests"], "malformed": c["malformed"], "pairs": 0, "true": 0, "wrong": 0, "other": 0}
+        for t, c in read_manifest(data)["by_temperature"].items()
+    }
     for r in read_jsonl(data / "generated.jsonl"):
         t = out[str(r["temperature"])]
         t["pairs"] += 1

@@ -26,8 +26,9 @@ class LocalizeSettings:
     variant: str = "bioS"  # the biographies the probe reads: the run's own variant
 
 
-def endpoints(model: str, method: str | None, variant: str, data_dir: str | Path | None,
-              outputs: Path, results: Path) -> tuple[str, Path, Path, Path]:  # fmt: skip
+def endpoints(
+    model: str, method: str | None, variant: str, data_dir: str | Path | None, outputs: Path, results: Path
+) -> tuple[str, Path, Path, Path]:
     """(base, tuned, data, out) of a run; data by default the run's own (data/demo or data/bios)."""
     if model == "demo":
         base, tuned = outputs / "demo" / "init", outputs / "demo" / "model"
@@ -51,8 +52,19 @@ def localize(base: str, tuned: Path, data: Path, out: Path, s: LocalizeSettings 
             args += ["--limit", str(s.trace_limit)] if step == "trace" else ["--variant", s.variant]
             args += ["--base", base] if (tuned / "adapter_config.json").exists() else []
         else:
-            args = ["--base", base, "--tuned", str(tuned), "--data", str(data), "--fractions", s.fractions,
-                    "--scope", s.scope, *(["--limit", str(s.eval_limit)] if s.eval_limit else [])]  # fmt: skip
+            args = [
+                "--base",
+                base,
+                "--tuned",
+                str(tuned),
+                "--data",
+                str(data),
+                "--fractions",
+                s.fractions,
+                "--scope",
+                s.scope,
+                *(["--limit", str(s.eval_limit)] if s.eval_limit else []),
+            ]
         print(f"[localize] {step}", flush=True)
         cmd = [launch.tool("engram-localize"), step, *args, "--out", str(out), "--overwrite"]
         if subprocess.run(cmd, env=launch.tool_env()).returncode != 0:

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engram_data.contract import FIELDS, MANIFEST, atomic_output
+from engram_data.atomic import atomic_output
+from engram_data.contract import FIELDS, MANIFEST
 from engram_run.runs import launch
 from engram_run.runs.recipes import RunError, write_config
-from engram_run.studies.reproduce import budget_epochs, lm_eval_row, variant_config
+from engram_run.studies.common import budget_epochs, lm_eval_row, timer, variant_config
 
 GENERATOR = "llm-engram/probes"
 EXTRACTION = {"heldout_exact": ("bios_qa_gen_heldout", "exact_match"), "heldout": ("bios_qa_heldout", "acc")}
@@ -47,21 +47,26 @@ class ProbeSettings:
 
 
 def probes(s: ProbeSettings) -> Path:
-    start = time.perf_counter()
-
-    def step(msg: str) -> None:
-        print(f"[probe {time.perf_counter() - start:6.0f}s] {msg}", flush=True)
+    step = timer("probe")
 
     if s.outputs.exists() and not (s.outputs / launch.MARKER).exists():
         raise RunError(f"{s.outputs} exists and was not written by probe; move it away or pass --outputs")
     step(f"generating {s.people} people, {s.values_per_field} values per attribute, into {s.data_dir}")
-    launch.generate_data(s.data_dir, s.people, seed=0, variants=s.variants,
-                         extra=("--values-per-field", str(s.values_per_field)))  # fmt: skip
+    launch.generate_data(
+        s.data_dir, s.people, seed=0, variants=s.variants, extra=("--values-per-field", str(s.values_per_field))
+    )
     launch.remove_own(s.outputs)
     launch.claim(s.outputs)
     step(f"building one random Llama (hidden {s.hidden}, {s.layers} layers) for every variant")
-    init = launch.build_model(s.data_dir, s.outputs / "init", s.outputs / "build.log", hidden=s.hidden,
-                              layers=s.layers, vocab_size=s.vocab_size, seed=0)  # fmt: skip
+    init = launch.build_model(
+        s.data_dir,
+        s.outputs / "init",
+        s.outputs / "build.log",
+        hidden=s.hidden,
+        layers=s.layers,
+        vocab_size=s.vocab_size,
+        seed=0,
+    )
     epochs = budget_epochs(s.data_dir, s.multi5_epochs, s.variants)
     rows, probe_dirs = {}, {}
     for variant in s.variants:
@@ -77,8 +82,20 @@ def probes(s: ProbeSettings) -> Path:
         rows[variant] = {"epochs": epochs[variant], **row}
         step(f"{variant}: engram-localize probe")
         probe_dirs[variant] = folder / "localize"
-        cmd = [launch.tool("engram-localize"), "probe", "--model", str(folder / "model"), "--data", str(s.data_dir),
-               "--variant", variant, "--out", str(probe_dirs[variant]), "--overwrite", "--no-progress"]  # fmt: skip
+        cmd = [
+            launch.tool("engram-localize"),
+            "probe",
+            "--model",
+            str(folder / "model"),
+            "--data",
+            str(s.data_dir),
+            "--variant",
+            variant,
+            "--out",
+            str(probe_dirs[variant]),
+            "--overwrite",
+            "--no-progress",
+        ]
         if subprocess.run(cmd, env=launch.tool_env()).returncode != 0:
             raise RunError(f"engram-localize probe failed for {variant} (its error is above)")
         summary = json.loads((probe_dirs[variant] / "probe" / "decodable.json").read_text())
@@ -95,19 +112,26 @@ def write_results(rows: dict, probe_dirs: dict[str, Path], s: ProbeSettings) -> 
         for variant, folder in probe_dirs.items():
             shutil.copytree(folder / "probe", tmp / variant / "probe")
         (tmp / "probes.json").write_text(json.dumps(rows, indent=2) + "\n")
-        lines = ["# Probes: why multi5 + permutation makes knowledge extractable", "",
-                 f"{s.people} people (half heldout), {s.values_per_field} values per attribute, a random "
-                 f"{s.hidden}-wide {s.layers}-layer Llama per variant, mixed training on reproduce's budget. "
-                 "*Q-probe*: a linear probe on the hidden state of the name alone, trained on train people, "
-                 "scored on heldout people; best layer. *Decodable*: at least 0.2 above the shuffled-label, "
-                 "untrained-model and majority floors.", "",
-                 "| variant | epochs | heldout extraction (exact match) | heldout (four-option) | "
-                 + " | ".join(f"Q-probe {f}" for f in FIELDS) + " | decodable at the name |",
-                 "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in FIELDS) + " | --- |"]  # fmt: skip
+        lines = [
+            "# Probes: why multi5 + permutation makes knowledge extractable",
+            "",
+            f"{s.people} people (half heldout), {s.values_per_field} values per attribute, a random "
+            f"{s.hidden}-wide {s.layers}-layer Llama per variant, mixed training on reproduce's budget. "
+            "*Q-probe*: a linear probe on the hidden state of the name alone, trained on train people, "
+            "scored on heldout people; best layer. *Decodable*: at least 0.2 above the shuffled-label, "
+            "untrained-model and majority floors.",
+            "",
+            "| variant | epochs | heldout extraction (exact match) | heldout (four-option) | "
+            + " | ".join(f"Q-probe {f}" for f in FIELDS)
+            + " | decodable at the name |",
+            "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in FIELDS) + " | --- |",
+        ]
         for v, r in rows.items():
             q = " | ".join(f"{r['q_probe_best'][f]:.2f}" for f in FIELDS)
-            lines.append(f"| `{v}` | {r['epochs']} | {r['scores']['heldout_exact']:.3f} | {r['scores']['heldout']:.3f} "
-                         f"| {q} | {', '.join(r['decodable_at_name']) or 'none'} |")  # fmt: skip
+            lines.append(
+                f"| `{v}` | {r['epochs']} | {r['scores']['heldout_exact']:.3f} | {r['scores']['heldout']:.3f} "
+                f"| {q} | {', '.join(r['decodable_at_name']) or 'none'} |"
+            )
         lines += ["", *(f"![{v}]({v}/probe/probe.png)" for v in rows)]
         (tmp / "probes.md").write_text("\n".join(lines) + "\n")
         (tmp / MANIFEST).write_text(json.dumps({"generator": GENERATOR, "settings": str(s)}, indent=2) + "\n")

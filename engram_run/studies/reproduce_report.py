@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engram_data.contract import MANIFEST, atomic_output
-from engram_run.reports.report import CHANCE
+from engram_data.atomic import atomic_output
+from engram_data.contract import CHANCE, MANIFEST
 
 GENERATOR = "llm-engram/reproduce"
 # score -> (lm-eval task, metric); "trained QA": questions whose QA pairs were trained.
@@ -48,16 +48,25 @@ def paper(protocol: str, variant: str) -> str:
 
 
 def markdown(rows: dict, s) -> str:
-    lines = ["# Physics of LM 3.1 at miniature scale", "",
-             f"{s.people} people (half of them heldout), model `{s.model}`, every variant on the same budget of "
-             "biography passes. lm-eval's scores ± its standard error. *Trained QA*: train people, whose QA pairs "
-             "were trained (memorization); *heldout extraction*: people whose QA never trained, scored as the paper "
-             "scores it (greedy generation, exact match; chance near 0) and as four-option accuracy (chance 0.25, "
-             "partial knowledge counts); *untrained*: the same model before training (four-option, train people)."]  # fmt: skip
+    lines = [
+        "# Physics of LM 3.1 at miniature scale",
+        "",
+        f"{s.people} people (half of them heldout), model `{s.model}`, every variant on the same budget of "
+        "biography passes. lm-eval's scores ± its standard error. *Trained QA*: train people, whose QA pairs "
+        "were trained (memorization); *heldout extraction*: people whose QA never trained, scored as the paper "
+        "scores it (greedy generation, exact match; chance near 0) and as four-option accuracy (chance 0.25, "
+        "partial knowledge counts); *untrained*: the same model before training (four-option, train people).",
+    ]
     for protocol, by_variant in rows.items():
-        lines += ["", f"## {protocol}", "", PROTOCOL_TEXT[protocol], "",
-                  "| variant | epochs | " + " | ".join(COLUMNS.values()) + " | untrained | paper: heldout extraction |",
-                  "| --- | ---: | " + " | ".join("---:" for _ in COLUMNS) + " | ---: | --- |"]  # fmt: skip
+        lines += [
+            "",
+            f"## {protocol}",
+            "",
+            PROTOCOL_TEXT[protocol],
+            "",
+            "| variant | epochs | " + " | ".join(COLUMNS.values()) + " | untrained | paper: heldout extraction |",
+            "| --- | ---: | " + " | ".join("---:" for _ in COLUMNS) + " | ---: | --- |",
+        ]
         for v, r in by_variant.items():
             epochs = f"{r['epochs']}" + (f" + {r['qa_epochs']} QA" if "qa_epochs" in r else "")
             cells = [f"{r['scores'][k]:.3f} ± {r['stderr'][k]:.3f}" for k in COLUMNS]
@@ -70,8 +79,14 @@ def markdown(rows: dict, s) -> str:
             )
             lines += ["", f"Extraction gained by multi5 + permutation (exact match): {gap:+.3f}."]
     n = next(iter(next(iter(rows.values())).values()))["questions"]
-    lines += ["", "Questions per cell: " + ", ".join(f"{COLUMNS[k]} {v}" for k, v in n.items()) + ".", "", REVERSAL,
-              "", "![reproduce](reproduce.png)"]  # fmt: skip
+    lines += [
+        "",
+        "Questions per cell: " + ", ".join(f"{COLUMNS[k]} {v}" for k, v in n.items()) + ".",
+        "",
+        REVERSAL,
+        "",
+        "![reproduce](reproduce.png)",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -87,8 +102,14 @@ def plot(rows: dict, path: Path) -> None:
         width = 0.8 / len(shown)
         for i, key in enumerate(shown):
             xs = [j + (i - (len(shown) - 1) / 2) * width for j in range(len(by_variant))]
-            ax.bar(xs, [r["scores"][key] for r in by_variant.values()], width,
-                   yerr=[r["stderr"][key] for r in by_variant.values()], capsize=2, label=COLUMNS[key])  # fmt: skip
+            ax.bar(
+                xs,
+                [r["scores"][key] for r in by_variant.values()],
+                width,
+                yerr=[r["stderr"][key] for r in by_variant.values()],
+                capsize=2,
+                label=COLUMNS[key],
+            )
         ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label=f"four-option chance ({CHANCE})")
         ax.set_xticks(range(len(by_variant)), [v.replace("bioS_", "") for v in by_variant], rotation=20, fontsize=8)
         ax.set_ylim(0, 1)

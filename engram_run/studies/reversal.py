@@ -23,14 +23,13 @@ QA, which a remedy must not break; the untrained model is scored on the same tas
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from engram_data.contract import MANIFEST, QA_REVERSE_TRAIN, REVERSAL_VARIANTS, train_file
 from engram_run.runs import launch
 from engram_run.runs.recipes import RunError, write_config
-from engram_run.studies.reproduce import REFERENCE, lm_eval_row, text_size, variant_config
+from engram_run.studies.common import REFERENCE, lm_eval_row, text_size, timer, variant_config
 from engram_run.studies.reversal_report import SCORES, write_results
 
 VALUE_FIRST, ENTITY_REVERSED = REVERSAL_VARIANTS
@@ -66,10 +65,7 @@ def arm_config(s: ReversalSettings, arm: str, init: Path, model_dir: Path) -> di
 
 
 def reversal(s: ReversalSettings) -> Path:
-    start = time.perf_counter()
-
-    def step(msg: str) -> None:
-        print(f"[reversal {time.perf_counter() - start:6.0f}s] {msg}", flush=True)
+    step = timer("reversal")
 
     unknown = [a for a in s.arms if a not in ARMS]
     if unknown or not s.arms:
@@ -83,8 +79,15 @@ def reversal(s: ReversalSettings) -> Path:
     launch.remove_own(s.outputs)
     launch.claim(s.outputs)
     step(f"building one random Llama (hidden {s.hidden}, {s.layers} layers) for every arm")
-    init = launch.build_model(s.data_dir, s.outputs / "init", s.outputs / "build.log", hidden=s.hidden,
-                              layers=s.layers, vocab_size=s.vocab_size, seed=0)  # fmt: skip
+    init = launch.build_model(
+        s.data_dir,
+        s.outputs / "init",
+        s.outputs / "build.log",
+        hidden=s.hidden,
+        layers=s.layers,
+        vocab_size=s.vocab_size,
+        seed=0,
+    )
     rows: dict[str, dict] = {"untrained": score(s, init, s.outputs / "untrained", step, "untrained")}
     forward = text_size(train_file(s.data_dir, REFERENCE))
     for arm in s.arms:
@@ -105,6 +108,8 @@ def score(s: ReversalSettings, model_dir: Path, out: Path, step, label: str) -> 
     step(f"{label}: lm-eval")
     row = lm_eval_row(model_dir, str(model_dir), s.data_dir, out, SCORES, label)
     sc = row["scores"]
-    step(f"{label}: reverse heldout {sc['reverse_heldout']:.3f} (four-option), {sc['reverse_gen_heldout']:.3f} "
-         f"(exact); reverse train {sc['reverse_train']:.3f}; forward extraction {sc['heldout_exact']:.3f}")  # fmt: skip
+    step(
+        f"{label}: reverse heldout {sc['reverse_heldout']:.3f} (four-option), {sc['reverse_gen_heldout']:.3f} "
+        f"(exact); reverse train {sc['reverse_train']:.3f}; forward extraction {sc['heldout_exact']:.3f}"
+    )
     return row

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engram_data.contract import MANIFEST, atomic_output
-from engram_run.reports.report import CHANCE
+from engram_data.atomic import atomic_output
+from engram_data.contract import CHANCE, MANIFEST
 
 GENERATOR = "llm-engram/reversal"
 # score -> (lm-eval task, metric)
@@ -30,22 +30,30 @@ COLUMNS = {
 
 def markdown(rows: dict, s) -> str:
     arms = {k: v for k, v in rows.items() if k != "untrained"}
-    lines = ["# What beats the reversal curse", "",
-             f"{s.people} people (half heldout), a random {s.hidden}-wide {s.layers}-layer Llama, every arm "
-             f"{s.multi5_epochs} epochs of `bioS_multi5_permutes` + the QA of train people, plus its remedy "
-             "(*extra text*: the remedy's characters as a share of the biographies'). lm-eval's scores ± its "
-             "standard error. *Reverse*: \"Who was born on {birth date} in {birth city}?\", the name among four "
-             "(chance 0.25) or generated (exact match). *Heldout* people's reverse questions never trained in "
-             "any arm; *train* people's did in the `reverse_qa` arms.", "",
-             "| arm | extra text | " + " | ".join(COLUMNS.values()) + " |",
-             "| --- | ---: | " + " | ".join("---:" for _ in COLUMNS) + " |"]  # fmt: skip
+    lines = [
+        "# What beats the reversal curse",
+        "",
+        f"{s.people} people (half heldout), a random {s.hidden}-wide {s.layers}-layer Llama, every arm "
+        f"{s.multi5_epochs} epochs of `bioS_multi5_permutes` + the QA of train people, plus its remedy "
+        "(*extra text*: the remedy's characters as a share of the biographies'). lm-eval's scores ± its "
+        'standard error. *Reverse*: "Who was born on {birth date} in {birth city}?", the name among four '
+        "(chance 0.25) or generated (exact match). *Heldout* people's reverse questions never trained in "
+        "any arm; *train* people's did in the `reverse_qa` arms.",
+        "",
+        "| arm | extra text | " + " | ".join(COLUMNS.values()) + " |",
+        "| --- | ---: | " + " | ".join("---:" for _ in COLUMNS) + " |",
+    ]
     for arm, r in {"untrained": rows["untrained"], **arms}.items():
         cells = [f"{r['scores'][k]:.3f} ± {r['stderr'][k]:.3f}" for k in COLUMNS]
         extra = "" if arm == "untrained" else f"{r['extra_text_share']:.2f}"
         lines.append(f"| `{arm}` | {extra} | {' | '.join(cells)} |")
     n = rows["untrained"]["questions"]
-    lines += ["", "Questions per cell: " + ", ".join(f"{COLUMNS[k]} {v}" for k, v in n.items()) + ".", "",
-              "![reversal](reversal.png)"]  # fmt: skip
+    lines += [
+        "",
+        "Questions per cell: " + ", ".join(f"{COLUMNS[k]} {v}" for k, v in n.items()) + ".",
+        "",
+        "![reversal](reversal.png)",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -60,8 +68,14 @@ def plot(rows: dict, path: Path) -> None:
     width = 0.8 / len(shown)
     for i, key in enumerate(shown):
         xs = [j + (i - (len(shown) - 1) / 2) * width for j in range(len(rows))]
-        ax.bar(xs, [r["scores"][key] for r in rows.values()], width,
-               yerr=[r["stderr"][key] for r in rows.values()], capsize=2, label=COLUMNS[key])  # fmt: skip
+        ax.bar(
+            xs,
+            [r["scores"][key] for r in rows.values()],
+            width,
+            yerr=[r["stderr"][key] for r in rows.values()],
+            capsize=2,
+            label=COLUMNS[key],
+        )
     ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label=f"four-option chance ({CHANCE})")
     ax.set_xticks(range(len(rows)), [a.replace("+", "+\n") for a in rows], fontsize=8)
     ax.set_ylim(0, 1)

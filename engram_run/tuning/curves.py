@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from engram_data.contract import LOG_HISTORY, RECALL_HISTORY, read_jsonl
+from engram_data.contract import read_jsonl
+from engram_data.run_files import LOG_HISTORY, RECALL_HISTORY
 from engram_run.runs.recipes import RunError
 
 RECALL = "eval_engram_qa_acc_overall"
@@ -45,9 +46,16 @@ def curves(model_dir: Path) -> dict[str, list[dict]]:
     for r in logs:
         if "eval_loss" in r:
             scored = recall.get(r["step"], {})
-            evals.append({"step": r["step"], "epoch": r["epoch"], "eval_loss": r["eval_loss"],
-                          "recall": scored.get(RECALL), "heldout": scored.get(HELDOUT),
-                          "reverse": scored.get(REVERSE)})  # fmt: skip
+            evals.append(
+                {
+                    "step": r["step"],
+                    "epoch": r["epoch"],
+                    "eval_loss": r["eval_loss"],
+                    "recall": scored.get(RECALL),
+                    "heldout": scored.get(HELDOUT),
+                    "reverse": scored.get(REVERSE),
+                }
+            )
     return {"train": train, "eval": evals}
 
 
@@ -112,19 +120,26 @@ def choose_rate(runs: dict[float, dict], max_rise_share: float) -> tuple[float |
         lower = [x for x in runs if x < lr and not runs[x]["val_diverged"]]
         better = min(lower, key=lambda x: runs[x]["val_loss_final"], default=None)
         if better is not None and runs[better]["val_loss_final"] < m["val_loss_final"]:
-            return (f"its validation loss ended at {m['val_loss_final']:.4g}, above {runs[better]['val_loss_final']:.4g} "
-                    f"at {better:g}: it overshoots")  # fmt: skip
+            return (
+                f"its validation loss ended at {m['val_loss_final']:.4g}, above {runs[better]['val_loss_final']:.4g} "
+                f"at {better:g}: it overshoots"
+            )
         return None
 
     problems = {lr: problem(lr) for lr in sorted(runs)}
     fine = [lr for lr, p in problems.items() if p is None]
     if not fine:
-        return None, ("no rate kept validation loss smooth: " + "; ".join(f"{lr:g}: {p}" for lr, p in problems.items())
-                      + "; try lower rates")  # fmt: skip
+        return None, (
+            "no rate kept validation loss smooth: "
+            + "; ".join(f"{lr:g}: {p}" for lr, p in problems.items())
+            + "; try lower rates"
+        )
     best = max(fine)
     m = runs[best]
-    why = (f"{best:g}: the highest rate whose validation loss stays smooth (rose in {m['val_rises']} of "
-           f"{m['evaluations'] - 1} evaluations, at most {max_rise_share:.0%}, and ended lowest so far)")  # fmt: skip
+    why = (
+        f"{best:g}: the highest rate whose validation loss stays smooth (rose in {m['val_rises']} of "
+        f"{m['evaluations'] - 1} evaluations, at most {max_rise_share:.0%}, and ended lowest so far)"
+    )
     higher = [lr for lr in problems if lr > best]
     if higher:
         why += "; " + "; ".join(f"{lr:g}: {problems[lr]}" for lr in higher)

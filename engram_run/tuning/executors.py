@@ -47,11 +47,20 @@ class ExecutorSettings:
 
     def parameters(self) -> dict:
         """submitit's AutoExecutor parameters (``slurm_*`` ones are ignored off SLURM)."""
-        p = {"name": "engram-sweep", "timeout_min": self.time_min, "nodes": 1, "tasks_per_node": 1,
-             "gpus_per_node": self.gpus}  # fmt: skip
-        optional = {"cpus_per_task": self.cpus, "mem_gb": self.mem_gb, "slurm_partition": self.partition,
-                    "slurm_array_parallelism": self.parallel,
-                    "slurm_additional_parameters": self.slurm_args or None}  # fmt: skip
+        p = {
+            "name": "engram-sweep",
+            "timeout_min": self.time_min,
+            "nodes": 1,
+            "tasks_per_node": 1,
+            "gpus_per_node": self.gpus,
+        }
+        optional = {
+            "cpus_per_task": self.cpus,
+            "mem_gb": self.mem_gb,
+            "slurm_partition": self.partition,
+            "slurm_array_parallelism": self.parallel,
+            "slurm_additional_parameters": self.slurm_args or None,
+        }
         return p | {k: v for k, v in optional.items() if v is not None}
 
     def check(self) -> None:
@@ -100,8 +109,11 @@ def execute(jobs: list, settings: ExecutorSettings, root: Path) -> dict[str, dic
         return rows
     executor = settings.submitit(root / "submitit")
     submitted = executor.map_array(RunPoint(), jobs)  # requeued and resumed when preempted
-    print(f"[sweep] {len(jobs)} points submitted ({settings.kind}: jobs {submitted[0].job_id.split('_')[0]}...); "
-          f"logs in {root / 'submitit'}", flush=True)  # fmt: skip
+    print(
+        f"[sweep] {len(jobs)} points submitted ({settings.kind}: jobs {submitted[0].job_id.split('_')[0]}...); "
+        f"logs in {root / 'submitit'}",
+        flush=True,
+    )
     pending = dict(zip(range(len(jobs)), submitted, strict=True))
     with tqdm(total=len(jobs), desc="sweep", unit="point", dynamic_ncols=True) as bar:
         while pending:

@@ -51,8 +51,9 @@ def _fmt(v) -> str:
     return "" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def lr_find(s: SweepSettings, executor, lrs=LRS, epochs: float = 1.0, evals: int = 10,
-            max_rise_share: float = 0.2) -> Path:  # fmt: skip
+def lr_find(
+    s: SweepSettings, executor, lrs=LRS, epochs: float = 1.0, evals: int = 10, max_rise_share: float = 0.2
+) -> Path:
     """Short constant-rate runs, one per rate; the chosen rate and why."""
     s = replace(s, name=s.name or f"{s.run.name}-lr-find")
     rates = sorted(set(lrs))
@@ -64,22 +65,43 @@ def lr_find(s: SweepSettings, executor, lrs=LRS, epochs: float = 1.0, evals: int
         r.update(measures.get(r["learning_rate"], {}))
     chosen, why = choose_rate(measures, max_rise_share)
     table = frame(rows, ["learning_rate"], ("val_rises", "evaluations", "val_rise_share", "train_tv_ratio"))
-    md = ["# Learning rate", "", f"Constant-rate runs of {epochs:g} epoch(s), no warmup, {evals} evaluations each, "
-          f"model `{s.model}` ({s.run.name}).", "",
-          f"**Chosen: {_fmt(chosen) or 'none'}** — {why}.", "",
-          "Smoothness: `val_rise_share` is the share of evaluations at which validation loss rose over the one "
-          f"before (the choice: at most {max_rise_share:.0%}, the curve ends below its start, and no lower rate "
-          "ends lower: a higher rate that learns less has overshot); "
-          "`train_tv_ratio` is the training loss's total variation over its net drop (1.0: it only fell; "
-          "inf: it ended no lower than it began).", "",
-          markdown(table), "", "![curves](lr_find.png)"]  # fmt: skip
+    md = [
+        "# Learning rate",
+        "",
+        f"Constant-rate runs of {epochs:g} epoch(s), no warmup, {evals} evaluations each, "
+        f"model `{s.model}` ({s.run.name}).",
+        "",
+        f"**Chosen: {_fmt(chosen) or 'none'}** — {why}.",
+        "",
+        "Smoothness: `val_rise_share` is the share of evaluations at which validation loss rose over the one "
+        f"before (the choice: at most {max_rise_share:.0%}, the curve ends below its start, and no lower rate "
+        "ends lower: a higher rate that learns less has overshot); "
+        "`train_tv_ratio` is the training loss's total variation over its net drop (1.0: it only fell; "
+        "inf: it ended no lower than it began).",
+        "",
+        markdown(table),
+        "",
+        "![curves](lr_find.png)",
+    ]
     if chosen is not None:
         md += ["", "Next: `" + epoch_find_command(s, chosen) + "`"]
-    data = {"chosen": chosen, "why": why, "max_rise_share": max_rise_share, "epochs": epochs, "evals": evals,
-            "runs": rows}  # fmt: skip
+    data = {
+        "chosen": chosen,
+        "why": why,
+        "max_rise_share": max_rise_share,
+        "epochs": epochs,
+        "evals": evals,
+        "runs": rows,
+    }
     out = s.results / "sweeps" / s.sweep_name
-    path = write(out, "lr_find", data, table, md,
-                 lambda tmp: plot_curves(rows, tmp / "lr_find.png", lambda r: f"lr {r['learning_rate']:g}"))  # fmt: skip
+    path = write(
+        out,
+        "lr_find",
+        data,
+        table,
+        md,
+        lambda tmp: plot_curves(rows, tmp / "lr_find.png", lambda r: f"lr {r['learning_rate']:g}"),
+    )
     print(f"[lr-find] chosen learning rate: {_fmt(chosen) or 'none'} ({why})", flush=True)
     return path
 
@@ -106,8 +128,9 @@ def epoch_find_command(s: SweepSettings, lr: float) -> str:
     return _make("epoch-find", s, {}, f" LR={lr:g}")
 
 
-def epoch_find(s: SweepSettings, executor, lr: float, epochs: float | None = None, evals_per_epoch: int = 2,
-               patience: int = 3) -> Path:  # fmt: skip
+def epoch_find(
+    s: SweepSettings, executor, lr: float, epochs: float | None = None, evals_per_epoch: int = 2, patience: int = 3
+) -> Path:
     """One long constant-rate run; where validation loss turns up, recall there, the retrain command."""
     if patience < 1:
         raise RunError(f"PATIENCE must be at least 1 (got {patience})")
@@ -121,25 +144,51 @@ def epoch_find(s: SweepSettings, executor, lr: float, epochs: float | None = Non
     at = turn_up([e["eval_loss"] for e in evals], patience)
     found = evals[at] if at is not None else None
     turn_epoch = round(found["epoch"], 2) if found else None  # as logged: evaluations drift off the half-epochs
-    retrain = _make("train", s, {"learning_rate": lr, "num_epochs": turn_epoch, "lr_scheduler": "cosine"},
-                    " FORCE=1") if found else None  # fmt: skip
-    result = {"learning_rate": lr, "epochs": epochs, "evals_per_epoch": evals_per_epoch, "patience": patience,
-              "turn_up_epoch": turn_epoch, "turn_up_step": found and found["step"],
-              "val_loss_at_turn_up": found and found["eval_loss"], "recall_at_turn_up": found and found["recall"],
-              "heldout_at_turn_up": found and found["heldout"], "retrain": retrain, "run": row}  # fmt: skip
+    retrain = (
+        _make("train", s, {"learning_rate": lr, "num_epochs": turn_epoch, "lr_scheduler": "cosine"}, " FORCE=1")
+        if found
+        else None
+    )
+    result = {
+        "learning_rate": lr,
+        "epochs": epochs,
+        "evals_per_epoch": evals_per_epoch,
+        "patience": patience,
+        "turn_up_epoch": turn_epoch,
+        "turn_up_step": found and found["step"],
+        "val_loss_at_turn_up": found and found["eval_loss"],
+        "recall_at_turn_up": found and found["recall"],
+        "heldout_at_turn_up": found and found["heldout"],
+        "retrain": retrain,
+        "run": row,
+    }
     table = frame([row], ["learning_rate"])
     if found:
-        verdict = (f"**Validation loss turns up at epoch {turn_epoch:g}** (step {found['step']}: {found['eval_loss']:.4f}, "
-                   f"then {patience} evaluations without a lower one); recall there {_fmt(found['recall'])}, heldout "
-                   f"{_fmt(found['heldout'])}.")  # fmt: skip
+        verdict = (
+            f"**Validation loss turns up at epoch {turn_epoch:g}** (step {found['step']}: {found['eval_loss']:.4f}, "
+            f"then {patience} evaluations without a lower one); recall there {_fmt(found['recall'])}, heldout "
+            f"{_fmt(found['heldout'])}."
+        )
         tail = ["", "Retrain for that many epochs with a cosine schedule:", "", f"    {retrain}"]
     else:
-        verdict = (f"**Validation loss had not turned up by epoch {epochs:g}** (patience {patience}): "
-                   f"rerun with EPOCHS={math.ceil(2 * epochs)}.")  # fmt: skip
+        verdict = (
+            f"**Validation loss had not turned up by epoch {epochs:g}** (patience {patience}): "
+            f"rerun with EPOCHS={math.ceil(2 * epochs)}."
+        )
         tail = []
-    md = ["# Epochs", "", f"One constant-rate run at learning rate {lr:g} for {epochs:g} epochs, "
-          f"{evals_per_epoch} evaluations an epoch, model `{s.model}` ({s.run.name}).", "", verdict, *tail, "",
-          markdown(table), "", "![curves](epoch_find.png)"]  # fmt: skip
+    md = [
+        "# Epochs",
+        "",
+        f"One constant-rate run at learning rate {lr:g} for {epochs:g} epochs, "
+        f"{evals_per_epoch} evaluations an epoch, model `{s.model}` ({s.run.name}).",
+        "",
+        verdict,
+        *tail,
+        "",
+        markdown(table),
+        "",
+        "![curves](epoch_find.png)",
+    ]
     out = s.results / "sweeps" / s.sweep_name
     path = write(
         out,
@@ -149,6 +198,8 @@ def epoch_find(s: SweepSettings, executor, lr: float, epochs: float | None = Non
         md,
         lambda tmp: plot_curves([row], tmp / "epoch_find.png", lambda r: f"lr {r['learning_rate']:g}", mark=turn_epoch),
     )
-    print(f"[epoch-find] {verdict.replace('**', '')}" + (f"\n[epoch-find] retrain: {retrain}" if retrain else ""),
-          flush=True)  # fmt: skip
+    print(
+        f"[epoch-find] {verdict.replace('**', '')}" + (f"\n[epoch-find] retrain: {retrain}" if retrain else ""),
+        flush=True,
+    )
     return path

@@ -107,8 +107,11 @@ def expand(grid: dict) -> list[dict]:
     under ``_`` (axolotl's sweep format; unlike ``axolotl train --sweep``, not shuffled)."""
     keys = [k for k in grid if k != "_"]
     paired = grid.get("_") or [{}]
-    return [{**dict(zip(keys, combo, strict=True)), **extra}
-            for combo in itertools.product(*(grid[k] for k in keys)) for extra in paired]  # fmt: skip
+    return [
+        {**dict(zip(keys, combo, strict=True)), **extra}
+        for combo in itertools.product(*(grid[k] for k in keys))
+        for extra in paired
+    ]
 
 
 def point_id(values: dict) -> str:

@@ -27,9 +27,13 @@ def parse_pairs(pairs: list[str], what: str) -> dict:
 # make sweep PRESET=batch: the small-batch advice on the demo's model and data (after make demo):
 # the same epochs and rate, batches of 2, 8 and 32 packed rows of 256 tokens.
 PRESETS = {
-    "batch": {"model": "tiny", "grid": "micro_batch_size=2,8,32", "data_dir": "data/demo",
-              "set": ["base_model=outputs/demo/init", "num_epochs=10", "learning_rate=2e-3"]},
-}  # fmt: skip
+    "batch": {
+        "model": "tiny",
+        "grid": "micro_batch_size=2,8,32",
+        "data_dir": "data/demo",
+        "set": ["base_model=outputs/demo/init", "num_epochs=10", "learning_rate=2e-3"],
+    },
+}
 
 
 def _add_sweep_options(p: OneLineParser, add_run_options) -> None:
@@ -42,10 +46,12 @@ def _add_sweep_options(p: OneLineParser, add_run_options) -> None:
     p.add_argument("--executor", default="local", choices=EXECUTORS)
     p.add_argument("--partition", default=None, help="SLURM partition")
     p.add_argument(
-        "--gpus", type=number(int, 0), default=None,
+        "--gpus",
+        type=number(int, 0),
+        default=None,
         help="GPUs per job (default: 1 on SLURM, none here); >1 launches accelerate with as many processes, "
         "at the recipe's effective batch",
-    )  # fmt: skip
+    )
     p.add_argument("--cpus", type=number(int, 1), default=None, help="CPUs per job")
     p.add_argument("--mem-gb", type=number(int, 1), default=None, help="memory per job")
     p.add_argument("--time-min", type=number(int, 1), default=240, help="time limit per job, minutes")
@@ -66,8 +72,12 @@ def add_sweep_parsers(sub, add_run_options) -> None:
     lr.add_argument("--lrs", default=" ".join(f"{x:g}" for x in LRS), help='rates, e.g. "1e-4 2e-4 5e-4 1e-3"')
     lr.add_argument("--epochs", type=number(float, 0, low_open=True), default=1.0, help="epochs of each run")
     lr.add_argument("--evals", type=number(int, 3), default=10, help="evaluations of each run")
-    lr.add_argument("--max-rise-share", type=number(float, 0), default=0.2,
-                    help="smooth: validation loss rises in at most this share of evaluations")  # fmt: skip
+    lr.add_argument(
+        "--max-rise-share",
+        type=number(float, 0),
+        default=0.2,
+        help="smooth: validation loss rises in at most this share of evaluations",
+    )
     ep = sub.add_parser("epoch-find", help="one constant-rate run; the epoch where validation loss turns up")
     _add_sweep_options(ep, add_run_options)
     ep.add_argument("--lr", type=number(float, 0, low_open=True), required=True, help="the rate (make lr-find)")
@@ -79,11 +89,22 @@ def add_sweep_parsers(sub, add_run_options) -> None:
 def sweep_settings(args) -> tuple[SweepSettings, ExecutorSettings]:
     slurm_args = parse_pairs(args.slurm_args.split(), "SLURM_ARGS")
     gpus = args.gpus if args.gpus is not None else (1 if args.executor == "slurm" else 0)
-    executor = ExecutorSettings(args.executor, args.partition, gpus, args.cpus, args.mem_gb, args.time_min,
-                                args.parallel, slurm_args)  # fmt: skip
+    executor = ExecutorSettings(
+        args.executor, args.partition, gpus, args.cpus, args.mem_gb, args.time_min, args.parallel, slurm_args
+    )
     overrides = parse_pairs(args.set, "--set")
-    s = SweepSettings(args.model, {}, args.name, args.method, args.variant, str(args.data_dir), overrides,
-                      args.keep_models, args.outputs, args.results)  # fmt: skip
+    s = SweepSettings(
+        args.model,
+        {},
+        args.name,
+        args.method,
+        args.variant,
+        str(args.data_dir),
+        overrides,
+        args.keep_models,
+        args.outputs,
+        args.results,
+    )
     return s, executor
 
 
@@ -98,8 +119,11 @@ def quiet_imports() -> None:
 
     logging.disable(logging.WARNING)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
-                contextlib.redirect_stdout(io.StringIO()):  # fmt: skip
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stderr(io.StringIO()),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
             warnings.simplefilter("ignore")
             import axolotl.utils.config  # noqa: F401
             import axolotl.utils.schemas.config  # noqa: F401

@@ -9,11 +9,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from engram_data.contract import atomic_output
+from engram_data.atomic import atomic_output
 
 GENERATOR = "llm-engram/sweep"
-SHOWN = ("status", "recall_final", "recall_best", "best_epoch", "epoch_to_90", "heldout_final", "heldout_at_best",
-         "val_loss_final", "val_loss_min", "train_loss_final", "seconds")  # fmt: skip
+SHOWN = (
+    "status",
+    "recall_final",
+    "recall_best",
+    "best_epoch",
+    "epoch_to_90",
+    "heldout_final",
+    "heldout_at_best",
+    "val_loss_final",
+    "val_loss_min",
+    "train_loss_final",
+    "seconds",
+)
 
 
 def frame(rows: list[dict], keys: list[str], extra: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -39,8 +50,9 @@ def plot_curves(rows: list[dict], path: Path, label=None, mark: float | None = N
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for i, r in enumerate(done):
         c, name = r["curves"], (label(r) if label else r["id"])
-        axes[0].plot([e["epoch"] for e in c["eval"]], [e["eval_loss"] for e in c["eval"]], "o-", ms=3,
-                     color=f"C{i}", label=name)  # fmt: skip
+        axes[0].plot(
+            [e["epoch"] for e in c["eval"]], [e["eval_loss"] for e in c["eval"]], "o-", ms=3, color=f"C{i}", label=name
+        )
         axes[1].plot([t["epoch"] for t in c["train"]], [t["loss"] for t in c["train"]], color=f"C{i}", lw=1)
         scored = [e for e in c["eval"] if e["recall"] is not None]
         axes[2].plot([e["epoch"] for e in scored], [e["recall"] for e in scored], "o-", ms=3, color=f"C{i}")
@@ -94,12 +106,20 @@ def write(out: Path, stem: str, data: dict, table: pd.DataFrame, md: list[str], 
 def write_sweep(rows: list[dict], keys: list[str], out: Path, title: str, settings: dict) -> Path:
     table = frame(rows, keys)
     failed = [r for r in rows if r["status"] != "done"]
-    md = [f"# {title}", "", f"{len(rows)} points, {len(rows) - len(failed)} finished, {len(failed)} failed. "
-          "Recall: four-option accuracy on train people (the plugin's, at every evaluation; chance 0.25); "
-          "best: the highest of the run's evaluations; epoch_to_90: the first evaluation at 0.9 or more; "
-          "heldout: people whose QA was never trained.", "",
-          markdown(table), "",
-          "![recall per point](sweep.png)", "", "![curves per point](sweep_curves.png)"]  # fmt: skip
+    md = [
+        f"# {title}",
+        "",
+        f"{len(rows)} points, {len(rows) - len(failed)} finished, {len(failed)} failed. "
+        "Recall: four-option accuracy on train people (the plugin's, at every evaluation; chance 0.25); "
+        "best: the highest of the run's evaluations; epoch_to_90: the first evaluation at 0.9 or more; "
+        "heldout: people whose QA was never trained.",
+        "",
+        markdown(table),
+        "",
+        "![recall per point](sweep.png)",
+        "",
+        "![curves per point](sweep_curves.png)",
+    ]
 
     def plots(tmp: Path) -> None:
         _plot_recall(rows, tmp / "sweep.png")

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from engram_plugin.recall import RecallEvaluator
+from engram_eval.recall import RecallEvaluator
 
 
 class GatheringModel(torch.nn.Module):
@@ -50,9 +50,19 @@ dist.all_gather_object(calls, gathering.calls)
 
 if dist.get_rank() == 0:
     with open(out, "w") as f:
-        json.dump({
-            "plain": {"world": dist.get_world_size(), "shard": len(plain.questions[0::2]), "results": plain_results},
-            "sharded": {"results": sharded_results, "calls": calls,
-                        "shards": [len(sharded.questions[r::2]) for r in range(2)]},
-        }, f)  # fmt: skip
+        json.dump(
+            {
+                "plain": {
+                    "world": dist.get_world_size(),
+                    "shard": len(plain.questions[0::2]),
+                    "results": plain_results,
+                },
+                "sharded": {
+                    "results": sharded_results,
+                    "calls": calls,
+                    "shards": [len(sharded.questions[r::2]) for r in range(2)],
+                },
+            },
+            f,
+        )
 dist.destroy_process_group()

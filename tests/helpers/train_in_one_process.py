@@ -40,8 +40,9 @@ def train_together(configs: list[Path], cwd: Path) -> None:
 
     from helpers.common import cli_env
 
-    proc = subprocess.run([sys.executable, __file__, *map(str, configs)], env=cli_env(), capture_output=True,
-                          text=True, cwd=cwd)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, __file__, *map(str, configs)], env=cli_env(), capture_output=True, text=True, cwd=cwd
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
 
 

@@ -16,7 +16,7 @@ universities x majors x employers (x 2 genders when gender is independent of the
 company city follows the employer). The paper's "2 bits per parameter" holds when the data
 has more bits than the model has parameters and each fact was seen about 1,000 times.
 
-``engram_plugin.capacity`` measures another quantity: bits extractable through QA prompts.
+:mod:`engram_eval.capacity_qa` measures another quantity: bits extractable through QA prompts.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from engram_data.contract import FIELDS, MANIFEST, PEOPLE, read_jsonl
-from engram_plugin.capacity import parameter_counts
+from engram_eval.params import parameter_counts
 
 BIRTH_DATES = 12 * 28 * 200  # the generator's months x days x years
 ATTRIBUTE_POOLS = ("birth_city", "university", "major", "employer")
@@ -40,8 +40,9 @@ def pool_sizes(data_dir: Path, people: list[dict]) -> dict:
     manifest = json.loads((Path(data_dir) / MANIFEST).read_text("utf-8"))
     sizes, gender = manifest.get("pool_sizes", {}), manifest.get("args", {}).get("gender")
     independent = gender == "independent" or bool(manifest.get("args", {}).get("fields_dir"))
-    first, middle, last = (sizes.get(k) or len({p[k[:-1]] for p in people})
-                           for k in ("first_names", "middle_names", "last_names"))  # fmt: skip
+    first, middle, last = (
+        sizes.get(k) or len({p[k[:-1]] for p in people}) for k in ("first_names", "middle_names", "last_names")
+    )
     # By name: each gender draws first and middle names from its own half of the lists.
     names = first * middle * last if independent else 2 * (first // 2) * (middle // 2) * last
     combos = BIRTH_DATES * math.prod(sizes.get(f) or len({p[f] for p in people}) for f in ATTRIBUTE_POOLS)
@@ -65,8 +66,15 @@ class BoundEvaluator:
     """Physics of LM 3.3's bit-complexity lower bound of a model on a generated population,
     from each person's ``variant`` biography (its first, for the five-biography variants)."""
 
-    def __init__(self, data_dir, tokenizer, variant: str = "bioS", limit: int | None = None, batch_size: int = 8,
-                 split: str = "all"):  # fmt: skip
+    def __init__(
+        self,
+        data_dir,
+        tokenizer,
+        variant: str = "bioS",
+        limit: int | None = None,
+        batch_size: int = 8,
+        split: str = "all",
+    ):
         people = read_jsonl(Path(data_dir) / PEOPLE)
         self.pools = pool_sizes(Path(data_dir), people)
         self.people = [p for p in people if split == "all" or p["split"] == split][:limit]
@@ -121,27 +129,47 @@ class BoundEvaluator:
         params, non_embedding = parameter_counts(model)
         bits = name_bits + value_bits
         most = n * (math.log2(n0 - n) + math.log2(s0))
-        return {"measure": "Physics of LM 3.3 bit-complexity lower bound", "people": n, "N0": n0, "S0": s0,
-                "gender_is_a_fact": self.pools["gender_is_a_fact"], "name_loss_nats": p1, "value_loss_nats": p2,
-                "name_bits": name_bits, "value_bits": value_bits, "bits": bits, "max_bits": most,
-                "share": bits / most, "params": params, "non_embedding_params": non_embedding,
-                "bits_per_param": bits / params, "bits_per_non_embedding_param": bits / max(non_embedding, 1)}  # fmt: skip
+        return {
+            "measure": "Physics of LM 3.3 bit-complexity lower bound",
+            "people": n,
+            "N0": n0,
+            "S0": s0,
+            "gender_is_a_fact": self.pools["gender_is_a_fact"],
+            "name_loss_nats": p1,
+            "value_loss_nats": p2,
+            "name_bits": name_bits,
+            "value_bits": value_bits,
+            "bits": bits,
+            "max_bits": most,
+            "share": bits / most,
+            "params": params,
+            "non_embedding_params": non_embedding,
+            "bits_per_param": bits / params,
+            "bits_per_non_embedding_param": bits / max(non_embedding, 1),
+        }
 
 
 def bound_markdown(result: dict, model: str, variant: str) -> str:
     r = result
-    return "\n".join([
-        f"# Knowledge capacity of `{model}` (Physics of LM 3.3's bound)", "",
-        f"{r['people']} people, their `{variant}` biographies; N0 = {r['N0']:,} names, S0 = {r['S0']:,} attribute "
-        f"combinations (gender {'a fact' if r['gender_is_a_fact'] else 'follows the name'}).", "",
-        "| term | loss per person (nats) | bits |", "| --- | ---: | ---: |",
-        f"| names: N log2((N0 - N) / e^p1) | {r['name_loss_nats']:.2f} | {r['name_bits']:.1f} |",
-        f"| attributes: N log2(S0 / e^p2) | {r['value_loss_nats']:.2f} | {r['value_bits']:.1f} |", "",
-        f"**{r['bits']:.1f} of {r['max_bits']:.1f} bits ({r['share']:.1%})**; {r['params']:,} parameters: "
-        f"{r['bits_per_param']:.5f} bits per parameter, {r['bits_per_non_embedding_param']:.5f} per non-embedding "
-        "parameter (Physics of LM 3.3: about 2 when the data holds more bits than the model has parameters and "
-        "each fact was seen ~1,000 times).", "",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"# Knowledge capacity of `{model}` (Physics of LM 3.3's bound)",
+            "",
+            f"{r['people']} people, their `{variant}` biographies; N0 = {r['N0']:,} names, S0 = {r['S0']:,} attribute "
+            f"combinations (gender {'a fact' if r['gender_is_a_fact'] else 'follows the name'}).",
+            "",
+            "| term | loss per person (nats) | bits |",
+            "| --- | ---: | ---: |",
+            f"| names: N log2((N0 - N) / e^p1) | {r['name_loss_nats']:.2f} | {r['name_bits']:.1f} |",
+            f"| attributes: N log2(S0 / e^p2) | {r['value_loss_nats']:.2f} | {r['value_bits']:.1f} |",
+            "",
+            f"**{r['bits']:.1f} of {r['max_bits']:.1f} bits ({r['share']:.1%})**; {r['params']:,} parameters: "
+            f"{r['bits_per_param']:.5f} bits per parameter, {r['bits_per_non_embedding_param']:.5f} per non-embedding "
+            "parameter (Physics of LM 3.3: about 2 when the data holds more bits than the model has parameters and "
+            "each fact was seen ~1,000 times).",
+            "",
+        ]
+    )
 
 
 def metric_names(result: dict, prefix: str = "eval") -> dict[str, float]:

@@ -18,10 +18,8 @@ from pathlib import Path
 
 import torch
 
-from engram_data.contract import FIELDS, REVERSE, qa_file, qa_prompt, read_qa_file
-from lm_eval_tasks.utils import DOCS_QA_KEYS
-
-DOCS = "docs"  # qa/docs.jsonl of a documents dataset
+from engram_data.contract import DOCS_QA as DOCS
+from engram_data.contract import DOCS_QA_KEYS, FIELDS, REVERSE, qa_file, qa_prompt, read_qa_file
 
 QUESTION_SETS = ("train", "heldout", "reverse")
 
@@ -90,12 +88,20 @@ def question_rows(data_dir: str | Path, sets: Sequence[str]) -> list[tuple[str, 
             )
         rows = read_qa_file(data_dir, DOCS, DOCS_QA_KEYS)
         styles = list(dict.fromkeys(r["field"] for r in rows))
-        return [(qset, style, [r for r in rows if r["split"] == qset and r["field"] == style])
-                for qset in sets for style in styles]  # fmt: skip
-    files = {name: read_qa_file(data_dir, name) for name in dict.fromkeys(
-        REVERSE if qset == REVERSE else field for qset in sets for field in FIELDS)}  # fmt: skip
-    return [(qset, field, files[field] if qset == REVERSE else [r for r in files[field] if r["split"] == qset])
-            for qset in sets for field in ((REVERSE,) if qset == REVERSE else FIELDS)]  # fmt: skip
+        return [
+            (qset, style, [r for r in rows if r["split"] == qset and r["field"] == style])
+            for qset in sets
+            for style in styles
+        ]
+    files = {
+        name: read_qa_file(data_dir, name)
+        for name in dict.fromkeys(REVERSE if qset == REVERSE else field for qset in sets for field in FIELDS)
+    }
+    return [
+        (qset, field, files[field] if qset == REVERSE else [r for r in files[field] if r["split"] == qset])
+        for qset in sets
+        for field in ((REVERSE,) if qset == REVERSE else FIELDS)
+    ]
 
 
 def _left_pad(seqs: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engram_data.contract import read_manifest
-from engram_run.runs import launch
+from engram_eval.lm_eval_args import model_args, qlora_quantization
+from engram_run.runs import evaluation, launch
 from engram_run.runs.recipes import RunError, derive_config, for_gpus, load_recipe, validate, write_config
 from engram_run.runs.settings import Run
-from lm_eval_tasks import model_args, qlora_quantization
 
 
 def resolve_runs(models: list[str], method: str | None, variant: str, status: dict[str, str], **paths) -> Iterator[Run]:
@@ -23,8 +23,14 @@ def resolve_runs(models: list[str], method: str | None, variant: str, status: di
             print(f"[engram] {model}: FAILED ({exc})", flush=True)
 
 
-def train_all(runs: Iterator[Run], data_dir: str | Path, force: bool = False, overrides: dict | None = None,
-              status: dict[str, str] | None = None, gpus: int = 1) -> dict[str, str]:  # fmt: skip
+def train_all(
+    runs: Iterator[Run],
+    data_dir: str | Path,
+    force: bool = False,
+    overrides: dict | None = None,
+    status: dict[str, str] | None = None,
+    gpus: int = 1,
+) -> dict[str, str]:
     """Train in sequence, each run on ``gpus`` processes (``accelerate launch --num_processes``)
     at its recipe's effective batch. Returns {run: "trained" | "skipped" | "failed: why"}."""
     status = {} if status is None else status
@@ -51,9 +57,16 @@ def train_all(runs: Iterator[Run], data_dir: str | Path, force: bool = False, ov
     return status
 
 
-def eval_all(runs: Iterator[Run], data_dir: str | Path, tasks=launch.EVAL_TASKS, limit: int | None = None,
-             status: dict[str, str] | None = None, backend: str = "hf", extra_model_args: str = "",
-             merge: bool = False) -> dict[str, str]:  # fmt: skip
+def eval_all(
+    runs: Iterator[Run],
+    data_dir: str | Path,
+    tasks=evaluation.EVAL_TASKS,
+    limit: int | None = None,
+    status: dict[str, str] | None = None,
+    backend: str = "hf",
+    extra_model_args: str = "",
+    merge: bool = False,
+) -> dict[str, str]:
     """Score every trained run with lm-eval (``backend``: hf or vllm) into results/<run>/;
     ``merge``: an adapter is merged into its base first (``axolotl merge-lora``)."""
     status = {} if status is None else status
@@ -68,14 +81,14 @@ def eval_all(runs: Iterator[Run], data_dir: str | Path, tasks=launch.EVAL_TASKS,
         model_dir = run.model_dir
         if merge and (model_dir / "adapter_config.json").exists():
             try:
-                model_dir = launch.merge_lora(run.config, run.model_dir, run.dir / "merge.log")
+                model_dir = evaluation.merge_lora(run.config, run.model_dir, run.dir / "merge.log")
             except RunError as exc:
                 status[run.name] = f"failed: {exc}"
                 continue
         # A QLoRA adapter on the 4-bit base it trained on (a merged adapter: on its bf16 merge).
         quant = None if model_dir != run.model_dir else qlora_quantization(cfg, None if launch.cuda() else "float32")
         margs = model_args(model_dir, base, backend, extra_model_args, quant)
-        ok = launch.evaluate(margs, data_dir, run.results_dir, tasks, limit, backend)
+        ok = evaluation.evaluate(margs, data_dir, run.results_dir, tasks, limit, backend)
         status[run.name] = "evaluated" if ok else f"failed: see {run.results_dir / 'eval.log'}"
         print(f"[engram] {run.name}: {status[run.name]}", flush=True)
     return status

@@ -1,5 +1,5 @@
 """Bits extractable through QA (``engram-capacity --measure qa``; the default measure, Physics
-of LM 3.3's own bound, is ``engram_plugin.capacity_bound``): how many bits of a dataset's facts
+of LM 3.3's own bound, is :mod:`engram_eval.capacity_bound`): how many bits of a dataset's facts
 a model gives back when asked, and per parameter.
 
 For each person and attribute: the bits needed to pick the value from its pool (log2 of the
@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from engram_data.contract import FIELDS, PEOPLE, REVERSE, qa_prompt, read_jsonl, read_qa_file
-from engram_plugin.recall import Question, encode_pair, score_batch
+from engram_eval.params import parameter_counts
+from engram_eval.recall import Question, encode_pair, score_batch
 
 COUNTED = ("birth_date", "birth_city", "university", "major", "employer")  # company_city follows the employer
 NAME = "name"
@@ -59,8 +59,15 @@ def _links(field: str, value: str, person: dict) -> list[tuple[str, str]]:
 class CapacityEvaluator:
     """Bits stored per field for the people of a split, as Physics of LM 3.3 counts them."""
 
-    def __init__(self, data_dir: str | Path, tokenizer, split: str = "train", limit: int | None = None,
-                 batch_size: int = 4, names: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        data_dir: str | Path,
+        tokenizer,
+        split: str = "train",
+        limit: int | None = None,
+        batch_size: int = 4,
+        names: bool = True,
+    ):
         people = read_jsonl(Path(data_dir) / PEOPLE)
         chosen = [p for p in people if split == "all" or p["split"] == split][:limit]
         self.people = len(chosen)
@@ -86,8 +93,14 @@ class CapacityEvaluator:
                 for i, (before, text) in enumerate(_links(field, person.get(field, ""), person)):
                     pool = self.pools[field, i]
                     pairs = [encode_pair(tokenizer, context + before, option) for option in pool]
-                    q = Question(field, field, pairs[0][0], tuple(p[1] for p in pairs),
-                                 tuple(len(o) for o in pool), pool.index(text))  # fmt: skip
+                    q = Question(
+                        field,
+                        field,
+                        pairs[0][0],
+                        tuple(p[1] for p in pairs),
+                        tuple(len(o) for o in pool),
+                        pool.index(text),
+                    )
                     self.queries.setdefault((field, i), []).append((person["id"], q))
 
     @torch.no_grad()
@@ -117,115 +130,62 @@ class CapacityEvaluator:
             stored = max(0.0, sum(per_person.values()))  # floored per attribute, over all its people
             most = self.max_bits(field) * len(per_person)
             links = [len(self.pools[field, i]) for i in range(sum(1 for f, _ in self.pools if f == field))]
-            fields[field] = {"people": len(per_person), "pool": links, "bits": stored, "max_bits": most,
-                             "share": stored / most if most else 0.0,
-                             "method": "chain" if len(links) > 1 else "enumerated",
-                             "in_total": field in COUNTED}  # fmt: skip
+            fields[field] = {
+                "people": len(per_person),
+                "pool": links,
+                "bits": stored,
+                "max_bits": most,
+                "share": stored / most if most else 0.0,
+                "method": "chain" if len(links) > 1 else "enumerated",
+                "in_total": field in COUNTED,
+            }
         total = sum(f["bits"] for k, f in fields.items() if k in COUNTED)
         most = sum(f["max_bits"] for k, f in fields.items() if k in COUNTED)
         params, non_embedding = parameter_counts(model)
-        return {"people": self.people, "fields": fields, "bits": total, "max_bits": most,
-                "share": total / most if most else 0.0, "params": params, "non_embedding_params": non_embedding,
-                "bits_per_param": total / params, "bits_per_non_embedding_param": total / max(non_embedding, 1)}  # fmt: skip
-
-
-def numel(param) -> int:
-    """A parameter's element count as the model defines it: under DeepSpeed ZeRO-3 a rank holds
-    an empty placeholder (the count is ``ds_numel``); a bitsandbytes 4-bit weight is stored packed,
-    two values a byte (the count is its ``quant_state.shape``)."""
-    if hasattr(param, "ds_numel"):
-        return int(param.ds_numel)
-    state = getattr(param, "quant_state", None)
-    if state is not None and getattr(state, "shape", None) is not None:
-        return int(math.prod(state.shape))
-    return param.numel()
-
-
-def parameter_counts(model) -> tuple[int, int]:
-    """All parameters (tied ones once), and those outside the input embeddings and the head."""
-    total = sum(numel(p) for p in model.parameters())
-    embedding = {id(m.weight) for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}
-    outside = sum(numel(p) for p in model.parameters() if id(p) in embedding)
-    return total, total - outside
+        return {
+            "people": self.people,
+            "fields": fields,
+            "bits": total,
+            "max_bits": most,
+            "share": total / most if most else 0.0,
+            "params": params,
+            "non_embedding_params": non_embedding,
+            "bits_per_param": total / params,
+            "bits_per_non_embedding_param": total / max(non_embedding, 1),
+        }
 
 
 def metric_names(result: dict, prefix: str = "eval") -> dict[str, float]:
     """What the plugin logs: total bits, bits per parameter, and bits per field."""
-    logs = {f"{prefix}_engram_capacity_bits": result["bits"],
-            f"{prefix}_engram_capacity_bits_per_param": result["bits_per_param"]}  # fmt: skip
+    logs = {
+        f"{prefix}_engram_capacity_bits": result["bits"],
+        f"{prefix}_engram_capacity_bits_per_param": result["bits_per_param"],
+    }
     logs.update({f"{prefix}_engram_capacity_bits_{f}": v["bits"] for f, v in result["fields"].items()})
     return logs
 
 
 def markdown(result: dict, model: str, split: str) -> str:
-    lines = [f"# Knowledge capacity of `{model}`", "",
-             f"{result['people']} people ({split}); bits per attribute = max(0, Σ over people (log2 pool − cross-entropy "
-             "in bits)), the value's probability normalized over its pool (a chain of enumerable links for dates and names).", "",
-             "| field | method | pool | bits | max bits | share | in total |", "| --- | --- | --- | ---: | ---: | ---: | --- |"]  # fmt: skip
+    lines = [
+        f"# Knowledge capacity of `{model}`",
+        "",
+        f"{result['people']} people ({split}); bits per attribute = max(0, Σ over people (log2 pool − cross-entropy "
+        "in bits)), the value's probability normalized over its pool (a chain of enumerable links for dates and names).",
+        "",
+        "| field | method | pool | bits | max bits | share | in total |",
+        "| --- | --- | --- | ---: | ---: | ---: | --- |",
+    ]
     for field, f in result["fields"].items():
-        lines.append(f"| {field} | {f['method']} | {' × '.join(map(str, f['pool']))} | {f['bits']:.1f} | "
-                     f"{f['max_bits']:.1f} | {f['share']:.3f} | {'yes' if f['in_total'] else 'no'} |")  # fmt: skip
-    lines += ["", f"**{result['bits']:.1f} of {result['max_bits']:.1f} bits ({result['share']:.1%})**; "
-              f"{result['params']:,} parameters: {result['bits_per_param']:.5f} bits per parameter, "
-              f"{result['bits_per_non_embedding_param']:.5f} per non-embedding parameter "
-              "(Physics of LM 3.3: about 2 at saturation).", ""]  # fmt: skip
+        lines.append(
+            f"| {field} | {f['method']} | {' × '.join(map(str, f['pool']))} | {f['bits']:.1f} | "
+            f"{f['max_bits']:.1f} | {f['share']:.3f} | {'yes' if f['in_total'] else 'no'} |"
+        )
+    lines += [
+        "",
+        f"**{result['bits']:.1f} of {result['max_bits']:.1f} bits ({result['share']:.1%})**; "
+        f"{result['params']:,} parameters: {result['bits_per_param']:.5f} bits per parameter, "
+        f"{result['bits_per_non_embedding_param']:.5f} per non-embedding parameter "
+        "(Physics of LM 3.3: about 2 at saturation).",
+        "",
+    ]
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``engram-capacity --model M --data D [--split train|heldout|all] [--out DIR]``."""
-    import json
-
-    from engram_data.contract import DataError, atomic_output, read_manifest
-    from engram_data.errors import OneLineParser, number, run_cli
-
-    parser = OneLineParser(prog="engram-capacity", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="a model folder (or Hub name)")
-    parser.add_argument("--data", required=True, type=Path, help="the generated dataset it learned")
-    parser.add_argument("--split", choices=("train", "heldout", "all"), default="train")
-    parser.add_argument("--limit", type=number(int, 1), help="the first N people of the split")
-    parser.add_argument("--batch-size", type=number(int, 1), default=4)
-    parser.add_argument("--no-names", action="store_true", help="qa: skip the names (the slowest: three long pools)")
-    parser.add_argument("--measure", choices=("bound", "qa"), default="bound",
-                        help="bound: Physics of LM 3.3's bit-complexity lower bound from the losses inside the "
-                        "biographies (default); qa: bits extractable through QA prompts")  # fmt: skip
-    parser.add_argument("--variant", default="bioS", help="bound: the biographies scored (default: bioS)")
-    parser.add_argument("--out", type=Path, help="write capacity.json and capacity.md here")
-    parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
-
-    def body() -> int:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        read_manifest(args.data)
-        try:
-            tok = AutoTokenizer.from_pretrained(args.model)
-            model = AutoModelForCausalLM.from_pretrained(args.model, dtype="auto")
-        except Exception as exc:  # transformers raises OSError, ValueError, ...
-            raise DataError(
-                f"cannot load a model from {args.model} ({type(exc).__name__}); pass a model folder"
-            ) from None
-        model.to("cuda" if torch.cuda.is_available() else "cpu")
-        if args.measure == "bound":
-            from engram_plugin.capacity_bound import BoundEvaluator, bound_markdown
-
-            result = BoundEvaluator(args.data, tok, args.variant, args.limit, args.batch_size).evaluate(model)
-            text = bound_markdown(result, args.model, args.variant)
-        else:
-            result = CapacityEvaluator(args.data, tok, args.split, args.limit, args.batch_size, not args.no_names)
-            result = result.evaluate(model)
-            text = markdown(result, args.model, args.split)
-        if args.out:
-            with atomic_output(args.out, "engram-capacity", args.overwrite) as tmp:
-                (tmp / "capacity.json").write_text(json.dumps(result, indent=2) + "\n")
-                (tmp / "capacity.md").write_text(text)
-                (tmp / "manifest.json").write_text(json.dumps({"generator": "engram-capacity",
-                                                               **{k: str(v) for k, v in vars(args).items()}}))  # fmt: skip
-        print(text)
-        return 0
-
-    return run_cli(parser.prog, body, (DataError,))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

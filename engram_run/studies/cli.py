@@ -1,0 +1,175 @@
+"""The studies' command lines (``python -m engram_run reproduce|reversal|probe|capacity|localize``):
+each parser's options are its settings dataclass's fields, with the dataclass's defaults."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engram_data.contract import VARIANTS
+from engram_data.errors import number
+from engram_run.runs.settings import DEFAULT_VARIANT
+from engram_run.studies.capacity import CapacitySettings, study
+from engram_run.studies.localize import STEPS, LocalizeSettings, endpoints, localize
+from engram_run.studies.probes import ProbeSettings, probes
+from engram_run.studies.reproduce import PROTOCOLS, ReproduceSettings, reproduce
+from engram_run.studies.reversal import ARMS, ReversalSettings, reversal
+
+STUDY_COMMANDS = ("reproduce", "reversal", "probe", "capacity", "localize")
+
+
+def known_list(known: tuple[str, ...], what: str):
+    """An argparse type: ``a,b`` of ``known`` names (text variants, protocols), each once, in
+    ``known``'s order; an unknown or empty one is argparse's one-line error."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {', '.join(unknown) or repr(text)}; choose from {', '.join(known)}"
+            )
+        return tuple(k for k in known if k in names)
+
+    return parse
+
+
+def add_study_parsers(sub) -> None:
+    rp = sub.add_parser("reproduce", help="Physics of LM 3.1's two findings: every text variant, one budget")
+    rdefaults = ReproduceSettings()
+    rp.add_argument("--model", default=rdefaults.model, help="tiny (a CPU, from scratch) or a recipe: llama1b, ...")
+    for field, kind in (
+        ("people", number(int, 8)),
+        ("multi5_epochs", number(int, 1)),
+        ("qa_epochs", number(int, 1)),
+        ("hidden", number(int, 1)),
+        ("layers", number(int, 1)),
+        ("vocab_size", number(int, 300)),
+        ("learning_rate", number(float, 0, low_open=True)),
+        ("micro_batch", number(int, 1)),
+        ("data_dir", Path),
+        ("outputs", Path),
+        ("results", Path),
+    ):
+        rp.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(rdefaults, field))
+    rp.add_argument(
+        "--variants",
+        type=known_list(VARIANTS, "variant"),
+        default=rdefaults.variants,
+        help=f"comma-separated, from {','.join(VARIANTS)} (default: all)",
+    )
+    rp.add_argument(
+        "--protocols",
+        type=known_list(PROTOCOLS, "protocol"),
+        default=rdefaults.protocols,
+        help="comma-separated: mixed (biographies + QA in one run), bio_then_qa (biographies, then a "
+        "QA fine-tune); default: both",
+    )
+    rv = sub.add_parser("reversal", help="reversal remedies on one budget: reverse recall of heldout and train people")
+    vdefaults = ReversalSettings()
+    for field, kind in (
+        ("people", number(int, 8)),
+        ("multi5_epochs", number(int, 1)),
+        ("hidden", number(int, 1)),
+        ("layers", number(int, 1)),
+        ("vocab_size", number(int, 300)),
+        ("learning_rate", number(float, 0, low_open=True)),
+        ("micro_batch", number(int, 1)),
+        ("data_dir", Path),
+        ("outputs", Path),
+        ("results", Path),
+    ):
+        rv.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(vdefaults, field))
+    rv.add_argument(
+        "--arms",
+        type=known_list(tuple(ARMS), "arm"),
+        default=vdefaults.arms,
+        help=f"comma-separated, from {','.join(ARMS)} (default: all)",
+    )
+    pb = sub.add_parser("probe", help="P- and Q-probes of bioS vs bioS_multi5_permutes models (Physics of LM 3.1)")
+    pdefaults = ProbeSettings()
+    for field, kind in (
+        ("people", number(int, 8)),
+        ("values_per_field", number(int, 4)),
+        ("multi5_epochs", number(int, 1)),
+        ("hidden", number(int, 1)),
+        ("layers", number(int, 1)),
+        ("vocab_size", number(int, 300)),
+        ("learning_rate", number(float, 0, low_open=True)),
+        ("micro_batch", number(int, 1)),
+        ("data_dir", Path),
+        ("outputs", Path),
+        ("results", Path),
+    ):
+        pb.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(pdefaults, field))
+    pb.add_argument("--variants", type=known_list(VARIANTS, "variant"), default=pdefaults.variants)
+    ca = sub.add_parser("capacity", help="knowledge capacity of tiny models of a few sizes (Physics of LM 3.3)")
+    cdefaults = CapacitySettings()
+
+    def int_list(text: str) -> tuple[int, ...]:
+        values = tuple(number(int, 1)(t) for t in text.split(",") if t.strip())
+        if not values:
+            raise argparse.ArgumentTypeError("give comma-separated positive integers, e.g. 50,200")
+        return values
+
+    ca.add_argument("--people", type=int_list, default=cdefaults.people, help="population sizes, e.g. 50,200")
+    ca.add_argument("--hidden", type=int_list, default=cdefaults.hidden, help="model widths, e.g. 32,64,128")
+    for field, kind in (
+        ("layers", number(int, 1)),
+        ("epochs", number(int, 1)),
+        ("learning_rate", number(float, 0, low_open=True)),
+        ("micro_batch", number(int, 1)),
+        ("vocab_size", number(int, 300)),
+        ("qa_people", number(int, 1)),
+        ("data_dir", Path),
+        ("outputs", Path),
+        ("results", Path),
+    ):
+        ca.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(cdefaults, field))
+    lo = sub.add_parser("localize", help="engram-localize diff, graft, prune and trace on a trained run")
+    lo.add_argument("--model", required=True, help="demo (make demo's run) or a recipe name")
+    lo.add_argument("--method", default=None)
+    lo.add_argument("--variant", default=DEFAULT_VARIANT, choices=VARIANTS)
+    lo.add_argument("--data-dir", default=None, help="default: the run's data (data/demo for the demo, else data/bios)")
+    lo.add_argument("--outputs", default="outputs", type=Path)
+    lo.add_argument("--results", default="results", type=Path)
+    ldefaults = LocalizeSettings()
+    lo.add_argument("--fractions", default=ldefaults.fractions)
+    lo.add_argument("--scope", default=ldefaults.scope, choices=("global", "layer", "module"))
+    lo.add_argument("--trace-limit", type=number(int, 1), default=ldefaults.trace_limit)
+    lo.add_argument("--eval-limit", type=number(int, 1), default=None)
+    lo.add_argument(
+        "--steps",
+        type=lambda t: tuple(x for x in STEPS if x in t.split(",")),
+        default=STEPS,
+        help=f"comma-separated, from {','.join(STEPS)}",
+    )
+
+
+def study_command(args) -> int:
+    if args.command == "capacity":
+        settings = CapacitySettings(
+            **{k: v for k, v in vars(args).items() if k in CapacitySettings.__dataclass_fields__}
+        )
+        print(f"capacity: {study(settings)}")
+    elif args.command == "localize":
+        base, tuned, data, out = endpoints(
+            args.model, args.method, args.variant, args.data_dir, args.outputs, args.results
+        )
+        settings = LocalizeSettings(
+            args.fractions,
+            args.scope,
+            args.trace_limit,
+            args.eval_limit,
+            args.steps,
+            args.variant if args.model != "demo" else "bioS",
+        )
+        print(f"localization: {localize(base, tuned, data, out, settings)}")
+    else:
+        settings, job = {
+            "reproduce": (ReproduceSettings, reproduce),
+            "reversal": (ReversalSettings, reversal),
+            "probe": (ProbeSettings, probes),
+        }[args.command]
+        job(settings(**{k: v for k, v in vars(args).items() if k in settings.__dataclass_fields__}))
+    return 0
