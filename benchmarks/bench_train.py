@@ -5,7 +5,7 @@ Usage:
     python benchmarks/bench_train.py            # the demo's people and epochs
 
 Builds the demo's data and model (a random Llama, hidden 128, 4 layers), runs the demo's
-own config (axolotl_configs/tiny.yml as `make demo` derives it, evaluations and the plugin
+own config (axolotl_configs/tiny-full.yml as `make demo` derives it, evaluations and the plugin
 included) for ``--epochs`` epochs, then, in the same run, a plain PyTorch loop (AdamW at
 the same rate) on the very same tokens (Axolotl's prepared training rows, concatenated and
 cut into rows of ``sequence_len``, the batch of ``micro_batch_size`` rows) for the same

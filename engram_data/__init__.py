@@ -14,7 +14,7 @@
     options      four-option questions that a frequency-only guesser cannot tell apart
     derived      the training and QA files of a population
     write        write_dataset(): every file and manifest.json, atomically
-    documents    your own documents -> QA data (generate_data.py docs)
+    documents    your own documents -> QA data (generate_data.py corpus)
     cli          generate_data.py's command line
 
 Nothing is imported here, so that a reader of the contract (the Axolotl plugin, the

@@ -1,5 +1,5 @@
 """Command line of ``generate_data.py`` (and ``engram-data``): a thin argparse layer over
-:mod:`engram_data` (bioS) and :mod:`engram_data.documents` (``docs``). Every argument is
+:mod:`engram_data` (bioS) and :mod:`engram_data.documents` (``corpus``). Every argument is
 checked before any work; bad input is one line (engram_data.errors)."""
 
 from __future__ import annotations
@@ -72,11 +72,11 @@ def build_parser() -> OneLineParser:
     return parser
 
 
-def build_docs_parser() -> OneLineParser:
+def build_corpus_parser() -> OneLineParser:
     from engram_data.documents.qa import STYLES
 
     p = OneLineParser(
-        prog=f"{PROG} docs",
+        prog=f"{PROG} corpus",
         description="Expand your own documents into QA training and evaluation data with a generator LLM.",
     )
     p.add_argument(
@@ -121,12 +121,12 @@ def skipped_line(counts: dict) -> str:
     return f"{sum(skipped.values())} ({describe_skips(skipped)})" if any(skipped.values()) else "none"
 
 
-def docs_main(argv: list[str]) -> int:
+def corpus_main(argv: list[str]) -> int:
     from engram_data.documents.generators import make_generator
     from engram_data.documents.qa import temperature_schedule
-    from engram_data.documents.run import generate_docs
+    from engram_data.documents.run import generate_corpus
 
-    args = build_docs_parser().parse_args(argv)
+    args = build_corpus_parser().parse_args(argv)
 
     def body() -> int:
         schedule = temperature_schedule(args.temperatures, args.temp_min, args.temp_max)
@@ -139,7 +139,7 @@ def docs_main(argv: list[str]) -> int:
             timeout=args.timeout,
             retries=args.retries,
         )
-        manifest = generate_docs(
+        manifest = generate_corpus(
             args.input,
             args.out,
             gen,
@@ -162,7 +162,7 @@ def docs_main(argv: list[str]) -> int:
         )
         return 0
 
-    return run_cli(f"{PROG} docs", body, (DataError,))
+    return run_cli(f"{PROG} corpus", body, (DataError,))
 
 
 def bios_main(argv: list[str]) -> int:
@@ -252,4 +252,7 @@ def warn_empty_split(pop) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    return docs_main(argv[1:]) if argv[:1] == ["docs"] else bios_main(argv)
+    if argv[:1] == ["docs"]:  # the name before data version 2.3 (the word of the docs site): kept until 0.2
+        print(f"{PROG} docs is deprecated and goes in 0.2: use {PROG} corpus", file=sys.stderr)
+        argv = ["corpus", *argv[1:]]
+    return corpus_main(argv[1:]) if argv[:1] == ["corpus"] else bios_main(argv)

@@ -7,10 +7,13 @@
     DIR/qa/<field>.jsonl, qa/reverse.jsonl  four-option questions (QA_KEYS), fixed choices and label
     DIR/manifest.json                     generator, version, seed, counts, sha256 of every file
 
-A user's documents (``generate_data.py docs``) get the same shape: ``train/*.jsonl`` to
-train on and ``qa/docs.jsonl`` to evaluate. The generator, the documents pipeline, the
-recall evaluator, the lm-eval task utils and the run glue import this module and nothing
-else of each other.
+A user's documents (``generate_data.py corpus``) get the same shape: ``train/*.jsonl`` to
+train on and ``qa/corpus.jsonl`` to evaluate (``qa/docs.jsonl`` before data version 2.3).
+
+Every part reads data through this module: the generator, the documents pipeline, the
+evaluation package (``engram_eval``), the plugin, the lm-eval task utils and the run glue.
+Which part may import which other is tests/test_layout.py's ``ALLOWED``; docs/layout.md
+says it in words.
 """
 
 from __future__ import annotations
@@ -47,17 +50,19 @@ REVERSE = "reverse"  # qa/reverse.jsonl: name the person from birth date and cit
 NUM_CHOICES = 4
 CHANCE = 1 / NUM_CHOICES  # a four-option question answered at random
 QA_KEYS = ("id", "person_id", "split", "field", "question", "answer", "choices", "label")
-# A documents dataset (generate_data.py docs): qa/docs.jsonl, rows about chunks, not people.
-DOCS_QA = "docs"
-DOCS_QA_KEYS = tuple(k for k in QA_KEYS if k != "person_id")
+# A documents dataset (generate_data.py corpus): qa/corpus.jsonl, rows about chunks, not people.
+CORPUS_QA = "corpus"
+LEGACY_CORPUS_QA = "docs"  # its name before data version 2.3 (the word clashed with the docs site), still read
+CORPUS_QA_KEYS = tuple(k for k in QA_KEYS if k != "person_id")
 DEFAULT_DATA_DIR = "data/bios"  # where generate_data.py writes, and every reader looks, by default
 # The lm-eval tasks a run is scored on unless told otherwise: trained QA, extraction, reversal.
 DEFAULT_TASKS = ("bios_qa", "bios_qa_heldout", "bios_qa_reverse")
 
 # 2.0: options a frequency-only guesser cannot tell apart; 2.1: ablation variants, --gender,
-# --fields-dir; 2.2: reversal remedies (REVERSAL_VARIANTS, train/qa_reverse_train.jsonl).
+# --fields-dir; 2.2: reversal remedies (REVERSAL_VARIANTS, train/qa_reverse_train.jsonl);
+# 2.3: a documents dataset's questions in qa/corpus.jsonl (qa/docs.jsonl before; both read).
 # Readers refuse data of an older major version (its numbers mean something else).
-GENERATOR_VERSION = "2.2"
+GENERATOR_VERSION = "2.3"
 MANIFEST = "manifest.json"
 PEOPLE = "people.jsonl"
 QA_TRAIN = "qa_train"
@@ -73,7 +78,14 @@ def train_file(root: str | os.PathLike, name: str) -> Path:
 
 
 def qa_file(root: str | os.PathLike, name: str) -> Path:
-    return Path(root) / "qa" / f"{name}.jsonl"  # a field, reverse, or docs
+    return Path(root) / "qa" / f"{name}.jsonl"  # a field, reverse, or corpus
+
+
+def corpus_qa_name(root: str | os.PathLike) -> str:
+    """The QA file name of a documents dataset: ``corpus``, or ``docs`` for one written before 2.3."""
+    if not qa_file(root, CORPUS_QA).exists() and qa_file(root, LEGACY_CORPUS_QA).exists():
+        return LEGACY_CORPUS_QA
+    return CORPUS_QA
 
 
 def qa_prompt(question: str) -> str:

@@ -13,8 +13,8 @@ BACKENDS = ("hf", "vllm")
 
 def eval_metadata(data_dir: str | Path) -> dict:
     """lm-eval's ``--metadata`` for a generated dataset: the bios_qa tasks read ``data_dir``,
-    the docs_qa tasks ``docs_dir``; one folder is one or the other, and only tasks that match it run."""
-    return {"data_dir": str(data_dir), "docs_dir": str(data_dir)}
+    the corpus_qa tasks ``corpus_dir``; one folder is one or the other, and only tasks that match it run."""
+    return {"data_dir": str(data_dir), "corpus_dir": str(data_dir)}
 
 
 def model_args(

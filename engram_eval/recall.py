@@ -18,8 +18,7 @@ from pathlib import Path
 
 import torch
 
-from engram_data.contract import DOCS_QA as DOCS
-from engram_data.contract import DOCS_QA_KEYS, FIELDS, REVERSE, qa_file, qa_prompt, read_qa_file
+from engram_data.contract import CORPUS_QA_KEYS, FIELDS, REVERSE, corpus_qa_name, qa_file, qa_prompt, read_qa_file
 
 QUESTION_SETS = ("train", "heldout", "reverse")
 
@@ -76,17 +75,18 @@ def load_questions(
 
 def question_rows(data_dir: str | Path, sets: Sequence[str]) -> list[tuple[str, str, list[dict]]]:
     """(set, field, rows) in scoring order. A bioS dataset: ``qa/<field>.jsonl`` split by
-    people, ``qa/reverse.jsonl`` for ``reverse``. A documents dataset (``generate_data.py docs``,
-    ``qa/docs.jsonl``): its questions by style as the fields, ``train`` the trained
+    people, ``qa/reverse.jsonl`` for ``reverse``. A documents dataset (``generate_data.py corpus``,
+    ``qa/corpus.jsonl``): its questions by style as the fields, ``train`` the trained
     temperatures and ``heldout`` the held-out ones; it has no ``reverse`` set (its reverse
     questions are the ``reverse`` style of the other two)."""
-    if qa_file(data_dir, DOCS).is_file() and not qa_file(data_dir, FIELDS[0]).is_file():
+    corpus = corpus_qa_name(data_dir)
+    if qa_file(data_dir, corpus).is_file() and not qa_file(data_dir, FIELDS[0]).is_file():
         if REVERSE in sets:
             raise ValueError(
                 f"{data_dir} holds documents' questions, which have no reverse set (the reverse style is scored "
                 "with the others); set engram_eval_reverse: false"
             )
-        rows = read_qa_file(data_dir, DOCS, DOCS_QA_KEYS)
+        rows = read_qa_file(data_dir, corpus, CORPUS_QA_KEYS)
         styles = list(dict.fromkeys(r["field"] for r in rows))
         return [
             (qset, style, [r for r in rows if r["split"] == qset and r["field"] == style])

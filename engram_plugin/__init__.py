@@ -6,7 +6,9 @@ used without importing Axolotl.
 
     args        the engram_* keys: one pydantic model, validated with the fix in the message
     plugin      the hooks: data check, freezing (twice), the callback, post-training lm-eval
-    callbacks   recall at step 0 and every evaluation, best checkpoint, stopping rules
+    callbacks   recall at step 0 and every evaluation, the best checkpoint by it, a target recall
+    jobs        one callback per smaller job: gc and layer freezing, loss-rise stop, log and progress files
+    best        best_model_qa_<acc>: saved by the plugin, or a link to HF's best checkpoint
     freeze      freezing embeddings and layers, for every architecture, full or adapter
     effective_batch  the recipe's batch kept on any GPU count (micro batch x accumulation)
     resume      the plugin's state when Axolotl resumes a run from a checkpoint

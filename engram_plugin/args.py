@@ -24,7 +24,7 @@ class EngramArgs(BaseModel):
     engram_data_dir: str = Field(
         default=DEFAULT_DATA_DIR,
         description="Dataset written by generate_data.py: its qa/<field>.jsonl are the recall questions (a documents "
-        "dataset, generate_data.py docs: qa/docs.jsonl by style, heldout = the held-out temperatures).",
+        "dataset, generate_data.py corpus: qa/corpus.jsonl by style, heldout = the held-out temperatures).",
     )
     # Freezing
     engram_freeze_embeddings: bool = Field(

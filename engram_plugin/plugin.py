@@ -15,7 +15,7 @@ import torch
 from axolotl.integrations.base import BasePlugin
 
 from engram_eval.recall import question_rows
-from engram_plugin.callbacks import EngramCallback, best_dirs
+from engram_plugin.callbacks import best_dirs, engram_callbacks
 from engram_plugin.freeze import apply_freezing
 
 LOG = logging.getLogger("engram_plugin")
@@ -94,7 +94,7 @@ class EngramPlugin(BasePlugin):
         self.held.update(trainer=weakref.ref(trainer), model=weakref.ref(trainer.model))
 
     def add_callbacks_post_trainer(self, cfg, trainer):
-        return [EngramCallback(cfg, trainer, held=self.held)]
+        return engram_callbacks(cfg, trainer, held=self.held)
 
     def post_train_unload(self, cfg):
         """After the final model is saved and unloaded: score it with lm-eval (rank 0)."""

@@ -2,7 +2,7 @@
 
     runs/      one run: recipes, settings, launch, evaluation, sequence, progress, tiny, ...
     reports/   across runs: report, compare, pick_base
-    studies/   many runs, one question: reproduce, reversal, probes, capacity, localize, docs_study
+    studies/   many runs, one question: reproduce, reversal, probes, capacity, localize, corpus_study
     tuning/    grids of runs: sweep, lr-find, epoch-find
     demo       the main job end to end on a CPU: data, model, train, evaluate, report
     __main__   python -m engram_run: the commands behind the Makefile

@@ -11,9 +11,9 @@ Usage:
     python -m engram_run capacity [--people 1000 --hidden 16,32,64 --epochs 20]
     python -m engram_run reversal [--people 100 --arms baseline,reverse_qa]
     python -m engram_run probe [--people 240 --values-per-field 8]
-    python -m engram_run docs-train --docs DIR --generator openai:URL --generator-model NAME [--model llama3b]
-    python -m engram_run pick-base --models "llama1b gpt2" --data-dir data/docs-DIR
-    python -m engram_run docs-study [--people 60 --arms chunks,qa9]
+    python -m engram_run corpus-train --corpus DIR --generator openai:URL --generator-model NAME [--model llama3b]
+    python -m engram_run pick-base --models "llama1b gpt2" --data-dir data/corpus-DIR
+    python -m engram_run corpus-study [--people 60 --arms chunks,qa9]
     python -m engram_run lr-find --model tiny --lrs "1e-4 2e-4 5e-4 1e-3"
     python -m engram_run epoch-find --model tiny --lr 5e-4
     python -m engram_run sweep --model tiny --grid "learning_rate=1e-4,3e-4 weight_decay=0,0.1" [--executor slurm]
@@ -38,8 +38,9 @@ from engram_run.runs.evaluation import EVAL_TASKS
 from engram_run.runs.recipes import DEFAULT_DATA_DIR, RunError, parse_overrides
 from engram_run.runs.settings import DEFAULT_VARIANT, Run
 from engram_run.studies.cli import STUDY_COMMANDS, add_study_parsers, study_command
-from engram_run.studies.docs_cli import COMMANDS as DOCS_COMMANDS
-from engram_run.studies.docs_cli import add_docs_parsers, docs_command
+from engram_run.studies.corpus_cli import COMMANDS as CORPUS_COMMANDS
+from engram_run.studies.corpus_cli import DEPRECATED as OLD_CORPUS_COMMANDS
+from engram_run.studies.corpus_cli import add_corpus_parsers, corpus_command
 from engram_run.tuning.sweep_cli import add_sweep_parsers, sweep_command
 
 PROG = "python -m engram_run"
@@ -122,7 +123,7 @@ def build_parser() -> OneLineParser:
         d.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(defaults, field))
     add_study_parsers(sub)
     add_sweep_parsers(sub, _add_run_options)
-    add_docs_parsers(sub)
+    add_corpus_parsers(sub)
     return parser
 
 
@@ -155,8 +156,8 @@ def command(args) -> int:
         return sequence.summary(status)
     if args.command in ("sweep", "lr-find", "epoch-find"):
         return sweep_command(args)
-    if args.command in DOCS_COMMANDS:
-        return docs_command(args)
+    if args.command in CORPUS_COMMANDS or args.command in OLD_CORPUS_COMMANDS:
+        return corpus_command(args)
     if args.command in STUDY_COMMANDS:
         return study_command(args)
     if args.command == "report":

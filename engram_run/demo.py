@@ -31,7 +31,7 @@ class DemoSettings:
 
 
 def demo_config(s: DemoSettings, data_dir: Path, init: Path, model_dir: Path) -> dict:
-    """axolotl_configs/tiny.yml pointed at the data, the initial model and the output, with
+    """axolotl_configs/tiny-full.yml pointed at the data, the initial model and the output, with
     the demo's epochs, rate and batch (the benchmark trains this same config)."""
     overrides = {
         "base_model": str(init),
@@ -39,7 +39,7 @@ def demo_config(s: DemoSettings, data_dir: Path, init: Path, model_dir: Path) ->
         "learning_rate": s.learning_rate,
         "micro_batch_size": s.micro_batch,
     }
-    return derive_config(RECIPES_DIR / "tiny.yml", data_dir, model_dir, None, overrides)
+    return derive_config(RECIPES_DIR / "tiny-full.yml", data_dir, model_dir, None, overrides)
 
 
 def _fmt(value: float | None) -> str:

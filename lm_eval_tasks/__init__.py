@@ -1,4 +1,4 @@
-"""llm-engram's lm-evaluation-harness tasks (``bios_qa`` and its family, ``docs_qa``).
+"""llm-engram's lm-evaluation-harness tasks (``bios_qa`` and its family, ``corpus_qa``).
 
 lm-eval finds them with ``--include_path lm_eval_tasks`` (from the repo root) or through
 the ``engram-eval`` console script, which adds :data:`TASKS_DIR` itself.

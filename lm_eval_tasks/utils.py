@@ -9,21 +9,21 @@ from pathlib import Path
 import datasets
 
 from engram_data.contract import (
+    CORPUS_QA_KEYS,
     DEFAULT_DATA_DIR,
-    DOCS_QA,
-    DOCS_QA_KEYS,
     FIELDS,
     QA_KEYS,
     REVERSE,
     DataError,
+    corpus_qa_name,
     qa_file,
     read_jsonl,
     read_qa_file,
 )
 
 DATA_DIR_ENV = "ENGRAM_DATA_DIR"
-DEFAULT_DOCS_DIR = "data/mydocs"
-DOCS_DIR_ENV = "ENGRAM_DOCS_DIR"
+DEFAULT_CORPUS_DIR = "data/mydocs"
+CORPUS_DIR_ENV = "ENGRAM_CORPUS_DIR"
 PEOPLE = ("train", "heldout", "all")
 NUM_FEWSHOT_EXEMPLARS = 10
 # Exemplars about people of a separately seeded population, written by _generate_configs.py.
@@ -104,15 +104,26 @@ def process_gen(doc: dict, results: list[str]) -> dict[str, float]:
     return {"exact_match": float(normalize_answer(results[0]) == doc["answer"])}
 
 
-def load_docs_qa(people: str = "train", docs_dir: str | None = None, **_: object) -> datasets.DatasetDict:
-    """``custom_dataset`` of the docs_qa tasks: ``qa/docs.jsonl`` written by
-    ``generate_data.py docs``; ``heldout`` rows are paraphrases never trained on.
-    The directory is --metadata's docs_dir, else $ENGRAM_DOCS_DIR, else data/mydocs."""
-    root = Path(docs_dir or os.environ.get(DOCS_DIR_ENV) or DEFAULT_DOCS_DIR)
-    hint = f"run `python generate_data.py docs --out {root} ...`, or point {DOCS_DIR_ENV} / --metadata docs_dir at its output"
+def load_corpus_qa(
+    people: str = "train", corpus_dir: str | None = None, docs_dir: str | None = None, **_: object
+) -> datasets.DatasetDict:
+    """``custom_dataset`` of the corpus_qa tasks: ``qa/corpus.jsonl`` written by
+    ``generate_data.py corpus``; ``heldout`` rows are paraphrases never trained on.
+    The directory is --metadata's corpus_dir, else $ENGRAM_CORPUS_DIR, else data/mydocs."""
+    # docs_dir and $ENGRAM_DOCS_DIR: the names before 2.3, read until 0.2.
+    root = Path(
+        corpus_dir
+        or docs_dir
+        or os.environ.get(CORPUS_DIR_ENV)
+        or os.environ.get("ENGRAM_DOCS_DIR")
+        or DEFAULT_CORPUS_DIR
+    )
+    hint = f"run `python generate_data.py corpus --out {root} ...`, or point {CORPUS_DIR_ENV} / --metadata corpus_dir at its output"
     rows = [
-        r for r in read_rows(root, DOCS_QA, "docs_qa", hint, DOCS_QA_KEYS) if people == "all" or r["split"] == people
+        r
+        for r in read_rows(root, corpus_qa_name(root), "corpus_qa", hint, CORPUS_QA_KEYS)
+        if people == "all" or r["split"] == people
     ]
     if not rows:
-        raise BiosDataError(f"docs_qa data directory {root} has no {people!r} questions; {hint}")
-    return datasets.DatasetDict({"test": datasets.Dataset.from_list([{k: r[k] for k in DOCS_QA_KEYS} for r in rows])})
+        raise BiosDataError(f"corpus_qa data directory {root} has no {people!r} questions; {hint}")
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list([{k: r[k] for k in CORPUS_QA_KEYS} for r in rows])})

@@ -259,10 +259,10 @@ def test_sigterm_during_the_write_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no temp folder, no lock, no output
 
 
-# --------------------------------------------------------------------------- generate_data.py docs
+# --------------------------------------------------------------------------- generate_data.py corpus
 
 
-DOCS_CASES = [
+CORPUS_CASES = [
     ("input missing", ["--input", "{ws}/nothing.md"], "does not exist; pass files or folders"),
     ("input empty", ["--input", "{ws}/empty.md"], "no text found in"),
     ("input a damaged pdf", ["--input", "{ws}/paper.pdf"], "paper.pdf: cannot be read as PDF"),
@@ -310,7 +310,7 @@ DOCS_CASES = [
 
 
 @pytest.fixture(scope="module")
-def docs_ws(ws, tiny_llama) -> Path:
+def corpus_ws(ws, tiny_llama) -> Path:
     (ws / "doc.md").write_text("Aspirin was first made by Felix Hoffmann in 1897. It treats pain.\n")
     (ws / "empty.md").write_text(" \n")
     (ws / "paper.pdf").write_bytes(b"%PDF-1.4")
@@ -324,9 +324,9 @@ def docs_ws(ws, tiny_llama) -> Path:
     return ws
 
 
-@pytest.mark.parametrize(("args", "message"), [c[1:] for c in DOCS_CASES], ids=[c[0] for c in DOCS_CASES])
-def test_generate_docs_refuses(docs_ws, args, message):
-    ws = docs_ws
+@pytest.mark.parametrize(("args", "message"), [c[1:] for c in CORPUS_CASES], ids=[c[0] for c in CORPUS_CASES])
+def test_generate_corpus_refuses(corpus_ws, args, message):
+    ws = corpus_ws
     args = [a.format(ws=ws) for a in args]
     defaults = {"--input": str(ws / "doc.md"), "--generator": f"hf:{ws / 'nomodel'}", "--out": str(ws / "newdocs")}
     if "--generator" not in args and "input" not in message and "generator" not in message:
@@ -334,8 +334,8 @@ def test_generate_docs_refuses(docs_ws, args, message):
         defaults["--generator"] = "openai:http://127.0.0.1:9/v1"
         defaults["--tokenizer"] = str(ws / "tok")
     extra = [x for k, v in defaults.items() if k not in args for x in (k, v)]
-    line = refused(ws, [*GENERATE, "docs", *args, *extra, "--no-progress"], message)
-    assert line.startswith("generate_data.py docs: error:")
+    line = refused(ws, [*GENERATE, "corpus", *args, *extra, "--no-progress"], message)
+    assert line.startswith("generate_data.py corpus: error:")
     assert not (ws / "newdocs").exists() and not (ws / "newdocs.cache").exists()
 
 
@@ -353,21 +353,21 @@ class EchoingServer(BaseHTTPRequestHandler):
         pass
 
 
-def test_an_api_key_echoed_by_the_server_is_redacted(docs_ws, tmp_path):
+def test_an_api_key_echoed_by_the_server_is_redacted(corpus_ws, tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), EchoingServer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         argv = [
             *GENERATE,
-            "docs",
+            "corpus",
             "--input",
-            str(docs_ws / "doc.md"),
+            str(corpus_ws / "doc.md"),
             "--out",
             str(tmp_path / "o"),
             "--generator",
             f"openai:http://127.0.0.1:{server.server_address[1]}/v1",
             "--tokenizer",
-            str(docs_ws / "tok"),
+            str(corpus_ws / "tok"),
             "--retries",
             "0",
             "--no-progress",
@@ -599,7 +599,7 @@ def test_set_is_validated_through_axolotls_schema_before_any_config_is_written(w
 
 def test_recipe_check_keeps_the_field_name_and_the_hint(tmp_path):
     recipe = tmp_path / "r.yml"
-    cfg = (REPO / "axolotl_configs/tiny.yml").read_text().replace("engram_eval_samples:", "engram_eval_sample:")
+    cfg = (REPO / "axolotl_configs/tiny-full.yml").read_text().replace("engram_eval_samples:", "engram_eval_sample:")
     recipe.write_text(cfg)
     proc = run_here([*RECIPES, str(recipe)], tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
@@ -608,7 +608,7 @@ def test_recipe_check_keeps_the_field_name_and_the_hint(tmp_path):
 
 def test_recipe_check_refuses_engram_keys_without_the_plugin(tmp_path):
     recipe = tmp_path / "r.yml"
-    text = (REPO / "axolotl_configs/tiny.yml").read_text().replace("  - engram_plugin.EngramPlugin\n", "")
+    text = (REPO / "axolotl_configs/tiny-full.yml").read_text().replace("  - engram_plugin.EngramPlugin\n", "")
     recipe.write_text(text.replace("plugins:\n", "plugins: []\n"))
     proc = run_here([*RECIPES, str(recipe)], tmp_path)
     assert proc.returncode == 1
@@ -848,10 +848,10 @@ PROCESS_CASES = [
         "argument --num-people: must be >= 1 (got 0)",
     ),
     (
-        "generate_data.py docs",
+        "generate_data.py corpus",
         GENERATE,
         [
-            "docs",
+            "corpus",
             "--input",
             "{ws}/nothing.md",
             "--out",

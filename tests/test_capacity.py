@@ -18,6 +18,7 @@ from helpers.memorize import memorize
 
 from engram_data.contract import FIELDS as FIELDS_ALL
 from engram_eval import capacity_qa as capacity
+from engram_eval import cli as capacity_cli
 from engram_eval.capacity_qa import COUNTED, CapacityEvaluator, bits_from_scores
 
 PEOPLE = 8
@@ -111,7 +112,7 @@ def test_the_cli_writes_json_and_markdown(bios_dir, tiny_llama, tmp_path):
     bad = subprocess.run([*cmd[:6], str(tmp_path / "nodata")], capture_output=True, text=True, env=cli_env())
     assert bad.returncode == 2 and bad.stderr.startswith("engram-capacity: error:") and "Traceback" not in bad.stderr
     # The default measure is Physics of LM 3.3's bound (in this process: the same code path).
-    assert capacity.main([*cmd[3:9], "--out", str(tmp_path / "bound")]) == 0
+    assert capacity_cli.main([*cmd[3:9], "--out", str(tmp_path / "bound")]) == 0
     bound = json.loads((tmp_path / "bound" / "capacity.json").read_text())
     assert bound["measure"] == "Physics of LM 3.3 bit-complexity lower bound" and bound["people"] == 3
     assert "| attributes: N log2(S0 / e^p2) |" in (tmp_path / "bound" / "capacity.md").read_text()

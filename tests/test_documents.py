@@ -1,4 +1,4 @@
-"""generate_data.py docs: strict parsing, exact chunking / temperatures / dedupe / layout,
+"""generate_data.py corpus: strict parsing, exact chunking / temperatures / dedupe / layout,
 the openai: backend against a local chat-completions server (failure, retry, resume),
 and the hf: backend on a tiny local model (nonsense, dropped and counted)."""
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -18,8 +19,8 @@ from engram_data.contract import DataError, read_jsonl
 from engram_data.documents.chunks import chunk_text
 from engram_data.documents.generators import OpenAIGenerator
 from engram_data.documents.qa import dedupe, parse_pairs, temperature_schedule
-from engram_data.documents.run import generate_docs
-from lm_eval_tasks.utils import load_docs_qa
+from engram_data.documents.run import generate_corpus
+from lm_eval_tasks.utils import load_corpus_qa
 
 DOC = (
     "Aspirin is a nonsteroidal anti-inflammatory drug. It was first synthesized by Felix Hoffmann in 1897. "
@@ -169,7 +170,7 @@ def chat_server():
     server.shutdown()
 
 
-def openai_run(url, tiny_llama, docs, out, **kw):
+def openai_run(url, tiny_llama, corpus, out, **kw):
     from transformers import AutoTokenizer
 
     gen = OpenAIGenerator(
@@ -181,12 +182,12 @@ def openai_run(url, tiny_llama, docs, out, **kw):
         "heldout_temperatures": 1,
         "styles": ["simple", "detailed"],
     }
-    return gen, generate_docs([docs], out, gen, **{**args, **kw})
+    return gen, generate_corpus([corpus], out, gen, **{**args, **kw})
 
 
 @pytest.fixture
-def docs_folder(tmp_path) -> Path:
-    folder = tmp_path / "docs"
+def corpus_folder(tmp_path) -> Path:
+    folder = tmp_path / "corpus"
     folder.mkdir()
     (folder / "drugs.md").write_text(DOC)
     (folder / "notes.txt").write_text("Metformin treats type 2 diabetes. It lowers glucose production in the liver.\n")
@@ -194,9 +195,9 @@ def docs_folder(tmp_path) -> Path:
     return folder
 
 
-def test_openai_backend_end_to_end_with_a_retry(chat_server, tiny_llama, docs_folder, tmp_path):
+def test_openai_backend_end_to_end_with_a_retry(chat_server, tiny_llama, corpus_folder, tmp_path):
     out = tmp_path / "mydocs"
-    gen, manifest = openai_run(chat_server, tiny_llama, docs_folder, out)
+    gen, manifest = openai_run(chat_server, tiny_llama, corpus_folder, out)
     chunks = read_jsonl(out / "chunks.jsonl")
     requests = len(chunks) * 3 * 2  # chunks x temperatures x styles
     c = manifest["counts"]
@@ -207,11 +208,11 @@ def test_openai_backend_end_to_end_with_a_retry(chat_server, tiny_llama, docs_fo
         "chunks.jsonl",
         "generated.jsonl",
         "manifest.json",
-        "qa/docs.jsonl",
+        "qa/corpus.jsonl",
         "train/chunks.jsonl",
         "train/qa_train.jsonl",
     ]
-    qa = read_jsonl(out / "qa/docs.jsonl")
+    qa = read_jsonl(out / "qa/corpus.jsonl")
     assert c["qa_rows"] == len(qa) == c["pairs_kept"] - c.get("pairs_without_distractors", 0)
     heldout_t = manifest["heldout_temperatures"]
     assert len(heldout_t) == 1
@@ -232,10 +233,24 @@ def test_openai_backend_end_to_end_with_a_retry(chat_server, tiny_llama, docs_fo
     assert sum(t["requests"] for t in by_t.values()) == requests and by_t["1.2"]["malformed"] == len(chunks)
     assert sum(t["pairs_parsed"] for t in by_t.values()) == len(generated)
     assert sum(t["qa_rows"] for t in by_t.values()) == len(qa)
-    assert {c["source"] for c in chunks} == {str(docs_folder / "drugs.md"), str(docs_folder / "notes.txt")}
-    # The docs_qa task reads this directory.
-    assert len(load_docs_qa("train", docs_dir=str(out))["test"]) == c["qa_train"]
-    assert len(load_docs_qa("heldout", docs_dir=str(out))["test"]) == c["qa_heldout"]
+    assert {c["source"] for c in chunks} == {str(corpus_folder / "drugs.md"), str(corpus_folder / "notes.txt")}
+    # The corpus_qa task reads this directory.
+    assert len(load_corpus_qa("train", corpus_dir=str(out))["test"]) == c["qa_train"]
+    assert len(load_corpus_qa("heldout", corpus_dir=str(out))["test"]) == c["qa_heldout"]
+    # A dataset written before data version 2.3 (qa/docs.jsonl) reads the same, by every reader,
+    # and under the old metadata key.
+    from engram_eval.recall import question_rows
+
+    old = tmp_path / "old-layout"
+    shutil.copytree(out, old)
+    (old / "qa/corpus.jsonl").rename(old / "qa/docs.jsonl")
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["files"]["qa/docs.jsonl"] = manifest["files"].pop("qa/corpus.jsonl")
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    assert load_corpus_qa("train", docs_dir=str(old))["test"].to_list() == (
+        load_corpus_qa("train", corpus_dir=str(out))["test"].to_list()
+    )
+    assert question_rows(old, ["train", "heldout"]) == question_rows(out, ["train", "heldout"])
 
 
 def test_pdf_docx_and_html_go_through_with_their_source_and_page(chat_server, tiny_llama, tmp_path, capsys):
@@ -251,13 +266,13 @@ def test_pdf_docx_and_html_go_through_with_their_source_and_page(chat_server, ti
     gen, manifest = openai_run(chat_server, tiny_llama, folder, out)
     c = manifest["counts"]
     assert c["files_read"] == 3 and c["files_skipped_encrypted"] == 1 and c["files_skipped_empty"] == 0
-    assert capsys.readouterr().err.count("generate_data.py docs: skipped") == 1
+    assert capsys.readouterr().err.count("generate_data.py corpus: skipped") == 1
     chunks = read_jsonl(out / "chunks.jsonl")
     pdf = [ch for ch in chunks if ch["source"].endswith("guide.pdf")]
     assert {ch["page"] for ch in pdf} <= {1, 2} and all(
         ch["page"] is None for ch in chunks if not ch["source"].endswith(".pdf")
     )
-    qa = read_jsonl(out / "qa/docs.jsonl")
+    qa = read_jsonl(out / "qa/corpus.jsonl")
     by_chunk = {ch["id"]: ch for ch in chunks}
     assert qa and all(
         (r["source"], r["page"]) == (by_chunk[r["chunk"]]["source"], by_chunk[r["chunk"]]["page"]) for r in qa
@@ -265,26 +280,26 @@ def test_pdf_docx_and_html_go_through_with_their_source_and_page(chat_server, ti
     assert [(p["source"], p["page"]) for p in manifest["provenance"]] == [(r["source"], r["page"]) for r in qa]
 
 
-def test_resume_after_an_interruption_redoes_nothing_cached(chat_server, tiny_llama, docs_folder, tmp_path):
+def test_resume_after_an_interruption_redoes_nothing_cached(chat_server, tiny_llama, corpus_folder, tmp_path):
     out = tmp_path / "mydocs"
     ChatServer.fail_after = 6  # the quota runs out mid-run
     with pytest.raises(DataError, match="answered HTTP 400"):
-        openai_run(chat_server, tiny_llama, docs_folder, out)
+        openai_run(chat_server, tiny_llama, corpus_folder, out)
     assert not out.exists()  # nothing half-written
     cached = len(list(Path(f"{out}.cache").glob("*.json")))
     assert cached >= 4
     ChatServer.calls, ChatServer.fail_after = [{}], None  # no more warm-up failure
-    gen, manifest = openai_run(chat_server, tiny_llama, docs_folder, out)
+    gen, manifest = openai_run(chat_server, tiny_llama, corpus_folder, out)
     total = manifest["counts"]["requests_sent"] + manifest["counts"]["requests_cached"]
     assert manifest["counts"]["requests_cached"] == cached and len(ChatServer.calls) - 1 == total - cached
-    first = (out / "qa/docs.jsonl").read_bytes()
+    first = (out / "qa/corpus.jsonl").read_bytes()
     ChatServer.calls = [{}]
-    gen, again = openai_run(chat_server, tiny_llama, docs_folder, out, overwrite=True)
+    gen, again = openai_run(chat_server, tiny_llama, corpus_folder, out, overwrite=True)
     assert again["counts"]["requests_sent"] == 0 and len(ChatServer.calls) == 1
-    assert (out / "qa/docs.jsonl").read_bytes() == first  # the same data again
+    assert (out / "qa/corpus.jsonl").read_bytes() == first  # the same data again
 
 
-def test_bad_docs_input_fails_with_one_line(tmp_path, tiny_llama):
+def test_bad_corpus_input_fails_with_one_line(tmp_path, tiny_llama):
     empty = tmp_path / "empty.txt"
     empty.write_text("  \n")
     for args, message in [
@@ -292,11 +307,12 @@ def test_bad_docs_input_fails_with_one_line(tmp_path, tiny_llama):
         (["--input", str(empty)], "no text found in"),
         (["--input", str(empty), "--generator", "gpt:x"], "unknown generator 'gpt:x'"),
     ]:
-        full = ["docs", *args] + ([] if "--generator" in args else ["--generator", f"hf:{tiny_llama}"])
+        full = ["corpus", *args] + ([] if "--generator" in args else ["--generator", f"hf:{tiny_llama}"])
         proc = run_generate(*full, "--out", str(tmp_path / "o"))
         assert proc.returncode == 2, proc.stderr
         assert (
-            proc.stderr.strip().splitlines()[-1].startswith("generate_data.py docs: error:") and message in proc.stderr
+            proc.stderr.strip().splitlines()[-1].startswith("generate_data.py corpus: error:")
+            and message in proc.stderr
         )
 
 
@@ -304,12 +320,12 @@ def test_bad_docs_input_fails_with_one_line(tmp_path, tiny_llama):
 
 
 @pytest.mark.slow
-def test_hf_backend_on_a_tiny_model_drops_and_counts_its_nonsense(tiny_llama, docs_folder, tmp_path):
+def test_hf_backend_on_a_tiny_model_drops_and_counts_its_nonsense(tiny_llama, corpus_folder, tmp_path):
     out = tmp_path / "mydocs"
     proc = run_generate(
-        "docs",
+        "corpus",
         "--input",
-        str(docs_folder / "notes.txt"),
+        str(corpus_folder / "notes.txt"),
         "--out",
         str(out),
         "--generator",
@@ -329,7 +345,7 @@ def test_hf_backend_on_a_tiny_model_drops_and_counts_its_nonsense(tiny_llama, do
     assert c["chunks"] == 1 and c["requests_sent"] == 4
     # A random model writes no JSON: every generation is dropped and counted, no bad rows.
     assert (c["generations_malformed"], c["pairs_parsed"], c["qa_rows"]) == (4, 0, 0)
-    assert read_jsonl(out / "qa/docs.jsonl") == [] and read_jsonl(out / "train/qa_train.jsonl") == []
+    assert read_jsonl(out / "qa/corpus.jsonl") == [] and read_jsonl(out / "train/qa_train.jsonl") == []
     assert "dropped 4 malformed generations" in proc.stdout
 
 
@@ -364,17 +380,17 @@ class SkewedGenerator:
 WORDS = "which what where who drug dose liver acid pain heart blood trial week month cause treat".split()
 
 
-def test_docs_options_give_a_frequency_only_guesser_nothing(tiny_llama, tmp_path):
+def test_corpus_options_give_a_frequency_only_guesser_nothing(tiny_llama, tmp_path):
     """Distractors are answers of other questions of the same style and split: trained
     answers occur in qa_train and held-out ones do not, so mixing splits would leak."""
     from helpers.guesser import frequency_guesser
     from transformers import AutoTokenizer
 
-    docs = tmp_path / "doc.txt"
-    docs.write_text(" ".join(f"Sentence {i} is about a drug and its dose." for i in range(250)))
+    corpus = tmp_path / "doc.txt"
+    corpus.write_text(" ".join(f"Sentence {i} is about a drug and its dose." for i in range(250)))
     out = tmp_path / "mydocs"
-    manifest = generate_docs(
-        [docs],
+    manifest = generate_corpus(
+        [corpus],
         out,
         SkewedGenerator(AutoTokenizer.from_pretrained(tiny_llama)),
         chunk_tokens=60,
@@ -384,7 +400,7 @@ def test_docs_options_give_a_frequency_only_guesser_nothing(tiny_llama, tmp_path
     )
     c = manifest["counts"]
     assert c["qa_heldout"] >= 1500 and c["pairs_without_distractors"] == 0
-    scores = frequency_guesser(out, ["docs"])["docs"]
+    scores = frequency_guesser(out, ["corpus"])["corpus"]
     assert sorted(scores) == ["heldout", "train"]
     for split, acc in scores.items():
         assert abs(acc - 0.25) <= 0.03, (split, acc)

@@ -96,8 +96,8 @@ def test_chunks_carry_the_page_they_start_on(folder, tiny_llama):
 
 def test_every_unusable_file_is_skipped_with_one_line_and_counted(folder):
     lines = []
-    docs, skipped = read_inputs([folder], warn=lines.append)
-    assert sorted(Path(d.path).name for d in docs) == ["notes.docx", "page.html", "two_pages.pdf"]
+    corpus, skipped = read_inputs([folder], warn=lines.append)
+    assert sorted(Path(d.path).name for d in corpus) == ["notes.docx", "page.html", "two_pages.pdf"]
     assert dict(skipped) == {"encrypted": 1, "no text layer": 1, "empty": 1, "unreadable": 2}
     assert set(skipped) <= set(SKIP_KINDS)
     by_file = {line.split(":")[0].removeprefix("skipped ").rsplit("/", 1)[-1]: line for line in lines}

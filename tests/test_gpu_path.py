@@ -13,14 +13,18 @@ import torch
 from helpers.common import REPO
 
 from engram_run.runs.recipe_check import gpu_check, recipe_gpus
-from engram_run.runs.recipes import RECIPES_DIR, RunError, for_gpus, load_recipe, validate
+from engram_run.runs.recipes import RECIPES_DIR, RunError, for_gpus, load_recipe, recipe_path, validate
 
-RECIPES = sorted(p for p in RECIPES_DIR.glob("*.yml") if p.stem != "tiny")
+RECIPES = sorted(p for p in RECIPES_DIR.glob("*.yml") if p.stem != "tiny-full")
 FAMILY = (("gpt2", "gpt2"), ("gpt-j", "gptj"), ("neox", "gpt_neox"), ("llama", "llama"), ("olmo-2", "olmo2"))
 KERNELS = ("lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel")
 
 
 def family(cfg: dict) -> str:
+    from engram_run.runs.architectures import ARCHITECTURES
+
+    if cfg["base_model"] in ARCHITECTURES:  # a local folder (models/smollm2-135m): its stored shape
+        return ARCHITECTURES[cfg["base_model"]]["model_type"]
     return next(f for key, f in FAMILY if key in cfg["base_model"].lower())
 
 
@@ -38,7 +42,7 @@ def test_every_recipe_takes_the_gpu_path_on_a_tiny_model_of_its_architecture(rec
 
 @pytest.mark.parametrize("name", ["gpt2-lora", "gptj6b", "neox20b", "olmo2-7b"])
 def test_unset_kernels_stop_a_non_llama_recipe_as_they_would_on_a_gpu(name, tiny_models):
-    cfg = {k: v for k, v in load_recipe(RECIPES_DIR / f"{name}.yml").items() if not k.endswith("_kernel")}
+    cfg = {k: v for k, v in load_recipe(recipe_path(name)).items() if not k.endswith("_kernel")}
     with pytest.raises(RunError, match="cannot patch .*Attention: Original QKV code not found; set lora_qkv_kernel"):
         gpu_check(cfg, 1, model_dir=tiny_models[family(cfg)])
 
@@ -47,14 +51,14 @@ def test_the_recipe_check_runs_the_gpu_path(tmp_path):
     bad = tmp_path / "gpt2-lora.yml"
     bad.write_text("".join(line for line in open(RECIPES_DIR / "gpt2-lora.yml") if "_kernel:" not in line))
     proc = subprocess.run(
-        [sys.executable, "-m", "engram_run.runs.recipe_check", str(RECIPES_DIR / "llama3b.yml"), str(bad)],
+        [sys.executable, "-m", "engram_run.runs.recipe_check", str(RECIPES_DIR / "llama3b-lora.yml"), str(bad)],
         cwd=REPO,
         capture_output=True,
         text=True,
     )
     assert proc.returncode == 1
     lines = [line for line in proc.stdout.splitlines() if line.startswith(("ok", "FAILED"))]
-    assert lines[0].endswith("llama3b.yml (GPU: bf16, 1 process(es), LoRA kernels on)")
+    assert lines[0].endswith("llama3b-lora.yml (GPU: bf16, 1 process(es), LoRA kernels on)")
     assert lines[1].startswith(f"FAILED  {bad}: Axolotl's fused LoRA kernels (auto-enabled on a GPU) cannot patch")
 
 
@@ -77,7 +81,7 @@ def test_the_effective_batch_is_a_recipe_constant_on_1_2_and_8_gpus(recipe):
 
 
 def test_a_batch_that_cannot_be_split_is_refused_in_one_line():
-    cfg = load_recipe(RECIPES_DIR / "llama3b.yml")
+    cfg = load_recipe(RECIPES_DIR / "llama3b-lora.yml")
     with pytest.raises(RunError) as err:
         for_gpus(cfg, 3)
     message = str(err.value)
@@ -127,7 +131,7 @@ def one_step_changed(recipe_name: str, tiny_models, upcast: bool) -> float:
 
     from engram_plugin.plugin import upcast_trainable
 
-    cfg = load_recipe(RECIPES_DIR / f"{recipe_name}.yml")
+    cfg = load_recipe(recipe_path(recipe_name))
     resolved = gpu_check(cfg, 1, model_dir=tiny_models[family(cfg)])
     resolved["device_map"] = "cpu"
     resolved["engram_recall_eval"] = False  # no data to check: this is the model alone
@@ -168,7 +172,7 @@ FULL = sorted(p.stem for p in RECIPES if not load_recipe(p).get("adapter"))
 
 @pytest.mark.parametrize("name", FULL)
 def test_full_fine_tuning_keeps_every_update(name, tiny_models):
-    cfg = load_recipe(RECIPES_DIR / f"{name}.yml")
+    cfg = load_recipe(recipe_path(name))
     sharded = bool(cfg.get("deepspeed") or cfg.get("fsdp_version"))
     # The plugin's fp32 masters where Axolotl trains the loaded weights; DeepSpeed's and FSDP2's
     # own fp32 masters (accelerate upcasts the trained parameters the same way) elsewhere.
@@ -180,7 +184,7 @@ def test_full_fine_tuning_keeps_every_update(name, tiny_models):
 
 
 def test_fp32_masters_are_for_full_fine_tuning_without_sharding():
-    lora = load_recipe(RECIPES_DIR / "llama3b.yml") | {"engram_fp32_master_weights": True}
+    lora = load_recipe(RECIPES_DIR / "llama3b-lora.yml") | {"engram_fp32_master_weights": True}
     with pytest.raises(RunError, match="peft already keeps LoRA weights in fp32"):
         validate(lora)
     ds = load_recipe(RECIPES_DIR / "gptj6b-full.yml") | {"engram_fp32_master_weights": True}
@@ -209,7 +213,7 @@ def test_qlora_is_scored_on_the_4_bit_base_it_trained_on(tiny_models, tmp_path):
         "bnb_4bit_compute_dtype": "bfloat16",
     }
     assert qlora_quantization(recipe) == expected
-    assert qlora_quantization(load_recipe(RECIPES_DIR / "llama8b.yml")) is None
+    assert qlora_quantization(load_recipe(RECIPES_DIR / "llama8b-lora.yml")) is None
     adapter = tmp_path / "adapter"
     base = AutoModelForCausalLM.from_pretrained(tiny_models["llama"])
     get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(adapter)
@@ -292,12 +296,14 @@ def test_only_the_local_targets_are_offline():
         "test",
         "test-fast",
         "lint",
+        "pretrained",
+        "floors",
         "demo",
         "tiny-model",
         "capacity",
         "reversal",
         "probe",
-        "docs-study",
+        "corpus-study",
         "bench",
         "bench-gpu",
         "recipes",

@@ -28,7 +28,7 @@ EVAL_SAMPLES = 12
 
 
 def with_plugin(**keys) -> dict:
-    cfg = load_recipe(RECIPES_DIR / "tiny.yml")
+    cfg = load_recipe(RECIPES_DIR / "tiny-full.yml")
     cfg["plugins"] = ["engram_plugin.EngramPlugin"]
     cfg.update(keys)
     return cfg
@@ -41,7 +41,7 @@ def test_readme_usage_snippet_loads_through_axolotls_schema():
     readme = (REPO / "engram_plugin" / "README.md").read_text()
     snippet = re.search(r"## Usage\n.*?```yaml\n(.*?)```", readme, re.S).group(1)
     keys = yaml.safe_load(snippet)
-    validated = validate({**load_recipe(RECIPES_DIR / "tiny.yml"), **keys})
+    validated = validate({**load_recipe(RECIPES_DIR / "tiny-full.yml"), **keys})
     for key, value in keys.items():
         if key.startswith("engram_"):
             assert validated[key] == value, key
@@ -385,14 +385,38 @@ def fake_callback(**cfg) -> EngramCallback:
 def test_gc_freeze_at_the_start_of_training(freeze):
     import gc
 
-    cb = fake_callback(engram_gc_freeze=freeze)
-    cb.evaluator, cb.trainer.model = None, torch.nn.Linear(2, 2)
+    from engram_plugin.callbacks import engram_callbacks
+
+    cfg = fake_callback(engram_gc_freeze=freeze).cfg
+    trainer = fake_callback().trainer
+    trainer.model = torch.nn.Linear(2, 2)
+    callbacks = engram_callbacks(cfg, trainer)
     gc.unfreeze()
     try:
-        cb.on_train_begin(SimpleNamespace(eval_on_start=False), SimpleNamespace(global_step=0), None)
+        for cb in callbacks:
+            cb.on_train_begin(SimpleNamespace(eval_on_start=False), SimpleNamespace(global_step=0), None)
         assert (gc.get_freeze_count() > 0) is freeze
+        for cb in callbacks:
+            cb.on_train_end(SimpleNamespace(), SimpleNamespace(global_step=0, best_model_checkpoint=None), None)
+        assert gc.get_freeze_count() == 0  # unfrozen at the end: the model can be collected
     finally:
         gc.unfreeze()
+
+
+def test_the_plugin_hands_axolotl_one_callback_per_job_in_train_begin_order():
+    from engram_plugin.callbacks import engram_callbacks
+
+    cfg = fake_callback(engram_gc_freeze=True, engram_early_stopping_patience=2).cfg
+    names = [type(cb).__name__ for cb in engram_callbacks(cfg, fake_callback().trainer)]
+    assert names == [
+        "GcFreeze",
+        "Freezing",
+        "EngramCallback",
+        "LossRiseStop",
+        "LogFile",
+        "ProgressFile",
+        "HandOptimizer",
+    ]
 
 
 @pytest.mark.parametrize(("freeze", "preprocess"), [(True, False), (False, False), (True, True)])
@@ -451,7 +475,9 @@ def test_a_packed_runs_step_count_is_the_same_in_every_process():
 
 
 def test_early_stopping_needs_patience_rises_in_a_row():
-    cb = fake_callback(engram_early_stopping_patience=2)
+    from engram_plugin.jobs import LossRiseStop, RunState
+
+    cb = LossRiseStop(2, RunState(), fake_callback().trainer)
     control, state = SimpleNamespace(should_training_stop=False), SimpleNamespace(global_step=0)
     for loss, stop in [(3.0, False), (2.0, False), (2.5, False), (2.4, False), (2.6, False), (2.7, True)]:
         cb.on_evaluate(None, state, control, metrics={"eval_loss": loss})

@@ -11,24 +11,24 @@ import pytest
 import yaml
 from helpers.train_in_one_process import ERROR_FILE, train_together
 
-from engram_run.runs.recipes import RECIPES_DIR, cpu_variant, load_recipe, validate
+from engram_run.runs.recipes import RECIPES_DIR, RECOMMENDED, cpu_variant, load_recipe, validate
 
 RECIPES = sorted(RECIPES_DIR.glob("*.yml"))
 # (architecture, method) -> the recipe whose CPU variant trains; every pair the recipes use.
 TRAINED = {
-    ("gpt2", "full"): "gpt2.yml",
+    ("gpt2", "full"): "gpt2-full.yml",
     ("gpt2", "lora"): "gpt2-lora.yml",
-    ("gptj", "lora"): "gptj6b.yml",
+    ("gptj", "lora"): "gptj6b-lora.yml",
     ("gptj", "full"): "gptj6b-full.yml",  # ZeRO-3 recipe
     ("gptj", "qlora"): "gptj6b-qlora.yml",
-    ("gpt_neox", "qlora"): "neox20b.yml",
+    ("gpt_neox", "qlora"): "neox20b-qlora.yml",
     ("gpt_neox", "lora"): "neox20b-lora.yml",
     ("gpt_neox", "full"): "neox20b-full.yml",  # FSDP2 recipe
-    ("llama", "full"): "llama1b.yml",
-    ("llama", "lora"): "llama3b.yml",
+    ("llama", "full"): "llama1b-full.yml",
+    ("llama", "lora"): "llama3b-lora.yml",
     ("llama", "qlora"): "llama8b-qlora.yml",
-    ("olmo2", "lora"): "olmo2-7b.yml",
-    ("olmo2", "qlora"): "olmo2-13b.yml",
+    ("olmo2", "lora"): "olmo2-7b-lora.yml",
+    ("olmo2", "qlora"): "olmo2-13b-qlora.yml",
 }
 HEADERS = ["# Model", "# Data", "# Adapter", "# Training", "# Evaluation", "# Plugin: engram"]
 
@@ -38,7 +38,11 @@ def method_of(cfg: dict) -> str:
 
 
 def family_of(cfg: dict) -> str:
+    from engram_run.runs.architectures import ARCHITECTURES
+
     base = cfg["base_model"]
+    if base in ARCHITECTURES:  # a local folder (models/smollm2-135m): its stored shape
+        return ARCHITECTURES[base]["model_type"]
     for key, fam in (("gpt2", "gpt2"), ("gpt-j", "gptj"), ("neox", "gpt_neox"), ("lama", "llama"), ("olmo-2", "olmo2")):
         if key in base.lower():
             return fam
@@ -50,7 +54,7 @@ def test_recipe_passes_axolotl_validation(recipe):
     cfg = load_recipe(recipe)
     validated = validate(cfg)
     assert validated["base_model"] == cfg["base_model"]
-    assert validated.get("lr_scheduler") == ("constant" if recipe.name == "tiny.yml" else "constant_with_warmup")
+    assert validated.get("lr_scheduler") == ("constant" if recipe.name == "tiny-full.yml" else "constant_with_warmup")
     text = recipe.read_text()
     positions = [text.index(h + "\n") for h in HEADERS]
     assert positions == sorted(positions), "section headers out of order"
@@ -65,7 +69,7 @@ def test_every_architecture_and_method_in_use_is_trained_below():
 def test_recipes_handle_architecture_quirks():
     for recipe in RECIPES:
         cfg = load_recipe(recipe)
-        if recipe.name == "tiny.yml":
+        if recipe.name == "tiny-full.yml":
             continue
         fam = family_of(cfg)
         assert cfg["special_tokens"]["pad_token"]
@@ -99,9 +103,8 @@ def test_readme_table_matches_the_files():
         head = (RECIPES_DIR / name).read_text().splitlines()[:6]
         assert f"# GPU memory: {memory}" in "\n".join(head), name
         assert any(command in line for line in head), name
-        assert (recommended == "yes") == (
-            "-" not in name or not name.rsplit("-", 1)[1].startswith(("full", "lora", "qlora"))
-        )
+        model, method = name.removesuffix(".yml").rsplit("-", 1)
+        assert (recommended == "yes") == (RECOMMENDED[model] == method), name
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +156,41 @@ def test_cpu_variant_trains_and_is_scored_by_lm_eval(arch, method, trained, tiny
     for field in ("birth_date", "birth_city", "university", "major", "employer", "company_city"):
         assert results["results"][f"bios_qa_{field}"]["acc,none"] in (0.0, 0.5, 1.0)
     assert "acc,none" in results["results"]["bios_qa"]
+
+
+def test_every_recipe_name_states_its_method_and_every_model_has_a_recommended_one():
+    from engram_run.runs.recipes import METHODS, RECIPES_DIR, RECOMMENDED, load_recipe, models, recipe_method
+
+    for path in RECIPES_DIR.glob("*.yml"):
+        model, method = path.stem.rsplit("-", 1)
+        assert method in METHODS and recipe_method(load_recipe(path)) == method, path.name
+    assert set(RECOMMENDED) == set(models())
+    for model, method in RECOMMENDED.items():
+        assert (RECIPES_DIR / f"{model}-{method}.yml").exists(), model
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "file"),
+    [
+        ("llama3b", None, "llama3b-lora.yml"),  # the recommended method
+        ("llama3b.yml", None, "llama3b-lora.yml"),  # the old bare file name, through the table
+        ("neox20b.yml", None, "neox20b-qlora.yml"),
+        ("gpt2", None, "gpt2-full.yml"),
+        ("gpt2", "lora", "gpt2-lora.yml"),
+        ("llama8b-qlora", None, "llama8b-qlora.yml"),  # a file's own name
+        ("tiny", None, "tiny-full.yml"),
+    ],
+)
+def test_a_model_or_old_recipe_name_finds_its_file(name, method, file):
+    from engram_run.runs.recipes import recipe_path
+
+    assert recipe_path(name, method).name == file
+
+
+def test_an_unknown_model_or_missing_method_names_what_there_is():
+    from engram_run.runs.recipes import RunError, recipe_path
+
+    with pytest.raises(RunError, match="no recipe for MODEL=gpt5; choose from gpt2, gpt2-large"):
+        recipe_path("gpt5")
+    with pytest.raises(RunError, match="no qlora recipe for gpt2; its recipes use full, lora"):
+        recipe_path("gpt2", "qlora")

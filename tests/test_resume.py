@@ -43,7 +43,7 @@ def config(root: Path, run: str, model: Path) -> Path:
         "engram_eval_samples": 20,
         "save_total_limit": 2,
     }
-    cfg = derive_config(RECIPES_DIR / "tiny.yml", root / "data", root / run / "model", None, overrides)
+    cfg = derive_config(RECIPES_DIR / "tiny-full.yml", root / "data", root / run / "model", None, overrides)
     return write_config(cfg, root / run / "config.yml")
 
 

@@ -289,11 +289,11 @@ def test_unknown_model_method_or_field_fail_clearly(bios_dir, tmp_path):
 
 
 def test_derived_config_points_at_the_data_and_bio_field(tmp_path):
-    cfg = derive_config(RECIPES_DIR / "llama3b.yml", "data/x", tmp_path / "run" / "model", "bioS_fullname")
+    cfg = derive_config(RECIPES_DIR / "llama3b-lora.yml", "data/x", tmp_path / "run" / "model", "bioS_fullname")
     assert cfg["datasets"][0]["path"] == "data/x/train/bioS_fullname.jsonl"
     assert cfg["output_dir"] == str(tmp_path / "run" / "model")
     assert cfg["dataset_prepared_path"] == str(tmp_path / "run" / "prepared")
-    tiny = derive_config(RECIPES_DIR / "tiny.yml", "data/x", tmp_path / "m")
+    tiny = derive_config(RECIPES_DIR / "tiny-full.yml", "data/x", tmp_path / "m")
     assert tiny["engram_data_dir"] == "data/x" and tiny["datasets"][1]["path"] == "data/x/train/qa_train.jsonl"
 
 

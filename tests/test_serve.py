@@ -15,7 +15,7 @@ import pytest
 
 from engram_data.contract import read_jsonl
 from engram_data.documents.generators import OpenAIGenerator
-from engram_data.documents.run import generate_docs
+from engram_data.documents.run import generate_corpus
 from engram_run.runs import serve
 
 TEMPERATURES = [0.01, 1.2]
@@ -50,9 +50,9 @@ def test_documents_through_a_real_server_at_every_temperature(served, chat_model
     from transformers import AutoTokenizer
 
     url, log = served
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "drugs.md").write_text(
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "drugs.md").write_text(
         "Aspirin reduces fever and relieves mild pain. It thins the blood.\n"
         "Metformin treats type 2 diabetes. It lowers glucose production in the liver.\n"
     )
@@ -60,8 +60,8 @@ def test_documents_through_a_real_server_at_every_temperature(served, chat_model
         url, str(chat_model), concurrency=2, timeout=60, retries=2, tokenizer=AutoTokenizer.from_pretrained(chat_model)
     )
     out = tmp_path / "mydocs"
-    manifest = generate_docs(
-        [docs],
+    manifest = generate_corpus(
+        [corpus],
         out,
         gen,
         chunk_tokens=20,

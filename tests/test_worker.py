@@ -23,7 +23,7 @@ def short_config(bios_dir: Path, tiny_llama: Path, out: Path, **extra) -> Path:
         "save_strategy": "no",
         **extra,
     }
-    cfg = derive_config(RECIPES_DIR / "tiny.yml", bios_dir, out / "model", None, overrides)
+    cfg = derive_config(RECIPES_DIR / "tiny-full.yml", bios_dir, out / "model", None, overrides)
     return write_config(cfg, out / "config.yml")
 
 

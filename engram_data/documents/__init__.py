@@ -1,9 +1,9 @@
-"""Memorize your own documents (``generate_data.py docs``): chunks -> LLM-written QA at many
+"""Memorize your own documents (``generate_data.py corpus``): chunks -> LLM-written QA at many
 temperatures -> the same train/QA layout as bioS, so the same recipes and evaluation apply.
 
     DIR/train/chunks.jsonl     {"text": ...} the source chunks
     DIR/train/qa_train.jsonl   {"text": "Question: ...\\nAnswer: ..."} QA from the training temperatures
-    DIR/qa/docs.jsonl          four-option questions: split "train" (trained) or "heldout"
+    DIR/qa/corpus.jsonl          four-option questions: split "train" (trained) or "heldout"
                                (paraphrases from temperatures never trained)
     DIR/chunks.jsonl           chunk id, source file, character offsets, token count
     DIR/manifest.json          arguments, counts (kept, dropped, duplicates), provenance per row
@@ -17,5 +17,5 @@ is dropped and counted, as is every malformed item; near-duplicate pairs are rem
     chunks       chunking at sentence boundaries by tokens
     qa           prompts per style, the temperature schedule, strict parsing, dedupe
     generators   hf:PATH (local transformers) and openai:URL (chat completions) backends
-    run          generate_docs(): the cached, resumable run and the atomic write
+    run          generate_corpus(): the cached, resumable run and the atomic write
 """

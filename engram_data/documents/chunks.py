@@ -39,21 +39,21 @@ def read_inputs(paths: Sequence[str | os.PathLike], warn=None) -> tuple[list[Doc
             files.append(path)
         else:
             raise DataError(f"input {path} does not exist; pass files or folders of documents ({', '.join(SUFFIXES)})")
-    docs, skips = [], []
+    corpus, skips = [], []
     for path in files:
         try:
-            docs.append(convert(path))
+            corpus.append(convert(path))
         except Skip as skip:
             skips.append((path, skip))
     skipped = Counter(skip.kind for _, skip in skips)
-    if not docs:  # one error line: the one file's reason, or what was skipped, by kind
+    if not corpus:  # one error line: the one file's reason, or what was skipped, by kind
         what = f": {skips[0][1]}" if len(skips) == 1 else f" ({describe_skips(skipped)})" if skips else ""
         raise DataError(
             f"no text found in {', '.join(map(str, paths))}{what}; pass documents with text ({', '.join(SUFFIXES)})"
         )
     for path, skip in skips if warn is not None else ():
         warn(f"skipped {path}: {skip}")
-    return docs, skipped
+    return corpus, skipped
 
 
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n+|$)\s*")

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from engram_data.atomic import atomic_output, check_output_dir
 from engram_data.contract import (
-    DOCS_QA,
+    CORPUS_QA,
     GENERATOR_VERSION,
     MANIFEST,
     NUM_CHOICES,
@@ -42,7 +42,7 @@ def _cache_key(spec: str, prompt: str, temperature: float, seed: int) -> str:
     return hashlib.sha256(json.dumps([spec, prompt, temperature, seed]).encode()).hexdigest()
 
 
-def generate_docs(
+def generate_corpus(
     inputs: Sequence[str],
     out: str | os.PathLike,
     generator: Generator,
@@ -69,11 +69,11 @@ def generate_docs(
     if not 0 <= heldout_temperatures < len(temperatures):
         raise DataError(f"--heldout-temperatures must be in [0, {len(temperatures)}) (got {heldout_temperatures})")
     check_output_dir(out, GENERATOR, overwrite)  # before any paid-for request; again when writing
-    docs, skipped = read_inputs(inputs, warn=lambda line: print(f"generate_data.py docs: {line}", file=sys.stderr))
+    corpus, skipped = read_inputs(inputs, warn=lambda line: print(f"generate_data.py corpus: {line}", file=sys.stderr))
     tokenizer = generator.tokenizer
     if tokenizer is None:
         raise DataError("the generator has no tokenizer to chunk by; for openai: pass --tokenizer PATH")
-    chunks = [c for d in docs for c in chunk_text(d.path, d.text, tokenizer, chunk_tokens, d.page)]
+    chunks = [c for d in corpus for c in chunk_text(d.path, d.text, tokenizer, chunk_tokens, d.page)]
     # The held-out temperatures are spread over the schedule, seeded.
     heldout_t = set(random.Random(f"{seed}:heldout-t").sample(list(temperatures), heldout_temperatures))
 
@@ -85,7 +85,7 @@ def generate_docs(
         ) from exc
     names = ("requests_sent", "requests_cached", "generations_malformed", "items_invalid", "pairs_without_distractors")
     counts: Counter = Counter(dict.fromkeys(names, 0))  # every count in the manifest, zeros too
-    counts["files_read"] = len(docs)
+    counts["files_read"] = len(corpus)
     for kind in SKIP_KINDS:  # item by item: a Counter's |= would drop the zeros
         counts[skip_key(kind)] = skipped[kind]
     rows: list[dict] = []
@@ -145,12 +145,12 @@ def generate_docs(
     for r in rows:
         r["fate"] = "kept" if id(r) in kept_ids else "duplicate"
     counts["pairs_kept"] = len(kept)
-    return _write_docs(
+    return _write_corpus(
         out, chunks, rows, counts, by_t, generator.spec, seed, temperatures, sorted(heldout_t), styles, overwrite
     )
 
 
-def _write_docs(
+def _write_corpus(
     out: Path, chunks, generated, counts, by_t, spec, seed, temperatures, heldout_t, styles, overwrite
 ) -> dict:
     rows = [r for r in generated if r["fate"] == "kept"]  # in generation order
@@ -170,10 +170,10 @@ def _write_docs(
             r["fate"] = "no_distractors"
             continue
         choices, label = make_choices(r["answer"], sampler, rng)
-        r["qa_id"] = f"docs-{i}"
+        r["qa_id"] = f"corpus-{i}"
         qa.append(
             {
-                "id": f"docs-{i}",
+                "id": f"corpus-{i}",
                 "split": r["split"],
                 "field": r["style"],
                 "question": r["question"],
@@ -195,7 +195,7 @@ def _write_docs(
             (tmp / f"{CHUNKS}.jsonl", [c.__dict__ for c in chunks]),
             (train_file(tmp, CHUNKS), [{"text": c.text} for c in chunks]),
             (train_file(tmp, QA_TRAIN), qa_train),
-            (qa_file(tmp, DOCS_QA), qa),
+            (qa_file(tmp, CORPUS_QA), qa),
             (tmp / f"{GENERATED}.jsonl", generated),
         ):
             count, sha = write_jsonl(path, file_rows)

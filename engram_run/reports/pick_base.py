@@ -2,7 +2,7 @@
 
 Each candidate (a recipe name, whose ``base_model`` it scores, or a local model folder) is
 scored un-tuned by lm-eval on one seeded random sample of the documents' trained questions
-(``docs_qa``, four-option; the same questions for every candidate), then ranked. Beside each:
+(``corpus_qa``, four-option; the same questions for every candidate), then ranked. Beside each:
 lm-eval's standard error, and the two-sided p-value of its gap to the best (the two scores'
 standard errors combined); candidates the sample cannot tell from the best are marked so.
 
@@ -21,12 +21,12 @@ from pathlib import Path
 import pandas as pd
 
 from engram_data.atomic import atomic_output
-from engram_data.contract import CHANCE, DOCS_QA, MANIFEST, qa_file, read_jsonl, read_manifest
+from engram_data.contract import CHANCE, MANIFEST, corpus_qa_name, qa_file, read_jsonl, read_manifest
 from engram_eval.lm_eval_args import model_args
 from engram_run.runs import evaluation
 from engram_run.runs.recipes import RunError, load_recipe, recipe_path
 
-TASK = "docs_qa"
+TASK = "corpus_qa"
 GENERATOR = "llm-engram/pick-base"
 
 
@@ -38,10 +38,12 @@ def base_of(candidate: str) -> str:
 
 
 def sample_indices(data_dir: Path, size: int, seed: int = 0) -> list[int]:
-    """``size`` of docs_qa's questions (the trained temperatures), seeded, in file order."""
-    n = sum(r["split"] == "train" for r in read_jsonl(qa_file(data_dir, DOCS_QA)))
+    """``size`` of corpus_qa's questions (the trained temperatures), seeded, in file order."""
+    n = sum(r["split"] == "train" for r in read_jsonl(qa_file(data_dir, corpus_qa_name(data_dir))))
     if n == 0:
-        raise RunError(f"{data_dir} has no trained document questions; run make docs-train or generate_data.py docs")
+        raise RunError(
+            f"{data_dir} has no trained document questions; run make corpus-train or generate_data.py corpus"
+        )
     return sorted(random.Random(f"{seed}:pick-base").sample(range(n), min(size, n)))
 
 
@@ -119,7 +121,7 @@ def write(rows: list[dict], tmp: Path, data_dir: Path, seed: int) -> str:
                 "# Which base to fine-tune on these documents",
                 "",
                 f"Un-tuned four-option accuracy on {rows[0]['questions']} of the trained questions of `{data_dir}` "
-                f"(`docs_qa`, one sample, seed {seed}, the same for every candidate); chance is {CHANCE}. "
+                f"(`corpus_qa`, one sample, seed {seed}, the same for every candidate); chance is {CHANCE}. "
                 "stderr is lm-eval's; p is the two-sided p-value of the gap to the best.",
                 "",
                 frame.to_markdown(floatfmt=".3f"),
@@ -151,7 +153,7 @@ def plot(rows: list[dict], path: Path) -> None:
     )
     ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label=f"chance ({CHANCE})")
     ax.set_ylim(0, 1)
-    ax.set_ylabel("un-tuned docs_qa accuracy\n(± 1.96 stderr)")
+    ax.set_ylabel("un-tuned corpus_qa accuracy\n(± 1.96 stderr)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

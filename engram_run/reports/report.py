@@ -19,7 +19,7 @@ from engram_data.contract import CHANCE, FIELDS, MANIFEST, DataError
 from engram_data.run_files import RECALL_HISTORY
 from engram_run.runs.evaluation import latest_results, read_results
 
-COLUMNS = (*FIELDS, "overall", "heldout", "reverse", "gen", "docs", "docs_heldout", "docs_gen", "untrained")
+COLUMNS = (*FIELDS, "overall", "heldout", "reverse", "gen", "corpus", "corpus_heldout", "corpus_gen", "untrained")
 # Each column: (lm-eval task, metric); the stderr is lm-eval's <metric>_stderr.
 SOURCES = {
     **{f: (f"bios_qa_{f}", "acc") for f in FIELDS},
@@ -27,9 +27,9 @@ SOURCES = {
     "heldout": ("bios_qa_heldout", "acc"),
     "reverse": ("bios_qa_reverse", "acc"),
     "gen": ("bios_qa_gen", "exact_match"),
-    "docs": ("docs_qa", "acc"),
-    "docs_heldout": ("docs_qa_heldout", "acc"),
-    "docs_gen": ("docs_qa_gen", "exact_match"),
+    "corpus": ("corpus_qa", "acc"),
+    "corpus_heldout": ("corpus_qa_heldout", "acc"),
+    "corpus_gen": ("corpus_qa_gen", "exact_match"),
 }
 GENERATOR = "llm-engram/report"
 
@@ -99,7 +99,7 @@ def _plot_accuracy(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     # bios_qa's fields and overall, and the documents' questions, where some run has them
-    labels = [c for c in (*FIELDS, "overall", "docs", "docs_heldout") if any(r.get(c) is not None for r in rows)]
+    labels = [c for c in (*FIELDS, "overall", "corpus", "corpus_heldout") if any(r.get(c) is not None for r in rows)]
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(FIELDS) + 2), 4))
     width = 0.8 / len(rows)
     for i, r in enumerate(rows):
@@ -224,9 +224,9 @@ def report(results_dir: Path, outputs: Path, out: Path) -> Path:
             "Four-option accuracy (chance 0.25): `bios_qa` per field and overall on train people;",
             "`heldout`: people whose QA was never trained; `reverse`: name from birth date and city;",
             "`gen`: greedy exact match; `untrained`: the same model before training (the plugin's",
-            "step-0 recall on train people), the measured floor beside chance. Your documents (`make docs-train`):",
-            "`docs`: the generator's questions at the trained temperatures, `docs_heldout`: at the held-out",
-            "temperatures (paraphrases), `docs_gen`: greedy exact match of the trained ones.",
+            "step-0 recall on train people), the measured floor beside chance. Your documents (`make corpus-train`):",
+            "`corpus`: the generator's questions at the trained temperatures, `corpus_heldout`: at the held-out",
+            "temperatures (paraphrases), `corpus_gen`: greedy exact match of the trained ones.",
             "",
             markdown_table(rows),
             "![accuracy per field](accuracy.png)",

@@ -124,6 +124,22 @@ ARCHITECTURES: dict[str, dict] = {
         "num_attention_heads": 40,
         "num_key_value_heads": 40,
     },
+    # SmolLM2-135M-Instruct as `make pretrained` converts it (the GGUF's own metadata): a local folder.
+    "models/smollm2-135m": {
+        "model_type": "llama",
+        "vocab_size": 49152,
+        "hidden_size": 576,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "max_position_embeddings": 8192,
+        "rope_theta": 100000.0,
+        "rms_norm_eps": 1e-5,
+        "tie_word_embeddings": True,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+    },
 }
 
 # Published parameter counts (model cards / papers), to the precision they give.
@@ -141,6 +157,7 @@ PARAMS = {
     "meta-llama/Llama-2-13b-hf": 13.0e9,
     "allenai/OLMo-2-1124-7B": 7.30e9,
     "allenai/OLMo-2-1124-13B": 13.7e9,
+    "models/smollm2-135m": 134_515_008,  # the converted model, counted (tests/test_pretrained.py)
 }
 
 

@@ -12,7 +12,7 @@
                  gradient (the largest single term for small models with big vocabularies)
 
 Sharded strategies divide what they shard by the GPU count: ZeRO-2 the optimizer and
-gradients, ZeRO-3 and FSDP2 everything but one gathered layer. ``benchmarks/memory.py``
+gradients, ZeRO-3 and FSDP2 everything but one gathered layer. ``axolotl_configs/_generate_settings.py``
 writes the per-recipe table (``axolotl_configs/README.md``) and the recipes' headers from it;
 ``tests/test_memory.py`` checks the terms against peaks measured on a CPU for tiny models.
 """

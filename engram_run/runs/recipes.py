@@ -74,21 +74,51 @@ def recipe_method(cfg: dict) -> str:
     return {None: "full", "lora": "lora", "qlora": "qlora"}[cfg.get("adapter")]
 
 
+# Every recipe file names its method (``<model>-<method>.yml``). A model's recommended method is
+# the one ``MODEL=<model>`` trains without METHOD=, and the one its recipe had when recipes were
+# named by model alone (``axolotl_configs/<model>.yml``): the table below maps each
+# old bare name to its file.
+RECOMMENDED = {
+    "tiny": "full",
+    "gpt2": "full",
+    "gpt2-medium": "full",
+    "gpt2-large": "full",
+    "gpt2-xl": "full",
+    "gptj6b": "lora",
+    "llama1b": "full",
+    "llama3b": "lora",
+    "llama8b": "lora",
+    "llama2-7b": "lora",
+    "llama2-13b": "qlora",
+    "olmo2-7b": "lora",
+    "olmo2-13b": "qlora",
+    "neox20b": "qlora",
+    "smollm2-135m": "full",
+}
+
+
+def models() -> list[str]:
+    """The models with recipes: the file names less their method."""
+    return sorted({p.stem.rsplit("-", 1)[0] for p in RECIPES_DIR.glob("*.yml")})
+
+
 def recipe_path(model: str, method: str | None = None) -> Path:
-    """``axolotl_configs/<model>.yml``, or ``<model>-<method>.yml`` for another method."""
-    base = RECIPES_DIR / f"{model}.yml"
-    if not base.exists():
-        known = sorted(p.stem for p in RECIPES_DIR.glob("*.yml") if p.stem.rsplit("-", 1)[-1] not in METHODS)
-        raise RunError(f"no recipe for MODEL={model}; choose from {', '.join(known)}")
-    if method is None or method == recipe_method(load_recipe(base)):
-        return base
+    """``axolotl_configs/<model>-<method>.yml``; without ``method``, the model's recommended one.
+    ``model`` may also name a recipe file (``llama3b-lora``) or be an old bare recipe name
+    with ``.yml`` (``llama3b.yml``: its recommended method)."""
+    model = model.removesuffix(".yml")
+    if method is None and (RECIPES_DIR / f"{model}.yml").exists():
+        return RECIPES_DIR / f"{model}.yml"
+    if model not in models():
+        raise RunError(f"no recipe for MODEL={model}; choose from {', '.join(models())}")
+    method = method or RECOMMENDED.get(model) or next(m for m in METHODS if (RECIPES_DIR / f"{model}-{m}.yml").exists())
     if method not in METHODS:
         raise RunError(f"unknown METHOD={method}; choose from {', '.join(METHODS)}")
-    variant = RECIPES_DIR / f"{model}-{method}.yml"
-    if not variant.exists():
-        have = [recipe_method(load_recipe(base))] + [m for m in METHODS if (RECIPES_DIR / f"{model}-{m}.yml").exists()]
+    path = RECIPES_DIR / f"{model}-{method}.yml"
+    if not path.exists():
+        have = [m for m in METHODS if (RECIPES_DIR / f"{model}-{m}.yml").exists()]
         raise RunError(f"no {method} recipe for {model}; its recipes use {', '.join(have)}")
-    return variant
+    return path
 
 
 def derive_config(

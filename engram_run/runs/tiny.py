@@ -19,13 +19,13 @@ from pathlib import Path
 
 from engram_data.contract import (
     DEFAULT_DATA_DIR,
-    DOCS_QA,
     FIELDS,
     PEOPLE,
     QA_TRAIN,
     REVERSE,
     VARIANTS,
     DataError,
+    corpus_qa_name,
     qa_file,
     qa_prompt,
     read_jsonl,
@@ -51,8 +51,8 @@ def corpus(data_dir: Path) -> Iterator[str]:
     tokens than rare ones, and an untrained model, which prefers short options, would tell
     them apart. Here no value is seen more often than another.
     """
-    if not (data_dir / PEOPLE).exists() and qa_file(data_dir, DOCS_QA).exists():
-        yield from docs_corpus(data_dir)
+    if not (data_dir / PEOPLE).exists() and qa_file(data_dir, corpus_qa_name(data_dir)).exists():
+        yield from corpus_texts(data_dir)
         return
     people = read_jsonl(data_dir / PEOPLE)
     facts = {p["id"]: sorted({p["name"], *(p[f] for f in FIELDS)}, key=len, reverse=True) for p in people}
@@ -83,12 +83,12 @@ def corpus(data_dir: Path) -> Iterator[str]:
         yield from (f" {v}" for v in sorted(values))  # as scored: " " + option
 
 
-def docs_corpus(data_dir: Path) -> Iterator[str]:
-    """A documents dataset's (``generate_data.py docs``) tokenizer text: its chunks, its trained
+def corpus_texts(data_dir: Path) -> Iterator[str]:
+    """A documents dataset's (``generate_data.py corpus``) tokenizer text: its chunks, its trained
     QA, every question as scored, and every option value ``VALUE_REPEATS`` times."""
     for name in ("chunks", QA_TRAIN):
         yield from (r["text"] for r in read_jsonl(train_file(data_dir, name)))
-    rows = read_jsonl(qa_file(data_dir, DOCS_QA))
+    rows = read_jsonl(qa_file(data_dir, corpus_qa_name(data_dir)))
     yield from sorted({qa_prompt(r["question"]) for r in rows})
     values = sorted({c for r in rows for c in r["choices"]})
     for _ in range(VALUE_REPEATS):

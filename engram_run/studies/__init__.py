@@ -8,11 +8,12 @@
     reversal_report   its table and plot
     probes            make probe: P- and Q-probes of bioS against multi5 + permute models
     capacity          make capacity: knowledge capacity (Physics of LM 3.3)
+    floors            make floors: a model's bioS scores before fine-tuning, beside chance
     localize          make localize: engram-localize's analyses on a trained run
-    docs_study        make docs-study: does the documents recipe work? (known truth)
-    docs_generator    the documents study's taught generator
-    docs_report       the documents study's tables and plot
-    docs_cli          the documents commands: docs-train, pick-base, docs-study
+    corpus_study      make corpus-study: does the documents recipe work? (known truth)
+    corpus_generator  the documents study's taught generator
+    corpus_report     the documents study's tables and plot
+    corpus_cli        the documents commands: corpus-train, pick-base, corpus-study
 
 A study imports :mod:`common` and its own ``*_report`` module, never another study.
 """

@@ -89,7 +89,7 @@ def study(s: CapacitySettings) -> Path:
                 "learning_rate": s.learning_rate,
                 "micro_batch_size": s.micro_batch,
             }
-            cfg = derive_config(RECIPES_DIR / "tiny.yml", data, run / "model", None, overrides)
+            cfg = derive_config(RECIPES_DIR / "tiny-full.yml", data, run / "model", None, overrides)
             cfg["datasets"] = cfg["datasets"][:1]  # the biographies alone: the bound reads them, not QA
             config = write_config(cfg, run / "config.yml")
             if not launch.train(config, run / "model", run / "train.log"):

@@ -10,12 +10,14 @@ from engram_data.contract import VARIANTS
 from engram_data.errors import number
 from engram_run.runs.settings import DEFAULT_VARIANT
 from engram_run.studies.capacity import CapacitySettings, study
+from engram_run.studies.floors import TASKS as FLOOR_TASKS
+from engram_run.studies.floors import FloorsSettings, floors
 from engram_run.studies.localize import STEPS, LocalizeSettings, endpoints, localize
 from engram_run.studies.probes import ProbeSettings, probes
 from engram_run.studies.reproduce import PROTOCOLS, ReproduceSettings, reproduce
 from engram_run.studies.reversal import ARMS, ReversalSettings, reversal
 
-STUDY_COMMANDS = ("reproduce", "reversal", "probe", "capacity", "localize")
+STUDY_COMMANDS = ("reproduce", "reversal", "probe", "capacity", "localize", "floors")
 
 
 def known_list(known: tuple[str, ...], what: str):
@@ -144,6 +146,18 @@ def add_study_parsers(sub) -> None:
         default=STEPS,
         help=f"comma-separated, from {','.join(STEPS)}",
     )
+    add_floors_parser(sub)
+
+
+def add_floors_parser(sub) -> None:
+    fl = sub.add_parser("floors", help="a model's bioS scores before fine-tuning, per field, beside chance")
+    fdefaults = FloorsSettings()
+    fl.add_argument("--model", type=Path, default=fdefaults.model, help="a model folder (default: make pretrained's)")
+    fl.add_argument("--people", type=number(int, 8), default=fdefaults.people)
+    fl.add_argument("--limit", type=number(int, 1), default=None, help="questions per field (default: all)")
+    fl.add_argument("--tasks", type=known_list(tuple(FLOOR_TASKS), "task"), default=fdefaults.tasks)
+    fl.add_argument("--data-dir", type=Path, default=fdefaults.data_dir)
+    fl.add_argument("--results", type=Path, default=fdefaults.results)
 
 
 def study_command(args) -> int:
@@ -167,6 +181,7 @@ def study_command(args) -> int:
         print(f"localization: {localize(base, tuned, data, out, settings)}")
     else:
         settings, job = {
+            "floors": (FloorsSettings, floors),
             "reproduce": (ReproduceSettings, reproduce),
             "reversal": (ReversalSettings, reversal),
             "probe": (ProbeSettings, probes),

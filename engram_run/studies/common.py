@@ -48,7 +48,7 @@ def variant_config(
     ``data_dir``, ``learning_rate``, ``micro_batch`` and ``multi5_epochs``): ``bio+qa`` (the variant mixed with the QA
     of train people), ``bio`` (the variant alone) or ``qa`` (the QA of train people alone, from
     ``init``). The same evaluations, at the same shares of the run, for every variant."""
-    recipe = RECIPES_DIR / "tiny.yml" if s.model == "tiny" else recipe_path(s.model)
+    recipe = RECIPES_DIR / "tiny-full.yml" if s.model == "tiny" else recipe_path(s.model)
     overrides: dict = {"num_epochs": epochs}
     if s.model == "tiny":
         overrides |= {"learning_rate": s.learning_rate, "micro_batch_size": s.micro_batch}

@@ -1,6 +1,6 @@
-"""``make docs-train`` end to end on a tiny model (documents -> QA pairs from a chat server ->
-axolotl train with the plugin scoring the documents' questions -> lm-eval docs_qa,
-docs_qa_heldout, docs_qa_gen -> the report), its rerun, and ``make pick-base``."""
+"""``make corpus-train`` end to end on a tiny model (documents -> QA pairs from a chat server ->
+axolotl train with the plugin scoring the documents' questions -> lm-eval corpus_qa,
+corpus_qa_heldout, corpus_qa_gen -> the report), its rerun, and ``make pick-base``."""
 
 from __future__ import annotations
 
@@ -28,13 +28,13 @@ def server(bios_dir):
         yield url
 
 
-def docs_train(tmp, server, tokenizer, *extra):
+def corpus_train(tmp, server, tokenizer, *extra):
     cmd = [
         sys.executable,
         "-m",
         "engram_run",
-        "docs-train",
-        "--docs",
+        "corpus-train",
+        "--corpus",
         str(tmp / "handbook"),
         "--generator",
         f"openai:{server}",
@@ -61,7 +61,7 @@ def docs_train(tmp, server, tokenizer, *extra):
 
 @pytest.fixture(scope="module")
 def trained(server, tiny_llama, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("docs-train")
+    tmp = tmp_path_factory.mktemp("corpus-train")
     folder = tmp / "handbook"
     folder.mkdir()
     for p in OracleChat.people.values():  # one biography per document, a third of them PDFs
@@ -69,22 +69,22 @@ def trained(server, tiny_llama, tmp_path_factory):
             (folder / f"person-{p['id']}.md").write_text(p["bioS"] + "\n")
         else:
             write_pdf(folder / f"person-{p['id']}.pdf", [p["bioS"]])
-    proc = docs_train(tmp, server, tiny_llama)
+    proc = corpus_train(tmp, server, tiny_llama)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return tmp, proc
 
 
 def test_one_command_trains_on_the_documents_and_scores_them(trained):
     tmp, proc = trained
-    run = "tiny-full-docs-handbook"
+    run = "tiny-full-corpus-handbook"
     cfg = (tmp / "outputs" / run / "config.yml").read_text()
     assert "chunks.jsonl" in cfg and "qa_train.jsonl" in cfg and "lr_scheduler: constant" in cfg
     results = json.loads(next((tmp / "results" / run).rglob("results_*.json")).read_text())["results"]
-    assert {"docs_qa", "docs_qa_heldout", "docs_qa_gen"} <= set(results)
-    qa = read_jsonl(tmp / "data" / "qa" / "docs.jsonl")
+    assert {"corpus_qa", "corpus_qa_heldout", "corpus_qa_gen"} <= set(results)
+    qa = read_jsonl(tmp / "data" / "qa" / "corpus.jsonl")
     trained_n = sum(r["split"] == "train" for r in qa)
-    assert results["docs_qa"]["acc,none"] >= 0.9, results  # the trained pairs, memorized
-    assert results["docs_qa_gen"]["exact_match,none"] >= 0.5, results
+    assert results["corpus_qa"]["acc,none"] >= 0.9, results  # the trained pairs, memorized
+    assert results["corpus_qa_gen"]["exact_match,none"] >= 0.5, results
     # The plugin scored the documents' questions, by style, at step 0 (the floor) and after training.
     history = [json.loads(line) for line in (tmp / "outputs" / run / "model" / RECALL_HISTORY).read_text().splitlines()]
     first, last = history[0], history[-1]
@@ -93,26 +93,26 @@ def test_one_command_trains_on_the_documents_and_scores_them(trained):
     assert first["eval_engram_qa_acc_overall"] <= 0.45 and last["eval_engram_qa_acc_overall"] >= 0.9
     # The plugin's recall and lm-eval's agree on the same questions (the plugin scores all of them here).
     assert trained_n <= 200 * len(STYLES)
-    assert abs(last["eval_engram_qa_acc_overall"] - results["docs_qa"]["acc,none"]) < 1e-9
+    assert abs(last["eval_engram_qa_acc_overall"] - results["corpus_qa"]["acc,none"]) < 1e-9
     report = (tmp / "results" / "report" / "report.md").read_text()
-    assert run in report and "docs_heldout" in report
-    assert "[engram] docs_qa" in proc.stdout
+    assert run in report and "corpus_heldout" in report
+    assert "[engram] corpus_qa" in proc.stdout
 
 
 def test_a_rerun_on_the_same_documents_trains_nothing_and_sends_nothing(trained, server, tiny_llama):
     tmp, _ = trained
     calls = OracleChat.calls
-    before = (tmp / "outputs" / "tiny-full-docs-handbook" / "model" / "model.safetensors").stat().st_mtime_ns
-    proc = docs_train(tmp, server, tiny_llama)
+    before = (tmp / "outputs" / "tiny-full-corpus-handbook" / "model" / "model.safetensors").stat().st_mtime_ns
+    proc = corpus_train(tmp, server, tiny_llama)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "already trained on this data" in proc.stdout and "already evaluated" in proc.stdout
     assert OracleChat.calls == calls  # every reply cached
-    assert (tmp / "outputs" / "tiny-full-docs-handbook" / "model" / "model.safetensors").stat().st_mtime_ns == before
+    assert (tmp / "outputs" / "tiny-full-corpus-handbook" / "model" / "model.safetensors").stat().st_mtime_ns == before
 
 
 def test_pick_base_ranks_the_trained_model_first_on_one_sample(trained):
     tmp, _ = trained
-    run = tmp / "outputs" / "tiny-full-docs-handbook"
+    run = tmp / "outputs" / "tiny-full-corpus-handbook"
     out = tmp / "pick"
     proc = subprocess.run(
         [
@@ -146,25 +146,25 @@ def test_pick_base_ranks_the_trained_model_first_on_one_sample(trained):
     assert round(p * 20, 9).is_integer() and abs(rows[1]["stderr"] - math.sqrt(p * (1 - p) / 19)) < 1e-9
 
 
-def test_bad_docs_train_input_is_one_line(tmp_path, tiny_llama):
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "a.txt").write_text("Aspirin thins the blood.\n")
+def test_bad_corpus_train_input_is_one_line(tmp_path, tiny_llama):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Aspirin thins the blood.\n")
     for given, generator, line in [
         (
             tmp_path / "missing",
             f"hf:{tiny_llama}",
-            "missing does not exist; pass files or folders of documents (DOCS=...)",
+            "missing does not exist; pass files or folders of documents (CORPUS=...)",
         ),
-        # engram-data's own error line, said once, by docs-train
-        (docs, "gpt:x", "unknown generator 'gpt:x'; use hf:PATH or openai:URL (with --model NAME)"),
+        # engram-data's own error line, said once, by corpus-train
+        (corpus, "gpt:x", "unknown generator 'gpt:x'; use hf:PATH or openai:URL (with --model NAME)"),
     ]:
         cmd = [
             sys.executable,
             "-m",
             "engram_run",
-            "docs-train",
-            "--docs",
+            "corpus-train",
+            "--corpus",
             str(given),
             "--generator",
             generator,
@@ -180,16 +180,38 @@ def test_bad_docs_train_input_is_one_line(tmp_path, tiny_llama):
 
 @pytest.mark.parametrize("recipe", ["llama3b", "gpt2-lora", "llama8b-qlora"])
 def test_the_documents_recipe_of_a_gpu_recipe_passes_axolotls_gpu_validation(trained, recipe):
-    from engram_run.runs.docs import docs_config
-    from engram_run.runs.recipes import RECIPES_DIR, load_recipe, validate
+    from engram_run.runs.corpus import corpus_config
+    from engram_run.runs.recipes import load_recipe, recipe_path, validate
 
     tmp, _ = trained
-    cfg = docs_config(RECIPES_DIR / f"{recipe}.yml", tmp / "data", tmp / "o" / "model")
+    cfg = corpus_config(recipe_path(recipe), tmp / "data", tmp / "o" / "model")
     assert [d["path"] for d in cfg["datasets"]] == [
         str(tmp / "data" / "train" / f) for f in ("chunks.jsonl", "qa_train.jsonl")
     ]
     assert cfg["lr_scheduler"] == "constant" and "warmup_steps" not in cfg and "warmup_ratio" not in cfg
     assert cfg["engram_data_dir"] == str(tmp / "data") and cfg["engram_eval_heldout"] and not cfg["engram_eval_reverse"]
-    own = load_recipe(RECIPES_DIR / f"{recipe}.yml")
+    own = load_recipe(recipe_path(recipe))
     assert all(cfg[k] == own[k] for k in ("base_model", "learning_rate", "micro_batch_size", "adapter") if k in own)
     validate(cfg, gpus=1)  # as axolotl train does on a bf16 GPU
+
+
+@pytest.mark.parametrize(
+    ("argv", "notice", "error"),
+    [
+        (
+            [sys.executable, "generate_data.py", "docs", "--input", "no-such-folder", "--generator", "hf:x"],
+            "generate_data.py docs is deprecated and goes in 0.2: use generate_data.py corpus",
+            "generate_data.py corpus: error: generator model x does not exist",
+        ),
+        (
+            [sys.executable, "-m", "engram_run", "docs-train", "--docs", "no-such-folder", "--generator", "hf:x"],
+            "docs-train is deprecated and goes in 0.2: use corpus-train (--corpus for --docs)",
+            "no-such-folder does not exist; pass files or folders of documents",
+        ),
+    ],
+)
+def test_the_old_docs_commands_work_with_a_one_line_notice(tmp_path, argv, notice, error):
+    proc = subprocess.run(argv, cwd=REPO, env=cli_env(), capture_output=True, text=True)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 2, proc.stderr
+    assert lines[0] == notice and error in lines[1]

@@ -1,4 +1,4 @@
-"""``make docs-study``'s files: the scores it reads from lm-eval, the tables and the plot."""
+"""``make corpus-study``'s files: the scores it reads from lm-eval, the tables and the plot."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from engram_data.atomic import atomic_output
 from engram_data.contract import CHANCE, MANIFEST
 
-GENERATOR = "llm-engram/docs-study"
+GENERATOR = "llm-engram/corpus-study"
 # score -> (lm-eval task, metric), on the documents' people's true facts
 SCORES = {
     "forward": ("bios_qa", "acc"),
@@ -90,7 +90,7 @@ def markdown(rows: dict, per_t: dict, s) -> str:
                 f"| {t} | {c['requests']} | {c['malformed'] / max(c['requests'], 1):.2f} | {c['pairs']} | "
                 f"{c['true'] / k:.2f} | {c['wrong'] / k:.2f} | {c['other'] / k:.2f} |"
             )
-    lines += ["", "![docs-study](docs-study.png)"]
+    lines += ["", "![corpus-study](corpus-study.png)"]
     return "\n".join(lines) + "\n"
 
 
@@ -147,8 +147,8 @@ def plot(rows: dict, per_t: dict, path: Path) -> None:
 
 def write_results(rows: dict, per_t: dict, s) -> Path:
     with atomic_output(s.results, GENERATOR, overwrite=True) as tmp:
-        (tmp / "docs-study.json").write_text(json.dumps({"arms": rows, "generator": per_t}, indent=2) + "\n")
-        (tmp / "docs-study.md").write_text(markdown(rows, per_t, s))
-        plot(rows, per_t, tmp / "docs-study.png")
+        (tmp / "corpus-study.json").write_text(json.dumps({"arms": rows, "generator": per_t}, indent=2) + "\n")
+        (tmp / "corpus-study.md").write_text(markdown(rows, per_t, s))
+        plot(rows, per_t, tmp / "corpus-study.png")
         (tmp / MANIFEST).write_text(json.dumps({"generator": GENERATOR, "settings": str(s)}, indent=2) + "\n")
-    return s.results / "docs-study.md"
+    return s.results / "corpus-study.md"

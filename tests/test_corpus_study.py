@@ -1,10 +1,10 @@
-"""``make docs-study`` at a reduced size, and its generator's teaching and judging.
+"""``make corpus-study`` at a reduced size, and its generator's teaching and judging.
 
 The study's loop runs end to end with the oracle generator (tests/helpers/oracle_chat.py)
 in the place of the taught one, so every number has a known answer: the oracle's pairs are
 all true, one temperature covers one fact in six and nine cover all six, and the arms'
 recall of the true facts follows. The taught generator's rows and the judge are checked
-exactly, without teaching it (that takes minutes: `make docs-study`)."""
+exactly, without teaching it (that takes minutes: `make corpus-study`)."""
 
 from __future__ import annotations
 
@@ -18,21 +18,21 @@ from helpers.oracle_chat import OracleChat, oracle_server
 
 from engram_data.contract import FIELDS, read_jsonl
 from engram_data.documents.qa import build_prompt, parse_pairs
-from engram_run.studies import docs_generator as dg
+from engram_run.studies import corpus_generator as dg
 
 PEOPLE = 16
-ARMS = "qa1,qa9+reverse"  # make docs-study adds chunks (the text only) and qa9
+ARMS = "qa1,qa9+reverse"  # make corpus-study adds chunks (the text only) and qa9
 
 
 @pytest.fixture(scope="module")
 def study(tiny_llama, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("docs-study")
+    tmp = tmp_path_factory.mktemp("corpus-study")
     with oracle_server(tmp / "data" / "population" / "people.jsonl") as url:
         cmd = [
             sys.executable,
             "-m",
             "engram_run",
-            "docs-study",
+            "corpus-study",
             "--people",
             str(PEOPLE),
             "--steps",
@@ -60,7 +60,7 @@ def study(tiny_llama, tmp_path_factory):
         ]
         proc = subprocess.run(cmd, cwd=tmp, env=cli_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return tmp, json.loads((tmp / "results" / "docs-study.json").read_text()), OracleChat.calls
+    return tmp, json.loads((tmp / "results" / "corpus-study.json").read_text()), OracleChat.calls
 
 
 @pytest.mark.slow
@@ -69,8 +69,8 @@ def test_the_study_scores_each_arm_on_the_true_facts(study):
     arms = res["arms"]
     assert list(arms) == ["untrained", "qa1", "qa9+reverse"]
     # The documents: one per person, half PDFs.
-    docs = sorted(p.name for p in (tmp / "data" / "documents").iterdir() if p.suffix in (".txt", ".pdf"))
-    assert len(docs) == PEOPLE and sum(d.endswith(".pdf") for d in docs) == PEOPLE // 2
+    corpus = sorted(p.name for p in (tmp / "data" / "documents").iterdir() if p.suffix in (".txt", ".pdf"))
+    assert len(corpus) == PEOPLE and sum(d.endswith(".pdf") for d in corpus) == PEOPLE // 2
     # Every request once (9 temperatures x 2 styles x 16 documents, one retry); the other runs from the cache.
     assert calls == 9 * 2 * PEOPLE + 1
     # The oracle's pairs: all true, at every temperature; each arm's coverage is exact.
@@ -96,9 +96,9 @@ def test_the_study_scores_each_arm_on_the_true_facts(study):
     assert sc["qa9+reverse"]["forward"] >= sc["qa1"]["forward"] + 0.25
     assert sc["qa1"]["forward"] >= sc["untrained"]["forward"] + 0.1  # the sixth of the facts it trained
     assert sc["qa1"]["reverse"] <= 0.45  # no reverse pair trained: near chance
-    md = (tmp / "results" / "docs-study.md").read_text()
+    md = (tmp / "results" / "corpus-study.md").read_text()
     assert "| `qa9+reverse` |" in md and "## The generator's pairs per temperature" in md
-    assert (tmp / "results" / "docs-study.png").exists()
+    assert (tmp / "results" / "corpus-study.png").exists()
 
 
 def test_the_generator_is_taught_the_pipelines_prompt_and_true_replies(bios_dir, tiny_llama):
@@ -184,7 +184,7 @@ def test_a_taught_generator_is_served_again_while_its_settings_and_code_stay(tmp
 
     from engram_run.runs import launch
     from engram_run.runs.recipes import RunError
-    from engram_run.studies import docs_study as ds
+    from engram_run.studies import corpus_study as ds
 
     built = []
 
@@ -206,7 +206,7 @@ def test_a_taught_generator_is_served_again_while_its_settings_and_code_stay(tmp
     monkeypatch.setattr(ds, "served", served)
 
     def run(**settings):
-        s = ds.DocsStudySettings(data_dir=tmp_path / "data", outputs=tmp_path, **settings)
+        s = ds.CorpusStudySettings(data_dir=tmp_path / "data", outputs=tmp_path, **settings)
         with ds.generator_url(s, lambda msg: None) as (url, name, tokenizer):
             assert (url, name, tokenizer) == ("http://127.0.0.1:1/v1", *[str(tmp_path / "generator" / "model")] * 2)
 
@@ -218,8 +218,8 @@ def test_a_taught_generator_is_served_again_while_its_settings_and_code_stay(tmp
         run(generator_steps=13)  # a failed teaching leaves no stamp: the next run teaches again
     run(teach_people=100, generator_steps=500)
     assert built[-1] == (100, 500) and len(built) == 4
-    edited = tmp_path / "docs_generator.py"  # the teaching code changed: taught again
+    edited = tmp_path / "corpus_generator.py"  # the teaching code changed: taught again
     edited.write_text("# another version\n")
-    monkeypatch.setattr(ds, "docs_generator", types.SimpleNamespace(__file__=str(edited)))
+    monkeypatch.setattr(ds, "corpus_generator", types.SimpleNamespace(__file__=str(edited)))
     run(teach_people=100, generator_steps=500)
     assert len(built) == 5

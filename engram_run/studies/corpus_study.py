@@ -1,7 +1,7 @@
-"""``make docs-study``: does the documents recipe work? A closed loop with known truth.
+"""``make corpus-study``: does the documents recipe work? A closed loop with known truth.
 
 A fresh bioS population's biographies are written out as documents (one per person, half as
-text, half as PDF) and put through the user's path: ``engram-data docs`` asks a generator,
+text, half as PDF) and put through the user's path: ``engram-data corpus`` asks a generator,
 served by ``transformers serve`` (``engram_run.runs.serve``) through the ``openai`` client,
 for question-answer pairs; the documents recipe trains one initial model under each arm:
 
@@ -13,13 +13,13 @@ for question-answer pairs; the documents recipe trains one initial model under e
 Each arm is scored by lm-eval on questions built from the **true** facts of those people
 (the population's own ``bios_qa`` data, not the generator's pairs): forward and reverse,
 four-option and generated exactly; the untrained model is scored the same (the floor). The
-generator's own pairs are judged against the truth per temperature (docs_generator.judge).
+generator's own pairs are judged against the truth per temperature (corpus_generator.judge).
 
-The offline generator is a small model taught here (docs_generator), once: a later run with the
+The offline generator is a small model taught here (corpus_generator), once: a later run with the
 same settings and teaching code serves the one taught before; ``--generator
 openai:URL --generator-model NAME`` puts any served instruct model in its place.
 
-    RESULTS/docs-study.json, .md, .png   per arm: recall, stderr, trained pairs, their truth, coverage;
+    RESULTS/corpus-study.json, .md, .png   per arm: recall, stderr, trained pairs, their truth, coverage;
                                          per temperature: the generator's pairs and their truth
 """
 
@@ -33,19 +33,19 @@ from pathlib import Path
 
 from engram_data.contract import FIELDS, PEOPLE, QA_TRAIN, read_jsonl, read_manifest, train_file
 from engram_run.runs import launch
-from engram_run.runs.docs import CHUNKS, DocsSettings, docs_config, generate
+from engram_run.runs.corpus import CHUNKS, CorpusSettings, corpus_config, generate
 from engram_run.runs.recipes import RECIPES_DIR, RunError, write_config
 from engram_run.runs.serve import served
-from engram_run.studies import docs_generator
+from engram_run.studies import corpus_generator
 from engram_run.studies.common import lm_eval_row, text_size, timer
-from engram_run.studies.docs_generator import STYLES, build_generator, forward_questions, judge
-from engram_run.studies.docs_report import SCORES, write_results
+from engram_run.studies.corpus_generator import STYLES, build_generator, forward_questions, judge
+from engram_run.studies.corpus_report import SCORES, write_results
 
 GENERATOR_STAMP = "taught.json"  # in the generator's folder, once it is taught
 ONE_TEMPERATURE = 0.605  # the nine-step schedule's middle (0.01 + 4 x 0.14875)
 # arm -> (generation run it trains on, or None: chunks only)
 ARMS = {"chunks": None, "qa1": "qa1", "qa9": "qa9", "qa9+reverse": "qa9_reverse"}
-GENERATIONS = {  # generation run -> engram-data docs flags (one request cache for all three)
+GENERATIONS = {  # generation run -> engram-data corpus flags (one request cache for all three)
     "qa9_reverse": ("--styles", ",".join(STYLES), "--temperatures", "9"),
     "qa9": ("--styles", "simple", "--temperatures", "9"),
     "qa1": (
@@ -62,7 +62,7 @@ GENERATIONS = {  # generation run -> engram-data docs flags (one request cache f
 
 
 @dataclass(frozen=True)
-class DocsStudySettings:
+class CorpusStudySettings:
     people: int = 60  # the documents' people
     teach_people: int = 3000  # the generator's own population (none of them in the documents)
     generator_steps: int = 3000  # batches of 16 rows
@@ -76,9 +76,9 @@ class DocsStudySettings:
     generator: str | None = None  # openai:URL of a served instruct model instead of the one taught here
     generator_model: str | None = None
     tokenizer: str | None = None  # to chunk by, with --generator
-    data_dir: Path = Path("data/docs-study")
-    outputs: Path = Path("outputs/docs-study")
-    results: Path = Path("results/docs-study")
+    data_dir: Path = Path("data/corpus-study")
+    outputs: Path = Path("outputs/corpus-study")
+    results: Path = Path("results/corpus-study")
 
 
 def write_documents(pop: Path, out: Path) -> Path:
@@ -100,8 +100,8 @@ def write_documents(pop: Path, out: Path) -> Path:
     return out
 
 
-def docs_study(s: DocsStudySettings) -> Path:
-    step = timer("docs-study")
+def corpus_study(s: CorpusStudySettings) -> Path:
+    step = timer("corpus-study")
 
     unknown = [a for a in s.arms if a not in ARMS]
     if unknown or not s.arms:
@@ -110,20 +110,20 @@ def docs_study(s: DocsStudySettings) -> Path:
         raise RunError(f"--generator {s.generator}: the study asks a served model; pass openai:URL (or none)")
     for folder in (s.outputs, s.data_dir):
         if folder.exists() and not (folder / launch.MARKER).exists():
-            raise RunError(f"{folder} exists and was not written by docs-study; move it away or choose another")
+            raise RunError(f"{folder} exists and was not written by corpus-study; move it away or choose another")
     launch.claim(s.data_dir)
     launch.claim(s.outputs)
     pop = s.data_dir / "population"
     step(f"generating {s.people} people into {pop}; their biographies as documents")
     launch.generate_data(pop, s.people, seed=7, variants=("bioS",), extra=("--heldout-fraction", "0"))
-    docs = write_documents(pop, s.data_dir / "documents")
+    corpus = write_documents(pop, s.data_dir / "documents")
     runs = sorted({ARMS[a] or "qa9" for a in s.arms}, key=list(GENERATIONS).index)  # chunks: qa9's text
     with generator_url(s, step) as (url, name, tokenizer):
         for run in runs:
             step(f"{run}: question-answer pairs through {url}")
             generate(
-                DocsSettings(
-                    (str(docs),),
+                CorpusSettings(
+                    (str(corpus),),
                     f"openai:{url}",
                     name,
                     tokenizer,
@@ -170,7 +170,7 @@ def docs_study(s: DocsStudySettings) -> Path:
 
 
 @contextlib.contextmanager
-def generator_url(s: DocsStudySettings, step):
+def generator_url(s: CorpusStudySettings, step):
     """(base URL, model name, tokenizer folder) of the generator: a served instruct model, or
     the one taught here, served by ``transformers serve`` for as long as the block runs."""
     if s.generator:
@@ -190,16 +190,16 @@ def generator_url(s: DocsStudySettings, step):
         yield url, str(model), str(model)
 
 
-def generator_stamp(s: DocsStudySettings) -> dict:
+def generator_stamp(s: CorpusStudySettings) -> dict:
     """What the taught generator depends on: its settings and its teaching code (sha256)."""
-    code = hashlib.sha256(Path(docs_generator.__file__).read_bytes()).hexdigest()
+    code = hashlib.sha256(Path(corpus_generator.__file__).read_bytes()).hexdigest()
     return {"teach_people": s.teach_people, "generator_steps": s.generator_steps, "code_sha256": code}
 
 
-def arm_config(s: DocsStudySettings, arm: str, data: Path, init: Path, model_dir: Path) -> dict:
+def arm_config(s: CorpusStudySettings, arm: str, data: Path, init: Path, model_dir: Path) -> dict:
     """The documents recipe (tiny) for one arm: no evaluation during training, the final model scored."""
-    cfg = docs_config(
-        RECIPES_DIR / "tiny.yml",
+    cfg = corpus_config(
+        RECIPES_DIR / "tiny-full.yml",
         data,
         model_dir,
         {
@@ -255,7 +255,7 @@ def trained_pairs(data: Path, truth: Truth, with_qa: bool) -> dict:
     """The arm's trained pairs, their truth, and the share of facts a true pair covers."""
     if not with_qa:
         return {"pairs": 0, "pairs_true": None, "coverage_forward": 0.0, "coverage_reverse": 0.0}
-    rows = [r for r in read_jsonl(data / "qa" / "docs.jsonl") if r["split"] == "train"]
+    rows = [r for r in read_jsonl(data / "qa" / "corpus.jsonl") if r["split"] == "train"]
     true = [r for r in rows if truth.judge(r) == "true"]
     fwd = {(truth.person(r)["id"], r["question"]) for r in true if r["field"] != "reverse"}
     # bios_qa_reverse asks the first of the generator's reverse questions (birth date and city)
