@@ -8,7 +8,8 @@ real firms with real headquarters, so a model that knows the firm can name the c
 recalling anything. It is reported apart.
 
 Each task runs through lm-eval (``engram-eval``) on the same population, on ``--limit``
-questions per field (the first N, as ``lm_eval --limit``):
+questions per field (the first N, as ``lm_eval --limit``; the reverse task, one task, gets as
+many questions in all as the others have over their six fields):
 
     bios_qa          four options, the log-likelihood of each option's text (chance 0.25)
     bios_qa_letters  the options listed A-D, the answer letter scored (chance 0.25)
@@ -117,10 +118,12 @@ def floors(s: FloorsSettings) -> Path:
     out = s.results.parent / f".{s.results.name}-lm_eval"
     table = {}
     for task in s.tasks:
-        name = TASKS[task][0]
+        name, _, per_field, _ = TASKS[task]
+        # The same questions per task: --limit per field, and as many in all for one-task reverse.
+        limit = s.limit if per_field or s.limit is None else s.limit * len(FIELDS)
         step(f"lm-eval {name} on {s.model} (log: {out / task / 'eval.log'})")
         launch.remove_own(out / task)
-        if not evaluation.evaluate(model_args(s.model, str(s.model)), s.data_dir, out / task, (name,), s.limit):
+        if not evaluation.evaluate(model_args(s.model, str(s.model)), s.data_dir, out / task, (name,), limit):
             raise RunError(f"lm-eval {name} failed; see {out / task / 'eval.log'}")
         table[task] = rows_of(evaluation.read_results(evaluation.latest_results(out / task)), task)
         step(", ".join(f"{f} {r['acc']:.3f}" for f, r in table[task].items()))
