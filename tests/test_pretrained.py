@@ -126,3 +126,21 @@ def test_an_architecture_transformers_cannot_read_is_one_line_and_writes_nothing
     with pytest.raises(RunError, match=r"^transformers cannot read odd.gguf \(\w+Error: .*\); nothing was written$"):
         pretrained.convert("odd", tmp_path / "out", log=lambda _: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.gguf"]
+
+
+def test_axolotl_ends_every_training_sample_with_im_end(smollm2, bios_dir):
+    """The recipes' `type: completion` tokenization (Axolotl's own strategy) on the converted
+    tokenizer: no bos added, and each biography and QA pair ends with <|im_end|> (id 2), the
+    eos the model stops at."""
+    from axolotl.prompt_strategies.completion import load
+    from axolotl.utils.dict import DictDefault
+    from transformers import AutoTokenizer
+
+    from engram_data.contract import QA_TRAIN, read_jsonl, train_file
+
+    tok = AutoTokenizer.from_pretrained(smollm2)
+    strategy = load(tok, DictDefault(train_on_inputs=False, sequence_len=512), {"field": "text"})
+    rows = read_jsonl(train_file(bios_dir, "bioS"))[:50] + read_jsonl(train_file(bios_dir, QA_TRAIN))[:50]
+    batch = strategy.tokenize_prompt({"text": [r["text"] for r in rows]})
+    ids = batch["input_ids"]
+    assert len(ids) == 100 and all(row[-1] == 2 and row.count(2) == 1 and row[0] != 1 for row in ids)
