@@ -120,8 +120,11 @@ def atomic_output(out: str | os.PathLike, generator: str, overwrite: bool = Fals
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with _lock(out), _terminate_as_exit():
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
+            prefix = f".{out.name}.tmp-{os.getpid()}-"  # this run's own temp folders for ``out``
             try:
+                # Inside the try: a signal handled just after mkdtemp made the folder (before it
+                # returned) must remove it too; the prefix names only this run's folders.
+                tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=out.parent))
                 # mkdtemp makes a private (0700) folder; the output gets the usual permissions.
                 umask = os.umask(0)
                 os.umask(umask)
@@ -136,7 +139,8 @@ def atomic_output(out: str | os.PathLike, generator: str, overwrite: bool = Fals
                 else:
                     tmp.rename(out)
             except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
+                for mine in out.parent.glob(f"{prefix}*"):
+                    shutil.rmtree(mine, ignore_errors=True)
                 raise
     except OSError as exc:
         raise DataError(f"cannot write to {out.parent} ({exc.strerror or exc}); choose a writable --out") from exc

@@ -37,7 +37,7 @@ from engram_run.runs import sequence
 from engram_run.runs.evaluation import EVAL_TASKS
 from engram_run.runs.recipes import DEFAULT_DATA_DIR, RunError, parse_overrides
 from engram_run.runs.settings import DEFAULT_VARIANT, Run
-from engram_run.studies.cli import STUDY_COMMANDS, add_study_parsers, study_command
+from engram_run.studies.cli import STUDY_COMMANDS, add_settings, add_study_parsers, study_command
 from engram_run.studies.corpus_cli import COMMANDS as CORPUS_COMMANDS
 from engram_run.studies.corpus_cli import DEPRECATED as OLD_CORPUS_COMMANDS
 from engram_run.studies.corpus_cli import add_corpus_parsers, corpus_command
@@ -107,20 +107,24 @@ def build_parser() -> OneLineParser:
 
     d = sub.add_parser("demo", help="the main job end to end on a CPU")
     defaults = DemoSettings()
-    for field, kind in (
-        ("people", number(int, 4)),
-        ("epochs", number(int, 1)),
-        ("hidden", number(int, 1)),
-        ("layers", number(int, 1)),
-        ("vocab_size", number(int, 300)),
-        ("learning_rate", number(float, 0, low_open=True)),
-        ("micro_batch", number(int, 1)),
-        ("data_dir", Path),
-        ("outputs", Path),
-        ("results", Path),
-        ("eval_limit", number(int, 1)),
-    ):
-        d.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(defaults, field))
+    add_settings(
+        d,
+        defaults,
+        (
+            "people",
+            "epochs",
+            "hidden",
+            "layers",
+            "vocab_size",
+            "learning_rate",
+            "micro_batch",
+            "data_dir",
+            "outputs",
+            "results",
+            "eval_limit",
+        ),
+        people=number(int, 4),
+    )
     add_study_parsers(sub)
     add_sweep_parsers(sub, _add_run_options)
     add_corpus_parsers(sub)

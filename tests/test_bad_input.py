@@ -889,3 +889,22 @@ PROCESS_CASES = [
 def test_each_entry_point_refuses_as_a_process(run_ws, tiny_models, entry, args, message):
     paths = {"ws": run_ws, "llama": tiny_models["llama"], "gpt2": tiny_models["gpt2"]}
     refused(run_ws, [*entry, *[a.format(**paths) for a in args]], message, process=True)
+
+
+def test_a_signal_inside_mkdtemp_after_the_folder_exists_leaves_nothing(tmp_path, monkeypatch):
+    """The window the SIGTERM test can hit under load: the temp folder made, mkdtemp not yet
+    returned, when the handler raises. Simulated exactly: mkdtemp makes it, then raises."""
+    import tempfile
+
+    from engram_data.atomic import atomic_output
+
+    real = tempfile.mkdtemp
+
+    def made_then_interrupted(**kw):
+        real(**kw)
+        raise SystemExit(128 + signal.SIGTERM)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", made_then_interrupted)
+    with pytest.raises(SystemExit), atomic_output(tmp_path / "d", "llm-engram/generate_data"):
+        pass
+    assert list(tmp_path.iterdir()) == []  # no temp folder, no lock

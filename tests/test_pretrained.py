@@ -17,6 +17,8 @@ from engram_run.runs import pretrained
 from engram_run.runs.recipes import RunError
 
 SMOLLM2 = pretrained.SHIPPED["smollm2-135m"]
+# One worker runs them all: the conversion is done once and no other worker waits on its lock.
+pytestmark = pytest.mark.xdist_group("pretrained")
 
 
 @pytest.fixture(scope="session")

@@ -36,24 +36,59 @@ def known_list(known: tuple[str, ...], what: str):
     return parse
 
 
+# The settings dataclasses' fields as options: --field-name, the type that checks it, the
+# dataclass's default.
+SETTING_TYPES = {
+    "people": number(int, 8),
+    "multi5_epochs": number(int, 1),
+    "qa_epochs": number(int, 1),
+    "epochs": number(int, 1),
+    "hidden": number(int, 1),
+    "layers": number(int, 1),
+    "vocab_size": number(int, 300),
+    "learning_rate": number(float, 0, low_open=True),
+    "micro_batch": number(int, 1),
+    "values_per_field": number(int, 4),
+    "qa_people": number(int, 1),
+    "teach_people": number(int, 8),
+    "generator_steps": number(int, 1),
+    "steps": number(int, 1),
+    "eval_limit": number(int, 1),
+    "data_dir": Path,
+    "outputs": Path,
+    "results": Path,
+}
+
+
+def add_settings(parser, defaults, fields: tuple[str, ...], **types) -> None:
+    """``--field-name`` for each of ``fields``, typed by SETTING_TYPES (or ``types``), with
+    ``defaults``' value as its default."""
+    for field in fields:
+        kind = types.get(field, SETTING_TYPES[field])
+        parser.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(defaults, field))
+
+
 def add_study_parsers(sub) -> None:
     rp = sub.add_parser("reproduce", help="Physics of LM 3.1's two findings: every text variant, one budget")
     rdefaults = ReproduceSettings()
     rp.add_argument("--model", default=rdefaults.model, help="tiny (a CPU, from scratch) or a recipe: llama1b, ...")
-    for field, kind in (
-        ("people", number(int, 8)),
-        ("multi5_epochs", number(int, 1)),
-        ("qa_epochs", number(int, 1)),
-        ("hidden", number(int, 1)),
-        ("layers", number(int, 1)),
-        ("vocab_size", number(int, 300)),
-        ("learning_rate", number(float, 0, low_open=True)),
-        ("micro_batch", number(int, 1)),
-        ("data_dir", Path),
-        ("outputs", Path),
-        ("results", Path),
-    ):
-        rp.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(rdefaults, field))
+    add_settings(
+        rp,
+        rdefaults,
+        (
+            "people",
+            "multi5_epochs",
+            "qa_epochs",
+            "hidden",
+            "layers",
+            "vocab_size",
+            "learning_rate",
+            "micro_batch",
+            "data_dir",
+            "outputs",
+            "results",
+        ),
+    )
     rp.add_argument(
         "--variants",
         type=known_list(VARIANTS, "variant"),
@@ -69,19 +104,22 @@ def add_study_parsers(sub) -> None:
     )
     rv = sub.add_parser("reversal", help="reversal remedies on one budget: reverse recall of heldout and train people")
     vdefaults = ReversalSettings()
-    for field, kind in (
-        ("people", number(int, 8)),
-        ("multi5_epochs", number(int, 1)),
-        ("hidden", number(int, 1)),
-        ("layers", number(int, 1)),
-        ("vocab_size", number(int, 300)),
-        ("learning_rate", number(float, 0, low_open=True)),
-        ("micro_batch", number(int, 1)),
-        ("data_dir", Path),
-        ("outputs", Path),
-        ("results", Path),
-    ):
-        rv.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(vdefaults, field))
+    add_settings(
+        rv,
+        vdefaults,
+        (
+            "people",
+            "multi5_epochs",
+            "hidden",
+            "layers",
+            "vocab_size",
+            "learning_rate",
+            "micro_batch",
+            "data_dir",
+            "outputs",
+            "results",
+        ),
+    )
     rv.add_argument(
         "--arms",
         type=known_list(tuple(ARMS), "arm"),
@@ -90,20 +128,23 @@ def add_study_parsers(sub) -> None:
     )
     pb = sub.add_parser("probe", help="P- and Q-probes of bioS vs bioS_multi5_permutes models (Physics of LM 3.1)")
     pdefaults = ProbeSettings()
-    for field, kind in (
-        ("people", number(int, 8)),
-        ("values_per_field", number(int, 4)),
-        ("multi5_epochs", number(int, 1)),
-        ("hidden", number(int, 1)),
-        ("layers", number(int, 1)),
-        ("vocab_size", number(int, 300)),
-        ("learning_rate", number(float, 0, low_open=True)),
-        ("micro_batch", number(int, 1)),
-        ("data_dir", Path),
-        ("outputs", Path),
-        ("results", Path),
-    ):
-        pb.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(pdefaults, field))
+    add_settings(
+        pb,
+        pdefaults,
+        (
+            "people",
+            "values_per_field",
+            "multi5_epochs",
+            "hidden",
+            "layers",
+            "vocab_size",
+            "learning_rate",
+            "micro_batch",
+            "data_dir",
+            "outputs",
+            "results",
+        ),
+    )
     pb.add_argument("--variants", type=known_list(VARIANTS, "variant"), default=pdefaults.variants)
     ca = sub.add_parser("capacity", help="knowledge capacity of tiny models of a few sizes (Physics of LM 3.3)")
     cdefaults = CapacitySettings()
@@ -116,18 +157,21 @@ def add_study_parsers(sub) -> None:
 
     ca.add_argument("--people", type=int_list, default=cdefaults.people, help="population sizes, e.g. 50,200")
     ca.add_argument("--hidden", type=int_list, default=cdefaults.hidden, help="model widths, e.g. 32,64,128")
-    for field, kind in (
-        ("layers", number(int, 1)),
-        ("epochs", number(int, 1)),
-        ("learning_rate", number(float, 0, low_open=True)),
-        ("micro_batch", number(int, 1)),
-        ("vocab_size", number(int, 300)),
-        ("qa_people", number(int, 1)),
-        ("data_dir", Path),
-        ("outputs", Path),
-        ("results", Path),
-    ):
-        ca.add_argument(f"--{field.replace('_', '-')}", type=kind, default=getattr(cdefaults, field))
+    add_settings(
+        ca,
+        cdefaults,
+        (
+            "layers",
+            "epochs",
+            "learning_rate",
+            "micro_batch",
+            "vocab_size",
+            "qa_people",
+            "data_dir",
+            "outputs",
+            "results",
+        ),
+    )
     lo = sub.add_parser("localize", help="engram-localize diff, graft, prune and trace on a trained run")
     lo.add_argument("--model", required=True, help="demo (make demo's run) or a recipe name")
     lo.add_argument("--method", default=None)

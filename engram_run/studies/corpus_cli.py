@@ -11,6 +11,7 @@ from engram_run.reports.pick_base import pick_base
 from engram_run.reports.report import report
 from engram_run.runs.corpus import CorpusSettings, corpus_train
 from engram_run.runs.recipes import parse_overrides
+from engram_run.studies.cli import add_settings
 from engram_run.studies.corpus_study import ARMS, CorpusStudySettings, corpus_study
 
 COMMANDS = ("corpus-train", "pick-base", "corpus-study")
@@ -70,21 +71,24 @@ def add_corpus_parsers(sub) -> None:
         help="does the recipe work? chunks vs QA at 1 or 9 temperatures vs + reverse",
     )
     defaults = CorpusStudySettings()
-    for name, kind in (
-        ("people", number(int, 8)),
-        ("teach_people", number(int, 8)),
-        ("generator_steps", number(int, 1)),
-        ("steps", number(int, 1)),
-        ("hidden", number(int, 1)),
-        ("layers", number(int, 1)),
-        ("vocab_size", number(int, 300)),
-        ("learning_rate", number(float, 0, low_open=True)),
-        ("micro_batch", number(int, 1)),
-        ("data_dir", Path),
-        ("outputs", Path),
-        ("results", Path),
-    ):
-        d.add_argument(f"--{name.replace('_', '-')}", type=kind, default=getattr(defaults, name))
+    add_settings(
+        d,
+        defaults,
+        (
+            "people",
+            "teach_people",
+            "generator_steps",
+            "steps",
+            "hidden",
+            "layers",
+            "vocab_size",
+            "learning_rate",
+            "micro_batch",
+            "data_dir",
+            "outputs",
+            "results",
+        ),
+    )
     _generator_options(d, required=False)
 
     def arms(text: str) -> tuple[str, ...]:
