@@ -37,7 +37,14 @@ from engram_run.runs import sequence
 from engram_run.runs.evaluation import EVAL_TASKS
 from engram_run.runs.recipes import DEFAULT_DATA_DIR, RunError, parse_overrides
 from engram_run.runs.settings import DEFAULT_VARIANT, Run
-from engram_run.studies.cli import STUDY_COMMANDS, add_settings, add_study_parsers, study_command
+from engram_run.studies.cli import (
+    PATH_FIELDS,
+    STUDY_COMMANDS,
+    TINY_MODEL_FIELDS,
+    add_settings,
+    add_study_parsers,
+    study_command,
+)
 from engram_run.studies.corpus_cli import COMMANDS as CORPUS_COMMANDS
 from engram_run.studies.corpus_cli import DEPRECATED as OLD_CORPUS_COMMANDS
 from engram_run.studies.corpus_cli import add_corpus_parsers, corpus_command
@@ -113,14 +120,8 @@ def build_parser() -> OneLineParser:
         (
             "people",
             "epochs",
-            "hidden",
-            "layers",
-            "vocab_size",
-            "learning_rate",
-            "micro_batch",
-            "data_dir",
-            "outputs",
-            "results",
+            *TINY_MODEL_FIELDS,
+            *PATH_FIELDS,
             "eval_limit",
         ),
         people=number(int, 4),

@@ -60,6 +60,11 @@ SETTING_TYPES = {
 }
 
 
+# The options every study that builds and trains a tiny model has, and where it writes.
+TINY_MODEL_FIELDS = ("hidden", "layers", "vocab_size", "learning_rate", "micro_batch")
+PATH_FIELDS = ("data_dir", "outputs", "results")
+
+
 def add_settings(parser, defaults, fields: tuple[str, ...], **types) -> None:
     """``--field-name`` for each of ``fields``, typed by SETTING_TYPES (or ``types``), with
     ``defaults``' value as its default."""
@@ -79,14 +84,8 @@ def add_study_parsers(sub) -> None:
             "people",
             "multi5_epochs",
             "qa_epochs",
-            "hidden",
-            "layers",
-            "vocab_size",
-            "learning_rate",
-            "micro_batch",
-            "data_dir",
-            "outputs",
-            "results",
+            *TINY_MODEL_FIELDS,
+            *PATH_FIELDS,
         ),
     )
     rp.add_argument(
@@ -110,14 +109,8 @@ def add_study_parsers(sub) -> None:
         (
             "people",
             "multi5_epochs",
-            "hidden",
-            "layers",
-            "vocab_size",
-            "learning_rate",
-            "micro_batch",
-            "data_dir",
-            "outputs",
-            "results",
+            *TINY_MODEL_FIELDS,
+            *PATH_FIELDS,
         ),
     )
     rv.add_argument(
@@ -135,14 +128,8 @@ def add_study_parsers(sub) -> None:
             "people",
             "values_per_field",
             "multi5_epochs",
-            "hidden",
-            "layers",
-            "vocab_size",
-            "learning_rate",
-            "micro_batch",
-            "data_dir",
-            "outputs",
-            "results",
+            *TINY_MODEL_FIELDS,
+            *PATH_FIELDS,
         ),
     )
     pb.add_argument("--variants", type=known_list(VARIANTS, "variant"), default=pdefaults.variants)
@@ -167,9 +154,7 @@ def add_study_parsers(sub) -> None:
             "micro_batch",
             "vocab_size",
             "qa_people",
-            "data_dir",
-            "outputs",
-            "results",
+            *PATH_FIELDS,
         ),
     )
     lo = sub.add_parser("localize", help="engram-localize diff, graft, prune and trace on a trained run")

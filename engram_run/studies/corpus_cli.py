@@ -11,7 +11,7 @@ from engram_run.reports.pick_base import pick_base
 from engram_run.reports.report import report
 from engram_run.runs.corpus import CorpusSettings, corpus_train
 from engram_run.runs.recipes import parse_overrides
-from engram_run.studies.cli import add_settings
+from engram_run.studies.cli import PATH_FIELDS, TINY_MODEL_FIELDS, add_settings
 from engram_run.studies.corpus_study import ARMS, CorpusStudySettings, corpus_study
 
 COMMANDS = ("corpus-train", "pick-base", "corpus-study")
@@ -79,14 +79,8 @@ def add_corpus_parsers(sub) -> None:
             "teach_people",
             "generator_steps",
             "steps",
-            "hidden",
-            "layers",
-            "vocab_size",
-            "learning_rate",
-            "micro_batch",
-            "data_dir",
-            "outputs",
-            "results",
+            *TINY_MODEL_FIELDS,
+            *PATH_FIELDS,
         ),
     )
     _generator_options(d, required=False)
