@@ -10,32 +10,23 @@ import sys
 
 import pytest
 import torch
-from helpers.common import REPO
+from helpers.common import REPO, family_of
 
 from engram_run.runs.recipe_check import gpu_check, recipe_gpus
 from engram_run.runs.recipes import RECIPES_DIR, RunError, for_gpus, load_recipe, recipe_path, validate
 
 RECIPES = sorted(p for p in RECIPES_DIR.glob("*.yml") if p.stem != "tiny-full")
-FAMILY = (("gpt2", "gpt2"), ("gpt-j", "gptj"), ("neox", "gpt_neox"), ("llama", "llama"), ("olmo-2", "olmo2"))
 KERNELS = ("lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel")
-
-
-def family(cfg: dict) -> str:
-    from engram_run.runs.architectures import ARCHITECTURES
-
-    if cfg["base_model"] in ARCHITECTURES:  # a local folder (models/smollm2-135m): its stored shape
-        return ARCHITECTURES[cfg["base_model"]]["model_type"]
-    return next(f for key, f in FAMILY if key in cfg["base_model"].lower())
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_every_recipe_takes_the_gpu_path_on_a_tiny_model_of_its_architecture(recipe, tiny_models):
     cfg = load_recipe(recipe)
-    resolved = gpu_check(cfg, recipe_gpus(recipe), model_dir=tiny_models[family(cfg)])
+    resolved = gpu_check(cfg, recipe_gpus(recipe), model_dir=tiny_models[family_of(cfg)])
     assert resolved["bf16"] is True and str(resolved["torch_dtype"]) == "torch.bfloat16"
     if cfg.get("adapter"):
         # Axolotl's kernels where its attention patch works (it was applied above), off elsewhere.
-        on = family(cfg) == "llama"
+        on = family_of(cfg) == "llama"
         assert all(bool(resolved[k]) is on for k in KERNELS), {k: resolved[k] for k in KERNELS}
         assert all(cfg.get(k) is (None if on else False) for k in KERNELS)
 
@@ -44,7 +35,7 @@ def test_every_recipe_takes_the_gpu_path_on_a_tiny_model_of_its_architecture(rec
 def test_unset_kernels_stop_a_non_llama_recipe_as_they_would_on_a_gpu(name, tiny_models):
     cfg = {k: v for k, v in load_recipe(recipe_path(name)).items() if not k.endswith("_kernel")}
     with pytest.raises(RunError, match="cannot patch .*Attention: Original QKV code not found; set lora_qkv_kernel"):
-        gpu_check(cfg, 1, model_dir=tiny_models[family(cfg)])
+        gpu_check(cfg, 1, model_dir=tiny_models[family_of(cfg)])
 
 
 def test_the_recipe_check_runs_the_gpu_path(tmp_path):
@@ -132,7 +123,7 @@ def one_step_changed(recipe_name: str, tiny_models, upcast: bool) -> float:
     from engram_plugin.plugin import upcast_trainable
 
     cfg = load_recipe(recipe_path(recipe_name))
-    resolved = gpu_check(cfg, 1, model_dir=tiny_models[family(cfg)])
+    resolved = gpu_check(cfg, 1, model_dir=tiny_models[family_of(cfg)])
     resolved["device_map"] = "cpu"
     resolved["engram_recall_eval"] = False  # no data to check: this is the model alone
     resolved["attn_implementation"] = "eager"  # flash-attention is CUDA-only; the weights are the same

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.common import family_of
 from helpers.train_in_one_process import ERROR_FILE, train_together
 
 from engram_run.runs.recipes import RECIPES_DIR, RECOMMENDED, cpu_variant, load_recipe, validate
@@ -35,18 +36,6 @@ HEADERS = ["# Model", "# Data", "# Adapter", "# Training", "# Evaluation", "# Pl
 
 def method_of(cfg: dict) -> str:
     return {None: "full", "lora": "lora", "qlora": "qlora"}[cfg.get("adapter")]
-
-
-def family_of(cfg: dict) -> str:
-    from engram_run.runs.architectures import ARCHITECTURES
-
-    base = cfg["base_model"]
-    if base in ARCHITECTURES:  # a local folder (models/smollm2-135m): its stored shape
-        return ARCHITECTURES[base]["model_type"]
-    for key, fam in (("gpt2", "gpt2"), ("gpt-j", "gptj"), ("neox", "gpt_neox"), ("lama", "llama"), ("olmo-2", "olmo2")):
-        if key in base.lower():
-            return fam
-    raise AssertionError(f"unknown family for {base}")
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)

@@ -41,3 +41,12 @@ def run_generate(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
     )
+
+
+def family_of(cfg: dict) -> str:
+    """A GPU recipe's architecture (its tiny model's key): the stored shape of its base model,
+    which every recipe but tiny-full has (the memory generator needs it)."""
+    from engram_run.runs.architectures import ARCHITECTURES
+
+    assert cfg["base_model"] in ARCHITECTURES, f"unknown family for {cfg['base_model']}"
+    return ARCHITECTURES[cfg["base_model"]]["model_type"]
