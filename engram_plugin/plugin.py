@@ -53,6 +53,11 @@ class EngramPlugin(BasePlugin):
             gc.freeze()
         return None
 
+    def get_training_args(self, cfg) -> dict:
+        """``bf16: true`` on a machine with no GPU: bf16 autocast on the CPU (its bf16 matrix
+        units), which transformers runs only with ``use_cpu`` (Axolotl has no key for it)."""
+        return {"use_cpu": True} if cfg.bf16 is True and not gpu_present() else {}
+
     def pre_model_load(self, cfg):
         if cfg.engram_effective_batch:
             n = max(cfg.batch_size // (cfg.micro_batch_size * cfg.gradient_accumulation_steps), 1)
@@ -202,3 +207,14 @@ def run_post_eval(cfg, model_dir: Path, note: str = "") -> bool:
     else:
         LOG.error("engram: the post-training lm-eval run failed (exit %d); see %s", code, log)
     return code == 0
+
+
+def gpu_present() -> bool:
+    """A CUDA, XPU or MPS device that transformers would train on."""
+    xpu = getattr(torch, "xpu", None)
+    mps = getattr(torch.backends, "mps", None)
+    return (
+        torch.cuda.is_available()
+        or bool(xpu and xpu.is_available())
+        or bool(mps and mps.is_available())
+    )

@@ -91,3 +91,43 @@ def test_a_worker_that_dies_with_a_run_fails_that_run_and_is_replaced(tmp_path):
     assert "runs axolotl and engram-eval, not python" in (tmp_path / "other.log").read_text()
     w.close()
     assert w.proc is None
+
+
+def test_a_worker_dies_with_the_process_that_started_it(tmp_path):
+    """A study killed with SIGKILL (no atexit, no cleanup) leaves no worker training on. A worker
+    mid-run does not read its stdin, so the closed pipe alone would not end it: here a sleeping
+    grandchild holds the pipe open, as a run in progress would keep the worker busy."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "w = subprocess.Popen([sys.executable, '-m', 'engram_run.runs.worker'], stdin=subprocess.PIPE)\n"
+            "s = subprocess.Popen(['sleep', '30'], pass_fds=[w.stdin.fileno()])\n"
+            "print(w.pid, s.pid, flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    pid, holder = map(int, parent.stdout.readline().split())
+    time.sleep(1)  # the worker has started and set its parent-death signal
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    try:
+        for _ in range(50):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"worker {pid} outlived its killed parent")
+    finally:
+        os.kill(holder, signal.SIGKILL)

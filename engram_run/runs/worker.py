@@ -89,7 +89,21 @@ def run_tool(name: str, args: list[str]) -> int:
         sys.argv = saved_argv
 
 
+def die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the process that started it dies (killed, not
+    only exiting), so that a killed study or test leaves no run training on in the background."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent died before the call above
+        os._exit(1)
+
+
 def serve() -> None:
+    die_with_parent()
     replies = os.fdopen(os.dup(1), "w")  # answers go here; each run's output goes to its log
     for line in sys.stdin:
         job = json.loads(line)
