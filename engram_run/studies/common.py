@@ -66,11 +66,14 @@ def variant_config(
     return cfg
 
 
-def lm_eval_row(model_dir: Path, base_model: str, data_dir: Path, out: Path, scores: dict, label: str) -> dict:
+def lm_eval_row(
+    model_dir: Path, base_model: str, data_dir: Path, out: Path, scores: dict, label: str, limit: int | None = None
+) -> dict:
     """lm-eval's scores, standard errors and question counts for every entry of ``scores``
-    ({name: (task, metric)}), scored into ``out``; RunError naming the log if it fails."""
+    ({name: (task, metric)}), scored into ``out`` (``limit``: lm-eval's --limit, per subtask);
+    RunError naming the log if it fails."""
     tasks = tuple(dict.fromkeys(task for task, _ in scores.values()))
-    if not evaluation.evaluate(model_args(model_dir, base_model), data_dir, out, tasks):
+    if not evaluation.evaluate(model_args(model_dir, base_model), data_dir, out, tasks, limit):
         raise RunError(f"evaluation of {label} failed; see {out / 'eval.log'}")
     data = evaluation.read_results(evaluation.latest_results(out))
     res = data["results"]
