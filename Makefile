@@ -44,7 +44,7 @@ FINETUNE_ARGS ?=
 # Offline (no Hugging Face Hub) for what builds its models here: the tests, the demo, the tiny
 # model, the CPU studies and the benchmarks. Training and evaluating a recipe downloads its base
 # model the first time (and transformers' kernels): those targets keep the Hub on.
-OFFLINE_TARGETS := test test-fast lint demo pretrained floors finetune-study tiny-model capacity reversal probe corpus-study bench bench-gpu recipes
+OFFLINE_TARGETS := test test-fast lint demo pretrained floors finetune-study tiny-model capacity reversal probe corpus-study bench bench-gpu bench-gpu-plain recipes
 $(OFFLINE_TARGETS): export HF_HUB_OFFLINE = 1
 $(OFFLINE_TARGETS): export HF_DATASETS_OFFLINE = 1
 
@@ -127,7 +127,7 @@ SWEEP_ARGS = $(RUN_ARGS) $(if $(SWEEP_NAME),--name $(SWEEP_NAME)) $(if $(SET),--
 	$(if $(MEM_GB),--mem-gb $(MEM_GB)) --time-min $(TIME_MIN) $(if $(PARALLEL),--parallel $(PARALLEL)) \
 	$(if $(SLURM_ARGS),--slurm-args "$(SLURM_ARGS)")
 
-.PHONY: help install install-gpu install-vllm bench-gpu test test-fast lint docs format data pretrained floors finetune-study tiny-model recipes train eval train-all eval-all report compare demo reproduce reversal probe corpus-train pick-base corpus-study docs-train docs-study localize capacity lr-find epoch-find sweep bench clean
+.PHONY: help install install-gpu install-vllm bench-gpu test test-fast lint docs format data pretrained floors finetune-study tiny-model recipes train eval train-all eval-all report compare demo reproduce reversal probe corpus-train pick-base corpus-study docs-train docs-study localize capacity lr-find epoch-find sweep bench bench-gpu-plain clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -282,6 +282,9 @@ bench: install ## measure speed: training vs a plain loop, a short run's launch,
 
 bench-gpu: install ## on a GPU: each recipe that fits one GPU, real-size random weights, a few steps + one recall evaluation; benchmarks/results/gpu.md
 	$(PY) benchmarks/bench_gpu.py $(if $(RECIPES),--recipes "$(RECIPES)")
+
+bench-gpu-plain: ## on a locked-down GPU box (torch, transformers, peft; no Axolotl, lm_eval, datasets, bitsandbytes): bench-gpu's figures through transformers + peft, < 10 min; benchmarks/results/gpu_plain.md
+	$(or $(wildcard $(PY)),python3) benchmarks/bench_gpu_plain.py $(if $(RECIPES),--recipes "$(RECIPES)")
 
 clean: ## remove generated data, outputs and caches (keeps .venv)
 	rm -rf data outputs results .pytest_cache .ruff_cache

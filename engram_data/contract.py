@@ -24,7 +24,6 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import orjson
 
 # The six attributes of a person (the "fields"); a text variant is something else.
 FIELDS = ("birth_date", "birth_city", "university", "major", "employer", "company_city")
@@ -124,12 +123,26 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         return [json.loads(line) for line in f]
 
 
+def stdlib_line(row: dict) -> bytes:
+    return (json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def jsonl_writer():
+    """``row -> bytes``: one JSONL line as orjson writes it (compact, UTF-8), or the same bytes
+    from the standard library where orjson is not installed (a locked-down GPU image; tested)."""
+    try:
+        import orjson
+    except ImportError:
+        return stdlib_line
+    return lambda row: orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+
+
 def write_jsonl(path: Path, rows: Sequence[dict], chunk: int = 8192) -> tuple[int, str]:  # (rows, sha256)
     digest = hashlib.sha256()
-    dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    line = jsonl_writer()
     with path.open("wb") as f:
         for start in range(0, len(rows), chunk):
-            block = b"".join([dumps(row, option=option) for row in rows[start : start + chunk]])
+            block = b"".join([line(row) for row in rows[start : start + chunk]])
             digest.update(block)
             f.write(block)
     return len(rows), digest.hexdigest()

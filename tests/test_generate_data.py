@@ -568,3 +568,15 @@ def test_make_data_variants_all_names_every_variant():
 
     line = next(x for x in (REPO / "Makefile").read_text().splitlines() if x.startswith("ALL_VARIANTS :="))
     assert line.split(":=")[1].strip() == ",".join(VARIANTS)
+
+
+def test_every_file_is_written_the_same_without_orjson(bios_dir):
+    """A locked-down GPU image has no orjson: the standard library writes the very same bytes."""
+    import orjson
+
+    from engram_data.contract import stdlib_line
+
+    for path in sorted(bios_dir.rglob("*.jsonl")):
+        for line in path.read_bytes().splitlines(keepends=True):
+            row = orjson.loads(line)
+            assert stdlib_line(row) == line, path.name
