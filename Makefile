@@ -275,6 +275,7 @@ sweep: install ## one run per point of GRID="learning_rate=1e-4,3e-4 weight_deca
 
 bench: install ## measure speed: training vs a plain loop, a short run's launch, padding per recipe, data generation, bios_qa questions/s (~15 min); writes benchmarks/results/
 	$(PY) benchmarks/bench_train.py
+	$(if $(wildcard $(MODEL_DIR)/config.json),$(PY) benchmarks/bench_pretrained.py --model $(MODEL_DIR),echo "bench: no $(MODEL_DIR) (make pretrained): the real model's training is not benchmarked")
 	$(PY) benchmarks/bench_launch.py
 	$(PY) benchmarks/bench_padding.py --people 2000
 	$(PY) benchmarks/bench_data.py --num-people 100000

@@ -138,7 +138,6 @@ def run_recipe(cfg: dict, config, tok, data_dir: Path, steps: int, questions: in
         torch.cuda.synchronize()
     recall_s = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
-    del model, opt
     return {
         "status": "ok",
         "steps": steps,
@@ -175,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     cuda = torch.cuda.is_available()
     gpu_gb = torch.cuda.get_device_properties(0).total_memory / 1e9 if cuda else None
     if not args.small and not cuda:
-        print("bench_gpu_plain.py: no CUDA GPU here; run it on a GPU box, or --small for the CPU check", file=sys.stderr)
+        print(
+            "bench_gpu_plain.py: no CUDA GPU here; run it on a GPU box, or --small for the CPU check", file=sys.stderr
+        )
         return 2
     names = args.recipes.split() or sorted(p.stem for p in RECIPES_DIR.glob("*.yml") if p.stem != "tiny-full")
     unknown = [n for n in names if not known_recipe(n)]
@@ -187,7 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-gpu-plain-") as tmp:
         data = Path(tmp) / "data"
         subprocess.run(
-            [sys.executable, str(ROOT / "generate_data.py"), "--num-people", "200", "--out", str(data), "--no-progress"],
+            [
+                sys.executable,
+                str(ROOT / "generate_data.py"),
+                "--num-people",
+                "200",
+                "--out",
+                str(data),
+                "--no-progress",
+            ],
             check=True,
             capture_output=True,
         )

@@ -24,7 +24,6 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-
 # The six attributes of a person (the "fields"); a text variant is something else.
 FIELDS = ("birth_date", "birth_city", "university", "major", "employer", "company_city")
 SPLITS = ("train", "heldout")  # whose QA may be trained, and whose is only ever evaluated

@@ -138,6 +138,9 @@ def markdown(result: dict, base: str, tuned: str) -> list[str]:
         "| --- | --- | --- |",
     ]
     for a in result["answers"]:
-        cells = [c.replace("|", "\\|").replace("\n", " ") for c in (a["prompt"] + (" (chat)" if a["chat"] else ""), a["base"], a["tuned"])]
+        cells = [
+            c.replace("|", "\\|").replace("\n", " ")
+            for c in (a["prompt"] + (" (chat)" if a["chat"] else ""), a["base"], a["tuned"])
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]

@@ -19,6 +19,7 @@ from engram_plugin.callbacks import best_dirs, engram_callbacks
 from engram_plugin.freeze import apply_freezing
 
 LOG = logging.getLogger("engram_plugin")
+LORA_KERNELS = ("lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "lora_embedding_kernel")
 
 
 class EngramPlugin(BasePlugin):
@@ -45,9 +46,11 @@ class EngramPlugin(BasePlugin):
         It also seeds torch's global generator with the run's ``seed``: Axolotl counts a packed
         run's steps over an unseeded ``RandomSampler`` (the least of four random packings), and
         torch seeds its generator at random in every process, so without this the same config
-        could train 114 steps in one run and 152 in the next (measured)."""
+        could train 114 steps in one run and 152 in the next (measured). And, before Axolotl
+        patches the model, it turns off LoRA kernels a machine without a GPU cannot run."""
         if cfg.seed is not None:
             torch.manual_seed(cfg.seed)
+        no_lora_kernels_without_a_gpu(cfg)
         if cfg.engram_gc_freeze and not preprocess:
             gc.collect()
             gc.freeze()
@@ -209,12 +212,22 @@ def run_post_eval(cfg, model_dir: Path, note: str = "") -> bool:
     return code == 0
 
 
+def no_lora_kernels_without_a_gpu(cfg) -> None:
+    """Axolotl turns its Triton LoRA kernels on wherever ``lora_*_kernel`` is unset, on a CPU too,
+    where they stop the run at the first forward pass (CUDA only). Turned off here, before
+    Axolotl patches the attention for them, so that a LoRA recipe that keeps them for its GPUs
+    runs as written on a CPU."""
+    if cfg.adapter not in ("lora", "qlora") or gpu_present():
+        return
+    off = [k for k in LORA_KERNELS if cfg.get(k)]
+    for key in off:
+        cfg[key] = False
+    if off:
+        LOG.info("engram: no GPU here: %s off (Triton kernels, CUDA only)", ", ".join(off))
+
+
 def gpu_present() -> bool:
     """A CUDA, XPU or MPS device that transformers would train on."""
     xpu = getattr(torch, "xpu", None)
     mps = getattr(torch.backends, "mps", None)
-    return (
-        torch.cuda.is_available()
-        or bool(xpu and xpu.is_available())
-        or bool(mps and mps.is_available())
-    )
+    return torch.cuda.is_available() or bool(xpu and xpu.is_available()) or bool(mps and mps.is_available())

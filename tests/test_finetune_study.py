@@ -23,7 +23,11 @@ def test_every_arm_is_a_valid_recipe_with_its_batch_rate_and_method(name, bios_d
     validate(cfg)
     arm = ARMS[name]
     batch = arm.batch or 4
-    assert (cfg["micro_batch_size"], cfg["gradient_accumulation_steps"], cfg["engram_effective_batch"]) == (batch, 1, batch)
+    assert (cfg["micro_batch_size"], cfg["gradient_accumulation_steps"], cfg["engram_effective_batch"]) == (
+        batch,
+        1,
+        batch,
+    )
     assert cfg["learning_rate"] == pytest.approx((1e-4 if arm.method == "full" else 5e-4) * arm.lr_scale)
     assert cfg["seed"] == 7 and cfg["num_epochs"] == s.epochs and cfg["lr_scheduler"] == "constant"
     assert cfg["sample_packing"] is False and cfg["val_set_size"] == 0  # one text a row; every biography trains

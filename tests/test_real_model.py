@@ -28,7 +28,8 @@ BUDGET = (
     "engram_eval_samples=4",
     "engram_eval_heldout=false",
     "engram_eval_reverse=false",
-    "save_strategy=no",
+    "save_strategy='no'",  # quoted: YAML reads a bare no as false
+    "val_set_size=0",  # no validation split: the plugin scores recall at the (one) epoch's end
 )
 
 
@@ -56,7 +57,9 @@ def ws(smollm2, tmp_path_factory) -> Path:
     proc = run_generate("--num-people", str(PEOPLE), "--seed", "0", "--out", str(ws / "data" / "bios"))
     assert proc.returncode == 0, proc.stderr
     for method in ("full", "lora"):
-        engram_run(ws, "train-all", "--models", "smollm2-135m", "--method", method, "--variant", "bioS", "--set", *BUDGET)
+        engram_run(
+            ws, "train-all", "--models", "smollm2-135m", "--method", method, "--variant", "bioS", "--set", *BUDGET
+        )
     return ws
 
 
@@ -84,7 +87,18 @@ def test_eval_report_and_compare_on_the_real_model(ws):
     table = (ws / "results" / "report" / "report.md").read_text()
     assert RUN.format(method="full") in table and RUN.format(method="lora") in table
     engram_run(
-        ws, "compare", "--model", "smollm2-135m", "--method", "full", "--variant", "bioS", "--suite", "bios", "--limit", "4"
+        ws,
+        "compare",
+        "--model",
+        "smollm2-135m",
+        "--method",
+        "full",
+        "--variant",
+        "bioS",
+        "--suite",
+        "bios",
+        "--limit",
+        "4",
     )
     out = ws / "results" / RUN.format(method="full") / "compare"
     md = (out / "compare.md").read_text()
@@ -142,7 +156,18 @@ def test_documents_on_the_real_model_and_pick_base_against_a_random_floor(ws, bi
     found = list((ws / "results").glob("smollm2-135m-full-corpus-handbook/**/results_*.json"))
     assert found and "corpus_qa" in json.loads(found[0].read_text())["results"]
     out = ws / "results" / "pick-base"
-    engram_run(ws, "pick-base", "--models", f"{tiny_llama} models/smollm2-135m", "--data-dir", str(data), "--sample", "12", "--out", str(out))
+    engram_run(
+        ws,
+        "pick-base",
+        "--models",
+        f"{tiny_llama} models/smollm2-135m",
+        "--data-dir",
+        str(data),
+        "--sample",
+        "12",
+        "--out",
+        str(out),
+    )
     rows = json.loads((out / "pick-base.json").read_text())
     assert {r["candidate"] for r in rows} == {tiny_llama.name, "smollm2-135m"}
     assert all(r["questions"] == 12 for r in rows)

@@ -1,7 +1,7 @@
 """Studies: many runs on one budget, each answering one question and writing its table and plot.
 
     common            what the studies share: the step timer, budgets, an arm's recipe, lm-eval rows
-    cli               the command lines of reproduce, reversal, probe, capacity and localize
+    cli               the command lines of reproduce, reversal, probe, capacity, localize, floors, finetune-study
     reproduce         make reproduce: Physics of LM 3.1's protocols on every text variant
     reproduce_report  its tables (the paper's figure beside each cell) and plot
     reversal          make reversal: what makes reverse questions answerable
@@ -9,6 +9,8 @@
     probes            make probe: P- and Q-probes of bioS against multi5 + permute models
     capacity          make capacity: knowledge capacity (Physics of LM 3.3)
     floors            make floors: a model's bioS scores before fine-tuning, beside chance
+    finetune          make finetune-study: batch, LoRA and forgetting on a pretrained model
+    finetune_report   its tables and plot
     localize          make localize: engram-localize's analyses on a trained run
     corpus_study      make corpus-study: does the documents recipe work? (known truth)
     corpus_generator  the documents study's taught generator

@@ -10,9 +10,9 @@ from engram_data.contract import VARIANTS
 from engram_data.errors import number
 from engram_run.runs.settings import DEFAULT_VARIANT
 from engram_run.studies.capacity import CapacitySettings, study
-from engram_run.studies.floors import TASKS as FLOOR_TASKS
 from engram_run.studies.finetune import ARMS as FINETUNE_ARMS
 from engram_run.studies.finetune import FinetuneSettings, finetune_study
+from engram_run.studies.floors import TASKS as FLOOR_TASKS
 from engram_run.studies.floors import FloorsSettings, floors
 from engram_run.studies.localize import STEPS, LocalizeSettings, endpoints, localize
 from engram_run.studies.probes import ProbeSettings, probes

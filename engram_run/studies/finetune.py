@@ -64,7 +64,7 @@ ARMS = {
     "full-b1-fp32": Arm("full", 1, fp32=True),
 }
 # What fits 45 minutes on 2 cores (measured; docs/finetune.md): the headline comparisons.
-DEFAULT_ARMS = ("full-b1", "full-b32", "lora-r64-emb")
+DEFAULT_ARMS = ("full-b1", "full-b32")
 HEADLINE = ("full-b1", "full-b32", "lora-r64-emb")
 
 
@@ -73,12 +73,12 @@ class FinetuneSettings:
     model: Path = Path("models/smollm2-135m")
     people: int = 100  # half train (QA trained), half heldout
     variant: str = "bioS"
-    epochs: int = 3
+    epochs: int = 6
     learning_rate: float = 1e-4  # every full fine-tuning arm (the recipe's rate)
     lora_learning_rate: float = 5e-4  # every LoRA arm (the LoRA recipe's rate)
     lora_batch: int = 1
     arms: tuple[str, ...] = DEFAULT_ARMS
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0,)
     repeat: tuple[str, ...] = HEADLINE  # arms run on every seed; the others on the first
     limit: int | None = None  # questions per task scored (a reduced run); None: all
     data_dir: Path = Path("data/finetune")
@@ -116,7 +116,12 @@ def arm_config(s: FinetuneSettings, name: str, seed: int, model_dir: Path) -> di
         # Every biography trains (no validation split); the final model is scored by lm-eval.
         "val_set_size": 0,
         "save_strategy": "no",
-        "engram_recall_eval": False,
+        # With no validation split the plugin scores recall once per epoch: the curve, all of the
+        # train people's questions (four-option), beside lm-eval's final scores.
+        "engram_recall_eval": True,
+        "engram_eval_samples": None,
+        "engram_eval_heldout": False,
+        "engram_eval_reverse": False,
         "engram_save_best": False,
         "gradient_checkpointing": False,
         "bf16": not arm.fp32,  # the plugin's fp32 master weights under bf16 autocast (CPU or GPU)
@@ -175,6 +180,7 @@ def finetune_study(s: FinetuneSettings) -> Path:
             "batch": cfg["micro_batch_size"],
             "learning_rate": cfg["learning_rate"],
             "steps": trained_steps(folder / "train.log"),
+            "recall_by_epoch": recall_curve(folder / "model"),
             "train_seconds": round(seconds, 1),
         }
         f = row["forgetting"]
@@ -184,6 +190,17 @@ def finetune_study(s: FinetuneSettings) -> Path:
     path = write_results(rows, untrained, s)
     step(f"done: {path}")
     return path
+
+
+def recall_curve(model_dir: Path) -> list[list[float]]:
+    """[[epoch, trained-QA recall]] from the plugin's per-epoch scoring (epoch 0: before training)."""
+    import json
+
+    from engram_data.run_files import RECALL_HISTORY
+
+    rows = [json.loads(line) for line in (model_dir / RECALL_HISTORY).read_text().splitlines() if line.strip()]
+    key = "eval_engram_qa_acc_overall"
+    return [[round(r.get("epoch") or 0.0, 3), r[key]] for r in rows if key in r]
 
 
 def trained_steps(log: Path) -> int | None:

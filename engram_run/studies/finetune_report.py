@@ -60,9 +60,7 @@ def markdown(rows: dict, untrained: dict, s, partial: bool) -> str:
         f"{base['tokens']} tokens (`engram_eval/data/general_english.txt`), the un-tuned model's loss "
         f"{base['loss_base']:.3f}; KL(un-tuned ‖ tuned) in nats per token.",
         "",
-        "| arm | seed | batch | lr | steps | train s | "
-        + " | ".join(COLUMNS.values())
-        + " | text loss | KL |",
+        "| arm | seed | batch | lr | steps | train s | " + " | ".join(COLUMNS.values()) + " | text loss | KL |",
         "| --- | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in COLUMNS) + " | ---: | ---: |",
         f"| untrained | | | | | | {' | '.join(cell(untrained, k) for k in COLUMNS)} | {base['loss_base']:.3f} | 0 |",
     ]
@@ -73,6 +71,17 @@ def markdown(rows: dict, untrained: dict, s, partial: bool) -> str:
             f"{r['train_seconds']:.0f} | {' | '.join(cell(r, k) for k in COLUMNS)} | {f['loss_tuned']:.3f} | "
             f"{f['kl']:.3f} |"
         )
+    lines += [
+        "",
+        "## Trained-QA recall by epoch",
+        "",
+        "The plugin's four-option recall of every train person's questions at "
+        "each epoch's end (epoch 0: before training).",
+        "",
+    ]
+    for label, r in rows.items():
+        curve = ", ".join(f"{e:g}: {a:.3f}" for e, a in r.get("recall_by_epoch", []))
+        lines.append(f"- `{label}`: {curve}")
     seeds = spread(rows)
     if seeds:
         lines += [
@@ -87,7 +96,13 @@ def markdown(rows: dict, untrained: dict, s, partial: bool) -> str:
         for arm, v in seeds.items():
             cells = [f"{v[k]['mean']:.3f} (range {v[k]['range']:.3f})" for k in (*COLUMNS, "kl")]
             lines.append(f"| `{arm}` | {', '.join(map(str, v['seeds']))} | {' | '.join(cells)} |")
-    lines += ["", "## General prompts, un-tuned and tuned", "", "Greedy; chat prompts in the model's chat template.", ""]
+    lines += [
+        "",
+        "## General prompts, un-tuned and tuned",
+        "",
+        "Greedy; chat prompts in the model's chat template.",
+        "",
+    ]
     for i, a in enumerate(base["answers"]):
         lines += [f"**{a['prompt']}**{' (chat)' if a['chat'] else ''}", "", f"- untrained: {a['base']!r}"]
         for label, r in rows.items():
