@@ -9,7 +9,7 @@ Usage:
 
 Needs ``make pretrained`` (models/smollm2-135m). For each dtype: ``axolotl_configs/smollm2-135m-full.yml``
 as written (packed rows of 512 tokens, micro batch 8, AdamW) with ``max_steps`` set and no
-evaluation or checkpoint (``bf16``: ``bf16: true`` with the plugin's fp32 master weights, on a
+evaluation or checkpoint (its gradient checkpointing kept, in both paths) (``bf16``: ``bf16: true`` with the plugin's fp32 master weights, on a
 CPU through transformers' ``use_cpu``), then a plain loop (the same AdamW, the same autocast) on
 Axolotl's own prepared rows, concatenated and cut into rows of 512, for the same steps. Both
 times include the first step. FLOPs per token: PaLM's 6N + 12·L·d·T (N the parameters in
@@ -90,6 +90,8 @@ def plain_loop(model_dir: Path, prepared: Path, cfg: dict, steps: int, bf16: boo
     width, batch = cfg["sequence_len"], cfg["micro_batch_size"]
     packed = torch.tensor(flat[: len(flat) // width * width]).view(-1, width)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    if cfg.get("gradient_checkpointing"):  # as the recipe trains
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})  # Axolotl's default
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg.get("weight_decay", 0.0))
     order = torch.randperm(len(packed)).repeat(steps * batch // len(packed) + 1)

@@ -128,3 +128,38 @@ def test_the_tables_give_each_run_and_the_spread_over_seeds():
     assert "| `full-b1` | 0 | 1 | 0.0001 | 10 | 5 | 0.900 ± 0.010 |" in md
     assert "| `full-b1` | 0, 1 | 0.850 (range 0.100) |" in md
     assert "- `full-b1@seed1`: 't1'" in md and "Partial" not in md
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("pretrained")
+def test_the_reduced_study_runs_batch_1_and_32_on_the_real_model(smollm2, tmp_path):
+    """The study end to end at CI size (8 people, 2 epochs): the files, each arm's curve from
+    epoch 0, lm-eval's question counts, one forgetting reference for every arm, and the direction
+    the measured run showed (docs/finetune.md): at one rate and equal epochs, batch 1 (32x the
+    updates) moves the model further from the un-tuned one than batch 32."""
+    import json
+
+    s = FinetuneSettings(
+        model=smollm2,
+        people=8,
+        epochs=2,
+        arms=("full-b1", "full-b32"),
+        seeds=(0,),
+        limit=4,
+        data_dir=tmp_path / "data",
+        outputs=tmp_path / "outputs",
+        results=tmp_path / "results",
+    )
+    md = finetune.finetune_study(s)
+    data = json.loads((tmp_path / "results" / "finetune.json").read_text())
+    assert not data["partial"] and list(data["rows"]) == ["full-b1@seed0", "full-b32@seed0"]
+    b1, b32 = data["rows"]["full-b1@seed0"], data["rows"]["full-b32@seed0"]
+    # 8 biographies and the 24 QA pairs of the 4 train people, once an epoch: batch 1 steps once a text.
+    texts = 8 + 4 * 6
+    assert (b1["steps"], b32["steps"]) == (2 * texts, 2)
+    assert [e for e, _ in b1["recall_by_epoch"]] == [0, 1, 2] and b1["recall_by_epoch"][0] == b32["recall_by_epoch"][0]
+    assert b1["questions"]["trained_qa"] == 4 * 6  # --limit 4 per field
+    base = data["untrained"]["forgetting"]
+    assert base["kl"] == 0 and {r["forgetting"]["loss_base"] for r in (b1, b32)} == {base["loss_base"]}
+    assert b1["forgetting"]["kl"] > b32["forgetting"]["kl"] > 0
+    assert (tmp_path / "results" / "finetune.png").exists() and md.name == "finetune.md"

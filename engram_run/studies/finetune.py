@@ -179,7 +179,7 @@ def finetune_study(s: FinetuneSettings) -> Path:
             "seed": seed,
             "batch": cfg["micro_batch_size"],
             "learning_rate": cfg["learning_rate"],
-            "steps": trained_steps(folder / "train.log"),
+            "steps": trained_steps(folder / "model"),
             "recall_by_epoch": recall_curve(folder / "model"),
             "train_seconds": round(seconds, 1),
         }
@@ -203,12 +203,15 @@ def recall_curve(model_dir: Path) -> list[list[float]]:
     return [[round(r.get("epoch") or 0.0, 3), r[key]] for r in rows if key in r]
 
 
-def trained_steps(log: Path) -> int | None:
-    """The optimizer steps Axolotl ran (its last ``global_step``-bearing progress line)."""
-    import re
+def trained_steps(model_dir: Path) -> int | None:
+    """The optimizer steps the run took: the step of the plugin's last recall scoring (at the
+    last epoch's end)."""
+    import json
 
-    found = re.findall(r"\| (\d+)/(\d+) \[", log.read_text(errors="replace"))
-    return int(found[-1][1]) if found else None
+    from engram_data.run_files import RECALL_HISTORY
+
+    rows = [json.loads(line) for line in (model_dir / RECALL_HISTORY).read_text().splitlines() if line.strip()]
+    return rows[-1]["step"] if rows else None
 
 
 def score(s: FinetuneSettings, model_dir: Path, out: Path, step, label: str) -> dict:
