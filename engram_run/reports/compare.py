@@ -191,14 +191,7 @@ def _pm(value: float | None, se: float | None) -> str:
     return f"{value:.4f}" + (f" ± {se:.4f}" if se is not None else "")
 
 
-def write_comparison(
-    rows: list[dict],
-    out: Path,
-    base_name: str,
-    tuned_name: str,
-    samples: dict[str, list[str]] | None = None,
-    forgot: dict | None = None,
-) -> Path:
+def write_comparison(rows: list[dict], out: Path, base_name: str, tuned_name: str, samples=None, forgot=None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(rows, indent=2) + "\n")
     frame = pd.DataFrame(rows, columns=COLUMNS)
@@ -232,11 +225,11 @@ def write_comparison(
     if samples:
         md += ["Per-item samples (lm-eval's `--log_samples`), to see exactly which facts changed:", ""]
         md += [f"- {side}: `{path}`" for side, paths in samples.items() for path in paths] + [""]
-    if forgot is not None:
-        from engram_eval.forgetting import markdown
+    if forgot is not None:  # engram_eval.forgetting's result: loss, KL, general prompts
+        from engram_eval import forgetting  # torch: imported only here
 
         (out / "forgetting.json").write_text(json.dumps(forgot, indent=2) + "\n")
-        md += markdown(forgot, base_name, tuned_name)
+        md += forgetting.markdown(forgot, base_name, tuned_name)
     (out / "compare.md").write_text("\n".join(md))
     return out / "compare.md"
 
@@ -265,9 +258,8 @@ def compare(
     tuned_results: Path | None = None,
 ) -> Path:
     """Score the base and the fine-tuned model of ``run`` (or read two lm-eval outputs: result
-    files or the folders they are in) and write the comparison beside the tuned results. With a
-    run, also what it forgot (``engram_eval.forgetting``: loss and KL on a fixed English text,
-    answers to general prompts), offline."""
+    files or the folders they are in) and write the comparison beside the tuned results; with a
+    run, also what it forgot (engram_eval.forgetting: English-text loss and KL, general prompts)."""
     if options.fewshot_as_multiturn and not options.apply_chat_template:
         raise RunError("--fewshot-as-multiturn needs --apply-chat-template (lm-eval's rule); pass both, or CHAT=1")
     forgot = None
@@ -296,9 +288,9 @@ def compare(
                 raise RunError(f"lm-eval failed for the {side} model; see {out / side / 'eval.log'}")
         base, tuned = Side.load(out / "base"), Side.load(out / "tuned")
         names = (base_model, run.name)
-        from engram_eval.forgetting import Reference
+        from engram_eval import forgetting
 
-        forgot = Reference.of(base_model).compare(run.model_dir)
+        forgot = forgetting.Reference.of(base_model).compare(run.model_dir)
     rows = compare_results(base, tuned)
     if not rows:
         raise RunError(f"{base.path} and {tuned.path} share no task metrics")
