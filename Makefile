@@ -44,7 +44,7 @@ FINETUNE_ARGS ?=
 # Offline (no Hugging Face Hub) for what builds its models here: the tests, the demo, the tiny
 # model, the CPU studies and the benchmarks. Training and evaluating a recipe downloads its base
 # model the first time (and transformers' kernels): those targets keep the Hub on.
-OFFLINE_TARGETS := test test-fast lint demo pretrained floors finetune-study tiny-model capacity reversal probe corpus-study bench bench-gpu bench-gpu-plain recipes
+OFFLINE_TARGETS := test test-real test-fast lint demo pretrained floors finetune-study tiny-model capacity reversal probe corpus-study bench bench-gpu bench-gpu-plain recipes
 $(OFFLINE_TARGETS): export HF_HUB_OFFLINE = 1
 $(OFFLINE_TARGETS): export HF_DATASETS_OFFLINE = 1
 
@@ -127,7 +127,7 @@ SWEEP_ARGS = $(RUN_ARGS) $(if $(SWEEP_NAME),--name $(SWEEP_NAME)) $(if $(SET),--
 	$(if $(MEM_GB),--mem-gb $(MEM_GB)) --time-min $(TIME_MIN) $(if $(PARALLEL),--parallel $(PARALLEL)) \
 	$(if $(SLURM_ARGS),--slurm-args "$(SLURM_ARGS)")
 
-.PHONY: help install install-gpu install-vllm bench-gpu test test-fast lint docs format data pretrained floors finetune-study tiny-model recipes train eval train-all eval-all report compare demo reproduce reversal probe corpus-train pick-base corpus-study docs-train docs-study localize capacity lr-find epoch-find sweep bench bench-gpu-plain clean
+.PHONY: help install install-gpu install-vllm bench-gpu test test-real test-fast lint docs format data pretrained floors finetune-study tiny-model recipes train eval train-all eval-all report compare demo reproduce reversal probe corpus-train pick-base corpus-study docs-train docs-study localize capacity lr-find epoch-find sweep bench bench-gpu-plain clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -163,11 +163,14 @@ install-vllm: ## lm-eval with vLLM in its own environment, .venv-vllm (vLLM pins
 # One pytest-xdist worker per core (at most 4: each holds its own tiny models and libraries).
 PYTEST := $(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadgroup --no-loadscope-reorder --durations 15
 
-test: install ## run the whole test suite (CPU, offline; builds its own tiny models and data; its measured time: README)
-	$(PYTEST) tests
+test: install ## run the test suite (CPU, offline; builds its own tiny models and data; its measured time: README); the real-model end-to-end tests are make test-real
+	$(PYTEST) -m "not real_model" tests
+
+test-real: install ## every path on the real pretrained model end to end (train, eval, report, compare, localize, capacity, documents, the reduced finetune study; ~10 min), outside make test for CI's time
+	$(PYTEST) -m real_model tests
 
 test-fast: install ## the suite without the slow end-to-end trainings and studies: the inner loop (3 min)
-	$(PYTEST) -m "not slow" tests
+	$(PYTEST) -m "not slow and not real_model" tests
 
 lint: install ## check style (ruff), that the generated task files and the recipes' memory figures are current, and build the docs site (--strict); rewrites nothing
 	$(VENV)/bin/ruff check .

@@ -285,10 +285,13 @@ def test_only_the_local_targets_are_offline():
     offline = set(re.findall(r"^([\w-]+): HF_HUB_OFFLINE = 1$", db, re.M))
     assert offline == {
         "test",
+        "test-real",
         "test-fast",
         "lint",
         "pretrained",
         "floors",
+        "finetune-study",
+        "bench-gpu-plain",
         "demo",
         "tiny-model",
         "capacity",

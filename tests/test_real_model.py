@@ -16,7 +16,7 @@ import pytest
 from helpers.common import cli_env, run_generate
 from helpers.oracle_chat import OracleChat, oracle_server
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("real-model")]
+pytestmark = [pytest.mark.slow, pytest.mark.real_model, pytest.mark.xdist_group("real-model")]
 PEOPLE = 16
 RUN = "smollm2-135m-{method}-bioS"
 # The recipes as written, at a budget a test affords: three optimizer steps of short rows.
