@@ -63,10 +63,11 @@ def text_logprobs(model, tokenizer, text: str) -> torch.Tensor:
 
 @torch.no_grad()
 def answers(model, tokenizer, prompts: list[dict], max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
-    """Greedy continuations, cut at the first blank line; chat prompts in the chat template."""
+    """Greedy continuations, cut at the first blank line; chat prompts in the chat template
+    (as plain text for a model without one, such as a tiny model built here)."""
     out = []
     for p in prompts:
-        if p.get("chat"):
+        if p.get("chat") and tokenizer.chat_template:
             text = tokenizer.apply_chat_template(
                 [{"role": "user", "content": p["prompt"]}], tokenize=False, add_generation_prompt=True
             )

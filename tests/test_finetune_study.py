@@ -164,3 +164,12 @@ def test_the_reduced_study_runs_batch_1_and_32_on_the_real_model(smollm2, tmp_pa
     assert base["kl"] == 0 and {r["forgetting"]["loss_base"] for r in (b1, b32)} == {base["loss_base"]}
     assert b1["forgetting"]["kl"] > b32["forgetting"]["kl"] > 0
     assert (tmp_path / "results" / "finetune.png").exists() and md.name == "finetune.md"
+
+
+def test_forgetting_runs_on_a_model_without_a_chat_template(tiny_llama):
+    """make compare on a tiny model built here: its chat prompts go in as plain text."""
+    from engram_eval.forgetting import Reference, general_prompts
+
+    result = Reference.of(tiny_llama).compare(tiny_llama)
+    assert result["kl"] == 0 and len(result["answers"]) == len(general_prompts()) == 8
+    assert sum(a["chat"] for a in result["answers"]) == 3
