@@ -88,11 +88,9 @@ def tokenizer_of_size(data_dir: Path, vocab: int):
     return fast
 
 
-def build_model(base_model: str, data_dir: Path, out: Path, small: bool) -> Path:
-    """Random weights of ``base_model``'s architecture (or a tiny one of it) and a tokenizer."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
+def config_and_tokenizer(base_model: str, data_dir: Path, small: bool):
+    """(config, tokenizer) of ``base_model``'s architecture (tiny with ``small``), its special
+    tokens those of a BPE tokenizer trained on the data and padded to the vocabulary size."""
     config = config_for(base_model)
     if small:
         for key, value in SMALL.items():
@@ -101,6 +99,15 @@ def build_model(base_model: str, data_dir: Path, out: Path, small: bool) -> Path
         config.vocab_size = SMALL_VOCAB
     tok = tokenizer_of_size(data_dir, config.vocab_size)
     config.bos_token_id, config.eos_token_id, config.pad_token_id = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
+    return config, tok
+
+
+def build_model(base_model: str, data_dir: Path, out: Path, small: bool) -> Path:
+    """Random weights of ``base_model``'s architecture (or a tiny one of it) and a tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config, tok = config_and_tokenizer(base_model, data_dir, small)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
     with torch.device(device):
@@ -231,6 +238,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(not r["status"].startswith("failed") for r in rows) else 1
 
 
+def table_rows(rows: list[dict]) -> list[str]:
+    """One Markdown row per recipe: estimate, peak memory, tokens/s, recall seconds, status."""
+    out = []
+    for r in rows:
+        cells = [r.get(k) for k in ("peak_gib", "tokens_per_s", "recall_eval_s")]
+        figures = " | ".join("" if c is None else f"{c:g}" for c in cells)
+        out.append(f"| `{r['recipe']}` | {r['estimate_gb']} | {figures} | {r['status']} |")
+    return out
+
+
 def write(rows: list[dict], out: Path, stem: str, device: str, steps: int, small: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps({"device": device, "steps": steps, "rows": rows}, indent=2) + "\n")
@@ -243,13 +260,7 @@ def write(rows: list[dict], out: Path, stem: str, device: str, steps: int, small
         "| recipe | estimate (GB) | peak measured (GiB) | tokens/s per GPU | recall eval (s) | status |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
-    for r in rows:
-        cells = [r.get(k) for k in ("peak_gib", "tokens_per_s", "recall_eval_s")]
-        md.append(
-            f"| `{r['recipe']}` | {r['estimate_gb']} | "
-            + " | ".join("" if c is None else f"{c:g}" for c in cells)
-            + f" | {r['status']} |"
-        )
+    md += table_rows(rows)
     (out / f"{stem}.md").write_text("\n".join(md) + "\n")
     print(f"wrote {out / stem}.md")
 

@@ -43,27 +43,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_gpu import SMALL, SMALL_VOCAB, tokenizer_of_size  # noqa: E402
+from bench_gpu import config_and_tokenizer, known_recipe, table_rows  # noqa: E402
 
 from engram_run.runs.architectures import config_for  # noqa: E402
 from engram_run.runs.memory import plan, shape_of  # noqa: E402
-from engram_run.runs.recipes import RECIPES_DIR, RunError, load_recipe, on_a_bf16_gpu, recipe_path  # noqa: E402
+from engram_run.runs.recipes import RECIPES_DIR, load_recipe, on_a_bf16_gpu, recipe_path  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HIDDEN = ("axolotl", "lm_eval", "datasets", "bitsandbytes", "orjson")  # what the image lacks (the suite hides them)
-
-
-def build(base_model: str, data_dir: Path, small: bool):
-    """(config, tokenizer) of ``base_model``'s architecture, tiny with ``small``."""
-    config = config_for(base_model)
-    if small:
-        for key, value in SMALL.items():
-            if hasattr(config, key):
-                setattr(config, key, value)
-        config.vocab_size = SMALL_VOCAB
-    tok = tokenizer_of_size(data_dir, config.vocab_size)
-    config.bos_token_id, config.eos_token_id, config.pad_token_id = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
-    return config, tok
 
 
 def lora_config(cfg: dict):
@@ -151,14 +138,6 @@ def run_recipe(cfg: dict, config, tok, data_dir: Path, steps: int, questions: in
     }
 
 
-def known_recipe(name: str) -> bool:
-    try:
-        recipe_path(name)
-    except RunError:
-        return False
-    return True
-
-
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -215,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 row["status"] = f"skipped: past the {args.budget_min:g}-minute budget"
             else:
                 if base not in built:
-                    built = {base: build(base, data, args.small)}  # one model family in memory at a time
+                    built = {base: config_and_tokenizer(base, data, args.small)}  # one model family in memory at a time
                 try:
                     row |= run_recipe(cfg, *built[base], data, args.steps, args.questions, device)
                 except torch.OutOfMemoryError:
@@ -246,13 +225,7 @@ def write(rows: list[dict], out: Path, stem: str, device: str, steps: int, small
         "| recipe | estimate (GB) | peak measured (GiB) | tokens/s | recall eval (s) | status |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
-    for r in rows:
-        cells = [r.get(k) for k in ("peak_gib", "tokens_per_s", "recall_eval_s")]
-        md.append(
-            f"| `{r['recipe']}` | {r['estimate_gb']} | "
-            + " | ".join("" if c is None else f"{c:g}" for c in cells)
-            + f" | {r['status']} |"
-        )
+    md += table_rows(rows)
     (out / f"{stem}.md").write_text("\n".join(md) + "\n")
     print(f"wrote {out / stem}.md")
 
