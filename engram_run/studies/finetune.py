@@ -32,7 +32,7 @@ LoRA initialisation), the others on the first seed.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from engram_data.contract import MANIFEST, QA_TRAIN, train_file
@@ -84,7 +84,6 @@ class FinetuneSettings:
     data_dir: Path = Path("data/finetune")
     outputs: Path = Path("outputs/finetune")
     results: Path = Path("results/finetune")
-    runs: tuple[tuple[str, int], ...] = field(default=(), compare=False)
 
 
 def plan(s: FinetuneSettings) -> list[tuple[str, int]]:
@@ -172,6 +171,7 @@ def finetune_study(s: FinetuneSettings) -> Path:
         if not launch.train(config, folder / "model", folder / "train.log"):
             raise RunError(f"training {label} failed; see {folder / 'train.log'}")
         seconds = time.perf_counter() - start
+        history = recall_history(folder / "model")
         row = score(s, folder / "model", folder / "lm_eval", step, label)
         row["forgetting"] = reference.compare(folder / "model")
         row |= {
@@ -179,8 +179,8 @@ def finetune_study(s: FinetuneSettings) -> Path:
             "seed": seed,
             "batch": cfg["micro_batch_size"],
             "learning_rate": cfg["learning_rate"],
-            "steps": trained_steps(folder / "model"),
-            "recall_by_epoch": recall_curve(folder / "model"),
+            "steps": history[-1]["step"],  # the last scoring is at the last step
+            "recall_by_epoch": recall_curve(history),
             "train_seconds": round(seconds, 1),
         }
         f = row["forgetting"]
@@ -192,26 +192,19 @@ def finetune_study(s: FinetuneSettings) -> Path:
     return path
 
 
-def recall_curve(model_dir: Path) -> list[list[float]]:
-    """[[epoch, trained-QA recall]] from the plugin's per-epoch scoring (epoch 0: before training)."""
+def recall_history(model_dir: Path) -> list[dict]:
+    """The plugin's recall scorings of a run, one per epoch's end (the first: before training)."""
     import json
 
     from engram_data.run_files import RECALL_HISTORY
 
-    rows = [json.loads(line) for line in (model_dir / RECALL_HISTORY).read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in (model_dir / RECALL_HISTORY).read_text().splitlines() if line.strip()]
+
+
+def recall_curve(history: list[dict]) -> list[list[float]]:
+    """[[epoch, trained-QA recall]] (epoch 0: before training)."""
     key = "eval_engram_qa_acc_overall"
-    return [[round(r.get("epoch") or 0.0, 3), r[key]] for r in rows if key in r]
-
-
-def trained_steps(model_dir: Path) -> int | None:
-    """The optimizer steps the run took: the step of the plugin's last recall scoring (at the
-    last epoch's end)."""
-    import json
-
-    from engram_data.run_files import RECALL_HISTORY
-
-    rows = [json.loads(line) for line in (model_dir / RECALL_HISTORY).read_text().splitlines() if line.strip()]
-    return rows[-1]["step"] if rows else None
+    return [[round(r.get("epoch") or 0.0, 3), r[key]] for r in history if key in r]
 
 
 def score(s: FinetuneSettings, model_dir: Path, out: Path, step, label: str) -> dict:

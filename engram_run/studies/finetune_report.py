@@ -149,7 +149,7 @@ def plot(rows: dict, untrained: dict, path: Path) -> None:
 
 
 def write_results(rows: dict, untrained: dict, s, partial: bool = False) -> Path:
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(s).items() if k != "runs"}
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(s).items()}
     data = {"settings": settings, "partial": partial, "untrained": untrained, "rows": rows, "seeds": spread(rows)}
     with atomic_output(s.results, GENERATOR, overwrite=True) as tmp:
         (tmp / "finetune.json").write_text(json.dumps(data, indent=2) + "\n")
