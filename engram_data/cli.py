@@ -73,7 +73,7 @@ def build_parser() -> OneLineParser:
 
 
 def build_corpus_parser() -> OneLineParser:
-    from engram_data.documents.qa import STYLES
+    from engram_data.documents.qa import PROMPTS, STYLES
 
     p = OneLineParser(
         prog=f"{PROG} corpus",
@@ -106,6 +106,18 @@ def build_corpus_parser() -> OneLineParser:
         help="temperatures kept out of training: paraphrase test",
     )
     p.add_argument("--styles", default=",".join(STYLES), help=f"comma-separated (default: {','.join(STYLES)})")
+    p.add_argument(
+        "--prompt",
+        choices=PROMPTS,
+        default="few-shot",
+        help="few-shot: the instruction with one fixed worked example per style (default); plain: the instruction alone",
+    )
+    p.add_argument(
+        "--keep-ungrounded",
+        action="store_true",
+        help="train pairs whose answer the chunk does not support and forward questions that never name "
+        "their subject (default: counted in manifest.json and generated.jsonl, not trained)",
+    )
     p.add_argument("--seed", type=number(int), default=0)
     p.add_argument("--cache", default=None, help="request cache (default: OUT.cache)")
     p.add_argument("--overwrite", action="store_true")
@@ -152,12 +164,17 @@ def corpus_main(argv: list[str]) -> int:
             args.overwrite,
             not args.no_progress,
             args.cache,
+            prompt=args.prompt,
+            keep_ungrounded=args.keep_ungrounded,
         )
         c = manifest["counts"]
+        held = "kept" if args.keep_ungrounded else "dropped"
         print(
             f"wrote {c['qa_rows']} questions ({c['qa_train']} train, {c['qa_heldout']} heldout) from {c['chunks']} "
             f"chunks to {args.out}; dropped {c.get('generations_malformed', 0)} malformed generations, "
-            f"{c.get('items_invalid', 0)} invalid items, {c.get('pairs_duplicate', 0)} duplicates; read "
+            f"{c.get('items_invalid', 0)} invalid items, {c.get('pairs_duplicate', 0)} duplicates; {held} "
+            f"{c.get('pairs_ungrounded', 0)} ungrounded pairs and {c.get('pairs_no_subject', 0)} without "
+            f"their subject; read "
             f"{c['files_read']} files, skipped {skipped_line(c)}"
         )
         return 0

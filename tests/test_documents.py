@@ -18,7 +18,17 @@ from helpers.oracle_chat import JsonHandler
 from engram_data.contract import DataError, read_jsonl
 from engram_data.documents.chunks import chunk_text
 from engram_data.documents.generators import OpenAIGenerator
-from engram_data.documents.qa import dedupe, parse_pairs, temperature_schedule
+from engram_data.documents.qa import (
+    Malformed,
+    dedupe,
+    grounded,
+    names_subject,
+    normalize,
+    parse_pairs,
+    parse_reply,
+    runaway,
+    temperature_schedule,
+)
 from engram_data.documents.run import generate_corpus
 from lm_eval_tasks.utils import load_corpus_qa
 
@@ -49,19 +59,140 @@ def test_parser_keeps_well_formed_pairs():
 
 
 @pytest.mark.parametrize(
-    "reply",
+    ("reply", "kind"),
     [
-        "",
-        "I cannot help with that.",
-        '{"question": "Who?", "answer": "x"}',
-        '[{"question": "Who?", "answer": "x"',
-        "[1, 2",
-        "][",
+        ("", "empty"),
+        ("  \n ", "empty"),
+        ("I cannot help with that.", "no_json"),
+        ("][", "no_json"),
+        ("[1, 2", "no_json"),
+        ('[{"question": "Who synthesized aspirin?", "answer": "Felix', "truncated"),
+        ('```json\n[\n  {"question": "Who synthesized', "truncated"),
+        ('[{"q": "Who synthesized aspirin?", "a": "Felix Hoffmann"}]', "wrong_keys"),
+        ('{"pairs": [{"prompt": "Who?", "response": "x"}]}', "wrong_keys"),
     ],
 )
-def test_parser_rejects_replies_without_a_json_list(reply):
-    with pytest.raises(ValueError):
-        parse_pairs(reply)
+def test_parser_names_the_kind_of_a_reply_it_cannot_read(reply, kind):
+    with pytest.raises(Malformed) as exc:
+        parse_reply(reply)
+    assert exc.value.kind == kind and isinstance(exc.value, ValueError)
+
+
+PAIR = {"question": "Who synthesized aspirin?", "answer": "Felix Hoffmann"}
+PAIR2 = {"question": "When was ibuprofen discovered?", "answer": "1961"}
+
+
+@pytest.mark.parametrize(
+    ("reply", "form", "pairs"),
+    [
+        (json.dumps([PAIR, PAIR2]), "json", [PAIR, PAIR2]),
+        ("Here you go:\n" + json.dumps([PAIR]) + "\nLet me know if you need more.", "json", [PAIR]),
+        ("```json\n" + json.dumps([PAIR]) + "\n```", "fenced", [PAIR]),
+        ('{"pairs": ' + json.dumps([PAIR, PAIR2]) + "}", "nested", [PAIR, PAIR2]),
+        ('```\n{"answer": ' + json.dumps([PAIR]) + "}\n```", "nested", [PAIR]),  # under a misleading key
+        (json.dumps(PAIR), "json", [PAIR]),  # one pair, no list
+        (json.dumps([PAIR, PAIR2])[:-20], "salvaged", [PAIR]),  # cut off: the complete pair stays
+        ("Q: Who synthesized aspirin?\nA: Felix Hoffmann\n\nQ2: When was ibuprofen discovered?\nA2: 1961", "lines", [PAIR, PAIR2]),
+        ("1. **Question:** Who synthesized aspirin? **Answer:** Felix Hoffmann", "lines", [PAIR]),
+        ('[{"Question": "When was ibuprofen discovered?", "Answer": 1961}]', "json", [PAIR2]),  # keys' case, a number
+    ],
+)
+def test_parser_reads_what_real_models_write(reply, form, pairs):
+    parsed = parse_reply(reply)
+    assert (parsed.form, parsed.pairs, parsed.invalid) == (form, pairs, 0)
+
+
+def test_a_reply_cut_by_the_token_cap_before_its_first_pair_is_truncated():
+    with pytest.raises(Malformed) as exc:
+        parse_reply("Sure! Here are the questions about the drug and", finish="length")
+    assert exc.value.kind == "truncated"
+
+
+def test_runaway_repetition_is_seen_at_the_end_only():
+    assert runaway("Passage:\n" + "#" * 30) and runaway('[{"q": 1}] ' + "the end of it " * 8)
+    assert not runaway(json.dumps([PAIR, PAIR2])) and not runaway("It costs 1000000 dollars.")
+    assert not runaway("#" * 30 + " and then it stopped.")
+
+
+BIO = (
+    "Anya Briar Forger was born on October 2, 1996. She spent her early years in Princeton, NJ. "
+    "She received mentorship and guidance from faculty members at Massachusetts Institute of Technology. "
+    "She completed her education with a focus on Communications. She had a professional role at Meta Platforms."
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("Princeton, NJ", True),  # true, verbatim
+        ("princeton nj.", True),  # case and punctuation
+        ("2 October 1996", True),  # the date in another form
+        ("Oct. 2nd, 1996", True),
+        ("1996-10-02", True),
+        ("1996", True),  # part of the date: grounded (whether it answers the question is the judge's)
+        ("Massachusetts Institute of Technology", True),
+        ("She had a role at Meta Platforms.", True),  # a sentence: its content words within one span
+        ("She worked at Meta Platforms.", False),  # "worked": 2 of 3 content words
+        ("Her major was Communications", False),  # "major" is not in the chunk: 1 of 2 content words
+        ("Prelude", False),  # invented
+        ("MIT", False),  # an abbreviation the chunk never writes
+        ("Harvard University", False),
+        ("She was born in Princeton, NJ.", False),  # born and Princeton are 13 words apart: not one span
+        ("", False),
+    ],
+)
+def test_grounding_is_exact_on_true_paraphrased_partial_and_invented_answers(answer, expected):
+    assert grounded(answer, BIO) is expected
+
+
+def test_a_full_sentence_answer_is_judged_on_what_it_adds_to_the_question():
+    chunk = "The Harwick Light stands on Gull Point by the Tarrow estuary. The keepers left when it was automated in 1962."
+    answer = "The Harwick Light was automated in 1962."  # the subject is 12 words from the fact
+    assert not grounded(answer, chunk) and grounded(answer, chunk, "What happened to the Harwick Light in 1962?")
+    assert not grounded("The Harwick Light was demolished in 1962.", chunk, "What happened to the Harwick Light?")
+
+
+def test_normalize_puts_numbers_and_dates_in_one_form():
+    assert normalize("On the 3rd of March, 2001 it cost 1,000 dollars, four times") == (
+        "on the 2001 3 3 it cost 1000 dollars 4 times".split()
+    )
+    assert normalize("March 2001") == ["2001", "3"]
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("Where did she grow up?", False),
+        ("What is her birth date?", False),
+        ("Which company did the person work for?", False),
+        ("Where did Anya Briar Forger grow up?", True),
+        ("What did Anya study at her university?", True),  # a pronoun, but the name too
+        ("Where did she work, Dmitri?", False),  # a name the chunk does not hold
+        ("What is the capital of France?", True),  # no pronoun: names what it asks about
+    ],
+)
+def test_a_forward_question_names_its_subject(question, expected):
+    assert names_subject(question, BIO) is expected
+
+
+def test_the_few_shot_prompt_is_fixed_and_in_none_of_the_bios_wording():
+    from engram_data.documents.chunks import Chunk
+    from engram_data.documents.qa import EXAMPLE_PASSAGE, EXAMPLE_REPLIES, build_prompt
+    from engram_data.render import QUESTIONS, REVERSE_QUESTION
+
+    chunk = Chunk(id="c", source="/x/doc.txt", start=0, end=3, text="Some text.", num_tokens=3, page=None)
+    prompt = build_prompt(chunk, "simple", 2)
+    assert EXAMPLE_PASSAGE in prompt and json.dumps(EXAMPLE_REPLIES["simple"]) in prompt
+    assert prompt.endswith("Passage (from doc.txt):\nSome text.") and build_prompt(chunk, "simple", 2) == prompt
+    assert "Example" not in build_prompt(chunk, "simple", 2, prompt="plain")
+    asked = [p["question"].lower() for style in EXAMPLE_REPLIES.values() for p in style]
+    stems = {t.split("{")[0].strip().lower() for t in (*QUESTIONS.values(), REVERSE_QUESTION)}
+    assert not any(stem and stem in q for stem in stems for q in asked)
+    # the examples are grounded in their passage and name their subject, as asked of the model
+    for style, pairs in EXAMPLE_REPLIES.items():
+        for p in pairs:
+            assert grounded(p["answer"], EXAMPLE_PASSAGE, p["question"]), p
+            assert names_subject(p["question"], EXAMPLE_PASSAGE), p
 
 
 def test_parser_drops_and_counts_bad_items():
@@ -157,7 +288,7 @@ class ChatServer(JsonHandler):
                 for i, s in enumerate(sents[:2])
             ]
             content = json.dumps(pairs + [{"question": "no question mark", "answer": "x"}])
-        self._send(200, {"choices": [{"message": {"role": "assistant", "content": content}}]})
+        self._chat(body, content)
 
 
 @pytest.fixture
@@ -363,7 +494,7 @@ class SkewedGenerator:
         self.entities = [f"Entity {chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(40)]
         self.weights = [1 / (i + 1) ** 0.7 for i in range(40)]
 
-    def generate(self, prompts, temperature, seeds, on_reply):
+    def generate(self, prompts, temperature, seeds, on_reply, max_tokens=None):
         for j, seed in enumerate(seeds):
             rng = __import__("random").Random(seed)
             pairs = [
@@ -397,6 +528,7 @@ def test_corpus_options_give_a_frequency_only_guesser_nothing(tiny_llama, tmp_pa
         temperatures=temperature_schedule(9),
         heldout_temperatures=3,
         styles=["simple", "detailed"],
+        keep_ungrounded=True,  # its entities are in no chunk: the options are the point here
     )
     c = manifest["counts"]
     assert c["qa_heldout"] >= 1500 and c["pairs_without_distractors"] == 0

@@ -1,5 +1,18 @@
 """Generator backends: a local transformers model (``hf:PATH``) or any OpenAI-compatible
-chat-completions endpoint (``openai:URL``)."""
+chat-completions endpoint (``openai:URL``).
+
+Every request carries its own seed and its own token cap, and every reply comes back with why
+it ended: ``stop`` (the model ended it), ``length`` (the cap cut it), ``repetition`` (stopped
+on runaway repetition, ``qa.runaway``).
+
+What is reproducible: in-process (``hf:``) a request's reply depends on its prompt, seed and
+temperature only (each row samples from its own generator, so the other prompts of its batch
+do not change it, up to float rounding of the padded batch). Through a server, the seed is sent
+with each request; ``transformers serve`` seeds torch's global generator with it, so replies
+repeat when requests go one at a time (``--concurrency 1``) on the same server build and
+device, and not when concurrent requests share the generator (continuous batching). Replies
+are cached by prompt, temperature and seed, so a rerun of the same data reads them back
+exactly in any case."""
 
 from __future__ import annotations
 
@@ -8,7 +21,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from engram_data.contract import DataError
+from engram_data.documents.qa import runaway
 from engram_data.errors import one_line, redact
+
+FINISH = ("stop", "length", "repetition")
 
 
 def _load(what: str, path: str, loader):
@@ -23,14 +39,59 @@ def _load(what: str, path: str, loader):
 
 
 class Generator:
-    """Answers prompts at a temperature; ``on_reply(i, text)`` is called as each one
-    finishes, so finished work is kept even when a later request fails."""
+    """Answers prompts at a temperature, each with its seed and at most its ``max_tokens``;
+    ``on_reply(i, text, finish)`` is called as each one finishes (``finish`` in ``FINISH``),
+    so finished work is kept even when a later request fails."""
 
     spec: str
     tokenizer = None
 
-    def generate(self, prompts: list[str], temperature: float, seeds: list[int], on_reply) -> None:
+    def generate(
+        self, prompts: list[str], temperature: float, seeds: list[int], on_reply, max_tokens: list[int] | None = None
+    ) -> None:
         raise NotImplementedError
+
+
+def _seeded_sampling(seeds: list[int], temperature: float):
+    """A logits processor that samples each row from its own seeded generator and leaves only
+    that token possible: greedy decoding then emits it. Temperature 0 stays greedy."""
+    import torch
+    from transformers import LogitsProcessor
+
+    class SeededSampling(LogitsProcessor):
+        def __init__(self):
+            self.gens = [torch.Generator().manual_seed(s) for s in seeds]
+
+        def __call__(self, input_ids, scores):
+            if temperature <= 0:
+                return scores
+            probs = torch.softmax(scores.float() / temperature, dim=-1).cpu()
+            picks = torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, self.gens)])
+            out = torch.full_like(scores, float("-inf"))
+            return out.scatter_(1, picks.to(scores.device)[:, None], 0.0)
+
+    return SeededSampling()
+
+
+def _repetition_stop(tokenizer, start: int):
+    """A stopping criterion per row: its reply so far ends in runaway repetition."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class RepetitionStop(StoppingCriteria):
+        def __init__(self):
+            self.hit: set[int] = set()
+
+        def __call__(self, input_ids, scores, **kwargs):
+            done = []
+            for i, row in enumerate(input_ids):
+                stop = input_ids.shape[1] - start >= 16 and runaway(tokenizer.decode(row[start:][-120:]))
+                if stop:
+                    self.hit.add(i)
+                done.append(stop)
+            return torch.tensor(done, device=input_ids.device)
+
+    return RepetitionStop()
 
 
 class HFGenerator(Generator):
@@ -58,25 +119,34 @@ class HFGenerator(Generator):
             )
         return prompt + "\n"
 
-    def generate(self, prompts: list[str], temperature: float, seeds: list[int], on_reply) -> None:
+    def generate(self, prompts, temperature, seeds, on_reply, max_tokens=None) -> None:
         import torch
 
+        caps = max_tokens or [self.max_new_tokens] * len(prompts)
+        eos = self.tokenizer.eos_token_id
         for i in range(0, len(prompts), self.batch_size):
             batch = [self._render(p) for p in prompts[i : i + self.batch_size]]
             enc = self.tokenizer(batch, return_tensors="pt", padding=True).to(self.device)
-            torch.manual_seed(seeds[i])
+            start = enc["input_ids"].shape[1]
+            stop = _repetition_stop(self.tokenizer, start)
             with torch.no_grad():
                 ids = self.model.generate(
                     **enc,
-                    do_sample=temperature > 0,
-                    temperature=max(temperature, 1e-5),
-                    top_p=1.0,
-                    max_new_tokens=self.max_new_tokens,
+                    do_sample=False,  # the sampling is SeededSampling's, row by row
+                    logits_processor=[_seeded_sampling(seeds[i : i + len(batch)], temperature)],
+                    stopping_criteria=[stop],
+                    max_new_tokens=max(caps[i : i + len(batch)]),
                     pad_token_id=self.tokenizer.pad_token_id,
+                    temperature=None,
+                    top_p=None,
+                    top_k=None,
                 )
-            texts = self.tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-            for j, text in enumerate(texts):
-                on_reply(i + j, text)
+            for j, row in enumerate(ids[:, start:].tolist()):
+                cap = caps[i + j]
+                ended = eos in row[:cap]
+                row = row[: row.index(eos)] if ended else row[:cap]
+                finish = "repetition" if j in stop.hit and not ended else ("stop" if ended else "length")
+                on_reply(i + j, self.tokenizer.decode(row, skip_special_tokens=True), finish)
 
 
 class OpenAIGenerator(Generator):
@@ -109,27 +179,47 @@ class OpenAIGenerator(Generator):
             base_url=self.base, api_key=self.key or "unused", timeout=timeout, max_retries=retries
         )
 
-    def _one(self, prompt: str, temperature: float, seed: int) -> str:
+    def _one(self, prompt: str, temperature: float, seed: int, max_tokens: int | None) -> tuple[str, str]:
+        """One request, streamed so that runaway repetition is cut where it starts."""
         import openai
 
+        extra = {"max_tokens": max_tokens} if max_tokens else {}
+        text, finish = "", "stop"
         try:
-            reply = self.client.chat.completions.create(
-                model=self.model, messages=[{"role": "user", "content": prompt}], temperature=temperature, seed=seed
+            stream = self.client.chat.completions.create(
+                model=self.model,
+                messages=[{"role": "user", "content": prompt}],
+                temperature=temperature,
+                seed=seed,
+                stream=True,
+                **extra,
             )
+            with stream:
+                for event in stream:
+                    if not event.choices:
+                        continue
+                    text += event.choices[0].delta.content or ""
+                    finish = event.choices[0].finish_reason or finish
+                    if runaway(text):
+                        finish = "repetition"
+                        break
         except openai.APIStatusError as exc:
             body = redact(exc.response.text[:300], [self.key])
             raise DataError(f"{self.url} answered HTTP {exc.status_code}: {one_line(body)}") from None
         except (openai.APITimeoutError, openai.APIConnectionError) as exc:
             raise DataError(f"cannot reach {self.url} ({one_line(exc)}); check --generator and the server") from None
-        return reply.choices[0].message.content or ""
+        return text, finish if finish in FINISH else "stop"
 
-    def generate(self, prompts: list[str], temperature: float, seeds: list[int], on_reply) -> None:
+    def generate(self, prompts, temperature, seeds, on_reply, max_tokens=None) -> None:
+        caps = max_tokens or [None] * len(prompts)
         error = None
         with ThreadPoolExecutor(self.concurrency) as pool:
-            futures = {pool.submit(self._one, p, temperature, s): i for i, (p, s) in enumerate(zip(prompts, seeds))}
+            futures = {
+                pool.submit(self._one, p, temperature, s, c): i for i, (p, s, c) in enumerate(zip(prompts, seeds, caps))
+            }
             for future in as_completed(futures):
                 try:
-                    on_reply(futures[future], future.result())
+                    on_reply(futures[future], *future.result())
                 except DataError as exc:  # keep collecting what did finish, then report
                     error = error or exc
         if error:

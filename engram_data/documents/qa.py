@@ -1,15 +1,36 @@
-"""Asking for question-answer pairs, and keeping only well-formed, distinct ones."""
+"""Asking for question-answer pairs, reading what a real model writes back, and keeping only
+well-formed, grounded, distinct ones.
+
+The prompt (``few-shot``, the default) carries one fixed worked example per style, about a
+passage unlike any biography (a lighthouse), so the wording a model copies from it is none of
+the bioS templates'; ``plain`` is the instruction alone (what the taught generator of ``make
+corpus-study`` was taught on).
+
+The parser reads a JSON list bare, in a code fence, nested under one key, with text around it,
+or cut off after its last complete pair, and one-pair-per-line ``Q:``/``A:`` replies; a reply
+it cannot read is ``Malformed`` with a kind: ``empty``, ``no_json``, ``truncated`` (the JSON
+starts but never closes, no pair complete), ``wrong_keys`` (JSON objects without question and
+answer).
+
+Grounding (``grounded``) asks whether the chunk supports an answer: the answer, normalized
+(case, punctuation, whitespace, numbers, dates as year month day), appears in the chunk, or
+``GROUNDED_OVERLAP`` of its content words appear within one span of the chunk at most twice
+the answer's length. ``names_subject`` asks whether a forward question names what it asks
+about (no "Where did she grow up?")."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from engram_data.contract import DataError
 from engram_data.documents.chunks import Chunk
 
 STYLES = ("simple", "detailed", "reverse")
+PROMPTS = ("few-shot", "plain")
 INSTRUCTIONS = {
     "simple": "Write {n} short question-answer pairs about the facts in the passage. Each answer is a few words.",
     "detailed": "Write {n} detailed question-answer pairs about the facts in the passage. Each answer is one full sentence.",
@@ -24,8 +45,41 @@ PROMPT = (
     "Every question must make sense on its own, without the passage: name the subject, never say "
     '"the passage" or "the text". Answer only from the passage.\n'
     'Reply with a JSON list only, like [{{"question": "...", "answer": "..."}}].\n\n'
+    "{example}"
     "Passage (from {source}):\n{chunk}"
 )
+# The worked example of the few-shot prompt: fixed, shipped, about a lighthouse (no person, no
+# birth, no university or employer), so no bioS template's wording is in it.
+EXAMPLE_PASSAGE = (
+    "The Harwick Light stands on Gull Point at the mouth of the Tarrow estuary. Its lamp was lit "
+    "for the first time on 4 May 1871, and the keepers left when it was automated in 1962. On a "
+    "clear night its beam reaches 22 nautical miles."
+)
+EXAMPLE_REPLIES = {
+    "simple": [
+        {"question": "On which headland does the Harwick Light stand?", "answer": "Gull Point"},
+        {"question": "When was the lamp of the Harwick Light first lit?", "answer": "4 May 1871"},
+        {"question": "How far does the beam of the Harwick Light reach?", "answer": "22 nautical miles"},
+    ],
+    "detailed": [
+        {
+            "question": "Where does the Harwick Light stand?",
+            "answer": "The Harwick Light stands on Gull Point at the mouth of the Tarrow estuary.",
+        },
+        {
+            "question": "What happened to the Harwick Light in 1962?",
+            "answer": "The Harwick Light was automated in 1962 and its keepers left.",
+        },
+    ],
+    "reverse": [
+        {"question": "Which lighthouse stands on Gull Point?", "answer": "The Harwick Light"},
+        {"question": "Which lighthouse was first lit on 4 May 1871?", "answer": "The Harwick Light"},
+    ],
+}
+# Reply budget: the tokens a pair of each style needs (question, answer, JSON around them), and
+# the list's own; a reply is capped at n pairs' worth (``reply_budget``).
+PAIR_TOKENS = {"simple": 40, "detailed": 64, "reverse": 44}
+LIST_TOKENS = 16
 
 
 def temperature_schedule(count: int = 9, low: float = 0.01, high: float = 1.2) -> list[float]:
@@ -39,30 +93,153 @@ def temperature_schedule(count: int = 9, low: float = 0.01, high: float = 1.2) -
     return [round(low + i * (high - low) / (count - 1), 4) for i in range(count)]
 
 
-def build_prompt(chunk: Chunk, style: str, n: int) -> str:
-    return PROMPT.format(instruction=INSTRUCTIONS[style].format(n=n), source=Path(chunk.source).name, chunk=chunk.text)
+def build_prompt(chunk: Chunk, style: str, n: int, prompt: str = "few-shot") -> str:
+    example = ""
+    if prompt == "few-shot":
+        example = (
+            f"Example passage:\n{EXAMPLE_PASSAGE}\n"
+            f"Example reply:\n{json.dumps(EXAMPLE_REPLIES[style], ensure_ascii=False)}\n\n"
+        )
+    return PROMPT.format(
+        instruction=INSTRUCTIONS[style].format(n=n), source=Path(chunk.source).name, chunk=chunk.text, example=example
+    )
 
 
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+def reply_budget(style: str, n: int) -> int:
+    """The most tokens a reply of ``n`` pairs of ``style`` needs."""
+    return LIST_TOKENS + n * PAIR_TOKENS[style]
 
 
-def parse_pairs(reply: str) -> tuple[list[dict], int]:
-    """Strict parse of a reply: (valid pairs, invalid items). A reply that holds no JSON
-    list raises ValueError (the whole generation is dropped)."""
+# --------------------------------------------------------------------------- reading a reply
+
+MALFORMED = ("empty", "no_json", "truncated", "wrong_keys")
+
+
+class Malformed(ValueError):
+    """A reply the parser cannot read; ``kind`` is one of ``MALFORMED``."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+
+
+@dataclass
+class Parsed:
+    pairs: list[dict]
+    invalid: int  # items that were not a valid pair
+    form: str  # json | fenced | nested | salvaged (a cut list's complete pairs) | lines
+
+
+_FENCE = re.compile(r"```[a-zA-Z]*\s*(.*?)(?:```|\Z)", re.S)
+_DECODER = json.JSONDecoder()
+_Q = re.compile(r"^\W*(?:\d+\s*[.)])?\W*(?:Q|Question)\s*\d*\s*[:.)]\**\s*(.+?)\s*$", re.I)
+_A = re.compile(r"^\W*(?:A|Answer)\s*\d*\s*[:.)]\**\s*(.+?)\s*$", re.I)
+_QA_ONE_LINE = re.compile(r"^(.*?\?)\s*\**(?:A|Answer)\s*[:.)]\**\s*(.+)$", re.I)
+
+
+def _as_items(value):
+    """The pair list a decoded JSON value holds: a list, one pair object, or a list nested
+    under one key of an object; else None."""
+    if isinstance(value, list):
+        return value, "json"
+    if isinstance(value, dict):
+        if isinstance(value.get("question"), str) or isinstance(value.get("answer"), str):
+            return [value], "json"  # one pair
+        lists = [v for v in value.values() if isinstance(v, list)]
+        if len(lists) == 1:
+            return lists[0], "nested"
+        nested = [v for v in value.values() if isinstance(v, dict)]
+        if len(nested) == 1:
+            return _as_items(nested[0])
+    return None
+
+
+def _salvage(text: str, start: int) -> list:
+    """The complete objects of a JSON list that starts at ``start`` and is cut off."""
+    items, pos = [], start + 1
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        try:
+            value, pos = _DECODER.raw_decode(text, pos)
+        except ValueError:
+            return items
+        items.append(value)
+
+
+def _json(text: str):
+    """(items, form) of the first JSON list or object in ``text`` that holds pairs; (None,
+    'truncated') where a list starts but never closes; (None, None) where there is no JSON."""
+    cut = False
+    for pos, ch in enumerate(text):
+        if ch not in "[{":
+            continue
+        try:
+            value, _ = _DECODER.raw_decode(text, pos)
+        except ValueError:
+            if ch == "[" and re.match(r"\[\s*\{", text[pos:]):  # a list of objects that never closes
+                items = _salvage(text, pos)
+                if items:
+                    return items, "salvaged"
+                cut = True
+            continue
+        found = _as_items(value)
+        if found is not None and found[0] and isinstance(found[0][0], dict):
+            return found
+    return None, ("truncated" if cut else None)
+
+
+def _lines(text: str) -> list[dict]:
+    """``Q: ...`` / ``A: ...`` pairs, on two lines or one."""
+    items, question = [], None
+    for line in text.splitlines():
+        line = line.strip()
+        q, a = _Q.match(line), _A.match(line)
+        if q:
+            both = _QA_ONE_LINE.match(q.group(1))
+            if both:
+                items.append({"question": both.group(1), "answer": both.group(2)})
+                question = None
+            else:
+                question = q.group(1)
+        elif a and question is not None:
+            items.append({"question": question, "answer": a.group(1)})
+            question = None
+    return items
+
+
+def parse_reply(reply: str, finish: str | None = None) -> Parsed:
+    """Read a reply into pairs. Raises ``Malformed`` (a ValueError) where it holds none that
+    can be read. ``finish`` is the server's finish reason (``length``: the token cap cut it)."""
     text = reply.strip()
-    fenced = _FENCE.search(text)
-    if fenced:
-        text = fenced.group(1).strip()
-    start, end = text.find("["), text.rfind("]")
-    if start < 0 or end < start:
-        raise ValueError("no JSON list in the reply")
-    items = json.loads(text[start : end + 1])  # raises ValueError on malformed JSON
-    if not isinstance(items, list):
-        raise ValueError("the reply is not a JSON list")
+    if not text:
+        raise Malformed("empty", "an empty reply")
+    items, form = None, None
+    for fenced in _FENCE.findall(text):
+        items, form = _json(fenced)
+        if items is not None:
+            form = "fenced" if form == "json" else form
+            break
+    if items is None:
+        items, form = _json(text)
+    if items is None:
+        lines = _lines(text)
+        if lines:
+            items, form = lines, "lines"
+    if items is None:
+        if form == "truncated" or finish in ("length", "repetition"):
+            raise Malformed("truncated", "the reply stops before its first pair is complete")
+        raise Malformed("no_json", "no JSON list and no Q:/A: lines")
     pairs, invalid = [], 0
+    keyed = False
     for item in items:
+        if isinstance(item, dict):
+            item = {str(k).strip().lower(): v for k, v in item.items()}
+            keyed = keyed or ("question" in item and "answer" in item)
         q = item.get("question") if isinstance(item, dict) else None
         a = item.get("answer") if isinstance(item, dict) else None
+        if isinstance(a, (int, float)) and not isinstance(a, bool):
+            a = str(a)
         if not (isinstance(q, str) and isinstance(a, str)):
             invalid += 1
             continue
@@ -77,7 +254,111 @@ def parse_pairs(reply: str) -> tuple[list[dict], int]:
             invalid += 1  # not self-contained
             continue
         pairs.append({"question": q, "answer": a})
-    return pairs, invalid
+    if not keyed and form != "lines":
+        raise Malformed("wrong_keys", "JSON objects without question and answer keys")
+    return Parsed(pairs, invalid, form)
+
+
+def parse_pairs(reply: str) -> tuple[list[dict], int]:
+    """(valid pairs, invalid items) of a reply; ``Malformed`` (a ValueError) where it has none."""
+    parsed = parse_reply(reply)
+    return parsed.pairs, parsed.invalid
+
+
+def runaway(text: str) -> bool:
+    """Whether a reply ends in runaway repetition: a unit of 2-40 characters eight times in a
+    row, or one character 24 times (``#####...``), at its end."""
+    tail = text[-400:]
+    return bool(re.search(r"(.)\1{23,}$", tail, re.S) or re.search(r"(.{2,40}?)\1{7,}$", tail, re.S))
+
+
+# --------------------------------------------------------------------------- grounding
+
+GROUNDED_OVERLAP = 0.75  # of the answer's content words, within one span of the chunk
+_MONTHS = {
+    m: i + 1
+    for i, m in enumerate(
+        "january february march april may june july august september october november december".split()
+    )
+}
+_MONTHS.update({m[:3]: i for m, i in list(_MONTHS.items())})
+_MONTHS["sept"] = 9
+_NUMBERS = {
+    w: str(i)
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+        "fifteen sixteen seventeen eighteen nineteen twenty".split()
+    )
+}
+_MONTH = r"(january|february|march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)\.?"
+_DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
+_DATES = (  # -> year month day
+    (re.compile(rf"\b{_MONTH}\s+{_DAY},?\s+(\d{{4}})\b"), lambda m: (m[3], _MONTHS[m[1]], m[2])),
+    (re.compile(rf"\b{_DAY}\s+(?:of\s+)?{_MONTH},?\s+(\d{{4}})\b"), lambda m: (m[3], _MONTHS[m[2]], m[1])),
+    (re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b"), lambda m: (m[1], m[2], m[3])),
+    (re.compile(rf"\b{_MONTH},?\s+(\d{{4}})\b"), lambda m: (m[2], _MONTHS[m[1]])),
+)
+STOPWORDS = frozenset(
+    "a an the of in on at to is was were are be been and or for by with as from that this it its "
+    "he she they his her their him them who what which when where how did does do has had have "
+    "s i you we our".split()
+)
+
+
+def normalize(text: str) -> list[str]:
+    """Words of ``text`` in one form: lower case, no punctuation, numbers as digits without
+    separators or ordinal endings, dates as year month day ("October 2, 1996", "2 Oct 1996" and
+    "1996-10-02" all read ``1996 10 2``)."""
+    text = text.lower()
+    for pattern, parts in _DATES:
+        text = pattern.sub(lambda m: " " + " ".join(str(int(p)) for p in parts(m)) + " ", text)
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,000 -> 1000
+    text = re.sub(r"\b(\d+)(?:st|nd|rd|th)\b", r"\1", text)
+    words = re.sub(r"[^a-z0-9]+", " ", text).split()
+    return [_NUMBERS.get(w, w) for w in words]
+
+
+def grounded(answer: str, chunk: str, question: str = "", threshold: float = GROUNDED_OVERLAP) -> bool:
+    """Whether ``chunk`` supports ``answer``: its normalized words appear in the chunk in order,
+    or ``threshold`` of its content words (not ``STOPWORDS``, nor words the question already
+    gives, such as the subject a full-sentence answer repeats) appear within one span of the
+    chunk at most twice the answer's length."""
+    words, text = normalize(answer), normalize(chunk)
+    if not words:
+        return False
+    n = len(words)
+    if any(text[i : i + n] == words for i in range(len(text) - n + 1)):
+        return True
+    given = set(normalize(question))
+    content = (
+        Counter(w for w in words if w not in STOPWORDS and w not in given)
+        or Counter(w for w in words if w not in STOPWORDS)
+        or Counter(words)
+    )
+    need, span = sum(content.values()), 2 * n
+    best = 0
+    for i in range(max(1, len(text) - span + 1)):
+        window = Counter(text[i : i + span])
+        best = max(best, sum(min(c, window[w]) for w, c in content.items()))
+    return best >= threshold * need
+
+
+_PRONOUN = re.compile(
+    r"\b(he|she|they|him|her|hers|his|their|theirs|them|it|its|this (?:person|company|firm|drug|product)|"
+    r"the (?:person|individual|man|woman|company|firm|organi[sz]ation|author|subject|employee|student))\b",
+    re.I,
+)
+
+
+def names_subject(question: str, chunk: str) -> bool:
+    """Whether a forward question names what it asks about: it does unless it refers to its
+    subject by a pronoun or a bare role ("she", "their", "the company") and holds no name of
+    the chunk (a capitalized word after its first that the chunk contains)."""
+    if not _PRONOUN.search(question):
+        return True
+    chunk_words = set(re.findall(r"[A-Za-z][\w'-]*", chunk))
+    names = [w for w in re.findall(r"[A-Za-z][\w'-]*", question)[1:] if w[0].isupper() and w != "I"]
+    return any(w.removesuffix("'s") in chunk_words for w in names)
 
 
 def _norm(text: str) -> list[str]:

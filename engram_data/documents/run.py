@@ -1,5 +1,5 @@
 """The run: chunk, ask the generator at every temperature and style (cached, resumable),
-keep the valid pairs, draw the options, and write the layout atomically."""
+keep the valid, grounded pairs, draw the options, and write the layout atomically."""
 
 from __future__ import annotations
 
@@ -30,16 +30,36 @@ from engram_data.contract import (
 from engram_data.documents.chunks import chunk_text, read_inputs
 from engram_data.documents.formats import SKIP_KINDS, skip_key
 from engram_data.documents.generators import Generator
-from engram_data.documents.qa import STYLES, build_prompt, dedupe, parse_pairs, temperature_schedule
+from engram_data.documents.qa import (
+    GROUNDED_OVERLAP,
+    MALFORMED,
+    PROMPTS,
+    STYLES,
+    Malformed,
+    build_prompt,
+    dedupe,
+    grounded,
+    names_subject,
+    parse_reply,
+    reply_budget,
+    temperature_schedule,
+)
 from engram_data.options import OptionSampler, make_choices, protocol
 
 GENERATOR = "llm-engram/generate_data docs"  # the identity in manifest.json that marks our own output
 CHUNKS = "chunks"  # chunks.jsonl (provenance) and train/chunks.jsonl (text)
-GENERATED = "generated"  # generated.jsonl: every parsed pair, its fate (kept, duplicate, no_distractors), its qa id
+# generated.jsonl: every parsed pair, its checks and its fate (kept, ungrounded, no_subject,
+# duplicate, no_distractors), its qa id
+GENERATED = "generated"
+UNTRAINED_FATES = ("ungrounded", "no_subject")  # not trained unless keep_ungrounded
 
 
-def _cache_key(spec: str, prompt: str, temperature: float, seed: int) -> str:
-    return hashlib.sha256(json.dumps([spec, prompt, temperature, seed]).encode()).hexdigest()
+def _cache_key(spec: str, prompt: str, temperature: float, seed: int, max_tokens: int) -> str:
+    return hashlib.sha256(json.dumps([spec, prompt, temperature, seed, max_tokens]).encode()).hexdigest()
+
+
+def _tally() -> dict:
+    return {"requests": 0, "malformed": 0, "malformed_kinds": dict.fromkeys(MALFORMED, 0), "items_invalid": 0}
 
 
 def generate_corpus(
@@ -55,15 +75,20 @@ def generate_corpus(
     overwrite: bool = False,
     progress: bool = False,
     cache: str | os.PathLike | None = None,
+    prompt: str = "few-shot",
+    keep_ungrounded: bool = False,
 ) -> dict:
-    """Chunk the documents, ask the generator at every temperature, keep the valid
-    pairs, and write the layout atomically. Finished requests are cached in ``cache``
-    (default ``<out>.cache``), which survives failed or interrupted runs."""
+    """Chunk the documents, ask the generator at every temperature, keep the valid pairs
+    (grounded in their chunk and naming their subject, unless ``keep_ungrounded``), and
+    write the layout atomically. Finished requests are cached in ``cache`` (default
+    ``<out>.cache``), which survives failed or interrupted runs."""
     out = Path(out)
     cache = Path(cache) if cache else Path(f"{out}.cache")
     unknown = [s for s in styles if s not in STYLES]
     if unknown or not styles:
         raise DataError(f"unknown style {', '.join(unknown) or '(none)'}; choose from {', '.join(STYLES)}")
+    if prompt not in PROMPTS:
+        raise DataError(f"unknown prompt {prompt!r}; choose from {', '.join(PROMPTS)}")
     if chunk_tokens <= 0 or tokens_per_question <= 0:
         raise DataError("--chunk-tokens and --tokens-per-question must be positive integers")
     if not 0 <= heldout_temperatures < len(temperatures):
@@ -83,75 +108,139 @@ def generate_corpus(
         raise DataError(
             f"cannot create the cache {cache} ({exc.strerror}); choose a writable --out or --cache"
         ) from exc
-    names = ("requests_sent", "requests_cached", "generations_malformed", "items_invalid", "pairs_without_distractors")
+    names = (
+        "requests_sent",
+        "requests_cached",
+        "generations_malformed",
+        *(f"malformed_{kind}" for kind in MALFORMED),
+        "items_invalid",
+        "pairs_ungrounded",
+        "pairs_no_subject",
+        "pairs_without_distractors",
+        *(f"replies_{finish}" for finish in ("stop", "length", "repetition")),
+    )
     counts: Counter = Counter(dict.fromkeys(names, 0))  # every count in the manifest, zeros too
     counts["files_read"] = len(corpus)
     for kind in SKIP_KINDS:  # item by item: a Counter's |= would drop the zeros
         counts[skip_key(kind)] = skipped[kind]
     rows: list[dict] = []
-    by_t: dict[str, dict] = {}  # per temperature: requests, malformed replies, invalid items
+    by_t: dict[str, dict] = {}  # per temperature (and per style in it): requests, malformed replies, invalid items
     jobs = [(c, s, t) for t in temperatures for s in styles for c in chunks]
     bar = tqdm(total=len(jobs), desc="generate", unit="request", disable=not progress)
     for temperature in temperatures:
         for style in styles:
-            prompts = [build_prompt(c, style, max(1, round(c.num_tokens / tokens_per_question))) for c in chunks]
-            keys = [_cache_key(generator.spec, p, temperature, seed) for p in prompts]
+            asked = [max(1, round(c.num_tokens / tokens_per_question)) for c in chunks]
+            prompts = [build_prompt(c, style, n, prompt) for c, n in zip(chunks, asked)]
+            caps = [reply_budget(style, n) for n in asked]
+            keys = [_cache_key(generator.spec, p, temperature, seed, cap) for p, cap in zip(prompts, caps)]
             todo = [i for i, k in enumerate(keys) if not (cache / f"{k}.json").exists()]
             counts["requests_cached"] += len(prompts) - len(todo)
 
-            def store(j: int, reply: str, keys=keys, todo=todo):
+            def store(j: int, reply: str, finish: str = "stop", keys=keys, todo=todo):
                 key = keys[todo[j]]
                 tmp = cache / f".{key}.tmp"
-                tmp.write_text(json.dumps({"reply": reply}))
+                tmp.write_text(json.dumps({"reply": reply, "finish": finish}))
                 os.replace(tmp, cache / f"{key}.json")  # a crash never leaves half a file
                 counts["requests_sent"] += 1
 
             if todo:
                 # Each request's seed comes from its own key: a resumed run asks exactly what a full run would.
-                generator.generate([prompts[i] for i in todo], temperature, [int(keys[i][:8], 16) for i in todo], store)
-            at = by_t.setdefault(str(temperature), dict.fromkeys(("requests", "malformed", "items_invalid"), 0))
-            at["requests"] += len(chunks)
+                generator.generate(
+                    [prompts[i] for i in todo],
+                    temperature,
+                    [int(keys[i][:8], 16) for i in todo],
+                    store,
+                    max_tokens=[caps[i] for i in todo],
+                )
+            at = by_t.setdefault(str(temperature), {**_tally(), "by_style": {}})
+            tallies = (at, at["by_style"].setdefault(style, _tally()))
+            for tally in tallies:
+                tally["requests"] += len(chunks)
             for chunk, key in zip(chunks, keys):
-                reply = json.loads((cache / f"{key}.json").read_text())["reply"]
+                cached = json.loads((cache / f"{key}.json").read_text())
+                finish = cached.get("finish", "stop")  # a cache from before finish reasons: stopped
+                counts[f"replies_{finish}"] += 1
                 try:
-                    pairs, invalid = parse_pairs(reply)
-                except ValueError:
+                    parsed = parse_reply(cached["reply"], finish)
+                except Malformed as exc:
                     counts["generations_malformed"] += 1
-                    at["malformed"] += 1
+                    counts[f"malformed_{exc.kind}"] += 1
+                    for tally in tallies:
+                        tally["malformed"] += 1
+                        tally["malformed_kinds"][exc.kind] += 1
                     continue
-                counts["items_invalid"] += invalid
-                at["items_invalid"] += invalid
+                counts["items_invalid"] += parsed.invalid
+                for tally in tallies:
+                    tally["items_invalid"] += parsed.invalid
                 split = "heldout" if temperature in heldout_t else "train"
-                for pair in pairs:
-                    rows.append(
-                        {
-                            **pair,
-                            "chunk": chunk.id,
-                            "source": chunk.source,
-                            "page": chunk.page,
-                            "style": style,
-                            "temperature": temperature,
-                            "split": split,
-                        }
-                    )
+                for pair in parsed.pairs:
+                    row = {
+                        **pair,
+                        "chunk": chunk.id,
+                        "source": chunk.source,
+                        "page": chunk.page,
+                        "style": style,
+                        "temperature": temperature,
+                        "split": split,
+                        "reply_form": parsed.form,
+                        "grounded": grounded(pair["answer"], chunk.text, pair["question"]),
+                        # reverse questions ask for the subject: exempt
+                        "names_subject": style == "reverse" or names_subject(pair["question"], chunk.text),
+                    }
+                    counts["pairs_ungrounded"] += not row["grounded"]
+                    counts["pairs_no_subject"] += not row["names_subject"]
+                    if not keep_ungrounded and not row["grounded"]:
+                        row["fate"] = "ungrounded"
+                    elif not keep_ungrounded and not row["names_subject"]:
+                        row["fate"] = "no_subject"
+                    rows.append(row)
             bar.update(len(chunks))
             bar.set_postfix(kept=len(rows), dropped=counts["generations_malformed"] + counts["items_invalid"])
     bar.close()
     counts["pairs_parsed"] = len(rows)
     # Of duplicates across splits the trained pair stays and the held-out one goes: a held-out
     # question must never have trained, and a fact asked at a trained temperature must train.
-    kept, counts["pairs_duplicate"] = dedupe(sorted(rows, key=lambda r: r["split"] != "train"))
+    trainable = [r for r in rows if "fate" not in r]
+    kept, counts["pairs_duplicate"] = dedupe(sorted(trainable, key=lambda r: r["split"] != "train"))
     kept_ids = {id(r) for r in kept}
-    for r in rows:
+    for r in trainable:
         r["fate"] = "kept" if id(r) in kept_ids else "duplicate"
     counts["pairs_kept"] = len(kept)
+    settings = {
+        "prompt": prompt,
+        "keep_ungrounded": keep_ungrounded,
+        "grounding": {"overlap": GROUNDED_OVERLAP, "span": "twice the answer's words"},
+    }
     return _write_corpus(
-        out, chunks, rows, counts, by_t, generator.spec, seed, temperatures, sorted(heldout_t), styles, overwrite
+        out, chunks, rows, counts, by_t, generator.spec, seed, temperatures, sorted(heldout_t), styles, overwrite, settings
     )
 
 
+def _per_temperature(by_t: dict, generated: list[dict]) -> dict:
+    """by_temperature in the manifest: each temperature's request tallies with its pairs'
+    checks and fates, overall and per style."""
+
+    def pairs(rows):
+        return {
+            "pairs_parsed": len(rows),
+            "grounded": sum(r["grounded"] for r in rows),
+            "ungrounded": sum(not r["grounded"] for r in rows),
+            "no_subject": sum(not r["names_subject"] for r in rows),
+            "qa_rows": sum(r["fate"] == "kept" for r in rows),
+        }
+
+    out = {}
+    for t, tally in by_t.items():
+        at = [r for r in generated if str(r["temperature"]) == t]
+        styles = {
+            style: {**c, **pairs([r for r in at if r["style"] == style])} for style, c in tally["by_style"].items()
+        }
+        out[t] = {**{k: v for k, v in tally.items() if k != "by_style"}, **pairs(at), "by_style": styles}
+    return out
+
+
 def _write_corpus(
-    out: Path, chunks, generated, counts, by_t, spec, seed, temperatures, heldout_t, styles, overwrite
+    out: Path, chunks, generated, counts, by_t, spec, seed, temperatures, heldout_t, styles, overwrite, settings
 ) -> dict:
     rows = [r for r in generated if r["fate"] == "kept"]  # in generation order
     rng = random.Random(f"{seed}:choices")
@@ -208,14 +297,8 @@ def _write_corpus(
             "temperatures": list(temperatures),
             "heldout_temperatures": heldout_t,
             "styles": list(styles),
-            "by_temperature": {
-                t: {
-                    **c,
-                    "pairs_parsed": sum(str(r["temperature"]) == t for r in generated),
-                    "qa_rows": sum(str(r["temperature"]) == t and r["fate"] == "kept" for r in generated),
-                }
-                for t, c in by_t.items()
-            },
+            **settings,
+            "by_temperature": _per_temperature(by_t, generated),
             "options": protocol("answers of other questions of the same style and split"),
             "counts": {
                 "chunks": len(chunks),

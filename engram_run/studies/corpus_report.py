@@ -26,6 +26,7 @@ WHAT = {
     "chunks": "the documents' text only",
     "qa1": "+ pairs at one temperature",
     "qa9": "+ pairs at nine temperatures",
+    "qa9-grounded": "+ pairs at nine temperatures, grounded ones only",
     "qa9+reverse": "+ pairs at nine, + reverse pairs",
 }
 

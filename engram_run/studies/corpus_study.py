@@ -44,11 +44,15 @@ from engram_run.studies.corpus_report import SCORES, write_results
 GENERATOR_STAMP = "taught.json"  # in the generator's folder, once it is taught
 ONE_TEMPERATURE = 0.605  # the nine-step schedule's middle (0.01 + 4 x 0.14875)
 # arm -> (generation run it trains on, or None: chunks only)
-ARMS = {"chunks": None, "qa1": "qa1", "qa9": "qa9", "qa9+reverse": "qa9_reverse"}
-GENERATIONS = {  # generation run -> engram-data corpus flags (one request cache for all three)
-    "qa9_reverse": ("--styles", ",".join(STYLES), "--temperatures", "9"),
-    "qa9": ("--styles", "simple", "--temperatures", "9"),
+ARMS = {"chunks": None, "qa1": "qa1", "qa9": "qa9", "qa9-grounded": "qa9_grounded", "qa9+reverse": "qa9_reverse"}
+# generation run -> engram-data corpus flags (one request cache for all); every run but
+# qa9_grounded trains all parsed pairs (--keep-ungrounded), as these arms always have
+GENERATIONS = {
+    "qa9_reverse": ("--styles", ",".join(STYLES), "--temperatures", "9", "--keep-ungrounded"),
+    "qa9": ("--styles", "simple", "--temperatures", "9", "--keep-ungrounded"),
+    "qa9_grounded": ("--styles", "simple", "--temperatures", "9"),
     "qa1": (
+        "--keep-ungrounded",
         "--styles",
         "simple",
         "--temperatures",
@@ -130,6 +134,8 @@ def corpus_study(s: CorpusStudySettings) -> Path:
                     data_dir=s.data_dir / run,
                     generate_args=(
                         *GENERATIONS[run],
+                        # the taught generator was taught the instruction alone
+                        *("--prompt", "few-shot" if s.generator else "plain"),
                         "--heldout-temperatures",
                         "0",
                         "--cache",

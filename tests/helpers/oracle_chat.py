@@ -31,6 +31,24 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _chat(self, body: dict, content: str):
+        """A chat completion of ``content``: JSON, or server-sent events in two pieces where
+        the request streams (as the documents pipeline's client asks)."""
+        if not body.get("stream"):
+            return self._send(200, {"choices": [{"message": {"role": "assistant", "content": content}}]})
+        half = len(content) // 2
+        events = [
+            {"choices": [{"index": 0, "delta": {"role": "assistant", "content": content[:half]}, "finish_reason": None}]},
+            {"choices": [{"index": 0, "delta": {"content": content[half:]}, "finish_reason": "stop"}]},
+        ]
+        data = "".join(f"data: {json.dumps({'id': 'c', 'object': 'chat.completion.chunk', 'created': 0, 'model': 'stub', **e})}\n\n" for e in events)
+        data = (data + "data: [DONE]\n\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def log_message(self, *args):
         pass
 
@@ -55,7 +73,7 @@ class OracleChat(JsonHandler):
         else:
             field = FIELDS[SCHEDULE.index(t) % len(FIELDS)]  # 9 temperatures: every field; 3: three
             pair = {"question": QUESTIONS[field].format(name=p["name"]), "answer": p[field]}
-        self._send(200, {"choices": [{"message": {"role": "assistant", "content": json.dumps([pair])}}]})
+        self._chat(body, json.dumps([pair]))
 
 
 @contextmanager
