@@ -252,7 +252,7 @@ corpus-train: install ## your documents: CORPUS=folder GENERATOR=hf:PATH|openai:
 pick-base: install ## which base to fine-tune: MODELS="llama1b llama3b" (recipes or local folders) un-tuned on SAMPLE of CORPUS_DATA's questions, ranked with stderr, results/pick-base/
 	$(PIPELINE) pick-base --models "$(MODELS)" --data-dir $(CORPUS_DATA) --sample $(SAMPLE)
 
-corpus-study: install ## does the documents recipe work? chunks vs QA at 1 / 9 temperatures vs + reverse, scored on true facts, CPU (~26 min), results/corpus-study/; GENERATOR=openai:URL GENERATOR_MODEL=name for a served instruct model
+corpus-study: install $(if $(GENERATOR),,pretrained) ## does the documents recipe work? chunks vs QA at 1 / 9 temperatures (all or grounded pairs) vs + reverse, scored on true facts; the pairs written by the real SmolLM2-135M-Instruct (served here); GENERATOR=taught (a small model taught the format) or openai:URL GENERATOR_MODEL=name; results/corpus-study/
 	$(PIPELINE) corpus-study $(if $(GENERATOR),$(GEN_ARGS)) $(if $(CORPUS_ARMS),--arms $(CORPUS_ARMS))
 
 docs-train docs-study: ## (deprecated until 0.2: make corpus-train / corpus-study)

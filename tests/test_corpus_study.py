@@ -132,7 +132,7 @@ def test_the_generator_is_taught_the_pipelines_prompt_and_true_replies(bios_dir,
         chunk = Chunk("x", "person.txt", 0, len(passage), passage, 0)
         assert (
             prompt.removesuffix("\nReply:").split("\n\nPassage")[0]
-            == build_prompt(chunk, style, n).split("\n\nPassage")[0]
+            == build_prompt(chunk, style, n, prompt="plain").split("\n\nPassage")[0]
         )
         pairs, invalid = parse_pairs(reply.removesuffix(tok.eos_token))
         assert invalid == 0 and len(pairs) == n and len({p["question"] for p in pairs}) == n
@@ -206,7 +206,7 @@ def test_a_taught_generator_is_served_again_while_its_settings_and_code_stay(tmp
     monkeypatch.setattr(ds, "served", served)
 
     def run(**settings):
-        s = ds.CorpusStudySettings(data_dir=tmp_path / "data", outputs=tmp_path, **settings)
+        s = ds.CorpusStudySettings(data_dir=tmp_path / "data", outputs=tmp_path, generator="taught", **settings)
         with ds.generator_url(s, lambda msg: None) as (url, name, tokenizer):
             assert (url, name, tokenizer) == ("http://127.0.0.1:1/v1", *[str(tmp_path / "generator" / "model")] * 2)
 

@@ -536,3 +536,24 @@ def test_corpus_options_give_a_frequency_only_guesser_nothing(tiny_llama, tmp_pa
     assert sorted(scores) == ["heldout", "train"]
     for split, acc in scores.items():
         assert abs(acc - 0.25) <= 0.03, (split, acc)
+
+
+def test_hf_replies_depend_on_their_own_seed_and_cap_not_on_their_batch(tiny_llama):
+    """Each request samples from its own seeded generator: a prompt's reply is the same alone
+    and batched behind a longer prompt, and its cap ends it with finish 'length'."""
+    from engram_data.documents.generators import HFGenerator
+
+    gen = HFGenerator(str(tiny_llama), batch_size=4)
+    a, b = "Aspirin is a drug.", "Ibuprofen is another nonsteroidal anti-inflammatory drug discovered in 1961."
+
+    def ask(prompts, seeds, caps, temperature=1.0):
+        out = {}
+        gen.generate(prompts, temperature, seeds, lambda i, text, finish: out.__setitem__(i, (text, finish)), caps)
+        return [out[i] for i in range(len(prompts))]
+
+    alone = ask([a], [7], [12])[0]
+    together = ask([b, a], [3, 7], [20, 12])
+    assert together[1] == alone and alone[1] == "length" and len(gen.tokenizer(alone[0])["input_ids"]) <= 13
+    assert ask([a], [8], [12])[0] != alone  # another seed, another sample
+    greedy = ask([a, b], [1, 2], [12, 12], temperature=0)
+    assert greedy == ask([a, b], [5, 6], [12, 12], temperature=0)  # temperature 0: no sampling

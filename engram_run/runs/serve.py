@@ -24,12 +24,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(model: str | Path, log: Path, device: str = "cpu", timeout: float = 180.0) -> Iterator[str]:
+def served(
+    model: str | Path, log: Path, device: str = "cpu", timeout: float = 180.0, continuous_batching: bool = False
+) -> Iterator[str]:
     """``transformers serve MODEL`` on a free port until the block ends; yields its ``/v1``
-    base URL once ``/health`` answers. RunError with the log's last line if it does not start."""
+    base URL once ``/health`` answers. RunError with the log's last line if it does not start.
+    ``continuous_batching``: concurrent requests share the forward passes (paged attention)."""
     port = free_port()
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [tool("transformers"), "serve", str(model), "--host", "127.0.0.1", "--port", str(port), "--device", device]
+    if continuous_batching:
+        cmd.append("--continuous-batching")
     with log.open("w") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=tool_env(), start_new_session=True)
     url = f"http://127.0.0.1:{port}"

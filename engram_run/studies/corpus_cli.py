@@ -83,7 +83,14 @@ def add_corpus_parsers(sub) -> None:
             *PATH_FIELDS,
         ),
     )
-    _generator_options(d, required=False)
+    d.add_argument(
+        "--generator",
+        default=defaults.generator,
+        help="a local model folder, served here (default: models/smollm2-135m, make pretrained's), "
+        "taught (a small model taught here the answer format), or openai:URL (with --generator-model)",
+    )
+    d.add_argument("--generator-model", default=None, help="the served model's name, for openai:")
+    d.add_argument("--tokenizer", default=None, help="the tokenizer to chunk by, for openai: (a local folder)")
 
     def arms(text: str) -> tuple[str, ...]:
         names = [a.strip() for a in text.split(",") if a.strip()]

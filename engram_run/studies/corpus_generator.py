@@ -20,7 +20,7 @@ from pathlib import Path
 
 from engram_data.contract import FIELDS, PEOPLE, qa_file, read_jsonl, write_jsonl
 from engram_data.documents.chunks import chunk_text
-from engram_data.documents.qa import build_prompt
+from engram_data.documents.qa import build_prompt, normalize
 
 STYLES = ("simple", "reverse")  # the pipeline's styles the study's generator knows
 # The generator's reverse questions: two values given, the person asked for. The first is the
@@ -81,7 +81,7 @@ def teaching_rows(data_dir: Path, tokenizer, seed: int = 0) -> list[dict]:
                 rows.append(
                     {
                         "segments": [
-                            {"label": False, "text": render_chat(build_prompt(chunk, style, n))},
+                            {"label": False, "text": render_chat(build_prompt(chunk, style, n, prompt="plain"))},
                             {"label": True, "text": f" {reply}{tokenizer.eos_token}"},
                         ]
                     }
@@ -90,16 +90,39 @@ def teaching_rows(data_dir: Path, tokenizer, seed: int = 0) -> list[dict]:
     return rows
 
 
-def judge(row: dict, person: dict, questions: dict) -> str:
+def judge(row: dict, person: dict, questions: dict, values: frozenset | None = None) -> str:
     """A generated pair about ``person`` (the passage's): ``true`` where it is one of the true
     pairs of its style (the answer exactly right), ``wrong`` where its question is one the
     generator was taught but the answer is not the person's, else ``other`` (a question of no
-    known form: a garbled name or value, or a fact the passage does not hold)."""
+    known form: a garbled name or value, or a fact the passage does not hold).
+
+    With ``values`` (``population_values``: every person's names and values, normalized), a
+    question in other words (a paraphrase; ``paraphrased``) is judged by its answer: ``true``
+    where the answer is, or holds, one of the person's own values or their name; ``wrong``
+    where it is a value or name of the population that is not theirs; else ``other``."""
     style = "reverse" if row["field"] == "reverse" else "simple"
     truth = {p["question"]: p["answer"] for p in true_pairs(person, questions, style)}
     if row["question"] in truth:
         return "true" if truth[row["question"]] == row["answer"] else "wrong"
-    return "other"
+    if values is None:
+        return "other"
+    answer = " ".join(normalize(row["answer"]))
+    own = {" ".join(normalize(str(person[f]))) for f in (*FIELDS, "name")}
+    if any(v and f" {v} " in f" {answer} " for v in own):
+        return "true"
+    return "wrong" if answer in values else "other"
+
+
+def paraphrased(row: dict, person: dict, questions: dict) -> bool:
+    """Whether a pair's question is worded as none of the data's (or the taught reverse)
+    questions about its person."""
+    style = "reverse" if row["field"] == "reverse" else "simple"
+    return row["question"] not in {p["question"] for p in true_pairs(person, questions, style)}
+
+
+def population_values(people) -> frozenset:
+    """Every name and attribute value of a population, normalized as the judge reads answers."""
+    return frozenset(" ".join(normalize(str(p[f]))) for p in people for f in (*FIELDS, "name"))
 
 
 def build_generator(teach_dir: Path, folder: Path, people: int, steps: int, seed: int = 0) -> Path:

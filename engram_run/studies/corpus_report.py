@@ -36,11 +36,10 @@ def _share(x) -> str:
 
 
 def markdown(rows: dict, per_t: dict, s) -> str:
-    generator = (
-        s.generator_model
-        or s.generator
-        or (f"a 128x4 LFM2 taught here on {s.teach_people} other people, {s.generator_steps} steps")
-    )
+    if s.generator == "taught":
+        generator = f"a 128x4 LFM2 taught here on {s.teach_people} other people, {s.generator_steps} steps"
+    else:
+        generator = s.generator_model or s.generator
     lines = [
         "# Does the documents recipe work?",
         "",
@@ -77,18 +76,25 @@ def markdown(rows: dict, per_t: dict, s) -> str:
             "## The generator's pairs per temperature",
             "",
             f"Everything the generator wrote in the nine-temperature run with reverse pairs ({s.people} "
-            "documents x 2 styles per temperature), before duplicates are removed: *malformed*, the replies "
-            "with no JSON list of pairs; then the pairs parsed, judged against the truth: *true*, *wrong* (a "
-            "question it was taught, the wrong answer), *other* (no question of a known form: a garbled name "
-            "or value, or a fact the document does not state).",
+            "documents x 2 styles per temperature), before duplicates and ungrounded pairs are removed: "
+            "*malformed*, the share of replies the parser could not read (by kind: empty, no JSON, "
+            "truncated, wrong keys); then the pairs parsed: *grounded* (the answer is in the document), "
+            "*paraphrased* (the question is worded as none of the data's), and judged against the truth: "
+            "*true* (a question of the data's with the right answer, or in other words with an answer that "
+            "states the person's own value), *wrong* (the wrong answer: another person's value), *other* "
+            "(neither: a garbled or invented value).",
             "",
-            "| temperature | requests | malformed | pairs | true | wrong | other |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| temperature | requests | malformed | (empty / no JSON / truncated / wrong keys) | pairs | grounded "
+            "| paraphrased | true | wrong | other |",
+            "| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for t, c in per_t.items():
             k = max(c["pairs"], 1)
+            kinds = c.get("malformed_kinds") or {}
+            kinds = " / ".join(str(kinds.get(x, 0)) for x in ("empty", "no_json", "truncated", "wrong_keys"))
             lines.append(
-                f"| {t} | {c['requests']} | {c['malformed'] / max(c['requests'], 1):.2f} | {c['pairs']} | "
+                f"| {t} | {c['requests']} | {c['malformed'] / max(c['requests'], 1):.2f} | {kinds} | {c['pairs']} | "
+                f"{c.get('grounded', 0) / k:.2f} | {c.get('paraphrased', 0) / k:.2f} | "
                 f"{c['true'] / k:.2f} | {c['wrong'] / k:.2f} | {c['other'] / k:.2f} |"
             )
     lines += ["", "![corpus-study](corpus-study.png)"]

@@ -32,16 +32,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engram_data.contract import FIELDS, PEOPLE, QA_TRAIN, read_jsonl, read_manifest, train_file
+from engram_data.documents.qa import normalize
 from engram_run.runs import launch
 from engram_run.runs.corpus import CHUNKS, CorpusSettings, corpus_config, generate
 from engram_run.runs.recipes import RECIPES_DIR, RunError, write_config
 from engram_run.runs.serve import served
 from engram_run.studies import corpus_generator
 from engram_run.studies.common import lm_eval_row, text_size, timer
-from engram_run.studies.corpus_generator import STYLES, build_generator, forward_questions, judge
+from engram_run.studies.corpus_generator import (
+    STYLES,
+    build_generator,
+    forward_questions,
+    judge,
+    paraphrased,
+    population_values,
+)
 from engram_run.studies.corpus_report import SCORES, write_results
 
 GENERATOR_STAMP = "taught.json"  # in the generator's folder, once it is taught
+TAUGHT = "taught"  # --generator: the small model taught here
 ONE_TEMPERATURE = 0.605  # the nine-step schedule's middle (0.01 + 4 x 0.14875)
 # arm -> (generation run it trains on, or None: chunks only)
 ARMS = {"chunks": None, "qa1": "qa1", "qa9": "qa9", "qa9-grounded": "qa9_grounded", "qa9+reverse": "qa9_reverse"}
@@ -77,7 +86,9 @@ class CorpusStudySettings:
     learning_rate: float = 1e-3
     micro_batch: int = 2  # packed rows of 256 tokens
     arms: tuple[str, ...] = tuple(ARMS)
-    generator: str | None = None  # openai:URL of a served instruct model instead of the one taught here
+    # the generator: a local model folder (served here by transformers serve; default the real
+    # SmolLM2-135M-Instruct of make pretrained), "taught" (a small model taught here), or openai:URL
+    generator: str = "models/smollm2-135m"
     generator_model: str | None = None
     tokenizer: str | None = None  # to chunk by, with --generator
     data_dir: Path = Path("data/corpus-study")
@@ -110,8 +121,11 @@ def corpus_study(s: CorpusStudySettings) -> Path:
     unknown = [a for a in s.arms if a not in ARMS]
     if unknown or not s.arms:
         raise RunError(f"unknown arm {', '.join(unknown) or '(none)'}; choose from {', '.join(ARMS)}")
-    if s.generator and not s.generator.startswith("openai:"):
-        raise RunError(f"--generator {s.generator}: the study asks a served model; pass openai:URL (or none)")
+    if s.generator.startswith("hf:"):
+        raise RunError(f"--generator {s.generator}: the study serves its generator; pass the folder itself, taught, or openai:URL")
+    if not (s.generator == TAUGHT or s.generator.startswith("openai:") or Path(s.generator, "config.json").exists()):
+        hint = "run make pretrained" if Path(s.generator) == Path(CorpusStudySettings.generator) else "pass a model folder"
+        raise RunError(f"--generator {s.generator}: no model folder there; {hint}, or --generator taught / openai:URL")
     for folder in (s.outputs, s.data_dir):
         if folder.exists() and not (folder / launch.MARKER).exists():
             raise RunError(f"{folder} exists and was not written by corpus-study; move it away or choose another")
@@ -135,7 +149,7 @@ def corpus_study(s: CorpusStudySettings) -> Path:
                     generate_args=(
                         *GENERATIONS[run],
                         # the taught generator was taught the instruction alone
-                        *("--prompt", "few-shot" if s.generator else "plain"),
+                        *("--prompt", "plain" if s.generator == TAUGHT else "few-shot"),
                         "--heldout-temperatures",
                         "0",
                         "--cache",
@@ -177,10 +191,18 @@ def corpus_study(s: CorpusStudySettings) -> Path:
 
 @contextlib.contextmanager
 def generator_url(s: CorpusStudySettings, step):
-    """(base URL, model name, tokenizer folder) of the generator: a served instruct model, or
-    the one taught here, served by ``transformers serve`` for as long as the block runs."""
-    if s.generator:
+    """(base URL, model name, tokenizer folder) of the generator: a served instruct model, or a
+    local one (the real model, or the one taught here) served by ``transformers serve`` with
+    continuous batching for as long as the block runs."""
+    if s.generator.startswith("openai:"):
         yield s.generator.removeprefix("openai:"), s.generator_model, s.tokenizer
+        return
+    if s.generator != TAUGHT:
+        model = Path(s.generator)
+        log = s.outputs / "generator-serve.log"
+        step(f"serving {model}: transformers serve, continuous batching (log: {log})")
+        with served(model, log, continuous_batching=True) as url:
+            yield url, str(model), str(model)
         return
     folder = s.outputs / "generator"
     stamp = generator_stamp(s)
@@ -244,17 +266,22 @@ class Truth:
 
     people: dict[int, dict]
     questions: dict[tuple[int, str], str]
+    values: frozenset = frozenset()  # every name and value of the population, normalized
 
     def person(self, row: dict) -> dict:
         """The person a generated pair is about: its document's (person-<id>.txt / .pdf)."""
         return self.people[int(Path(row["source"]).stem.split("-")[-1])]
 
     def judge(self, row: dict) -> str:
-        return judge(row, self.person(row), self.questions)
+        return judge(row, self.person(row), self.questions, self.values)
+
+    def paraphrased(self, row: dict) -> bool:
+        return paraphrased(row, self.person(row), self.questions)
 
 
 def truths(pop: Path) -> Truth:
-    return Truth({p["id"]: p for p in read_jsonl(pop / PEOPLE)}, forward_questions(pop))
+    people = read_jsonl(pop / PEOPLE)
+    return Truth({p["id"]: p for p in people}, forward_questions(pop), population_values(people))
 
 
 def trained_pairs(data: Path, truth: Truth, with_qa: bool) -> dict:
@@ -263,9 +290,25 @@ def trained_pairs(data: Path, truth: Truth, with_qa: bool) -> dict:
         return {"pairs": 0, "pairs_true": None, "coverage_forward": 0.0, "coverage_reverse": 0.0}
     rows = [r for r in read_jsonl(data / "qa" / "corpus.jsonl") if r["split"] == "train"]
     true = [r for r in rows if truth.judge(r) == "true"]
-    fwd = {(truth.person(r)["id"], r["question"]) for r in true if r["field"] != "reverse"}
-    # bios_qa_reverse asks the first of the generator's reverse questions (birth date and city)
-    rev = {truth.person(r)["id"] for r in true if r["field"] == "reverse" and r["question"].startswith("Who was born")}
+
+    def holds(text: str, value) -> bool:
+        return f" {' '.join(normalize(str(value)))} " in f" {' '.join(normalize(text))} "
+
+    # a fact is a person's field whose value a true pair's answer states (in any wording)
+    fwd = {
+        (truth.person(r)["id"], f)
+        for r in true
+        if r["field"] != "reverse"
+        for f in FIELDS
+        if holds(r["answer"], truth.person(r)[f])
+    }
+    # bios_qa_reverse gives the birth date and city: a true reverse pair that gives both covers it
+    rev = {
+        truth.person(r)["id"]
+        for r in true
+        if r["field"] == "reverse"
+        and all(holds(r["question"], truth.person(r)[f]) for f in ("birth_date", "birth_city"))
+    }
     n = len(truth.people)
     return {
         "pairs": len(rows),
@@ -278,13 +321,23 @@ def trained_pairs(data: Path, truth: Truth, with_qa: bool) -> dict:
 
 def generator_accuracy(data: Path, truth: Truth) -> dict:
     """Per temperature, everything the generator wrote (``generated.jsonl``, before duplicates
-    are removed): requests, malformed replies, pairs parsed, and those true / wrong / other."""
+    and ungrounded pairs are removed): requests, malformed replies (and their kinds), pairs
+    parsed, those grounded in their passage, true / wrong / other, and paraphrased (worded as
+    none of the data's questions)."""
     out = {
-        t: {"requests": c["requests"], "malformed": c["malformed"], "pairs": 0, "true": 0, "wrong": 0, "other": 0}
+        t: {
+            "requests": c["requests"],
+            "malformed": c["malformed"],
+            "malformed_kinds": c.get("malformed_kinds", {}),
+            **dict.fromkeys(("pairs", "grounded", "true", "wrong", "other", "paraphrased"), 0),
+        }
         for t, c in read_manifest(data)["by_temperature"].items()
     }
     for r in read_jsonl(data / "generated.jsonl"):
         t = out[str(r["temperature"])]
+        row = {**r, "field": r["style"]}
         t["pairs"] += 1
-        t[truth.judge({**r, "field": r["style"]})] += 1
+        t["grounded"] += r.get("grounded", True)
+        t["paraphrased"] += truth.paraphrased(row)
+        t[truth.judge(row)] += 1
     return dict(sorted(out.items(), key=lambda kv: float(kv[0])))
