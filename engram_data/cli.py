@@ -113,6 +113,12 @@ def build_corpus_parser() -> OneLineParser:
         help="few-shot: the instruction with one fixed worked example per style (default); plain: the instruction alone",
     )
     p.add_argument(
+        "--json-schema",
+        action="store_true",
+        help="openai: ask for the pairs' JSON schema (response_format json_schema): constrained decoding on "
+        "a server that has it (vLLM, OpenAI; transformers serve refuses it)",
+    )
+    p.add_argument(
         "--keep-ungrounded",
         action="store_true",
         help="train pairs whose answer the chunk does not support and forward questions that never name "
@@ -150,6 +156,7 @@ def corpus_main(argv: list[str]) -> int:
             concurrency=args.concurrency,
             timeout=args.timeout,
             retries=args.retries,
+            **({"json_schema": True} if args.json_schema else {}),
         )
         manifest = generate_corpus(
             args.input,

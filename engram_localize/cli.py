@@ -21,7 +21,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from engram_data.atomic import atomic_output, check_output_dir
-from engram_data.contract import DataError, read_manifest
+from engram_data.contract import FIELDS, DataError, read_manifest
 from engram_data.errors import OneLineParser, number, run_cli
 from engram_localize.checkpoints import (
     Checkpoint,
@@ -50,6 +50,22 @@ def number_list(kind: str, low: float, high: float | None = None):
 
     parse.__name__ = f"{kind} list"
     return parse
+
+
+def field_list(text: str) -> tuple[str, ...]:
+    """``birth_city,major``: bioS fields, in the data's order."""
+    names = {part.strip() for part in text.split(",") if part.strip()}
+    if not names or names - set(FIELDS):
+        raise argparse.ArgumentTypeError(f"choose fields from {','.join(FIELDS)} (got {text!r})")
+    return tuple(f for f in FIELDS if f in names)
+
+
+def layer_list(text: str) -> list[int]:
+    """``0,14,29``: layer indices, each once, ascending (checked against the model later)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts or not all(part.isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"layers are comma-separated whole numbers from 0 (got {text!r})")
+    return sorted({int(part) for part in parts})
 
 
 def build_parser() -> OneLineParser:
@@ -102,6 +118,16 @@ def build_parser() -> OneLineParser:
     t.add_argument("--out", required=True, type=Path)
     t.add_argument("--split", choices=("train", "heldout", "all"), default="train")
     t.add_argument("--limit", type=number(int, 1), default=20, help="questions traced per field (answered correctly)")
+    t.add_argument(
+        "--fields", type=field_list, default=FIELDS, help="comma-separated fields to trace (default: all six)"
+    )
+    t.add_argument(
+        "--layers",
+        type=layer_list,
+        default=None,
+        help="comma-separated layer indices whose sites are restored (default: every layer; a few layers "
+        "cut the cost of a large model's trace by the same factor)",
+    )
     t.add_argument(
         "--noise",
         type=number(float, 0, low_open=True),
@@ -214,8 +240,10 @@ def command(args) -> int:
 
             model = load_model(tuned, _device(args.device))
             tokenizer = load_tokenizer(tuned_arg, tuned)
-            tracer = trace.Tracer(model, tokenizer, args.noise, args.window, args.seed, args.batch_size)
-            result = trace_report.trace_data(tracer, args.data, tokenizer, args.split, args.limit, progress)
+            tracer = trace.Tracer(model, tokenizer, args.noise, args.window, args.seed, args.batch_size, args.layers)
+            result = trace_report.trace_data(
+                tracer, args.data, tokenizer, args.split, args.limit, progress, args.fields
+            )
             with section(args.out, "trace", manifest, args.overwrite) as folder:
                 trace_report.write(result, folder, tuned_arg)
             print(f"{GENERATOR}: {args.out / 'trace' / 'trace.md'}")

@@ -90,7 +90,16 @@ def _path_of(model: nn.Module, target: nn.Module) -> str:
 class Tracer:
     """Clean, corrupted and restored runs of one model; ``window`` layers for MLP/attention."""
 
-    def __init__(self, model, tokenizer, noise: float = 3.0, window: int = 1, seed: int = 0, batch_size: int = 64):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        noise: float = 3.0,
+        window: int = 1,
+        seed: int = 0,
+        batch_size: int = 64,
+        layers: list[int] | None = None,
+    ):
         nnsight = import_nnsight()
 
         self.model, self.tokenizer, self.window, self.seed, self.batch_size = model, tokenizer, window, seed, batch_size
@@ -100,6 +109,10 @@ class Tracer:
         if not lists:
             raise LocalizeError(f"cannot find the {n} layers of {type(model).__name__}")
         self.layers_path, self.n_layers = min(lists, key=len), n
+        bad = [i for i in layers or () if not 0 <= i < n]
+        if bad:
+            raise LocalizeError(f"--layers {','.join(map(str, bad))}: the model has layers 0 to {n - 1}")
+        self.traced = sorted(set(layers)) if layers else list(range(n))  # the layers whose sites are restored
         first = model.get_submodule(self.layers_path)[0]
         self.attn_name = next((a for a in _ATTENTION if hasattr(first, a)), None)
         if self.attn_name is None or not hasattr(first, "mlp"):
@@ -212,14 +225,14 @@ class Tracer:
         p_clean = float(probs[prompt.label])
         noise = self.noise(prompt, index)
         p_corrupt = float(self.run(prompt, noise, [{}], "hidden", clean)[0])
-        sites = [(layer, p) for layer in range(self.n_layers) for p in range(len(prompt.context))]
+        sites = [(layer, p) for layer in self.traced for p in range(len(prompt.context))]
         restored = {}
         for kind in KINDS:
             values = []
             for i in range(0, len(sites), self.batch_size):
                 chunk = [{w: [p] for w in self.window_of(layer, kind)} for layer, p in sites[i : i + self.batch_size]]
                 values.append(self.run(prompt, noise, chunk, kind, clean))
-            restored[kind] = torch.cat(values).view(self.n_layers, len(prompt.context))
+            restored[kind] = torch.cat(values).view(len(self.traced), len(prompt.context))
         return {"clean": p_clean, "corrupted": p_corrupt, "restored": restored}
 
 

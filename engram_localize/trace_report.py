@@ -23,11 +23,17 @@ SITE = {"hidden": "the hidden state (layer output)", "mlp": "the MLP output", "a
 
 
 def trace_data(
-    tracer: Tracer, data: Path, tokenizer, split: str = "train", limit: int = 20, progress: bool = True
+    tracer: Tracer,
+    data: Path,
+    tokenizer,
+    split: str = "train",
+    limit: int = 20,
+    progress: bool = True,
+    only: tuple[str, ...] = FIELDS,
 ) -> dict:
-    """The first ``limit`` questions of each field the model answers correctly, traced."""
+    """The first ``limit`` questions of each field (of ``only``) the model answers correctly, traced."""
     per_field: dict[str, dict] = {}
-    fields = prompts(data, tokenizer, split)
+    fields = prompts(data, tokenizer, split, only)
     bar = tqdm(total=limit * len(fields), desc="trace", unit="question", disable=not progress)
     index = 0
     for field, items in fields.items():
@@ -75,6 +81,7 @@ def summarize(per_field: dict, tracer: Tracer) -> dict:
     }
     return {
         "layers": tracer.n_layers,
+        "traced_layers": tracer.traced,  # the heatmaps' rows
         "positions": list(CATEGORIES),
         "kinds": list(KINDS),
         "noise_std": tracer.scale,
@@ -86,11 +93,11 @@ def summarize(per_field: dict, tracer: Tracer) -> dict:
     }
 
 
-def _panel(ax, grid, title, low, high) -> None:
+def _panel(ax, grid, title, low, high, ids) -> None:
     values = np.array([[np.nan if v is None else v for v in row] for row in grid], dtype=float)
     image = ax.imshow(values, aspect="auto", cmap="Purples", vmin=low, vmax=high)
     ax.set_xticks(range(len(CATEGORIES)), CATEGORIES, rotation=35, ha="right", fontsize=8)
-    ax.set_yticks(range(values.shape[0]))
+    ax.set_yticks(range(values.shape[0]), ids)
     ax.set_ylabel("layer")
     ax.set_title(title, fontsize=9)
     ax.figure.colorbar(image, ax=ax)
@@ -102,7 +109,7 @@ def plots(result: dict, folder: Path) -> None:
         fig, axes = plt.subplots(
             len(shown),
             len(KINDS),
-            figsize=(4.2 * len(KINDS), 0.6 + (1.2 + 0.3 * result["layers"]) * len(shown)),
+            figsize=(4.2 * len(KINDS), 0.6 + (1.2 + 0.3 * len(_ids(result))) * len(shown)),
             squeeze=False,
         )
         for r, field in enumerate(shown):
@@ -115,16 +122,23 @@ def plots(result: dict, folder: Path) -> None:
                     f"{field}: restore {kind}\nclean {high:.2f}, corrupted {low:.2f}, n={f['traced']}",
                     low,
                     high,
+                    _ids(result),
                 )
         fig.tight_layout()
         fig.savefig(folder / name, dpi=110)
         plt.close(fig)
 
 
-def peak(grid) -> tuple[int, int, float]:
+def _ids(result: dict) -> list[int]:
+    """The layer of each heatmap row (every layer unless --layers chose some)."""
+    return result.get("traced_layers") or list(range(result["layers"]))
+
+
+def peak(grid, ids: list[int] | None = None) -> tuple[int, int, float]:
+    ids = ids or list(range(len(grid)))
     best = max(
-        ((v, layer, c) for layer, row in enumerate(grid) for c, v in enumerate(row) if v is not None),
-        default=(math.nan, 0, 0),
+        ((v, ids[row], c) for row, values in enumerate(grid) for c, v in enumerate(values) if v is not None),
+        default=(math.nan, ids[0], 0),
     )
     return best[1], best[2], best[0]
 
@@ -144,7 +158,7 @@ def summary(result: dict, model: str) -> str:
         "",
     ]
     for kind in KINDS:
-        layer, c, value = peak(f["heatmaps"][kind])
+        layer, c, value = peak(f["heatmaps"][kind], _ids(result))
         share = (value - f["corrupted"]) / lost if lost > 0 else math.nan
         lines.append(
             f"- Restoring {SITE[kind]} of layer {layer} at the {CATEGORIES[c]} position brings back "
@@ -153,7 +167,9 @@ def summary(result: dict, model: str) -> str:
         )
     subject = CATEGORIES.index("last subject")
     for kind in ("hidden", "mlp"):
-        column = [(row[subject], layer) for layer, row in enumerate(f["heatmaps"][kind]) if row[subject] is not None]
+        column = [
+            (row[subject], layer) for layer, row in zip(_ids(result), f["heatmaps"][kind]) if row[subject] is not None
+        ]
         if column and lost > 0:
             value, layer = max(column)
             lines.append(
@@ -167,7 +183,7 @@ def summary(result: dict, model: str) -> str:
     ]
     for field, g in result["fields"].items():
         if field != ALL and g["traced"]:
-            layer, c, value = peak(g["heatmaps"]["hidden"])
+            layer, c, value = peak(g["heatmaps"]["hidden"], _ids(result))
             lines.append(
                 f"| {field} | {g['traced']} | {g['clean']:.3f} | {g['corrupted']:.3f} | "
                 f"layer {layer}, {CATEGORIES[c]} ({value:.3f}) |"

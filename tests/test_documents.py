@@ -557,3 +557,21 @@ def test_hf_replies_depend_on_their_own_seed_and_cap_not_on_their_batch(tiny_lla
     assert ask([a], [8], [12])[0] != alone  # another seed, another sample
     greedy = ask([a, b], [1, 2], [12, 12], temperature=0)
     assert greedy == ask([a, b], [5, 6], [12, 12], temperature=0)  # temperature 0: no sampling
+
+
+def test_each_request_carries_its_seed_cap_and_asked_for_schema(chat_server):
+    """The OpenAI path streams each request with its own seed and max_tokens; --json-schema adds
+    the pairs' schema (constrained decoding), and only when asked."""
+    from engram_data.documents.generators import PAIRS_SCHEMA
+
+    ChatServer.calls = [{}]  # past the warm-up failure
+    replies = {}
+    prompt = "Passage (from a.md):\n" + DOC
+    for schema in (False, True):
+        gen = OpenAIGenerator(chat_server, "m", concurrency=1, timeout=10, retries=0, json_schema=schema)
+        gen.generate([prompt, prompt], 0.6, [11, 12], lambda i, t, f: replies.__setitem__((schema, i), (t, f)), [56, 96])
+    plain, constrained = ChatServer.calls[1:3], ChatServer.calls[3:5]
+    assert [(c["seed"], c["max_tokens"], c["stream"]) for c in plain] == [(11, 56, True), (12, 96, True)]
+    assert not any("response_format" in c for c in plain)
+    assert all(c["response_format"]["json_schema"]["schema"] == PAIRS_SCHEMA for c in constrained)
+    assert {f for _, f in replies.values()} == {"stop"} and len(replies) == 4

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from engram_data.contract import FIELDS
 from engram_localize import cli
-from engram_localize.checkpoints import Checkpoint, classify, load_model, load_tokenizer
+from engram_localize.checkpoints import Checkpoint, LocalizeError, classify, load_model, load_tokenizer
 from engram_localize.graft import curve
 from engram_localize.select import cuts, groups_of, masks
 from engram_localize.trace import CATEGORIES, KINDS, Tracer, prompts
@@ -237,6 +237,24 @@ def test_tracing_restores_the_clean_probability_with_every_layer_and_the_corrupt
     assert all(result["restored"][k].shape == (tracer.n_layers, len(prompt.context)) for k in KINDS)
 
 
+def test_tracing_some_layers_gives_exactly_their_rows_of_the_full_trace(tracer, full_run, bios_dir):
+    """--layers: the chosen layers' rows of the heatmaps, the same numbers as tracing every layer."""
+    one = Tracer(load_model(full_run), load_tokenizer(full_run), layers=[1])
+    for i, (_, prompt) in enumerate(prompts(bios_dir, tracer.tokenizer, fields=("birth_city",))["birth_city"][:LIMIT]):
+        full = tracer.trace(prompt, i)
+        if full is None:
+            continue
+        part = one.trace(prompt, i)
+        assert (part["clean"], part["corrupted"]) == (full["clean"], full["corrupted"])
+        for kind in KINDS:
+            assert torch.equal(part["restored"][kind], full["restored"][kind][1:2])
+        break
+    else:
+        pytest.fail("no question answered correctly")
+    with pytest.raises(LocalizeError, match="layers 0 to 1"):
+        Tracer(load_model(full_run), load_tokenizer(full_run), layers=[0, 2])
+
+
 def test_subject_positions_are_the_names_tokens(tracer, bios_dir):
     row, prompt = prompts(bios_dir, tracer.tokenizer, fields=("major",))["major"][0]
     s0, s1 = prompt.subject
@@ -244,6 +262,17 @@ def test_subject_positions_are_the_names_tokens(tracer, bios_dir):
     assert name in row["question"] and len(name.split()) == 3  # first, middle and last name
     cats = prompt.categories()
     assert cats[s1 - 1] == CATEGORIES.index("last subject") and cats[-1] == CATEGORIES.index("last token")
+
+
+def test_trace_cli_traces_the_fields_and_layers_asked(full_run, bios_dir, tmp_path):
+    run_cli(
+        "trace", "--model", str(full_run), "--data", str(bios_dir), "--out", str(tmp_path), "--limit", "1",
+        "--fields", "major,birth_city", "--layers", "1",
+    )  # fmt: skip
+    result = json.loads((tmp_path / "trace" / "trace.json").read_text())
+    assert set(result["fields"]) == {"birth_city", "major", "all fields"} and result["traced_layers"] == [1]
+    assert all(len(result["fields"][f]["heatmaps"][k]) == 1 for f in result["fields"] for k in KINDS)
+    assert "layer 1" in (tmp_path / "trace" / "trace.md").read_text()
 
 
 def test_trace_cli_writes_heatmaps_of_layers_by_positions(full_run, bios_dir, tmp_path):

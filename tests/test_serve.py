@@ -84,6 +84,8 @@ def test_documents_through_a_real_server_at_every_temperature(served, chat_model
     assert len(replies) == requests and len(set(replies)) > len(chunks)
     # Real sampling: near-greedy at 0.01 gives one reply twice; at 1.2 two draws differ.
     prompt = "Write one question about aspirin."
-    assert gen._one(prompt, 0.01, 1) == gen._one(prompt, 0.01, 2)
-    assert gen._one(prompt, 1.2, 1) != gen._one(prompt, 1.2, 2)
+    assert gen._one(prompt, 0.01, 1, 24) == gen._one(prompt, 0.01, 2, 24)
+    assert gen._one(prompt, 1.2, 1, 24) != gen._one(prompt, 1.2, 2, 24)
+    # streamed, each reply ends with its reason: the cap of 3 tokens cuts a random model's reply
+    assert gen._one(prompt, 1.2, 3, 3)[1] == "length"
     assert "POST /v1/chat/completions" in log.read_text()

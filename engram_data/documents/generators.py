@@ -25,6 +25,24 @@ from engram_data.documents.qa import runaway
 from engram_data.errors import one_line, redact
 
 FINISH = ("stop", "length", "repetition")
+# --json-schema: the reply's shape for a server with constrained decoding (vLLM's structured
+# outputs, OpenAI's response_format); an object, as OpenAI's strict mode requires at the top
+PAIRS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "pairs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
+                "required": ["question", "answer"],
+                "additionalProperties": False,
+            },
+        }
+    },
+    "required": ["pairs"],
+    "additionalProperties": False,
+}
 
 
 def _load(what: str, path: str, loader):
@@ -165,6 +183,7 @@ class OpenAIGenerator(Generator):
         timeout: float = 60.0,
         retries: int = 5,
         tokenizer=None,
+        json_schema: bool = False,
     ):
         import openai
 
@@ -174,6 +193,7 @@ class OpenAIGenerator(Generator):
         self.model, self.key = model, os.environ.get(api_key_env, "")
         self.concurrency = concurrency
         self.tokenizer = tokenizer
+        self.json_schema = json_schema
         # A local server needs no key; the client insists on one ("unused" is sent then).
         self.client = openai.OpenAI(
             base_url=self.base, api_key=self.key or "unused", timeout=timeout, max_retries=retries
@@ -184,6 +204,11 @@ class OpenAIGenerator(Generator):
         import openai
 
         extra = {"max_tokens": max_tokens} if max_tokens else {}
+        if self.json_schema:  # constrained decoding where the server has it (transformers serve has not)
+            extra["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "qa_pairs", "schema": PAIRS_SCHEMA, "strict": True},
+            }
         text, finish = "", "stop"
         try:
             stream = self.client.chat.completions.create(
@@ -229,6 +254,8 @@ class OpenAIGenerator(Generator):
 def make_generator(spec: str, model: str | None = None, tokenizer: str | None = None, **kwargs) -> Generator:
     kind, _, target = spec.partition(":")
     if kind == "hf" and target:
+        if kwargs.get("json_schema"):
+            raise DataError("--json-schema asks a server for constrained decoding; use it with openai:URL")
         return HFGenerator(target)
     if kind == "openai" and target:
         tok = None
