@@ -5,6 +5,7 @@ and the hf: backend on a tiny local model (nonsense, dropped and counted)."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 import re
 import shutil
 import threading
@@ -94,6 +95,7 @@ PAIR2 = {"question": "When was ibuprofen discovered?", "answer": "1961"}
         (json.dumps([PAIR, PAIR2])[:-20], "salvaged", [PAIR]),  # cut off: the complete pair stays
         ("Q: Who synthesized aspirin?\nA: Felix Hoffmann\n\nQ2: When was ibuprofen discovered?\nA2: 1961", "lines", [PAIR, PAIR2]),
         ("1. **Question:** Who synthesized aspirin? **Answer:** Felix Hoffmann", "lines", [PAIR]),
+        ('Question: "Who synthesized aspirin?"\n\nAnswer: "Felix Hoffmann"', "lines", [PAIR]),
         ('[{"Question": "When was ibuprofen discovered?", "Answer": 1961}]', "json", [PAIR2]),  # keys' case, a number
     ],
 )
@@ -181,10 +183,13 @@ def test_the_few_shot_prompt_is_fixed_and_in_none_of_the_bios_wording():
     from engram_data.render import QUESTIONS, REVERSE_QUESTION
 
     chunk = Chunk(id="c", source="/x/doc.txt", start=0, end=3, text="Some text.", num_tokens=3, page=None)
-    prompt = build_prompt(chunk, "simple", 2)
-    assert EXAMPLE_PASSAGE in prompt and json.dumps(EXAMPLE_REPLIES["simple"]) in prompt
-    assert prompt.endswith("Passage (from doc.txt):\nSome text.") and build_prompt(chunk, "simple", 2) == prompt
-    assert "Example" not in build_prompt(chunk, "simple", 2, prompt="plain")
+    turns = build_prompt(chunk, "simple", 2)
+    # the worked example is an earlier turn; the chunk is asked for last, in the plain prompt's words
+    assert [t["role"] for t in turns] == ["user", "assistant", "user"] and build_prompt(chunk, "simple", 2) == turns
+    assert EXAMPLE_PASSAGE in turns[0]["content"] and turns[0]["content"].startswith("Write 3 short")
+    assert turns[1]["content"] == json.dumps(EXAMPLE_REPLIES["simple"])
+    assert turns[2]["content"] == build_prompt(chunk, "simple", 2, prompt="plain")
+    assert turns[2]["content"].endswith("Passage (from doc.txt):\nSome text.") and "Harwick" not in turns[2]["content"]
     asked = [p["question"].lower() for style in EXAMPLE_REPLIES.values() for p in style]
     stems = {t.split("{")[0].strip().lower() for t in (*QUESTIONS.values(), REVERSE_QUESTION)}
     assert not any(stem and stem in q for stem in stems for q in asked)
@@ -275,7 +280,7 @@ class ChatServer(JsonHandler):
             return self._send(500, {"error": "warming up"})
         if ChatServer.fail_after is not None and len(ChatServer.calls) > ChatServer.fail_after:
             return self._send(400, {"error": "quota exceeded"})
-        prompt, t = body["messages"][0]["content"], body["temperature"]
+        prompt, t = body["messages"][-1]["content"], body["temperature"]
         source = re.search(r"Passage \(from (.*?)\):", prompt).group(1)
         passage = prompt.split("):\n", 1)[1]
         style = "detailed" if "detailed" in prompt else "reverse" if "reverse direction" in prompt else "simple"
@@ -575,3 +580,43 @@ def test_each_request_carries_its_seed_cap_and_asked_for_schema(chat_server):
     assert not any("response_format" in c for c in plain)
     assert all(c["response_format"]["json_schema"]["schema"] == PAIRS_SCHEMA for c in constrained)
     assert {f for _, f in replies.values()} == {"stop"} and len(replies) == 4
+
+
+def test_the_parser_on_the_real_models_recorded_replies():
+    """SmolLM2-135M-Instruct's raw replies to the pipeline's prompts (tests/fixtures/
+    smollm2_replies.jsonl, recorded by ``python -m engram_data.documents.record``): every reply
+    is read or named malformed, no pair is invented, and the counts are those read by hand."""
+    rows = [json.loads(line) for line in (Path(__file__).parent / "fixtures" / "smollm2_replies.jsonl").open()]
+    assert len(rows) == 54 and {r["generator"] for r in rows} == {"hf:models/smollm2-135m"}
+    tally = Counter()
+    for r in rows:
+        kind = r["prompt_kind"]
+        try:
+            parsed = parse_reply(r["reply"], r["finish"])
+        except Malformed as exc:
+            tally[kind, exc.kind] += 1
+            continue
+        tally[kind, parsed.form] += 1
+        tally[kind, "pairs"] += len(parsed.pairs)
+        tally[kind, "invalid"] += parsed.invalid
+        tally[kind, "grounded"] += sum(grounded(p["answer"], r["passage"], p["question"]) for p in parsed.pairs)
+        for p in parsed.pairs:  # each pair's words are the reply's
+            assert p["question"][:-1] in " ".join(r["reply"].split()), p
+    assert tally == Counter(
+        {
+            # the worked example as an earlier turn: 20 of 27 replies read, 45 of 50 pairs grounded
+            ("few-shot", "json"): 13,
+            ("few-shot", "salvaged"): 7,  # cut by the cap mid-list: the complete pairs kept
+            ("few-shot", "truncated"): 6,
+            ("few-shot", "no_json"): 1,
+            ("few-shot", "pairs"): 50,
+            ("few-shot", "grounded"): 45,
+            # the instruction alone: prose and Q:/A: lines, 11 of 27 read
+            ("plain", "lines"): 11,
+            ("plain", "truncated"): 11,
+            ("plain", "no_json"): 5,
+            ("plain", "pairs"): 19,
+            ("plain", "invalid"): 12,
+            ("plain", "grounded"): 9,
+        }
+    )

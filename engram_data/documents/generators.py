@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from engram_data.contract import DataError
-from engram_data.documents.qa import runaway
+from engram_data.documents.qa import messages, runaway
 from engram_data.errors import one_line, redact
 
 FINISH = ("stop", "length", "repetition")
@@ -130,12 +130,10 @@ class HFGenerator(Generator):
         self.model = _load("generator model", path, AutoModelForCausalLM.from_pretrained).to(self.device).eval()
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
 
-    def _render(self, prompt: str) -> str:
+    def _render(self, prompt: str | list[dict]) -> str:
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-            )
-        return prompt + "\n"
+            return self.tokenizer.apply_chat_template(messages(prompt), tokenize=False, add_generation_prompt=True)
+        return "\n".join(m["content"] for m in messages(prompt)) + "\n"
 
     def generate(self, prompts, temperature, seeds, on_reply, max_tokens=None) -> None:
         import torch
@@ -199,7 +197,7 @@ class OpenAIGenerator(Generator):
             base_url=self.base, api_key=self.key or "unused", timeout=timeout, max_retries=retries
         )
 
-    def _one(self, prompt: str, temperature: float, seed: int, max_tokens: int | None) -> tuple[str, str]:
+    def _one(self, prompt: str | list[dict], temperature: float, seed: int, max_tokens: int | None) -> tuple[str, str]:
         """One request, streamed so that runaway repetition is cut where it starts."""
         import openai
 
@@ -213,7 +211,7 @@ class OpenAIGenerator(Generator):
         try:
             stream = self.client.chat.completions.create(
                 model=self.model,
-                messages=[{"role": "user", "content": prompt}],
+                messages=messages(prompt),
                 temperature=temperature,
                 seed=seed,
                 stream=True,

@@ -1,10 +1,12 @@
 """Asking for question-answer pairs, reading what a real model writes back, and keeping only
 well-formed, grounded, distinct ones.
 
-The prompt (``few-shot``, the default) carries one fixed worked example per style, about a
-passage unlike any biography (a lighthouse), so the wording a model copies from it is none of
-the bioS templates'; ``plain`` is the instruction alone (what the taught generator of ``make
-corpus-study`` was taught on).
+The prompt (``few-shot``, the default) is a conversation: one fixed worked example of the
+style (the instruction and a passage unlike any biography, a lighthouse, then the reply) as an
+earlier turn, and the instruction with the chunk as the last; so the wording a model copies
+from it is none of the bioS templates'. As one message, a small model answered about the
+example's passage instead of its own. ``plain`` is the instruction and the chunk alone, one
+message (what the taught generator of ``make corpus-study`` was taught on).
 
 The parser reads a JSON list bare, in a code fence, nested under one key, with text around it,
 or cut off after its last complete pair, and one-pair-per-line ``Q:``/``A:`` replies; a reply
@@ -45,7 +47,6 @@ PROMPT = (
     "Every question must make sense on its own, without the passage: name the subject, never say "
     '"the passage" or "the text". Answer only from the passage.\n'
     'Reply with a JSON list only, like [{{"question": "...", "answer": "..."}}].\n\n'
-    "{example}"
     "Passage (from {source}):\n{chunk}"
 )
 # The worked example of the few-shot prompt: fixed, shipped, about a lighthouse (no person, no
@@ -93,16 +94,28 @@ def temperature_schedule(count: int = 9, low: float = 0.01, high: float = 1.2) -
     return [round(low + i * (high - low) / (count - 1), 4) for i in range(count)]
 
 
-def build_prompt(chunk: Chunk, style: str, n: int, prompt: str = "few-shot") -> str:
-    example = ""
-    if prompt == "few-shot":
-        example = (
-            f"Example passage:\n{EXAMPLE_PASSAGE}\n"
-            f"Example reply:\n{json.dumps(EXAMPLE_REPLIES[style], ensure_ascii=False)}\n\n"
-        )
-    return PROMPT.format(
-        instruction=INSTRUCTIONS[style].format(n=n), source=Path(chunk.source).name, chunk=chunk.text, example=example
-    )
+def build_prompt(chunk: Chunk, style: str, n: int, prompt: str = "few-shot") -> str | list[dict]:
+    """The request for ``n`` pairs of ``style`` about ``chunk``: one user message (``plain``), or
+    the chat messages of the few-shot conversation."""
+    ask = PROMPT.format(instruction=INSTRUCTIONS[style].format(n=n), source=Path(chunk.source).name, chunk=chunk.text)
+    if prompt == "plain":
+        return ask
+    example = EXAMPLE_REPLIES[style]
+    return [
+        {
+            "role": "user",
+            "content": PROMPT.format(
+                instruction=INSTRUCTIONS[style].format(n=len(example)), source="harwick.txt", chunk=EXAMPLE_PASSAGE
+            ),
+        },
+        {"role": "assistant", "content": json.dumps(example, ensure_ascii=False)},
+        {"role": "user", "content": ask},
+    ]
+
+
+def messages(prompt: str | list[dict]) -> list[dict]:
+    """A request's chat messages: a plain prompt is one user message."""
+    return prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
 
 
 def reply_budget(style: str, n: int) -> int:
@@ -192,18 +205,22 @@ def _json(text: str):
 def _lines(text: str) -> list[dict]:
     """``Q: ...`` / ``A: ...`` pairs, on two lines or one."""
     items, question = [], None
+
+    def bare(text: str) -> str:  # "quoted" or **bold**
+        return text.strip().strip("\"'*").strip()
+
     for line in text.splitlines():
         line = line.strip()
         q, a = _Q.match(line), _A.match(line)
         if q:
             both = _QA_ONE_LINE.match(q.group(1))
             if both:
-                items.append({"question": both.group(1), "answer": both.group(2)})
+                items.append({"question": bare(both.group(1)), "answer": bare(both.group(2))})
                 question = None
             else:
-                question = q.group(1)
+                question = bare(q.group(1))
         elif a and question is not None:
-            items.append({"question": question, "answer": a.group(1)})
+            items.append({"question": question, "answer": bare(a.group(1))})
             question = None
     return items
 

@@ -65,7 +65,7 @@ class OracleChat(JsonHandler):
             return self._send(500, {"error": "warming up"})
         if not OracleChat.people:
             OracleChat.people = {p["name"]: p for p in read_jsonl(OracleChat.people_file)}
-        prompt, t = body["messages"][0]["content"], body["temperature"]
+        prompt, t = body["messages"][-1]["content"], body["temperature"]
         passage = prompt.split("):\n", 1)[1]
         p = next(p for name, p in OracleChat.people.items() if passage.startswith(name))
         if "reverse direction" in prompt:
