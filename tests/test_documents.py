@@ -5,10 +5,10 @@ and the hf: backend on a tiny local model (nonsense, dropped and counted)."""
 from __future__ import annotations
 
 import json
-from collections import Counter
 import re
 import shutil
 import threading
+from collections import Counter
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -93,7 +93,11 @@ PAIR2 = {"question": "When was ibuprofen discovered?", "answer": "1961"}
         ('```\n{"answer": ' + json.dumps([PAIR]) + "}\n```", "nested", [PAIR]),  # under a misleading key
         (json.dumps(PAIR), "json", [PAIR]),  # one pair, no list
         (json.dumps([PAIR, PAIR2])[:-20], "salvaged", [PAIR]),  # cut off: the complete pair stays
-        ("Q: Who synthesized aspirin?\nA: Felix Hoffmann\n\nQ2: When was ibuprofen discovered?\nA2: 1961", "lines", [PAIR, PAIR2]),
+        (
+            "Q: Who synthesized aspirin?\nA: Felix Hoffmann\n\nQ2: When was ibuprofen discovered?\nA2: 1961",
+            "lines",
+            [PAIR, PAIR2],
+        ),
         ("1. **Question:** Who synthesized aspirin? **Answer:** Felix Hoffmann", "lines", [PAIR]),
         ('Question: "Who synthesized aspirin?"\n\nAnswer: "Felix Hoffmann"', "lines", [PAIR]),
         ('[{"Question": "When was ibuprofen discovered?", "Answer": 1961}]', "json", [PAIR2]),  # keys' case, a number
@@ -148,7 +152,9 @@ def test_grounding_is_exact_on_true_paraphrased_partial_and_invented_answers(ans
 
 
 def test_a_full_sentence_answer_is_judged_on_what_it_adds_to_the_question():
-    chunk = "The Harwick Light stands on Gull Point by the Tarrow estuary. The keepers left when it was automated in 1962."
+    chunk = (
+        "The Harwick Light stands on Gull Point by the Tarrow estuary. The keepers left when it was automated in 1962."
+    )
     answer = "The Harwick Light was automated in 1962."  # the subject is 12 words from the fact
     assert not grounded(answer, chunk) and grounded(answer, chunk, "What happened to the Harwick Light in 1962?")
     assert not grounded("The Harwick Light was demolished in 1962.", chunk, "What happened to the Harwick Light?")
@@ -194,7 +200,7 @@ def test_the_few_shot_prompt_is_fixed_and_in_none_of_the_bios_wording():
     stems = {t.split("{")[0].strip().lower() for t in (*QUESTIONS.values(), REVERSE_QUESTION)}
     assert not any(stem and stem in q for stem in stems for q in asked)
     # the examples are grounded in their passage and name their subject, as asked of the model
-    for style, pairs in EXAMPLE_REPLIES.items():
+    for pairs in EXAMPLE_REPLIES.values():
         for p in pairs:
             assert grounded(p["answer"], EXAMPLE_PASSAGE, p["question"]), p
             assert names_subject(p["question"], EXAMPLE_PASSAGE), p
@@ -574,7 +580,9 @@ def test_each_request_carries_its_seed_cap_and_asked_for_schema(chat_server):
     prompt = "Passage (from a.md):\n" + DOC
     for schema in (False, True):
         gen = OpenAIGenerator(chat_server, "m", concurrency=1, timeout=10, retries=0, json_schema=schema)
-        gen.generate([prompt, prompt], 0.6, [11, 12], lambda i, t, f: replies.__setitem__((schema, i), (t, f)), [56, 96])
+        gen.generate(
+            [prompt, prompt], 0.6, [11, 12], lambda i, t, f, s=schema: replies.__setitem__((s, i), (t, f)), [56, 96]
+        )
     plain, constrained = ChatServer.calls[1:3], ChatServer.calls[3:5]
     assert [(c["seed"], c["max_tokens"], c["stream"]) for c in plain] == [(11, 56, True), (12, 96, True)]
     assert not any("response_format" in c for c in plain)

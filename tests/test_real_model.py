@@ -175,3 +175,40 @@ def test_documents_on_the_real_model_and_pick_base_against_a_random_floor(ws, bi
     assert {r["candidate"] for r in rows} == {tiny_llama.name, "smollm2-135m"}
     trained = json.loads((data / "manifest.json").read_text())["counts"]["qa_train"]
     assert trained == 6 and all(r["questions"] == trained for r in rows)  # a sample of 12 from 6: all 6
+
+
+def test_the_real_model_writes_grounded_pairs_through_transformers_serve(smollm2, tmp_path):
+    """The documents path with the real instruct model as its generator, as the study serves it:
+    transformers serve with continuous batching, the few-shot prompt, streamed replies capped
+    per request. Two biographies, two temperatures: what it writes is read, checked against its
+    passage and counted, every count adding up."""
+    from transformers import AutoTokenizer
+
+    from engram_data.contract import read_jsonl
+    from engram_data.documents.generators import OpenAIGenerator
+    from engram_data.documents.record import passages
+    from engram_data.documents.run import generate_corpus
+    from engram_run.runs.serve import served
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for source, text in passages()[:2]:
+        (docs / source).write_text(text + "\n")
+    with served(smollm2, tmp_path / "serve.log", continuous_batching=True) as url:
+        gen = OpenAIGenerator(url, str(smollm2), concurrency=4, timeout=300, retries=0)
+        gen.tokenizer = AutoTokenizer.from_pretrained(smollm2)
+        manifest = generate_corpus(
+            [docs], tmp_path / "out", gen, temperatures=[0.01, 0.6], heldout_temperatures=0, styles=["simple"]
+        )
+    c = manifest["counts"]
+    assert c["chunks"] == 2 and c["requests_sent"] == 4
+    assert c["replies_stop"] + c["replies_length"] + c["replies_repetition"] == 4
+    malformed = sum(c[f"malformed_{k}"] for k in ("empty", "no_json", "truncated", "wrong_keys"))
+    assert malformed == c["generations_malformed"] < 4  # the real model writes pairs it can read
+    generated = read_jsonl(tmp_path / "out" / "generated.jsonl")
+    assert len(generated) == c["pairs_parsed"] > 0 and any(g["grounded"] for g in generated)
+    fates = {g["fate"] for g in generated}
+    assert fates <= {"kept", "duplicate", "ungrounded", "no_subject", "no_distractors"}
+    assert sum(g["fate"] == "ungrounded" for g in generated) == c["pairs_ungrounded"]
+    by_t = manifest["by_temperature"]
+    assert sum(t["by_style"]["simple"]["requests"] for t in by_t.values()) == 4

@@ -328,7 +328,7 @@ def normalize(text: str) -> list[str]:
     "1996-10-02" all read ``1996 10 2``)."""
     text = text.lower()
     for pattern, parts in _DATES:
-        text = pattern.sub(lambda m: " " + " ".join(str(int(p)) for p in parts(m)) + " ", text)
+        text = pattern.sub(lambda m, parts=parts: " " + " ".join(str(int(p)) for p in parts(m)) + " ", text)
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,000 -> 1000
     text = re.sub(r"\b(\d+)(?:st|nd|rd|th)\b", r"\1", text)
     words = re.sub(r"[^a-z0-9]+", " ", text).split()

@@ -212,7 +212,18 @@ def generate_corpus(
         "grounding": {"overlap": GROUNDED_OVERLAP, "span": "twice the answer's words"},
     }
     return _write_corpus(
-        out, chunks, rows, counts, by_t, generator.spec, seed, temperatures, sorted(heldout_t), styles, overwrite, settings
+        out,
+        chunks,
+        rows,
+        counts,
+        by_t,
+        generator.spec,
+        seed,
+        temperatures,
+        sorted(heldout_t),
+        styles,
+        overwrite,
+        settings,
     )
 
 

@@ -38,10 +38,17 @@ class JsonHandler(BaseHTTPRequestHandler):
             return self._send(200, {"choices": [{"message": {"role": "assistant", "content": content}}]})
         half = len(content) // 2
         events = [
-            {"choices": [{"index": 0, "delta": {"role": "assistant", "content": content[:half]}, "finish_reason": None}]},
+            {
+                "choices": [
+                    {"index": 0, "delta": {"role": "assistant", "content": content[:half]}, "finish_reason": None}
+                ]
+            },
             {"choices": [{"index": 0, "delta": {"content": content[half:]}, "finish_reason": "stop"}]},
         ]
-        data = "".join(f"data: {json.dumps({'id': 'c', 'object': 'chat.completion.chunk', 'created': 0, 'model': 'stub', **e})}\n\n" for e in events)
+        data = "".join(
+            f"data: {json.dumps({'id': 'c', 'object': 'chat.completion.chunk', 'created': 0, 'model': 'stub', **e})}\n\n"
+            for e in events
+        )
         data = (data + "data: [DONE]\n\n").encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
