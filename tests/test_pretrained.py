@@ -39,6 +39,10 @@ def test_the_conversion_writes_a_model_folder_with_the_ggufs_special_tokens(smol
     assert (config.bos_token_id, config.eos_token_id, config.pad_token_id) == (1, 2, 2)
     assert config.tie_word_embeddings and config.num_hidden_layers == 30 and config.vocab_size == 49152
     assert tok("Paris")["input_ids"][0] != tok.bos_token_id  # the GGUF says: no bos added
+    # it samples unless told not to, so a server applies a request's temperature
+    from transformers import GenerationConfig
+
+    assert GenerationConfig.from_pretrained(smollm2).do_sample and manifest["conversion"] == pretrained.CONVERSION
 
 
 def test_a_chat_reply_stops_at_im_end_and_the_smoke_test_holds(smollm2):
@@ -62,6 +66,17 @@ def test_a_second_conversion_reuses_the_folder(smollm2):
     lines = []
     assert pretrained.convert("smollm2-135m", smollm2, log=lines.append) == smollm2
     assert lines == [f"[engram] {smollm2}: smollm2-135m converted already (--overwrite converts again)"]
+
+
+def test_a_folder_of_an_older_conversion_is_converted_again(smollm2, tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    manifest = json.loads((smollm2 / "manifest.json").read_text())
+    del manifest["conversion"]  # as conversion 1 wrote it
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    lines = []
+    pretrained.convert("smollm2-135m", old, log=lines.append)
+    assert "converted already" not in lines[0] and json.loads((old / "manifest.json").read_text())["conversion"] == 2
 
 
 @pytest.mark.parametrize(

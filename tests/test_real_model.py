@@ -179,9 +179,10 @@ def test_documents_on_the_real_model_and_pick_base_against_a_random_floor(ws, bi
 
 def test_the_real_model_writes_grounded_pairs_through_transformers_serve(smollm2, tmp_path):
     """The documents path with the real instruct model as its generator, as the study serves it:
-    transformers serve with continuous batching, the few-shot prompt, streamed replies capped
-    per request. Two biographies, two temperatures: what it writes is read, checked against its
-    passage and counted, every count adding up."""
+    transformers serve, one request at a time, the few-shot prompt, streamed replies capped per
+    request. Two biographies, two temperatures: what it writes is read, checked against its
+    passage and counted, every count adding up; the temperature applies (the converted model
+    samples unless told not to)."""
     from transformers import AutoTokenizer
 
     from engram_data.contract import read_jsonl
@@ -194,8 +195,8 @@ def test_the_real_model_writes_grounded_pairs_through_transformers_serve(smollm2
     docs.mkdir()
     for source, text in passages()[:2]:
         (docs / source).write_text(text + "\n")
-    with served(smollm2, tmp_path / "serve.log", continuous_batching=True) as url:
-        gen = OpenAIGenerator(url, str(smollm2), concurrency=4, timeout=300, retries=0)
+    with served(smollm2, tmp_path / "serve.log") as url:
+        gen = OpenAIGenerator(url, str(smollm2), concurrency=1, timeout=300, retries=0)
         gen.tokenizer = AutoTokenizer.from_pretrained(smollm2)
         manifest = generate_corpus(
             [docs], tmp_path / "out", gen, temperatures=[0.01, 0.6], heldout_temperatures=0, styles=["simple"]
@@ -212,3 +213,7 @@ def test_the_real_model_writes_grounded_pairs_through_transformers_serve(smollm2
     assert sum(g["fate"] == "ungrounded" for g in generated) == c["pairs_ungrounded"]
     by_t = manifest["by_temperature"]
     assert sum(t["by_style"]["simple"]["requests"] for t in by_t.values()) == 4
+    replies = {}
+    for p in (tmp_path / "out.cache").glob("*.json"):
+        replies.setdefault(json.loads(p.read_text())["reply"], 0)
+    assert len(replies) == 4  # near-greedy and sampled replies differ: the temperature applied

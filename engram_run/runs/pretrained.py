@@ -62,6 +62,11 @@ DEFAULT_DIR = Path("models")
 SMOKE_TOKENS = 8
 
 
+# What a converted folder holds beyond the GGUF's weights; a folder of another conversion is
+# converted again. 2: the generation config samples by default (do_sample).
+CONVERSION = 2
+
+
 def gguf_path(spec: ShippedModel) -> Path:
     """The GGUF file of the installed package, found through its file list (never imported)."""
     try:
@@ -123,7 +128,11 @@ def convert(name: str = DEFAULT, out: Path | None = None, overwrite: bool = Fals
     out = Path(out or DEFAULT_DIR / name)
     if (out / "manifest.json").exists() and not overwrite:
         manifest = json.loads((out / "manifest.json").read_text())
-        if manifest.get("generator") == GENERATOR and manifest.get("sha256") == spec.sha256:
+        if (manifest.get("generator"), manifest.get("sha256"), manifest.get("conversion")) == (
+            GENERATOR,
+            spec.sha256,
+            CONVERSION,
+        ):
             log(f"[engram] {out}: {name} converted already (--overwrite converts again)")
             return out
     path = gguf_path(spec)
@@ -156,6 +165,10 @@ def convert(name: str = DEFAULT, out: Path | None = None, overwrite: bool = Fals
     model.generation_config.bos_token_id = tok.bos_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
+    # Sample unless told otherwise, as instruct models ship: transformers serve applies a
+    # request's temperature only when the model's generation config samples (else every
+    # temperature decodes greedily). Greedy where asked: temperature 0, do_sample=False, lm-eval.
+    model.generation_config.do_sample = True
     said = smoke_test(model, tok, spec)
     log(f"[engram] {name}: greedy {spec.prompt!r} -> {said!r}")
     try:
@@ -172,6 +185,9 @@ def convert(name: str = DEFAULT, out: Path | None = None, overwrite: bool = Fals
                 "weights": "dequantized from GGUF Q4_1 (not the original bf16 weights)",
                 "special_tokens": {k: getattr(tok, k) for k in ("bos_token", "eos_token", "pad_token", "unk_token")},
                 "smoke_test": {"prompt": spec.prompt, "greedy": said},
+                "conversion": CONVERSION,
+                "generation": "samples by default (do_sample true): a server's temperature applies; "
+                "temperature 0, do_sample=False and lm-eval decode greedily",
             }
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     except OSError as exc:  # a full disk while saving: atomic_output removed the temp folder

@@ -29,7 +29,8 @@ def served(
 ) -> Iterator[str]:
     """``transformers serve MODEL`` on a free port until the block ends; yields its ``/v1``
     base URL once ``/health`` answers. RunError with the log's last line if it does not start.
-    ``continuous_batching``: concurrent requests share the forward passes (paged attention)."""
+    ``continuous_batching``: concurrent requests share the forward passes (paged attention); in
+    transformers 5.16 every request then samples with the first request's temperature."""
     port = free_port()
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [tool("transformers"), "serve", str(model), "--host", "127.0.0.1", "--port", str(port), "--device", device]

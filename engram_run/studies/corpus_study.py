@@ -162,7 +162,8 @@ def corpus_study(s: CorpusStudySettings) -> Path:
                         *GENERATIONS[run],
                         # the taught generator was taught the instruction alone
                         *("--prompt", "plain" if s.generator == TAUGHT else "few-shot"),
-                        *("--concurrency", "8"),  # continuous batching shares the forward passes
+                        # one request at a time: the server seeds torch's one generator per request
+                        *("--concurrency", "1"),
                         "--heldout-temperatures",
                         "0",
                         "--cache",
@@ -205,16 +206,18 @@ def corpus_study(s: CorpusStudySettings) -> Path:
 @contextlib.contextmanager
 def generator_url(s: CorpusStudySettings, step):
     """(base URL, model name, tokenizer folder) of the generator: a served instruct model, or a
-    local one (the real model, or the one taught here) served by ``transformers serve`` with
-    continuous batching for as long as the block runs."""
+    local one (the real model, or the one taught here) served by ``transformers serve`` for as
+    long as the block runs. Not with continuous batching: in transformers 5.16 it takes the
+    first request's sampling parameters for every request (its own TODO), so nine temperatures
+    through it are one."""
     if s.generator.startswith("openai:"):
         yield s.generator.removeprefix("openai:"), s.generator_model, s.tokenizer
         return
     if s.generator != TAUGHT:
         model = Path(s.generator)
         log = s.outputs / "generator-serve.log"
-        step(f"serving {model}: transformers serve, continuous batching (log: {log})")
-        with served(model, log, continuous_batching=True) as url:
+        step(f"serving {model}: transformers serve (log: {log})")
+        with served(model, log) as url:
             yield url, str(model), str(model)
         return
     folder = s.outputs / "generator"
