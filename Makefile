@@ -163,10 +163,10 @@ install-vllm: ## lm-eval with vLLM in its own environment, .venv-vllm (vLLM pins
 # One pytest-xdist worker per core (at most 4: each holds its own tiny models and libraries).
 PYTEST := $(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadgroup --no-loadscope-reorder --durations 15
 
-test: install ## run the test suite (CPU, offline; builds its own tiny models and data, converts the real model once; its measured time: README)
-	$(PYTEST) tests
+test: install ## run the test suite (CPU, offline; builds its own tiny models and data, converts the real model once; its measured time: README); the real model's every-path tests are make test-real
+	$(PYTEST) -m "not real_model" tests
 
-test-real: install ## only the real pretrained model's end-to-end paths (train, eval, report, compare, localize, capacity, documents, the reduced finetune study), a part of make test
+test-real: install ## every path on the real pretrained model at a test's budget (train full and LoRA, eval, report, compare, localize, capacity, corpus-train, pick-base; ~12 min of one worker), outside make test for CI's 25 minutes
 	$(PYTEST) -m real_model tests
 
 test-fast: install ## the suite without the slow end-to-end trainings and studies: the inner loop (3 min)

@@ -131,7 +131,6 @@ def test_the_tables_give_each_run_and_the_spread_over_seeds():
 
 
 @pytest.mark.slow
-@pytest.mark.real_model
 @pytest.mark.xdist_group("pretrained")
 def test_the_reduced_study_runs_batch_1_and_32_on_the_real_model(smollm2, tmp_path):
     """The study end to end at CI size (8 people, 2 epochs): the files, each arm's curve from

@@ -89,3 +89,42 @@ def test_documents_through_a_real_server_at_every_temperature(served, chat_model
     # streamed, each reply ends with its reason: the cap of 3 tokens cuts a random model's reply
     assert gen._one(prompt, 1.2, 3, 3)[1] == "length"
     assert "POST /v1/chat/completions" in log.read_text()
+
+
+@pytest.mark.slow
+def test_the_real_model_writes_grounded_pairs_through_transformers_serve(smollm2, tmp_path):
+    """The documents path with the real instruct model as its generator, as the study serves it:
+    transformers serve, one request at a time, the few-shot prompt, streamed replies capped per
+    request. Two biographies, two temperatures: what it writes is read, checked against its
+    passage and counted, every count adding up; the temperature applies (the converted model
+    samples unless told not to)."""
+    from transformers import AutoTokenizer
+
+    from engram_data.documents.record import passages
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for source, text in passages()[:2]:
+        (docs / source).write_text(text + "\n")
+    with serve.served(smollm2, tmp_path / "serve.log") as url:
+        gen = OpenAIGenerator(url, str(smollm2), concurrency=1, timeout=300, retries=0)
+        gen.tokenizer = AutoTokenizer.from_pretrained(smollm2)
+        manifest = generate_corpus(
+            [docs], tmp_path / "out", gen, temperatures=[0.01, 0.6], heldout_temperatures=0, styles=["simple"]
+        )
+    c = manifest["counts"]
+    assert c["chunks"] == 2 and c["requests_sent"] == 4
+    assert c["replies_stop"] + c["replies_length"] + c["replies_repetition"] == 4
+    malformed = sum(c[f"malformed_{k}"] for k in ("empty", "no_json", "truncated", "wrong_keys"))
+    assert malformed == c["generations_malformed"] < 4  # the real model writes pairs it can read
+    generated = read_jsonl(tmp_path / "out" / "generated.jsonl")
+    assert len(generated) == c["pairs_parsed"] > 0 and any(g["grounded"] for g in generated)
+    fates = {g["fate"] for g in generated}
+    assert fates <= {"kept", "duplicate", "ungrounded", "no_subject", "no_distractors"}
+    assert sum(g["fate"] == "ungrounded" for g in generated) == c["pairs_ungrounded"]
+    by_t = manifest["by_temperature"]
+    assert sum(t["by_style"]["simple"]["requests"] for t in by_t.values()) == 4
+    replies = {}
+    for p in (tmp_path / "out.cache").glob("*.json"):
+        replies.setdefault(json.loads(p.read_text())["reply"], 0)
+    assert len(replies) == 4  # near-greedy and sampled replies differ: the temperature applied
