@@ -17,14 +17,11 @@ from helpers.common import run_generate
 from helpers.oracle_chat import JsonHandler
 
 from engram_data.contract import DataError, read_jsonl
+from engram_data.documents.checks import dedupe, grounded, names_subject, normalize
 from engram_data.documents.chunks import chunk_text
 from engram_data.documents.generators import OpenAIGenerator
 from engram_data.documents.qa import (
     Malformed,
-    dedupe,
-    grounded,
-    names_subject,
-    normalize,
     parse_pairs,
     parse_reply,
     runaway,

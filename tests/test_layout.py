@@ -34,6 +34,9 @@ ALLOWED = {
         "engram_plugin.effective_batch",
         "engram_data.documents.qa",
         "engram_data.documents.chunks",
+        # and judges the pairs a generator wrote by their answers, normalized as the pipeline's
+        # grounding check normalizes them.
+        "engram_data.documents.checks",
     ),
     "engram_localize": ("engram_localize", *SHARED, "engram_eval"),
     "engram_data/documents": (*SHARED, "engram_data.options", "engram_data.documents"),

@@ -6,7 +6,7 @@ at what any generator makes of the prompt before a paid-for run.
         --out tests/fixtures/smollm2_replies.jsonl
 
 Every reply is asked with the pipeline's own prompt, token cap and seed (per request, from its
-key), for fixed passages (two biographies of a seeded bioS population, and a drug leaflet),
+key), for fixed passages (two bioS biographies and a drug leaflet),
 each style, three temperatures and both prompts; each line holds the request and the reply
 with its finish reason, nothing parsed."""
 
@@ -28,12 +28,28 @@ LEAFLET = (
 )
 
 
-def passages() -> list[tuple[str, str]]:
-    """(source name, text): two biographies of a bioS population of seed 0, and the leaflet."""
-    from engram_data.population import synthesize
+# Two biographies of the bioS population of seed 0 (generate_data.py --num-people 2 --seed 0),
+# as they were when the fixture was recorded, and the leaflet.
+BIOGRAPHIES = (
+    (
+        "person-0.txt",
+        "Glenn Devon Clarke's birth date is February 18, 2054. His parents raised him in Oakland, CA. He was a "
+        "student at Queens College. He devoted his academic career to Genetics. He contributed his skills to "
+        "Applied Materials. His office was in Santa Clara, CA.",
+    ),
+    (
+        "person-1.txt",
+        "Tina Sierra Cardenas was born on April 18, 1932, a day her family still celebrates. She was brought up "
+        "in Elizabeth, NJ. She dedicated her college years to learning at Temple University. She specialized in "
+        "Applied Mathematics. She contributed to the success of JetBlue. She spent her professional years in "
+        "New York, NY.",
+    ),
+)
 
-    pop = synthesize(2, seed=0)
-    return [(f"person-{p['id']}.txt", p["bioS"]) for p in pop.people] + [("aspirin.md", LEAFLET)]
+
+def passages() -> list[tuple[str, str]]:
+    """(source name, text): the two biographies and the leaflet."""
+    return [*BIOGRAPHIES, ("aspirin.md", LEAFLET)]
 
 
 def requests(pairs: int = 3) -> list[dict]:

@@ -13,7 +13,8 @@
     finetune_report   its tables and plot
     localize          make localize: engram-localize's analyses on a trained run
     corpus_study      make corpus-study: does the documents recipe work? (known truth)
-    corpus_generator  the documents study's taught generator
+    corpus_generator  the documents study's taught generator and its judge
+    corpus_truth      the documents study's truth: each pair judged, per arm and temperature
     corpus_report     the documents study's tables and plot
     corpus_cli        the documents commands: corpus-train, pick-base, corpus-study
 

@@ -19,8 +19,9 @@ import random
 from pathlib import Path
 
 from engram_data.contract import FIELDS, PEOPLE, qa_file, read_jsonl, write_jsonl
+from engram_data.documents.checks import normalize
 from engram_data.documents.chunks import chunk_text
-from engram_data.documents.qa import build_prompt, normalize
+from engram_data.documents.qa import build_prompt
 
 STYLES = ("simple", "reverse")  # the pipeline's styles the study's generator knows
 # The generator's reverse questions: two values given, the person asked for. The first is the
