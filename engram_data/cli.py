@@ -110,7 +110,8 @@ def build_corpus_parser() -> OneLineParser:
         "--prompt",
         choices=PROMPTS,
         default="few-shot",
-        help="few-shot: the instruction with one fixed worked example per style (default); plain: the instruction alone",
+        help="few-shot: a conversation whose earlier turn is one fixed worked example of the style (default); "
+        "plain: the instruction and the chunk alone, one message",
     )
     p.add_argument(
         "--json-schema",

@@ -625,3 +625,11 @@ def test_the_parser_on_the_real_models_recorded_replies():
             ("plain", "grounded"): 9,
         }
     )
+
+
+def test_a_text_states_a_value_as_a_whole_run_of_its_words():
+    from engram_data.documents.checks import states
+
+    assert states("She was born on 2 Oct 1996 in Princeton, NJ.", "October 2, 1996")
+    assert states("She was born in Princeton, NJ.", "Princeton, NJ") and not states("Princetonian", "Princeton")
+    assert not states("NJ, Princeton", "Princeton, NJ") and not states("anything", "")

@@ -54,6 +54,18 @@ def normalize(text: str) -> list[str]:
     return [_NUMBERS.get(w, w) for w in words]
 
 
+def _in_order(words: list[str], text: list[str]) -> bool:
+    """Whether ``words`` (not empty) occur in ``text`` as one run, in order."""
+    return f" {' '.join(words)} " in f" {' '.join(text)} "
+
+
+def states(text: str, value) -> bool:
+    """Whether ``text`` states ``value``: the value's normalized words appear in the text's, in
+    order ("She was born in Princeton, NJ." states "princeton nj")."""
+    words = normalize(str(value))
+    return bool(words) and _in_order(words, normalize(text))
+
+
 def grounded(answer: str, chunk: str, question: str = "", threshold: float = GROUNDED_OVERLAP) -> bool:
     """Whether ``chunk`` supports ``answer``: its normalized words appear in the chunk in order,
     or ``threshold`` of its content words (not ``STOPWORDS``, nor words the question already
@@ -62,9 +74,9 @@ def grounded(answer: str, chunk: str, question: str = "", threshold: float = GRO
     words, text = normalize(answer), normalize(chunk)
     if not words:
         return False
-    n = len(words)
-    if any(text[i : i + n] == words for i in range(len(text) - n + 1)):
+    if _in_order(words, text):
         return True
+    n = len(words)
     given = set(normalize(question))
     content = (
         Counter(w for w in words if w not in STOPWORDS and w not in given)

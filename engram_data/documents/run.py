@@ -19,7 +19,7 @@ from engram_data.contract import DataError
 from engram_data.documents.checks import GROUNDED_OVERLAP, dedupe, grounded, names_subject
 from engram_data.documents.chunks import chunk_text, read_inputs
 from engram_data.documents.formats import SKIP_KINDS, skip_key
-from engram_data.documents.generators import Generator
+from engram_data.documents.generators import FINISH, Generator
 from engram_data.documents.output import GENERATOR, write_corpus
 from engram_data.documents.qa import (
     MALFORMED,
@@ -96,7 +96,7 @@ def generate_corpus(
         "pairs_ungrounded",
         "pairs_no_subject",
         "pairs_without_distractors",
-        *(f"replies_{finish}" for finish in ("stop", "length", "repetition")),
+        *(f"replies_{finish}" for finish in FINISH),
     )
     counts: Counter = Counter(dict.fromkeys(names, 0))  # every count in the manifest, zeros too
     counts["files_read"] = len(corpus)
@@ -104,11 +104,11 @@ def generate_corpus(
         counts[skip_key(kind)] = skipped[kind]
     rows: list[dict] = []
     by_t: dict[str, dict] = {}  # per temperature (and per style in it): requests, malformed replies, invalid items
+    asked = [max(1, round(c.num_tokens / tokens_per_question)) for c in chunks]  # pairs asked of each chunk
     jobs = [(c, s, t) for t in temperatures for s in styles for c in chunks]
     bar = tqdm(total=len(jobs), desc="generate", unit="request", disable=not progress)
     for temperature in temperatures:
         for style in styles:
-            asked = [max(1, round(c.num_tokens / tokens_per_question)) for c in chunks]
             prompts = [build_prompt(c, style, n, prompt) for c, n in zip(chunks, asked)]
             caps = [reply_budget(style, n) for n in asked]
             keys = [_cache_key(generator.spec, p, temperature, seed, cap) for p, cap in zip(prompts, caps)]

@@ -19,7 +19,7 @@ import random
 from pathlib import Path
 
 from engram_data.contract import FIELDS, PEOPLE, qa_file, read_jsonl, write_jsonl
-from engram_data.documents.checks import normalize
+from engram_data.documents.checks import normalize, states
 from engram_data.documents.chunks import chunk_text
 from engram_data.documents.qa import build_prompt
 
@@ -107,11 +107,9 @@ def judge(row: dict, person: dict, questions: dict, values: frozenset | None = N
         return "true" if truth[row["question"]] == row["answer"] else "wrong"
     if values is None:
         return "other"
-    answer = " ".join(normalize(row["answer"]))
-    own = {" ".join(normalize(str(person[f]))) for f in (*FIELDS, "name")}
-    if any(v and f" {v} " in f" {answer} " for v in own):
+    if any(states(row["answer"], person[f]) for f in (*FIELDS, "name")):
         return "true"
-    return "wrong" if answer in values else "other"
+    return "wrong" if " ".join(normalize(row["answer"])) in values else "other"
 
 
 def paraphrased(row: dict, person: dict, questions: dict) -> bool:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engram_data.contract import FIELDS, PEOPLE, QA_TRAIN, read_jsonl, read_manifest, train_file
-from engram_data.documents.checks import normalize
+from engram_data.documents.checks import states
 from engram_run.studies.common import text_size
 from engram_run.studies.corpus_generator import forward_questions, judge, paraphrased, population_values
 
@@ -44,23 +44,20 @@ def trained_pairs(data: Path, truth: Truth, with_qa: bool) -> dict:
     rows = [r for r in read_jsonl(data / "qa" / "corpus.jsonl") if r["split"] == "train"]
     true = [r for r in rows if truth.judge(r) == "true"]
 
-    def holds(text: str, value) -> bool:
-        return f" {' '.join(normalize(str(value)))} " in f" {' '.join(normalize(text))} "
-
     # a fact is a person's field whose value a true pair's answer states (in any wording)
     fwd = {
         (truth.person(r)["id"], f)
         for r in true
         if r["field"] != "reverse"
         for f in FIELDS
-        if holds(r["answer"], truth.person(r)[f])
+        if states(r["answer"], truth.person(r)[f])
     }
     # bios_qa_reverse gives the birth date and city: a true reverse pair that gives both covers it
     rev = {
         truth.person(r)["id"]
         for r in true
         if r["field"] == "reverse"
-        and all(holds(r["question"], truth.person(r)[f]) for f in ("birth_date", "birth_city"))
+        and all(states(r["question"], truth.person(r)[f]) for f in ("birth_date", "birth_city"))
     }
     n = len(truth.people)
     return {
