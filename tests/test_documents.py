@@ -633,3 +633,15 @@ def test_a_text_states_a_value_as_a_whole_run_of_its_words():
     assert states("She was born on 2 Oct 1996 in Princeton, NJ.", "October 2, 1996")
     assert states("She was born in Princeton, NJ.", "Princeton, NJ") and not states("Princetonian", "Princeton")
     assert not states("NJ, Princeton", "Princeton, NJ") and not states("anything", "")
+
+
+def test_the_record_command_writes_every_request_and_its_raw_reply(chat_server, tmp_path):
+    """python -m engram_data.documents.record (the docs' command, which recorded the fixture)."""
+    from engram_data.documents import record
+
+    out = tmp_path / "replies.jsonl"
+    assert record.main(["--generator", f"openai:{chat_server}", "--model", "m", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.open()]
+    fixture = [json.loads(line) for line in (Path(__file__).parent / "fixtures" / "smollm2_replies.jsonl").open()]
+    assert [r["prompt"] for r in rows] == [r["prompt"] for r in fixture]  # the fixture's requests, exactly
+    assert all(r["reply"] and r["finish"] == "stop" for r in rows)
