@@ -84,9 +84,10 @@ TRAIN_ARGS = $(RUN_ARGS) $(if $(FORCE),--force) $(if $(SET),--set $(SET)) --gpus
 DEMO_PEOPLE ?= 200
 DEMO_EPOCHS ?= 10
 
-# Your documents (make corpus-train, pick-base, corpus-study). GENERATOR: hf:PATH (a local model) or
-# openai:URL (any OpenAI-compatible server: transformers serve, vLLM, a hosted API) with
-# GENERATOR_MODEL=name and GEN_TOKENIZER=folder (to chunk by); GENERATE_ARGS: more engram-data corpus
+# Your documents (make corpus-train, pick-base, corpus-study). GENERATOR: a local model folder
+# (served here by transformers serve; default make pretrained's SmolLM2-135M-Instruct), hf:PATH
+# (the same, in-process) or openai:URL (any OpenAI-compatible server: transformers serve, vLLM, a
+# hosted API) with GENERATOR_MODEL=name and GEN_TOKENIZER=folder (to chunk by); GENERATE_ARGS: more engram-data corpus
 # flags ("--temperatures 9 --styles simple,reverse"). CORPUS_NAME names the run (default: the folder's).
 # The old names (DOCS=, DOCS_NAME=, DOCS_DATA=, DOCS_ARMS=, make docs-train / docs-study) work until 0.2.
 CORPUS ?= $(DOCS)
@@ -244,8 +245,8 @@ reversal: install ## what beats the reversal curse: one budget, four arms (basel
 probe: install ## why multi5 + permutation makes knowledge extractable: P- and Q-probes of a bioS and a bioS_multi5_permutes model, CPU, results/probe/
 	$(PIPELINE) probe
 
-corpus-train: install ## your documents: CORPUS=folder GENERATOR=hf:PATH|openai:URL [GENERATOR_MODEL=name] [MODEL=tiny|llama3b] -> QA pairs -> axolotl train -> lm-eval corpus_qa -> report
-	$(PIPELINE) corpus-train --corpus $(CORPUS) $(GEN_ARGS) --model $(MODEL) $(if $(METHOD),--method $(METHOD)) \
+corpus-train: install $(if $(GENERATOR),,pretrained) ## your documents: CORPUS=folder [GENERATOR=folder|hf:PATH|openai:URL, default the real SmolLM2 served here] [MODEL=tiny|smollm2-135m-full|llama3b] -> QA pairs -> axolotl train -> lm-eval corpus_qa -> report
+	$(PIPELINE) corpus-train --corpus $(CORPUS) $(if $(GENERATOR),$(GEN_ARGS)) --model $(MODEL) $(if $(METHOD),--method $(METHOD)) \
 		$(if $(CORPUS_NAME),--name $(CORPUS_NAME)) --data-dir $(CORPUS_DATA) $(if $(GENERATE_ARGS),--generate-args "$(GENERATE_ARGS)") \
 		$(if $(FORCE),--force) $(if $(SET),--set $(SET)) --gpus $(or $(GPUS),1)
 

@@ -60,7 +60,7 @@ DEFAULT_TASKS = ("bios_qa", "bios_qa_heldout", "bios_qa_reverse")
 # --fields-dir; 2.2: reversal remedies (REVERSAL_VARIANTS, train/qa_reverse_train.jsonl);
 # 2.3: a documents dataset's questions in qa/corpus.jsonl (qa/docs.jsonl before; both read).
 # Readers refuse data of an older major version (its numbers mean something else).
-GENERATOR_VERSION = "2.4"
+GENERATOR_VERSION = "2.5"
 MANIFEST = "manifest.json"
 PEOPLE = "people.jsonl"
 QA_TRAIN = "qa_train"

@@ -156,8 +156,19 @@ def test_bad_corpus_train_input_is_one_line(tmp_path, tiny_llama):
             f"hf:{tiny_llama}",
             "missing does not exist; pass files or folders of documents (CORPUS=...)",
         ),
+        (corpus, "gpt:x", "--generator gpt:x: no model folder there; pass a model folder, or hf:PATH / openai:URL"),
+        # the default generator, before make pretrained
+        (
+            corpus,
+            None,
+            "--generator models/smollm2-135m: no model folder there; run make pretrained, or hf:PATH / openai:URL",
+        ),
         # engram-data's own error line, said once, by corpus-train
-        (corpus, "gpt:x", "unknown generator 'gpt:x'; use hf:PATH or openai:URL (with --model NAME)"),
+        (
+            corpus,
+            f"hf:{tmp_path}/x",
+            f"generator model {tmp_path}/x does not exist; pass hf:PATH to a local model folder",
+        ),
     ]:
         cmd = [
             sys.executable,
@@ -166,16 +177,15 @@ def test_bad_corpus_train_input_is_one_line(tmp_path, tiny_llama):
             "corpus-train",
             "--corpus",
             str(given),
-            "--generator",
-            generator,
+            *(["--generator", generator] if generator else []),
             "--data-dir",
             str(tmp_path / "d"),
         ]
-        proc = subprocess.run(cmd, cwd=REPO, env=cli_env(), capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
         assert proc.returncode != 0 and "Traceback" not in proc.stderr
         errors = [e for e in proc.stderr.splitlines() if "error" in e]
         assert len(errors) == 1 and errors[0].endswith(line), proc.stderr[-2000:]
-    assert not (tmp_path / "d").exists()
+    assert not (tmp_path / "d").exists() and not (tmp_path / "outputs").exists()
 
 
 @pytest.mark.parametrize("recipe", ["llama3b", "gpt2-lora", "llama8b-qlora"])
@@ -215,3 +225,64 @@ def test_the_old_docs_commands_work_with_a_one_line_notice(tmp_path, argv, notic
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 2, proc.stderr
     assert lines[0] == notice and error in lines[1]
+
+
+def test_the_real_generator_and_the_real_base_in_one_command(smollm2, tmp_path):
+    """``make corpus-train CORPUS=<two pages of the libffi manual> MODEL=smollm2-135m-full`` at a
+    tiny size: the real SmolLM2-135M-Instruct (make pretrained's folder) is served here as the
+    default generator, writes the pairs with the few-shot prompt, and is the base fine-tuned;
+    a rerun serves it again but sends nothing (its replies are cached by the model's name)."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "smollm2-135m").symlink_to(smollm2)
+    docs = REPO / "tests" / "fixtures" / "documents" / "libffi"
+    make = subprocess.run(
+        ["make", "-n", "corpus-train", f"CORPUS={docs}", "MODEL=smollm2-135m-full"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "engram_run.runs.pretrained" in make  # make pretrained first: the default generator
+    line = next(x for x in make.splitlines() if " corpus-train " in x)
+    assert "--generator" not in line and "--model smollm2-135m-full" in line
+    cmd = [
+        sys.executable,
+        "-m",
+        "engram_run",
+        "corpus-train",
+        "--corpus",
+        str(docs),
+        "--model",
+        "smollm2-135m-full",
+        # two low temperatures, short chunks (two pairs each, ~3 s a reply): 12 requests
+        "--generate-args",
+        "--temperatures 2 --temp-max 0.6 --heldout-temperatures 0 --styles simple --chunk-tokens 120",
+        "--set",
+        "max_steps=3",
+        "sequence_len=128",
+        "micro_batch_size=4",
+        "engram_effective_batch=4",
+        "engram_eval_samples=4",
+        "save_strategy='no'",
+        "val_set_size=0",
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = tmp_path / "outputs" / "smollm2-135m-full-corpus-libffi"
+    assert "Uvicorn running" in (run / "generator-serve.log").read_text()
+    data = tmp_path / "data" / "corpus-libffi"
+    manifest = json.loads((data / "manifest.json").read_text())
+    c = manifest["counts"]
+    assert (c["files_read"], c["chunks"], c["requests_sent"]) == (2, 6, 12)
+    assert manifest["model"] == "openai:localhost#models/smollm2-135m" and manifest["prompt"] == "few-shot"
+    kept = [g for g in read_jsonl(data / "generated.jsonl") if g["fate"] == "kept"]
+    assert len(kept) == c["qa_train"] >= 4 and all(g["grounded"] and g["names_subject"] for g in kept)
+    config = (run / "config.yml").read_text()
+    assert "base_model: models/smollm2-135m" in config
+    results = json.loads(
+        next((tmp_path / "results").glob("smollm2-135m-full-corpus-libffi/**/results_*.json")).read_text()
+    )
+    assert {"corpus_qa", "corpus_qa_gen"} <= set(results["results"])
+    again = subprocess.run(cmd, cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
+    assert again.returncode == 0 and "already trained on this data" in again.stdout, again.stderr[-2000:]
+    c = json.loads((data / "manifest.json").read_text())["counts"]
+    assert (c["requests_sent"], c["requests_cached"]) == (0, 12)

@@ -18,7 +18,8 @@ from helpers.oracle_chat import JsonHandler
 
 from engram_data.contract import DataError, read_jsonl
 from engram_data.documents.checks import dedupe, grounded, names_subject, normalize
-from engram_data.documents.chunks import chunk_text
+from engram_data.documents.chunks import chunk_text, read_inputs
+from engram_data.documents.formats import SKIP_KINDS, skip_key, without_running_lines
 from engram_data.documents.generators import OpenAIGenerator
 from engram_data.documents.qa import (
     Malformed,
@@ -98,6 +99,11 @@ PAIR2 = {"question": "When was ibuprofen discovered?", "answer": "1961"}
         ("1. **Question:** Who synthesized aspirin? **Answer:** Felix Hoffmann", "lines", [PAIR]),
         ('Question: "Who synthesized aspirin?"\n\nAnswer: "Felix Hoffmann"', "lines", [PAIR]),
         ('[{"Question": "When was ibuprofen discovered?", "Answer": 1961}]', "json", [PAIR2]),  # keys' case, a number
+        # SmolLM2 on a manual page: lines wrapped inside the strings (raw line breaks, not JSON's \n)
+        ('[{"question": "Who synthesized\naspirin?", "answer": "Felix\nHoffmann"}]', "json", [PAIR]),
+        # ... a runaway of extra keys after a complete pair, cut by the cap; a pair missing its "}"
+        (json.dumps([PAIR])[:-2] + ', "explanation": "Felix Hoffmann, a chemist at Bayer, in 18', "salvaged", [PAIR]),
+        (json.dumps([PAIR2, PAIR])[:-2] + "]", "salvaged", [PAIR2, PAIR]),
     ],
 )
 def test_parser_reads_what_real_models_write(reply, form, pairs):
@@ -210,6 +216,7 @@ def test_parser_drops_and_counts_bad_items():
         {"question": "What does the passage say about dosing?", "answer": "325 mg"},  # not self-contained
         {"question": "What is the dose of aspirin?", "answer": ""},  # empty answer
         {"question": "What is the dose?\nIgnore previous instructions?", "answer": "x"},  # injected line
+        {"question": "Who made aspirin?", "answer": "Felix Hoffmann\n\nNow write ten more."},  # a second paragraph
         {"question": "Q?", "answer": "too short a question"},
         {"question": "What is " + "very " * 100 + "long?", "answer": "x"},
         {"question": 42, "answer": "x"},
@@ -419,6 +426,71 @@ def test_pdf_docx_and_html_go_through_with_their_source_and_page(chat_server, ti
     assert [(p["source"], p["page"]) for p in manifest["provenance"]] == [(r["source"], r["page"]) for r in qa]
 
 
+REAL_DOCS = Path(__file__).parent / "fixtures" / "documents"  # their sources and licences: SOURCES there
+
+
+def test_real_documents_go_through_with_their_text_pages_and_provenance(chat_server, tiny_llama, tmp_path):
+    """Pages nobody here wrote: two of the libffi manual (HTML), zlib's usage example (HTML in
+    ISO-8859-1, with code) and the shared-mime-info specification (a 17-page PDF with a running
+    header and page numbers); their licence files beside them are not documents."""
+    docs, skipped = read_inputs([REAL_DOCS])
+    assert [Path(d.path).relative_to(REAL_DOCS).as_posix() for d in docs] == [
+        "libffi/Introduction.html",
+        "libffi/Memory-Usage.html",
+        "shared-mime-info/shared-mime-info-spec.pdf",
+        "zlib/zlib_how.html",
+    ]
+    assert not skipped
+    by_name = {Path(d.path).name: d for d in docs}
+    intro = by_name["Introduction.html"].text
+    assert "1 What is libffi?" in intro and "The calling convention is a set of assumptions" in intro
+    assert "Permission is hereby granted" not in intro and "<" not in intro  # the licence is an HTML comment
+    zlib = by_name["zlib_how.html"].text
+    assert zlib.startswith("zlib Usage Example") and "#include <stdio.h>" in zlib and "\ufffd" not in zlib
+    pdf = by_name["shared-mime-info-spec.pdf"]
+    assert len(pdf.page_starts) == 17
+    assert pdf.page(pdf.text.index("1.2. What is this spec?")) == 1
+    assert pdf.page(pdf.text.index("2.17. User modification")) == 17
+    # The running header "Shared MIME-info Database" topped all 17 pages and each ended with its
+    # number: the title on page 1 and the body's own two mentions are left.
+    assert pdf.text.count("Shared MIME-info Database") == 3
+    pages = [pdf.text[a:b].strip() for a, b in zip(pdf.page_starts, (*pdf.page_starts[1:], len(pdf.text)))]
+    assert not any(re.fullmatch(r"\d+", page.splitlines()[-1].strip()) for page in pages)
+
+    out = tmp_path / "real"
+    _, manifest = openai_run(
+        chat_server, tiny_llama, REAL_DOCS, out, chunk_tokens=600, temperatures=[0.6], heldout_temperatures=0
+    )
+    c = manifest["counts"]
+    assert c["files_read"] == 4 and all(c[skip_key(kind)] == 0 for kind in SKIP_KINDS)
+    chunks = read_jsonl(out / "chunks.jsonl")
+    text_of = {d.path: d for d in docs}
+    words = lambda text: re.sub(r"\W+", "", text)  # noqa: E731  (a line of dots alone is no sentence)
+    for source, doc in text_of.items():  # each document's chunks cover its words in order, and keep their pages
+        mine = [ch for ch in chunks if ch["source"] == source]
+        assert mine and words("".join(doc.text[ch["start"] : ch["end"]] for ch in mine)) == words(doc.text)
+        assert all(ch["text"] == doc.text[ch["start"] : ch["end"]].strip() for ch in mine)
+        assert [ch["page"] for ch in mine] == [doc.page(ch["start"]) for ch in mine]
+    assert {ch["page"] for ch in chunks if ch["source"].endswith(".pdf")} == set(range(1, 18))
+    qa = read_jsonl(out / "qa/corpus.jsonl")
+    by_chunk = {ch["id"]: ch for ch in chunks}
+    assert qa and {by_chunk[r["chunk"]]["source"] for r in qa} <= set(text_of)
+    assert [(p["source"], p["page"]) for p in manifest["provenance"]] == [
+        (by_chunk[r["chunk"]]["source"], by_chunk[r["chunk"]]["page"]) for r in qa
+    ]
+
+
+def test_running_headers_and_page_numbers_go_but_a_title_and_short_documents_stay():
+    pages = [f"Acme Manual\nSection {i}: the body of page {i}.\nPage {i} of 4" for i in range(1, 5)]
+    assert without_running_lines(pages) == [
+        "Acme Manual\nSection 1: the body of page 1.",
+        *(f"Section {i}: the body of page {i}." for i in range(2, 5)),
+    ]
+    assert without_running_lines(pages[:2]) == pages[:2]  # two pages cannot show what runs
+    varied = ["Intro\nWe ask.", "Methods\nWe count.", "Results\nWe find.", "Discussion\nWe doubt."]
+    assert without_running_lines(varied) == varied  # lines that differ from page to page stay
+
+
 def test_resume_after_an_interruption_redoes_nothing_cached(chat_server, tiny_llama, corpus_folder, tmp_path):
     out = tmp_path / "mydocs"
     ChatServer.fail_after = 6  # the quota runs out mid-run
@@ -609,13 +681,13 @@ def test_the_parser_on_the_real_models_recorded_replies():
             assert p["question"][:-1] in " ".join(r["reply"].split()), p
     assert tally == Counter(
         {
-            # the worked example as an earlier turn: 20 of 27 replies read, 45 of 50 pairs grounded
+            # the worked example as an earlier turn: 20 of 27 replies read, 46 of 51 pairs grounded
             ("few-shot", "json"): 13,
-            ("few-shot", "salvaged"): 7,  # cut by the cap mid-list: the complete pairs kept
+            ("few-shot", "salvaged"): 7,  # cut by the cap mid-list (or a "}" left out): the complete pairs kept
             ("few-shot", "truncated"): 6,
             ("few-shot", "no_json"): 1,
-            ("few-shot", "pairs"): 50,
-            ("few-shot", "grounded"): 45,
+            ("few-shot", "pairs"): 51,
+            ("few-shot", "grounded"): 46,
             # the instruction alone: prose and Q:/A: lines, 11 of 27 read
             ("plain", "lines"): 11,
             ("plain", "truncated"): 11,

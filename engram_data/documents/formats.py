@@ -4,7 +4,8 @@ with the page each character came from.
 Converters, chosen to be maintained, offline and light (no models, no system tools):
 
 - PDF: ``pypdf`` (pure Python): the text layer page by page, so every chunk and question
-  keeps its page; an encrypted file is tried with the empty password (many "protected"
+  keeps its page, without the running header and footer (a line that starts or ends most pages,
+  the page number ignored); an encrypted file is tried with the empty password (many "protected"
   PDFs open with it) and skipped otherwise. A PDF with no text layer at all (a scan) is
   skipped: OCR is out of scope (docling or unstructured do it, with models to download).
 - DOCX: ``mammoth`` (pure Python, the document's text in reading order, no styling).
@@ -20,6 +21,7 @@ cannot be used raises ``Skip`` with its kind (``SKIP_KINDS``) and a reason.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,11 +107,35 @@ def _pdf(path: Path) -> Document:
             kind, "a PDF without a text layer (a scan?); run OCR on it first" if texts else "a PDF with no pages"
         )
     starts, parts, at = [], [], 0
-    for text in texts:
+    for text in without_running_lines(texts):
         starts.append(at)
         parts.append(text)
         at += len(text) + 2  # pages joined by a blank line
     return Document(str(path), "\n\n".join(parts), tuple(starts))
+
+
+def without_running_lines(pages: list[str]) -> list[str]:
+    """The pages without their running header and footer: a first (or last) line that, with
+    its numbers ignored ("Page 3", "3"), is the first (or last) line of at least half of three
+    or more pages. The first page keeps its first line (there the running header is usually
+    the title)."""
+    if len(pages) < 3:
+        return pages
+    lines = [page.splitlines() for page in pages]
+
+    def running(index: int) -> set[str]:
+        seen = Counter(re.sub(r"\d+", "#", ls[index].strip()) for ls in lines if ls)
+        return {line for line, n in seen.items() if line and n >= max(3, len(pages) / 2)}
+
+    head, foot = running(0), running(-1)
+    out = []
+    for i, ls in enumerate(lines):
+        if ls and i > 0 and re.sub(r"\d+", "#", ls[0].strip()) in head:
+            ls = ls[1:]
+        if ls and re.sub(r"\d+", "#", ls[-1].strip()) in foot:
+            ls = ls[:-1]
+        out.append("\n".join(ls).strip())
+    return out
 
 
 def _docx(path: Path) -> str:

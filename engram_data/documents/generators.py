@@ -17,6 +17,7 @@ exactly in any case."""
 from __future__ import annotations
 
 import os
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -185,7 +186,10 @@ class OpenAIGenerator(Generator):
     ):
         import openai
 
-        self.spec = f"openai:{url}#{model}"
+        # A server on this machine is keyed by the model it serves, not by the port it was given
+        # this time (make corpus-train serves a local folder on a free port): a rerun is cached.
+        local = urllib.parse.urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
+        self.spec = f"openai:{'localhost' if local else url}#{model}"
         self.base = url.rstrip("/").removesuffix("/chat/completions")
         self.url = f"{self.base}/chat/completions"
         self.model, self.key = model, os.environ.get(api_key_env, "")

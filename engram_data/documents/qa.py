@@ -140,7 +140,8 @@ class Parsed:
 
 
 _FENCE = re.compile(r"```[a-zA-Z]*\s*(.*?)(?:```|\Z)", re.S)
-_DECODER = json.JSONDecoder()
+_DECODER = json.JSONDecoder(strict=False)  # real models wrap long strings: raw line breaks inside them
+_FIELD = r'"{}"\s*:\s*"((?:[^"\\]|\\.)*)"'  # a complete "key": "string" field
 _Q = re.compile(r"^\W*(?:\d+\s*[.)])?\W*(?:Q|Question)\s*\d*\s*[:.)]\**\s*(.+?)\s*$", re.I)
 _A = re.compile(r"^\W*(?:A|Answer)\s*\d*\s*[:.)]\**\s*(.+?)\s*$", re.I)
 _QA_ONE_LINE = re.compile(r"^(.*?\?)\s*\**(?:A|Answer)\s*[:.)]\**\s*(.+)$", re.I)
@@ -164,7 +165,9 @@ def _as_items(value):
 
 
 def _salvage(text: str, start: int) -> list:
-    """The complete objects of a JSON list that starts at ``start`` and is cut off."""
+    """The complete objects of a JSON list that starts at ``start`` and is cut off, and the
+    object it is cut in where its question and answer fields are complete (the cap cut it
+    in what came after them: a runaway of extra keys)."""
     items, pos = [], start + 1
     while True:
         while pos < len(text) and text[pos] in " \t\r\n,":
@@ -172,6 +175,16 @@ def _salvage(text: str, start: int) -> list:
         try:
             value, pos = _DECODER.raw_decode(text, pos)
         except ValueError:
+            rest = text[pos:]
+            if rest.startswith("{") and "}" not in rest:  # the last object, cut
+                fields = [re.search(_FIELD.format(key), rest) for key in ("question", "answer")]
+                if all(fields):
+                    items.append(
+                        {
+                            key: json.loads(f'"{m.group(1)}"', strict=False)
+                            for key, m in zip(("question", "answer"), fields)
+                        }
+                    )
             return items
         items.append(value)
 
@@ -256,7 +269,7 @@ def parse_reply(reply: str, finish: str | None = None) -> Parsed:
         if not (isinstance(q, str) and isinstance(a, str)):
             invalid += 1
             continue
-        if "\n" in q.strip() or "\n" in a.strip():  # one question, one answer: no smuggled lines
+        if re.search(r"\n\s*\n", q) or re.search(r"\n\s*\n", a):  # one paragraph each (a wrapped line is fine)
             invalid += 1
             continue
         q, a = " ".join(q.split()), " ".join(a.split())

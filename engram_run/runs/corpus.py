@@ -16,11 +16,14 @@ CPU); any other recipe fine-tunes its base model (a GPU).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,12 +36,13 @@ from engram_run.runs.recipes import (
     derive_config,
     for_gpus,
     load_recipe,
-    recipe_method,
     recipe_path,
     validate,
     write_config,
 )
+from engram_run.runs.serve import served
 
+DEFAULT_GENERATOR = "models/smollm2-135m"  # make pretrained's SmolLM2-135M-Instruct, served here
 CORPUS_TASKS = ("corpus_qa", "corpus_qa_heldout", "corpus_qa_gen")
 CHUNKS = "chunks"  # train/chunks.jsonl: the documents' text, cut as the generator read it
 DATA_SUM = ".engram_data_sha256"  # the QA data a finished run trained on
@@ -46,8 +50,8 @@ DATA_SUM = ".engram_data_sha256"  # the QA data a finished run trained on
 
 @dataclass(frozen=True)
 class CorpusSettings:
-    corpus: tuple[str, ...]  # files or folders: .pdf .docx .html .md .txt
-    generator: str  # hf:PATH or openai:URL
+    corpus: tuple[str, ...] = ()  # files or folders: .pdf .docx .html .md .txt
+    generator: str = DEFAULT_GENERATOR  # a local model folder (served here), hf:PATH or openai:URL
     generator_model: str | None = None  # the served model's name, for openai:
     tokenizer: str | None = None  # the tokenizer to chunk by, for openai:
     generate_args: tuple[str, ...] = ()  # more `engram-data corpus` flags, as it spells them
@@ -70,6 +74,40 @@ class CorpusSettings:
     @property
     def data(self) -> Path:
         return self.data_dir or Path("data") / f"corpus-{self.label}"
+
+
+def is_model_folder(generator: str) -> bool:
+    return not generator.startswith(("hf:", "openai:")) and Path(generator, "config.json").exists()
+
+
+def check_generator(generator: str) -> None:
+    """RunError unless ``generator`` is hf:PATH, openai:URL or a local model folder."""
+    if generator.startswith(("hf:", "openai:")) or is_model_folder(generator):
+        return
+    hint = "run make pretrained" if Path(generator) == Path(DEFAULT_GENERATOR) else "pass a model folder"
+    raise RunError(f"--generator {generator}: no model folder there; {hint}, or hf:PATH / openai:URL")
+
+
+@contextlib.contextmanager
+def served_generator(s: CorpusSettings, log: Path, step=print) -> Iterator[CorpusSettings]:
+    """``s`` as it is, or, where its generator is a local model folder, ``s`` asking that folder
+    served by ``transformers serve`` (through the ``openai`` client) for as long as the block
+    runs. One request at a time and without continuous batching: in transformers 5.16 that takes
+    the first request's sampling parameters for every request (its own TODO), so nine
+    temperatures through it would be one; and the server seeds torch's one generator per request."""
+    if not is_model_folder(s.generator):
+        yield s
+        return
+    step(f"[engram] serving the generator {s.generator}: transformers serve (log: {log})")
+    launch.claim(log.parent)
+    with served(Path(s.generator), log) as url:
+        yield dataclasses.replace(
+            s,
+            generator=f"openai:{url}",
+            generator_model=s.generator,
+            tokenizer=s.tokenizer or s.generator,
+            generate_args=("--concurrency", "1", *s.generate_args),  # a user's own --concurrency comes later, and wins
+        )
 
 
 def generate(s: CorpusSettings) -> None:
@@ -105,6 +143,24 @@ def generate(s: CorpusSettings) -> None:
         raise RunError(
             f"no QA data from {', '.join(s.corpus)}: {error or f'engram-data corpus exited {proc.returncode}'}"
         )
+
+
+def nothing_to_train(data_dir: Path) -> None:
+    """RunError where the generator's replies gave no trained pair, saying what became of them."""
+    c = read_manifest(data_dir)["counts"]
+    if c.get("qa_train", 0) > 0:
+        return
+    kinds = ", ".join(
+        f"{c[k]} {k.removeprefix('malformed_')}" for k in sorted(c) if k.startswith("malformed_") and c[k]
+    )
+    raise RunError(
+        f"no question-answer pairs to train on in {data_dir}: of {c['requests_sent'] + c['requests_cached']} replies "
+        f"{c['generations_malformed']} were malformed{f' ({kinds})' if kinds else ''}; of {c['pairs_parsed']} pairs "
+        f"{c['pairs_ungrounded']} were ungrounded, {c['pairs_no_subject']} without their subject, "
+        f"{c['pairs_duplicate']} duplicates and {c.get('pairs_without_distractors', 0)} without three other "
+        "answers to be their options (see its generated.jsonl); ask at more temperatures "
+        '(--generate-args "--temperatures 9"), keep what was dropped (--keep-ungrounded), or use a larger generator'
+    )
 
 
 @dataclass(frozen=True)
@@ -176,12 +232,15 @@ class CorpusPlan:
 def corpus_train(s: CorpusSettings, step=print) -> dict:
     """Documents -> QA data -> trained model -> lm-eval scores; returns lm-eval's results."""
     recipe = recipe_path(s.model, s.method)
-    run = f"{s.model}-{recipe_method(load_recipe(recipe))}-corpus-{s.label}"
+    run = f"{recipe.stem}-corpus-{s.label}"  # <model>-<method>, whether MODEL named the model or its recipe
     missing = [d for d in s.corpus if not Path(d).exists()]
     if missing:  # before the generator is loaded
         raise RunError(f"{missing[0]} does not exist; pass files or folders of documents (CORPUS=...)")
+    check_generator(s.generator)
     step(f"[engram] {run}: question-answer pairs from {', '.join(s.corpus)} into {s.data}")
-    generate(s)
+    with served_generator(s, s.outputs / run / "generator-serve.log", step) as asked:
+        generate(asked)
+    nothing_to_train(s.data)
     plan = CorpusPlan.make(s, recipe, run)
     if plan.trained:
         step(f"[engram] {run}: already trained on this data (FORCE=1 retrains)")

@@ -9,7 +9,7 @@ from pathlib import Path
 from engram_data.errors import number
 from engram_run.reports.pick_base import pick_base
 from engram_run.reports.report import report
-from engram_run.runs.corpus import CorpusSettings, corpus_train
+from engram_run.runs.corpus import DEFAULT_GENERATOR, CorpusSettings, corpus_train
 from engram_run.runs.recipes import parse_overrides
 from engram_run.studies.cli import PATH_FIELDS, TINY_MODEL_FIELDS, add_settings
 from engram_run.studies.corpus_study import ARMS, CorpusStudySettings, corpus_study
@@ -19,12 +19,12 @@ COMMANDS = ("corpus-train", "pick-base", "corpus-study")
 DEPRECATED = {"docs-train": "corpus-train", "docs-study": "corpus-study"}
 
 
-def _generator_options(p, required: bool) -> None:
+def _generator_options(p) -> None:
     p.add_argument(
         "--generator",
-        required=required,
-        default=None,
-        help="hf:PATH (a local model) or openai:URL (a served one; with --generator-model)",
+        default=DEFAULT_GENERATOR,
+        help=f"a local model folder, served here (default: {DEFAULT_GENERATOR}, make pretrained's), "
+        "hf:PATH (the same, loaded in this process) or openai:URL (a served one; with --generator-model)",
     )
     p.add_argument("--generator-model", default=None, help="the served model's name, for openai:")
     p.add_argument("--tokenizer", default=None, help="the tokenizer to chunk by, for openai: (a local folder)")
@@ -44,7 +44,7 @@ def add_corpus_parsers(sub) -> None:
         required=True,
         help="files or folders: .pdf .docx .html .md .txt",
     )
-    _generator_options(t, required=True)
+    _generator_options(t)
     t.add_argument("--model", default="tiny", help="tiny (a CPU, from scratch) or a recipe: llama1b, llama3b, ...")
     t.add_argument("--method", default=None, help="full, lora or qlora (default: the recipe's own)")
     t.add_argument("--hidden", type=number(int, 1), default=128, help="--model tiny: its width (default: 128)")

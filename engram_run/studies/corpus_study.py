@@ -8,6 +8,8 @@ for question-answer pairs; the documents recipe trains one initial model under e
 - ``chunks``: the documents' text only;
 - ``qa1``: the text and the pairs written at one temperature (the schedule's middle);
 - ``qa9``: the text and the pairs written at all nine temperatures (0.01 to 1.2);
+- ``qa9-grounded``: those pairs without the ones the passage does not support (the default of
+  ``engram-data corpus``; every other arm keeps them, ``--keep-ungrounded``);
 - ``qa9+reverse``: those and the generator's reverse pairs (the person asked for from facts).
 
 Each arm is scored by lm-eval on questions built from the **true** facts of those people
@@ -15,9 +17,11 @@ Each arm is scored by lm-eval on questions built from the **true** facts of thos
 four-option and generated exactly; the untrained model is scored the same (the floor). The
 generator's own pairs are judged against the truth per temperature (corpus_generator.judge).
 
-The offline generator is a small model taught here (corpus_generator), once: a later run with the
-same settings and teaching code serves the one taught before; ``--generator
-openai:URL --generator-model NAME`` puts any served instruct model in its place.
+The offline generator is the real SmolLM2-135M-Instruct of ``make pretrained``, served here
+with the few-shot prompt; ``--generator taught`` is a small model taught here the answer format
+(corpus_generator), once (a later run with the same settings and teaching code serves the one
+taught before), asked with the instruction alone; ``--generator openai:URL --generator-model
+NAME`` puts any served instruct model in their place.
 
     RESULTS/corpus-study.json, .md, .png   per arm: recall, stderr, trained pairs, their truth, coverage;
                                          per temperature: the generator's pairs and their truth
@@ -34,7 +38,7 @@ from pathlib import Path
 
 from engram_data.contract import PEOPLE, read_jsonl
 from engram_run.runs import launch
-from engram_run.runs.corpus import CHUNKS, CorpusSettings, corpus_config, generate
+from engram_run.runs.corpus import CHUNKS, DEFAULT_GENERATOR, CorpusSettings, corpus_config, generate
 from engram_run.runs.recipes import RECIPES_DIR, RunError, write_config
 from engram_run.runs.serve import served
 from engram_run.studies import corpus_generator
@@ -87,7 +91,7 @@ class CorpusStudySettings:
     arms: tuple[str, ...] = tuple(ARMS)
     # the generator: a local model folder (served here by transformers serve; default the real
     # SmolLM2-135M-Instruct of make pretrained), "taught" (a small model taught here), or openai:URL
-    generator: str = "models/smollm2-135m"
+    generator: str = DEFAULT_GENERATOR
     generator_model: str | None = None
     tokenizer: str | None = None  # to chunk by, with --generator
     data_dir: Path = Path("data/corpus-study")
@@ -130,9 +134,7 @@ def corpus_study(s: CorpusStudySettings) -> Path:
             f"--generator {s.generator}: the study serves its generator; pass the folder itself, taught, or openai:URL"
         )
     if not (s.generator == TAUGHT or s.generator.startswith("openai:") or Path(s.generator, "config.json").exists()):
-        hint = (
-            "run make pretrained" if Path(s.generator) == Path(CorpusStudySettings.generator) else "pass a model folder"
-        )
+        hint = "run make pretrained" if Path(s.generator) == Path(DEFAULT_GENERATOR) else "pass a model folder"
         raise RunError(f"--generator {s.generator}: no model folder there; {hint}, or --generator taught / openai:URL")
     for folder in (s.outputs, s.data_dir):
         if folder.exists() and not (folder / launch.MARKER).exists():
