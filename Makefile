@@ -253,8 +253,8 @@ corpus-train: install $(if $(GENERATOR),,pretrained) ## your documents: CORPUS=f
 pick-base: install ## which base to fine-tune: MODELS="llama1b llama3b" (recipes or local folders) un-tuned on SAMPLE of CORPUS_DATA's questions, ranked with stderr, results/pick-base/
 	$(PIPELINE) pick-base --models "$(MODELS)" --data-dir $(CORPUS_DATA) --sample $(SAMPLE)
 
-corpus-study: install $(if $(GENERATOR),,pretrained) ## does the documents recipe work? chunks vs QA at 1 / 9 temperatures (all or grounded pairs) vs + reverse, scored on true facts; the pairs written by the real SmolLM2-135M-Instruct (served here); GENERATOR=taught (a small model taught the format) or openai:URL GENERATOR_MODEL=name; results/corpus-study/
-	$(PIPELINE) corpus-study $(if $(GENERATOR),$(GEN_ARGS)) $(if $(CORPUS_ARMS),--arms $(CORPUS_ARMS))
+corpus-study: install $(if $(GENERATOR),,pretrained) ## does the documents recipe work? chunks vs QA at 1 / 9 temperatures (all or grounded pairs) vs + reverse, scored on true facts; the pairs written by the real SmolLM2-135M-Instruct (served here); GENERATOR=taught (a small model taught the format) or openai:URL GENERATOR_MODEL=name; MODEL=smollm2-135m: the arms fine-tune the real base (results/corpus-study-smollm2-135m/); results/corpus-study/
+	$(PIPELINE) corpus-study $(if $(GENERATOR),$(GEN_ARGS)) $(if $(CORPUS_ARMS),--arms $(CORPUS_ARMS)) $(if $(filter-out tiny,$(MODEL)),--model $(MODEL))
 
 docs-train docs-study: ## (deprecated until 0.2: make corpus-train / corpus-study)
 	@echo "make $@ is deprecated and goes in 0.2: use make $(subst docs,corpus,$@) (CORPUS= for DOCS=)" >&2

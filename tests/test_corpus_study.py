@@ -223,3 +223,34 @@ def test_a_taught_generator_is_served_again_while_its_settings_and_code_stay(tmp
     monkeypatch.setattr(ds, "corpus_generator", types.SimpleNamespace(__file__=str(edited)))
     run(teach_people=100, generator_steps=500)
     assert len(built) == 5
+
+
+@pytest.mark.slow
+def test_the_arms_can_fine_tune_the_real_pretrained_base_with_its_recipe(study, tmp_path):
+    """``make corpus-study MODEL=smollm2-135m``: each arm fine-tunes the recipe's own base (its
+    un-tuned self the floor) at the recipe's rate, 120 steps of the same 256-token rows, and
+    writes beside the tiny model's study, not over it."""
+    from pathlib import Path
+
+    from engram_run.runs.recipes import validate
+    from engram_run.studies.corpus_study import CorpusStudySettings, arm_config, with_defaults
+
+    tiny = with_defaults(CorpusStudySettings())
+    assert (tiny.people, tiny.steps, tiny.learning_rate, tiny.results) == (16, 600, 1e-3, Path("results/corpus-study"))
+    s = with_defaults(CorpusStudySettings(model="smollm2-135m"))
+    assert (s.steps, s.learning_rate) == (120, 1e-4)
+    assert (s.outputs, s.results) == (
+        Path("outputs/corpus-study-smollm2-135m"),
+        Path("results/corpus-study-smollm2-135m"),
+    )
+    assert with_defaults(CorpusStudySettings(model="smollm2-135m", steps=7, learning_rate=3e-5)).steps == 7
+    data = study[0] / "data" / "qa9_reverse"
+    cfg = arm_config(s, "qa9+reverse", data, Path("models/smollm2-135m"), tmp_path / "model")
+    assert (cfg["base_model"], cfg["special_tokens"]["eos_token"]) == ("models/smollm2-135m", "<|im_end|>")
+    assert (cfg["max_steps"], cfg["learning_rate"], cfg["sequence_len"], cfg["micro_batch_size"]) == (120, 1e-4, 256, 2)
+    assert cfg["gradient_checkpointing"] is False and cfg["lr_scheduler"] == "constant"
+    assert [Path(d["path"]).name for d in cfg["datasets"]] == ["chunks.jsonl", "qa_train.jsonl"]
+    assert [Path(d["path"]).name for d in arm_config(s, "chunks", data, Path("m"), tmp_path)["datasets"]] == [
+        "chunks.jsonl"
+    ]
+    validate(cfg)

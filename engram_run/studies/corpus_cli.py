@@ -84,6 +84,12 @@ def add_corpus_parsers(sub) -> None:
         ),
     )
     d.add_argument(
+        "--model",
+        default=defaults.model,
+        help="what each arm trains: tiny (a random Llama, from scratch) or a recipe: smollm2-135m (its "
+        "pretrained base, fine-tuned; 120 steps at the recipe's rate unless --steps / --learning-rate)",
+    )
+    d.add_argument(
         "--generator",
         default=defaults.generator,
         help="a local model folder, served here (default: models/smollm2-135m, make pretrained's), "

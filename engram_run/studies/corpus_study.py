@@ -1,9 +1,8 @@
 """``make corpus-study``: does the documents recipe work? A closed loop with known truth.
 
-A fresh bioS population's biographies are written out as documents (one per person, half as
-text, half as PDF) and put through the user's path: ``engram-data corpus`` asks a generator,
-served by ``transformers serve`` (``engram_run.runs.serve``) through the ``openai`` client,
-for question-answer pairs; the documents recipe trains one initial model under each arm:
+A fresh bioS population's biographies, as documents (half text, half PDF), go through the
+user's path: ``engram-data corpus`` asks a generator (``transformers serve``, the ``openai``
+client) for question-answer pairs; the documents recipe trains one initial model per arm:
 
 - ``chunks``: the documents' text only;
 - ``qa1``: the text and the pairs written at one temperature (the schedule's middle);
@@ -12,16 +11,14 @@ for question-answer pairs; the documents recipe trains one initial model under e
   ``engram-data corpus``; every other arm keeps them, ``--keep-ungrounded``);
 - ``qa9+reverse``: those and the generator's reverse pairs (the person asked for from facts).
 
-Each arm is scored by lm-eval on questions built from the **true** facts of those people
-(the population's own ``bios_qa`` data, not the generator's pairs): forward and reverse,
-four-option and generated exactly; the untrained model is scored the same (the floor). The
-generator's own pairs are judged against the truth per temperature (corpus_generator.judge).
+Each arm is scored by lm-eval on the people's **true** facts (their ``bios_qa`` data, not the
+generator's pairs): forward and reverse, four-option and exact; the untrained model too (the
+floor). The generator's pairs are judged against the truth per temperature (corpus_generator.judge).
 
-The offline generator is the real SmolLM2-135M-Instruct of ``make pretrained``, served here
-with the few-shot prompt; ``--generator taught`` is a small model taught here the answer format
-(corpus_generator), once (a later run with the same settings and teaching code serves the one
-taught before), asked with the instruction alone; ``--generator openai:URL --generator-model
-NAME`` puts any served instruct model in their place.
+The generator is the real SmolLM2-135M-Instruct (``make pretrained``), served here, few-shot;
+``--generator taught``: a small model taught here the format (corpus_generator; once per
+settings and code), asked plainly; ``--generator openai:URL`` any served model.
+``--model smollm2-135m``: each arm fine-tunes that recipe's pretrained base instead.
 
     RESULTS/corpus-study.json, .md, .png   per arm: recall, stderr, trained pairs, their truth, coverage;
                                          per temperature: the generator's pairs and their truth
@@ -39,7 +36,7 @@ from pathlib import Path
 from engram_data.contract import PEOPLE, read_jsonl
 from engram_run.runs import launch
 from engram_run.runs.corpus import CHUNKS, DEFAULT_GENERATOR, CorpusSettings, corpus_config, generate
-from engram_run.runs.recipes import RECIPES_DIR, RunError, write_config
+from engram_run.runs.recipes import RECIPES_DIR, RunError, load_recipe, recipe_path, write_config
 from engram_run.runs.serve import served
 from engram_run.studies import corpus_generator
 from engram_run.studies.common import lm_eval_row, text_size, timer
@@ -82,11 +79,16 @@ class CorpusStudySettings:
     people: int | None = None
     teach_people: int = 3000  # the generator's own population (none of them in the documents)
     generator_steps: int = 3000  # batches of 16 rows
-    steps: int = 600  # every arm: this many optimizer steps (the same compute; a smaller data set repeats more)
+    # what each arm trains: tiny (one random Llama of hidden x layers, from scratch) or a recipe
+    # (smollm2-135m: its pretrained base, fine-tuned)
+    model: str = "tiny"
+    # every arm: this many optimizer steps (the same compute; a smaller data set repeats more);
+    # default 600 (tiny) or 120 (a pretrained base)
+    steps: int | None = None
     hidden: int = 128
     layers: int = 4
     vocab_size: int = 2048
-    learning_rate: float = 1e-3
+    learning_rate: float | None = None  # default 1e-3 (tiny) or the recipe's own
     micro_batch: int = 2  # packed rows of 256 tokens
     arms: tuple[str, ...] = tuple(ARMS)
     # the generator: a local model folder (served here by transformers serve; default the real
@@ -119,12 +121,27 @@ def write_documents(pop: Path, out: Path) -> Path:
 
 
 PEOPLE_DEFAULT = {"served": 16, TAUGHT: 60}
+STEPS_DEFAULT = {"tiny": 600, "pretrained": 120}
+
+
+def with_defaults(s: CorpusStudySettings) -> CorpusStudySettings:
+    """The settings with what depends on the generator and the model filled in; a pretrained
+    base writes into outputs/ and results/ ``corpus-study-<model>`` (the tiny model's stay)."""
+    tiny = s.model == "tiny"
+    changes = {
+        "people": s.people or PEOPLE_DEFAULT[TAUGHT if s.generator == TAUGHT else "served"],
+        "steps": s.steps or STEPS_DEFAULT["tiny" if tiny else "pretrained"],
+        "learning_rate": s.learning_rate or (1e-3 if tiny else load_recipe(recipe_path(s.model))["learning_rate"]),
+    }
+    for key in ("outputs", "results"):
+        if not tiny and getattr(s, key) == getattr(CorpusStudySettings, key):
+            changes[key] = getattr(s, key).with_name(f"corpus-study-{s.model}")
+    return dataclasses.replace(s, **changes)
 
 
 def corpus_study(s: CorpusStudySettings) -> Path:
     step = timer("corpus-study")
-    if s.people is None:
-        s = dataclasses.replace(s, people=PEOPLE_DEFAULT[TAUGHT if s.generator == TAUGHT else "served"])
+    s = with_defaults(s)
 
     unknown = [a for a in s.arms if a not in ARMS]
     if unknown or not s.arms:
@@ -170,17 +187,20 @@ def corpus_study(s: CorpusStudySettings) -> Path:
                     ),
                 )
             )
-    step(f"building one random Llama (hidden {s.hidden}, {s.layers} layers) for every arm")
-    launch.remove_own(s.outputs / "init")
-    init = launch.build_model(
-        pop,
-        s.outputs / "init",
-        s.outputs / "build.log",
-        hidden=s.hidden,
-        layers=s.layers,
-        vocab_size=s.vocab_size,
-        seed=0,
-    )
+    if s.model == "tiny":
+        step(f"building one random Llama (hidden {s.hidden}, {s.layers} layers) for every arm")
+        launch.remove_own(s.outputs / "init")
+        init = launch.build_model(
+            pop,
+            s.outputs / "init",
+            s.outputs / "build.log",
+            hidden=s.hidden,
+            layers=s.layers,
+            vocab_size=s.vocab_size,
+            seed=0,
+        )
+    else:  # the un-tuned base is the floor: a model with priors over real places and firms
+        init = Path(load_recipe(recipe_path(s.model))["base_model"])
     rows = {"untrained": score(init, pop, s.outputs / "untrained", step, "untrained")}
     truth = truths(pop)
     for arm in s.arms:
@@ -239,9 +259,11 @@ def generator_stamp(s: CorpusStudySettings) -> dict:
 
 
 def arm_config(s: CorpusStudySettings, arm: str, data: Path, init: Path, model_dir: Path) -> dict:
-    """The documents recipe (tiny) for one arm: no evaluation during training, the final model scored."""
+    """The documents recipe (tiny, or MODEL's) for one arm: rows of 256 tokens, no evaluation
+    during training, the final model scored."""
+    tiny = s.model == "tiny"
     cfg = corpus_config(
-        RECIPES_DIR / "tiny-full.yml",
+        RECIPES_DIR / "tiny-full.yml" if tiny else recipe_path(s.model),
         data,
         model_dir,
         {
@@ -249,10 +271,14 @@ def arm_config(s: CorpusStudySettings, arm: str, data: Path, init: Path, model_d
             "max_steps": s.steps,
             "learning_rate": s.learning_rate,
             "micro_batch_size": s.micro_batch,
+            "gradient_accumulation_steps": 1,
+            "sequence_len": 256,
             "val_set_size": 0.0,
             "engram_recall_eval": False,
             "eval_strategy": "no",
             "save_strategy": "no",
+            # a recipe's checkpointing fits a GPU's memory; a 135M model on a CPU needs none
+            **({} if tiny else {"gradient_checkpointing": False}),
         },
     )
     for key in ("evals_per_epoch", "saves_per_epoch", "metric_for_best_model", "greater_is_better", "save_total_limit"):
