@@ -228,17 +228,18 @@ def test_a_taught_generator_is_served_again_while_its_settings_and_code_stay(tmp
 @pytest.mark.slow
 def test_the_arms_can_fine_tune_the_real_pretrained_base_with_its_recipe(study, tmp_path):
     """``make corpus-study MODEL=smollm2-135m``: each arm fine-tunes the recipe's own base (its
-    un-tuned self the floor) at the recipe's rate, 120 steps of the same 256-token rows, and
-    writes beside the tiny model's study, not over it."""
+    un-tuned self the floor) at the recipe's rate, 300 steps of 4 texts in bf16 autocast over
+    fp32 weights (finetune-study's settings), and writes beside the tiny model's study."""
     from pathlib import Path
 
     from engram_run.runs.recipes import validate
     from engram_run.studies.corpus_study import CorpusStudySettings, arm_config, with_defaults
 
     tiny = with_defaults(CorpusStudySettings())
-    assert (tiny.people, tiny.steps, tiny.learning_rate, tiny.results) == (16, 600, 1e-3, Path("results/corpus-study"))
+    assert (tiny.people, tiny.steps, tiny.micro_batch, tiny.learning_rate) == (16, 600, 2, 1e-3)
+    assert tiny.results == Path("results/corpus-study")
     s = with_defaults(CorpusStudySettings(model="smollm2-135m"))
-    assert (s.steps, s.learning_rate) == (120, 1e-4)
+    assert (s.steps, s.micro_batch, s.learning_rate) == (300, 4, 1e-4)
     assert (s.outputs, s.results) == (
         Path("outputs/corpus-study-smollm2-135m"),
         Path("results/corpus-study-smollm2-135m"),
@@ -247,7 +248,8 @@ def test_the_arms_can_fine_tune_the_real_pretrained_base_with_its_recipe(study, 
     data = study[0] / "data" / "qa9_reverse"
     cfg = arm_config(s, "qa9+reverse", data, Path("models/smollm2-135m"), tmp_path / "model")
     assert (cfg["base_model"], cfg["special_tokens"]["eos_token"]) == ("models/smollm2-135m", "<|im_end|>")
-    assert (cfg["max_steps"], cfg["learning_rate"], cfg["sequence_len"], cfg["micro_batch_size"]) == (120, 1e-4, 256, 2)
+    assert (cfg["max_steps"], cfg["learning_rate"], cfg["sequence_len"], cfg["micro_batch_size"]) == (300, 1e-4, 256, 4)
+    assert (cfg["bf16"], cfg["engram_fp32_master_weights"], cfg["sample_packing"]) == (True, True, False)
     assert cfg["gradient_checkpointing"] is False and cfg["lr_scheduler"] == "constant"
     assert [Path(d["path"]).name for d in cfg["datasets"]] == ["chunks.jsonl", "qa_train.jsonl"]
     assert [Path(d["path"]).name for d in arm_config(s, "chunks", data, Path("m"), tmp_path)["datasets"]] == [

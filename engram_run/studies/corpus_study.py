@@ -50,6 +50,7 @@ from engram_run.studies.corpus_truth import generator_accuracy, trained_pairs, t
 GENERATOR_STAMP = "taught.json"  # in the generator's folder, once it is taught
 TAUGHT = "taught"  # --generator: the small model taught here
 ONE_TEMPERATURE = 0.605  # the nine-step schedule's middle (0.01 + 4 x 0.14875)
+T1 = (str(ONE_TEMPERATURE),)
 # arm -> (generation run it trains on, or None: chunks only)
 ARMS = {"chunks": None, "qa1": "qa1", "qa9": "qa9", "qa9-grounded": "qa9_grounded", "qa9+reverse": "qa9_reverse"}
 # generation run -> engram-data corpus flags (one request cache for all); every run but
@@ -58,17 +59,7 @@ GENERATIONS = {
     "qa9_reverse": ("--styles", ",".join(STYLES), "--temperatures", "9", "--keep-ungrounded"),
     "qa9": ("--styles", "simple", "--temperatures", "9", "--keep-ungrounded"),
     "qa9_grounded": ("--styles", "simple", "--temperatures", "9"),
-    "qa1": (
-        "--keep-ungrounded",
-        "--styles",
-        "simple",
-        "--temperatures",
-        "1",
-        "--temp-min",
-        str(ONE_TEMPERATURE),
-        "--temp-max",
-        str(ONE_TEMPERATURE),
-    ),
+    "qa1": ("--keep-ungrounded", *"--styles simple --temperatures 1 --temp-min".split(), *T1, "--temp-max", *T1),
 }
 
 
@@ -83,13 +74,13 @@ class CorpusStudySettings:
     # (smollm2-135m: its pretrained base, fine-tuned)
     model: str = "tiny"
     # every arm: this many optimizer steps (the same compute; a smaller data set repeats more);
-    # default 600 (tiny) or 120 (a pretrained base)
+    # default 600 (tiny: 2 packed rows of 256 tokens) or 300 (a pretrained base: 4 texts)
     steps: int | None = None
     hidden: int = 128
     layers: int = 4
     vocab_size: int = 2048
     learning_rate: float | None = None  # default 1e-3 (tiny) or the recipe's own
-    micro_batch: int = 2  # packed rows of 256 tokens
+    micro_batch: int | None = None  # default 2 packed rows of 256 tokens (tiny) or 4 texts (a pretrained base)
     arms: tuple[str, ...] = tuple(ARMS)
     # the generator: a local model folder (served here by transformers serve; default the real
     # SmolLM2-135M-Instruct of make pretrained), "taught" (a small model taught here), or openai:URL
@@ -121,7 +112,12 @@ def write_documents(pop: Path, out: Path) -> Path:
 
 
 PEOPLE_DEFAULT = {"served": 16, TAUGHT: 60}
-STEPS_DEFAULT = {"tiny": 600, "pretrained": 120}
+STEPS_DEFAULT = {"tiny": 600, "pretrained": 300}
+MICRO_BATCH_DEFAULT = {"tiny": 2, "pretrained": 4}  # packed rows of 256 tokens / texts
+# A pretrained base's arms (finetune-study's settings): bf16 autocast over the plugin's fp32
+# master weights (fp32 stepped at ~50 tokens/s here), a batch of texts padded to the longest
+# (Axolotl warns that packing under sdpa and bf16 may give a loss of 0), no checkpointing.
+PRETRAINED_ARM = {"bf16": True, "sample_packing": False, "pad_to_sequence_len": False, "gradient_checkpointing": False}
 
 
 def with_defaults(s: CorpusStudySettings) -> CorpusStudySettings:
@@ -131,6 +127,7 @@ def with_defaults(s: CorpusStudySettings) -> CorpusStudySettings:
     changes = {
         "people": s.people or PEOPLE_DEFAULT[TAUGHT if s.generator == TAUGHT else "served"],
         "steps": s.steps or STEPS_DEFAULT["tiny" if tiny else "pretrained"],
+        "micro_batch": s.micro_batch or MICRO_BATCH_DEFAULT["tiny" if tiny else "pretrained"],
         "learning_rate": s.learning_rate or (1e-3 if tiny else load_recipe(recipe_path(s.model))["learning_rate"]),
     }
     for key in ("outputs", "results"):
@@ -277,8 +274,7 @@ def arm_config(s: CorpusStudySettings, arm: str, data: Path, init: Path, model_d
             "engram_recall_eval": False,
             "eval_strategy": "no",
             "save_strategy": "no",
-            # a recipe's checkpointing fits a GPU's memory; a 135M model on a CPU needs none
-            **({} if tiny else {"gradient_checkpointing": False}),
+            **({} if tiny else PRETRAINED_ARM),
         },
     )
     for key in ("evals_per_epoch", "saves_per_epoch", "metric_for_best_model", "greater_is_better", "save_total_limit"):
