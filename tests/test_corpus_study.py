@@ -228,8 +228,9 @@ def test_a_taught_generator_is_served_again_while_its_settings_and_code_stay(tmp
 @pytest.mark.slow
 def test_the_arms_can_fine_tune_the_real_pretrained_base_with_its_recipe(study, tmp_path):
     """``make corpus-study MODEL=smollm2-135m``: each arm fine-tunes the recipe's own base (its
-    un-tuned self the floor) at the recipe's rate, 300 steps of 4 texts in bf16 autocast over
-    fp32 weights (finetune-study's settings), and writes beside the tiny model's study."""
+    un-tuned self the floor) at the recipe's rate for 6 passes over its own texts, one a step,
+    in bf16 autocast over fp32 weights (finetune-study's full-b1, which memorized bioS QA at 6),
+    and writes beside the tiny model's study."""
     from pathlib import Path
 
     from engram_run.runs.recipes import validate
@@ -239,17 +240,23 @@ def test_the_arms_can_fine_tune_the_real_pretrained_base_with_its_recipe(study, 
     assert (tiny.people, tiny.steps, tiny.micro_batch, tiny.learning_rate) == (16, 600, 2, 1e-3)
     assert tiny.results == Path("results/corpus-study")
     s = with_defaults(CorpusStudySettings(model="smollm2-135m"))
-    assert (s.steps, s.micro_batch, s.learning_rate) == (300, 4, 1e-4)
+    assert (s.epochs, s.micro_batch, s.learning_rate) == (6, 1, 1e-4)
     assert (s.outputs, s.results) == (
         Path("outputs/corpus-study-smollm2-135m"),
         Path("results/corpus-study-smollm2-135m"),
     )
-    assert with_defaults(CorpusStudySettings(model="smollm2-135m", steps=7, learning_rate=3e-5)).steps == 7
+    assert with_defaults(CorpusStudySettings(model="smollm2-135m", micro_batch=8, learning_rate=3e-5)).micro_batch == 8
     data = study[0] / "data" / "qa9_reverse"
     cfg = arm_config(s, "qa9+reverse", data, Path("models/smollm2-135m"), tmp_path / "model")
     assert (cfg["base_model"], cfg["special_tokens"]["eos_token"]) == ("models/smollm2-135m", "<|im_end|>")
-    assert (cfg["max_steps"], cfg["learning_rate"], cfg["sequence_len"], cfg["micro_batch_size"]) == (300, 1e-4, 256, 4)
+    assert (cfg["num_epochs"], cfg["learning_rate"], cfg["micro_batch_size"], cfg.get("max_steps")) == (
+        6,
+        1e-4,
+        1,
+        None,
+    )
     assert (cfg["bf16"], cfg["engram_fp32_master_weights"], cfg["sample_packing"]) == (True, True, False)
+    assert cfg["optimizer"] == "adamw_torch_fused"
     assert cfg["gradient_checkpointing"] is False and cfg["lr_scheduler"] == "constant"
     assert [Path(d["path"]).name for d in cfg["datasets"]] == ["chunks.jsonl", "qa_train.jsonl"]
     assert [Path(d["path"]).name for d in arm_config(s, "chunks", data, Path("m"), tmp_path)["datasets"]] == [

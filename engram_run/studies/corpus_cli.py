@@ -79,6 +79,7 @@ def add_corpus_parsers(sub) -> None:
             "teach_people",
             "generator_steps",
             "steps",
+            "epochs",
             *TINY_MODEL_FIELDS,
             *PATH_FIELDS,
         ),
@@ -86,8 +87,8 @@ def add_corpus_parsers(sub) -> None:
     d.add_argument(
         "--model",
         default=defaults.model,
-        help="what each arm trains: tiny (a random Llama, from scratch) or a recipe: smollm2-135m (its "
-        "pretrained base, fine-tuned: 300 steps of 4 texts at the recipe's rate, bf16 autocast)",
+        help="what each arm trains: tiny (a random Llama, from scratch, --steps) or a recipe: smollm2-135m "
+        "(its pretrained base, fine-tuned: --epochs over each arm's texts, one a step, at the recipe's rate)",
     )
     d.add_argument(
         "--generator",

@@ -41,17 +41,23 @@ def markdown(rows: dict, per_t: dict, s) -> str:
     else:
         generator = s.generator_model or s.generator
     if s.model == "tiny":
-        model, batch = f"one random {s.hidden}-wide {s.layers}-layer Llama", "packed rows of 256 tokens"
+        model = f"one random {s.hidden}-wide {s.layers}-layer Llama"
+        length = (
+            f"{s.steps} steps of {s.micro_batch} packed rows of 256 tokens each (the same compute; "
+            "a smaller data set is repeated more)"
+        )
     else:
         model = f"the pretrained base of the `{s.model}` recipe, fine-tuned (its un-tuned self is the floor),"
-        batch = "texts (bf16 autocast over fp32 weights)"
+        length = (
+            f"{s.epochs} passes over each arm's own texts, {s.micro_batch} a step, in bf16 autocast over fp32 "
+            "weights (each arm learns what it trains on; a larger data set takes more steps)"
+        )
     lines = [
         "# Does the documents recipe work?",
         "",
         f"{s.people} people's biographies as documents (half text, half PDF), expanded by the generator "
         f"({generator}) through `transformers serve`, trained into {model} per arm at learning rate "
-        f"{s.learning_rate:g}, {s.steps} steps of {s.micro_batch} {batch} each (the same compute; "
-        "a smaller data set is repeated more). Scored by lm-eval on the people's "
+        f"{s.learning_rate:g}, {length}. Scored by lm-eval on the people's "
         "**true** facts (their `bios_qa` questions, not the generator's pairs), ± lm-eval's standard error. "
         "*Forward*: a field's value from the name; *reverse*: the name from birth date and city; four options "
         "(chance 0.25) or generated (exact match). *Pairs*: the generator's pairs trained; *true*: their share "

@@ -73,14 +73,16 @@ class CorpusStudySettings:
     # what each arm trains: tiny (one random Llama of hidden x layers, from scratch) or a recipe
     # (smollm2-135m: its pretrained base, fine-tuned)
     model: str = "tiny"
-    # every arm: this many optimizer steps (the same compute; a smaller data set repeats more);
-    # default 600 (tiny: 2 packed rows of 256 tokens) or 300 (a pretrained base: 4 texts)
-    steps: int | None = None
+    # tiny: every arm this many optimizer steps (the same compute; a smaller data set repeats more)
+    steps: int = 600
+    # a pretrained base: every arm this many passes over its own texts, one text a step (the
+    # finetune study's full-b1, which memorized bioS QA at 6): each arm learns what it trains on
+    epochs: int = 6
     hidden: int = 128
     layers: int = 4
     vocab_size: int = 2048
     learning_rate: float | None = None  # default 1e-3 (tiny) or the recipe's own
-    micro_batch: int | None = None  # default 2 packed rows of 256 tokens (tiny) or 4 texts (a pretrained base)
+    micro_batch: int | None = None  # default 2 packed rows of 256 tokens (tiny) or 1 text (a pretrained base)
     arms: tuple[str, ...] = tuple(ARMS)
     # the generator: a local model folder (served here by transformers serve; default the real
     # SmolLM2-135M-Instruct of make pretrained), "taught" (a small model taught here), or openai:URL
@@ -112,12 +114,14 @@ def write_documents(pop: Path, out: Path) -> Path:
 
 
 PEOPLE_DEFAULT = {"served": 16, TAUGHT: 60}
-STEPS_DEFAULT = {"tiny": 600, "pretrained": 300}
-MICRO_BATCH_DEFAULT = {"tiny": 2, "pretrained": 4}  # packed rows of 256 tokens / texts
+MICRO_BATCH_DEFAULT = {"tiny": 2, "pretrained": 1}  # packed rows of 256 tokens / texts
 # A pretrained base's arms (finetune-study's settings): bf16 autocast over the plugin's fp32
-# master weights (fp32 stepped at ~50 tokens/s here), a batch of texts padded to the longest
+# master weights (fp32 stepped at ~50 tokens/s here), the fused AdamW (a third of foreach's step), a batch of texts padded to the longest
 # (Axolotl warns that packing under sdpa and bf16 may give a loss of 0), no checkpointing.
-PRETRAINED_ARM = {"bf16": True, "sample_packing": False, "pad_to_sequence_len": False, "gradient_checkpointing": False}
+PRETRAINED_ARM = {
+    **{"bf16": True, "optimizer": "adamw_torch_fused", "gradient_checkpointing": False},
+    **{"sample_packing": False, "pad_to_sequence_len": False},
+}
 
 
 def with_defaults(s: CorpusStudySettings) -> CorpusStudySettings:
@@ -126,7 +130,6 @@ def with_defaults(s: CorpusStudySettings) -> CorpusStudySettings:
     tiny = s.model == "tiny"
     changes = {
         "people": s.people or PEOPLE_DEFAULT[TAUGHT if s.generator == TAUGHT else "served"],
-        "steps": s.steps or STEPS_DEFAULT["tiny" if tiny else "pretrained"],
         "micro_batch": s.micro_batch or MICRO_BATCH_DEFAULT["tiny" if tiny else "pretrained"],
         "learning_rate": s.learning_rate or (1e-3 if tiny else load_recipe(recipe_path(s.model))["learning_rate"]),
     }
@@ -206,7 +209,8 @@ def corpus_study(s: CorpusStudySettings) -> Path:
         cfg = arm_config(s, arm, data, init, folder / "model")
         config = write_config(cfg, folder / "config.yml")
         launch.start_over_unless_resumable(config, folder / "model", force=True)
-        step(f"{arm}: axolotl train, {s.steps} steps (log: {folder / 'train.log'})")
+        length = f"{s.steps} steps" if s.model == "tiny" else f"{s.epochs} epochs"
+        step(f"{arm}: axolotl train, {length} (log: {folder / 'train.log'})")
         if not launch.train(config, folder / "model", folder / "train.log"):
             raise RunError(f"training {arm} failed; see {folder / 'train.log'}")
         rows[arm] = score(folder / "model", pop, folder / "lm_eval", step, arm)
@@ -265,7 +269,7 @@ def arm_config(s: CorpusStudySettings, arm: str, data: Path, init: Path, model_d
         model_dir,
         {
             "base_model": str(init),
-            "max_steps": s.steps,
+            **({"max_steps": s.steps} if tiny else {"num_epochs": s.epochs}),
             "learning_rate": s.learning_rate,
             "micro_batch_size": s.micro_batch,
             "gradient_accumulation_steps": 1,
