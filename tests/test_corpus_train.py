@@ -253,9 +253,9 @@ def test_the_real_generator_and_the_real_base_in_one_command(smollm2, tmp_path):
         str(docs),
         "--model",
         "smollm2-135m-full",
-        # two low temperatures, short chunks (two pairs each, ~3 s a reply): 12 requests
+        # three low temperatures, short chunks (two pairs each, ~3 s a reply): 18 requests
         "--generate-args",
-        "--temperatures 2 --temp-max 0.6 --heldout-temperatures 0 --styles simple --chunk-tokens 120",
+        "--temperatures 3 --temp-max 0.6 --heldout-temperatures 0 --styles simple --chunk-tokens 120",
         "--set",
         "max_steps=3",
         "sequence_len=128",
@@ -272,7 +272,7 @@ def test_the_real_generator_and_the_real_base_in_one_command(smollm2, tmp_path):
     data = tmp_path / "data" / "corpus-libffi"
     manifest = json.loads((data / "manifest.json").read_text())
     c = manifest["counts"]
-    assert (c["files_read"], c["chunks"], c["requests_sent"]) == (2, 6, 12)
+    assert (c["files_read"], c["chunks"], c["requests_sent"]) == (2, 6, 18)
     assert manifest["model"] == "openai:localhost#models/smollm2-135m" and manifest["prompt"] == "few-shot"
     kept = [g for g in read_jsonl(data / "generated.jsonl") if g["fate"] == "kept"]
     assert len(kept) == c["qa_train"] >= 4 and all(g["grounded"] and g["names_subject"] for g in kept)
@@ -285,4 +285,4 @@ def test_the_real_generator_and_the_real_base_in_one_command(smollm2, tmp_path):
     again = subprocess.run(cmd, cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
     assert again.returncode == 0 and "already trained on this data" in again.stdout, again.stderr[-2000:]
     c = json.loads((data / "manifest.json").read_text())["counts"]
-    assert (c["requests_sent"], c["requests_cached"]) == (0, 12)
+    assert (c["requests_sent"], c["requests_cached"]) == (0, 18)
