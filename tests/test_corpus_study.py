@@ -256,7 +256,7 @@ def test_the_arms_can_fine_tune_the_real_pretrained_base_with_its_recipe(study, 
         None,
     )
     assert (cfg["bf16"], cfg["engram_fp32_master_weights"], cfg["sample_packing"]) == (True, True, False)
-    assert cfg["optimizer"] == "adamw_torch_fused"
+    assert cfg["optimizer"] == "adamw_torch_fused" and cfg["engram_effective_batch"] == 1  # an update per text
     assert cfg["gradient_checkpointing"] is False and cfg["lr_scheduler"] == "constant"
     assert [Path(d["path"]).name for d in cfg["datasets"]] == ["chunks.jsonl", "qa_train.jsonl"]
     assert [Path(d["path"]).name for d in arm_config(s, "chunks", data, Path("m"), tmp_path)["datasets"]] == [
