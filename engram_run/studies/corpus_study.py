@@ -115,10 +115,9 @@ def write_documents(pop: Path, out: Path) -> Path:
 
 PEOPLE_DEFAULT = {"served": 16, TAUGHT: 60}
 MICRO_BATCH_DEFAULT = {"tiny": 2, "pretrained": 1}  # packed rows of 256 tokens / texts
-# A pretrained base's arms (finetune-study's settings): bf16 autocast over the plugin's fp32
-# master weights (fp32 stepped at ~50 tokens/s here), the fused AdamW (a third of foreach's step), a batch of texts padded to the longest
-# (Axolotl warns that packing under sdpa and bf16 may give a loss of 0), no checkpointing;
-# an update per micro-batch (the recipe's effective batch is 8).
+# A pretrained base's arms, as finetune-study's: bf16 autocast over fp32 master weights (fp32 ran
+# ~50 tokens/s), fused AdamW, unpacked texts (Axolotl: packing under sdpa and bf16 may give a loss
+# of 0), no checkpointing, an update per micro-batch (the recipe's effective batch is 8).
 PRETRAINED_ARM = {
     **{"bf16": True, "optimizer": "adamw_torch_fused", "gradient_checkpointing": False},
     **{"sample_packing": False, "pad_to_sequence_len": False},
