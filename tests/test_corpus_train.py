@@ -8,10 +8,12 @@ import json
 import math
 import subprocess
 import sys
+import threading
+from http.server import ThreadingHTTPServer
 
 import pytest
 from helpers.common import REPO, cli_env
-from helpers.oracle_chat import OracleChat, oracle_server
+from helpers.oracle_chat import JsonHandler, OracleChat, oracle_server
 from test_formats import write_pdf
 
 from engram_data.contract import read_jsonl
@@ -286,3 +288,36 @@ def test_the_real_generator_and_the_real_base_in_one_command(smollm2, tmp_path):
     assert again.returncode == 0 and "already trained on this data" in again.stdout, again.stderr[-2000:]
     c = json.loads((data / "manifest.json").read_text())["counts"]
     assert (c["requests_sent"], c["requests_cached"]) == (0, 18)
+
+
+class ProseChat(JsonHandler):
+    """A generator that never writes a pair: every reply is prose."""
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self._chat(body, "Aspirin is a fine drug, and I would rather talk about it than list questions.")
+
+
+def test_replies_that_leave_nothing_to_train_stop_with_one_line_saying_why(tmp_path, tiny_llama):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Aspirin thins the blood. Felix Hoffmann made it in 1897.\n")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ProseChat)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cmd = [
+        *(sys.executable, "-m", "engram_run", "corpus-train", "--corpus", str(corpus)),
+        *("--generator", f"openai:http://127.0.0.1:{server.server_address[1]}/v1", "--generator-model", "prose"),
+        # one chunk, two temperatures, three styles: six replies
+        *("--tokenizer", str(tiny_llama), "--generate-args", "--temperatures 2 --heldout-temperatures 0"),
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
+    server.shutdown()
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    errors = [e for e in proc.stderr.splitlines() if ": error: " in e]
+    assert errors == [
+        "python -m engram_run: error: no question-answer pairs to train on in data/corpus-corpus: of 6 replies 6 "
+        "were malformed (6 no_json); of 0 pairs 0 were ungrounded, 0 without their subject, 0 duplicates and 0 "
+        "without three other answers to be their options (see its generated.jsonl); ask at more temperatures "
+        '(--generate-args "--temperatures 9"), keep what was dropped (--keep-ungrounded), or use a larger generator'
+    ], proc.stderr[-2000:]
+    assert not (tmp_path / "outputs").exists()  # nothing trained
