@@ -16,10 +16,13 @@ SEED ?= 0
 HELDOUT_FRACTION ?= 0.5
 # make data DATA_VARIANTS=all (or a comma list) adds the ablation variants to bioS_v1's three.
 DATA_VARIANTS ?=
-ALL_VARIANTS := bioS,bioS_fullname,bioS_permute,bioS_multi5,bioS_multi5_permutes,bioS_multi5_permutes_fullname
-# make reproduce: PROTOCOLS=mixed,bio_then_qa and REPRODUCE_VARIANTS=bioS,... (default: all of each)
+ALL_VARIANTS := bioS,bioS_fullname,bioS_single_permute1,bioS_single_permute5,bioS_multi5,bioS_multi5_permutes,bioS_multi5_permutes_fullname
+# make reproduce: SCALE=ci|default|reference|paper, PROTOCOLS=mixed,bio_then_qa and
+# REPRODUCE_VARIANTS=bioS,... (default: the scale's), REPRODUCE_ARGS="--steps 2000 ..."
+SCALE ?=
 PROTOCOLS ?=
 REPRODUCE_VARIANTS ?=
+REPRODUCE_ARGS ?=
 
 # The machine's pip config names find-links folders that pip reports as missing, once
 # per package: hide that noise, keep every other line.
@@ -229,9 +232,9 @@ compare: install ## base vs fine-tuned MODEL: COMPARE=tiny|openllm|leaderboard|b
 		$(if $(LIMIT),--limit $(LIMIT)) $(if $(CHAT),--apply-chat-template --fewshot-as-multiturn) \
 		$(if $(HF_HUB_LOG_ARGS),--hf-hub-log-args "$(HF_HUB_LOG_ARGS)")
 
-reproduce: install ## Physics of LM 3.1 in miniature: both protocols, every text variant on one budget, CPU (~12 min on 2 cores; fewer with REPRODUCE_VARIANTS); MODEL=llama1b on GPUs (make data DATA_VARIANTS=all first)
-	$(PIPELINE) reproduce --model $(MODEL) $(if $(filter-out tiny,$(MODEL)),--data-dir $(DATA_DIR) --people $(NUM_PEOPLE)) \
-		$(if $(PROTOCOLS),--protocols $(PROTOCOLS)) $(if $(REPRODUCE_VARIANTS),--variants $(REPRODUCE_VARIANTS))
+reproduce: install ## Physics of LM 3.1 in the paper's protocol, scaled down: every variant on one step budget, both protocols (SCALE=ci|default|reference|paper; default ~25 min on 2 cores); MODEL=llama1b on GPUs (make data DATA_VARIANTS=all first)
+	$(PIPELINE) reproduce $(if $(SCALE),--scale $(SCALE)) $(if $(filter-out tiny,$(MODEL)),--model $(MODEL) --data-dir $(DATA_DIR) --people $(NUM_PEOPLE)) \
+		$(if $(PROTOCOLS),--protocols $(PROTOCOLS)) $(if $(REPRODUCE_VARIANTS),--variants $(REPRODUCE_VARIANTS)) $(REPRODUCE_ARGS)
 
 floors: install ## a model's bioS scores before fine-tuning, per field beside chance: four-option, letters, generative, reverse (MODEL_DIR=models/smollm2-135m after make pretrained; FLOORS_LIMIT per field), results/floors/
 	$(PIPELINE) floors --model $(MODEL_DIR) $(if $(FLOORS_LIMIT),--limit $(FLOORS_LIMIT))

@@ -8,7 +8,7 @@ import gc
 import sys
 import time
 
-from engram_data.contract import DEFAULT_DATA_DIR, DEFAULT_VARIANTS, VARIANTS, DataError
+from engram_data.contract import DEFAULT_DATA_DIR, DEFAULT_VARIANTS, VARIANTS, DataError, canonical_variant
 from engram_data.errors import OneLineParser, number, run_cli
 
 PROG = "generate_data.py"
@@ -198,7 +198,7 @@ def bios_main(argv: list[str]) -> int:
 
     args = build_parser().parse_args(argv)
     progress = not args.no_progress
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    variants = [canonical_variant(v.strip()) for v in args.variants.split(",") if v.strip()]
     # What made the data (in its manifest); the newer options only where they were given.
     recorded = {k: v for k, v in vars(args).items() if k not in ("out", "overwrite", "no_progress")}
     optional = ("gender", "fields_dir", "values_per_field")

@@ -32,16 +32,26 @@ DEFAULT_VARIANTS = ("bioS", "bioS_fullname", "bioS_multi5_permutes")
 VARIANTS = (
     "bioS",
     "bioS_fullname",
-    "bioS_permute",
+    "bioS_single_permute1",
+    "bioS_single_permute5",
     "bioS_multi5",
     "bioS_multi5_permutes",
     "bioS_multi5_permutes_fullname",
 )
+# Names a variant had before (data version 2.6 took the paper's names: single + permute1 is
+# one biography in one shuffled order). A reader maps them with canonical_variant.
+VARIANT_ALIASES = {"bioS_permute": "bioS_single_permute1"}
 # The reversal remedies' texts (reversal.py): they state values before names, so they are kept
 # out of VARIANTS (make reproduce, the subject-first checks) and asked for by name.
 REVERSAL_VARIANTS = ("bioS_multi5_permutes_value_first", "bioS_multi5_permutes_entity_reversed")
 TEXT_VARIANTS = VARIANTS + REVERSAL_VARIANTS
-MULTI_VARIANTS = ("bioS_multi5", "bioS_multi5_permutes", "bioS_multi5_permutes_fullname", *REVERSAL_VARIANTS)
+MULTI_VARIANTS = (
+    "bioS_single_permute5",
+    "bioS_multi5",
+    "bioS_multi5_permutes",
+    "bioS_multi5_permutes_fullname",
+    *REVERSAL_VARIANTS,
+)
 # Column prefixes of bioS_v1's QA columns in people.jsonl: bdate_q / bdate_a, ...
 QA_PREFIX = {"birth_date": "bdate", "birth_city": "bcity"} | {f: f for f in FIELDS[2:]}
 REVERSE = "reverse"  # qa/reverse.jsonl: name the person from birth date and city
@@ -58,9 +68,10 @@ DEFAULT_TASKS = ("bios_qa", "bios_qa_heldout", "bios_qa_reverse")
 
 # 2.0: options a frequency-only guesser cannot tell apart; 2.1: ablation variants, --gender,
 # --fields-dir; 2.2: reversal remedies (REVERSAL_VARIANTS, train/qa_reverse_train.jsonl);
-# 2.3: a documents dataset's questions in qa/corpus.jsonl (qa/docs.jsonl before; both read).
+# 2.3: a documents dataset's questions in qa/corpus.jsonl (qa/docs.jsonl before; both read);
+# 2.6: the paper's variant names (bioS_permute is bioS_single_permute1) and bioS_single_permute5.
 # Readers refuse data of an older major version (its numbers mean something else).
-GENERATOR_VERSION = "2.5"
+GENERATOR_VERSION = "2.6"
 MANIFEST = "manifest.json"
 PEOPLE = "people.jsonl"
 QA_TRAIN = "qa_train"
@@ -69,6 +80,11 @@ QA_REVERSE_TRAIN = "qa_reverse_train"  # reverse QA text of train people: a reve
 
 class DataError(Exception):
     """Bad input or output for the data tools; the message says how to fix it."""
+
+
+def canonical_variant(name: str) -> str:
+    """A variant's name today (``bioS_permute`` -> ``bioS_single_permute1``)."""
+    return VARIANT_ALIASES.get(name, name)
 
 
 def train_file(root: str | os.PathLike, name: str) -> Path:

@@ -132,9 +132,26 @@ def five_bios(contexts, rng: random.Random, permute: bool, fullname: bool = Fals
     return bios
 
 
+def permuted_five(contexts, rng: random.Random) -> list[str]:
+    """Physics of LM 3.1's single + permute5: one biography (one template per field, drawn
+    once) in five different orders of its sentences."""
+    ids = dict(zip(FIELDS, draw_templates(rng, FIELDS), strict=True))
+    orders: list[tuple[str, ...]] = []
+    while len(orders) < NUM_PERMUTES:
+        order = tuple(pick(rng, _PERMUTATIONS))
+        if order not in orders:
+            orders.append(order)
+    return [render_bio(contexts, order, [ids[f] for f in order]) for order in orders]
+
+
 # The ablation variants draw from their own streams (variant_rngs), so that asking for them
 # leaves the texts of bioS_v1's three variants as they were.
-ABLATION_VARIANTS = tuple(v for v in TEXT_VARIANTS if v not in ("bioS", "bioS_fullname", "bioS_multi5_permutes"))
+# (bioS_single_permute1 from the stream named for its name before 2.6, bioS_permute).
+ABLATION_VARIANTS = tuple(
+    "bioS_permute" if v == "bioS_single_permute1" else v
+    for v in TEXT_VARIANTS
+    if v not in ("bioS", "bioS_fullname", "bioS_multi5_permutes")
+)
 
 
 def render_texts(
@@ -156,10 +173,12 @@ def render_texts(
             out["bioS"] = render_bio(contexts, FIELDS, ids)
         if "bioS_fullname" in variants:
             out["bioS_fullname"] = render_bio(contexts, FIELDS, ids, fullname_every_sentence=True)
-    if "bioS_permute" in variants:
+    if "bioS_single_permute1" in variants:  # its stream keeps its name before 2.6: the same texts
         r = own.get("bioS_permute", rng)
         order = pick(r, _PERMUTATIONS)
-        out["bioS_permute"] = render_bio(contexts, order, draw_templates(r, order))
+        out["bioS_single_permute1"] = render_bio(contexts, order, draw_templates(r, order))
+    if "bioS_single_permute5" in variants:
+        out["bioS_single_permute5"] = permuted_five(contexts, own.get("bioS_single_permute5", rng))
     if "bioS_multi5" in variants:
         out["bioS_multi5"] = five_bios(contexts, own.get("bioS_multi5", rng), permute=False)
     if "bioS_multi5_permutes" in variants or "bioS_multi5_permutes_entity_reversed" in variants:

@@ -7,4 +7,5 @@ RECALL_HISTORY = "engram_recall.jsonl"  # one JSON line per scoring: step, epoch
 # Every trainer log line (loss, eval_loss, ...) as JSON: the curves lr-find, epoch-find and sweeps read.
 LOG_HISTORY = "engram_log.jsonl"
 TIMING_FILE = "engram_timing.jsonl"  # the plugin's seconds per recall scoring, read by bench_gpu.py
+BEST_PREFIX = "best_model_qa_"  # best_model_qa_<recall>: the plugin's best checkpoint (or a link to HF's)
 PROGRESS_ENV = "ENGRAM_PROGRESS"  # where the plugin writes {"step", "max_steps", "epoch", "epochs"}

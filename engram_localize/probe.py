@@ -4,7 +4,9 @@ its frozen hidden states (Physics of LM 3.1, Allen-Zhu and Li, arXiv:2309.14316,
 - **P-probe**: the person's biography goes in; at the last token of the name's first mention
   (``name``), and at the token just before each attribute's value (``before <field>``), one
   linear classifier per layer x attribute is trained on the hidden state.
-- **Q-probe**: the name alone goes in; the probe reads its last token.
+- **Q-probe**: the name alone goes in; the probe reads its last token (``name``), and, as the
+  paper runs it, the name followed by the tokenizer's end token, read at that token
+  (``name + end``; where the tokenizer has one).
 
 Each probe is a linear classifier (scikit-learn's ``RidgeClassifier`` on standardized features:
 one-vs-rest least squares with an L2 penalty, solved in closed form, so exact and fast) trained on the **train** people's hidden states and scored on the **heldout**
@@ -32,6 +34,7 @@ from engram_data.contract import FIELDS, MULTI_VARIANTS
 from engram_localize.checkpoints import LocalizeError
 
 NAME = "name"
+NAME_END = "name + end"  # the Q-probe's input as the paper's: the name, then the end-of-text token
 RIDGE_ALPHA = 10.0  # the probe's L2 penalty on standardized features (closed form: exact and fast)
 PROBES = ("P", "Q")
 
@@ -85,10 +88,10 @@ def features(
     device = next(model.parameters()).device
     sites: dict[tuple[str, str], list] = {}
 
-    def hidden(texts: list[str]) -> list[np.ndarray]:
-        """[layers + 1, tokens, hidden] per text. Padding goes on the right, where a causal
-        model's earlier positions never see it."""
-        encoded = [tokenizer(text)["input_ids"] for text in texts]
+    def hidden(texts: list[str], end: bool = False) -> list[np.ndarray]:
+        """[layers + 1, tokens, hidden] per text (``end``: followed by the end-of-text token).
+        Padding goes on the right, where a causal model's earlier positions never see it."""
+        encoded = [tokenizer(text)["input_ids"] + ([tokenizer.eos_token_id] if end else []) for text in texts]
         width = max(len(e) for e in encoded)
         ids = torch.tensor([e + [0] * (width - len(e)) for e in encoded], device=device)
         mask = torch.tensor([[1] * len(e) + [0] * (width - len(e)) for e in encoded], device=device)
@@ -103,8 +106,12 @@ def features(
         for p, text, h in zip(batch, bios, hidden(bios)):
             for pos, index in positions(tokenizer, text, p["name"], {f: p[f] for f in FIELDS}).items():
                 sites.setdefault(("P", pos), []).append(h[:, index])
-        for h in hidden([p["name"] for p in batch]):
+        names = [p["name"] for p in batch]
+        for h in hidden(names):
             sites.setdefault(("Q", NAME), []).append(h[:, -1])
+        if tokenizer.eos_token_id is not None:
+            for h in hidden(names, end=True):
+                sites.setdefault(("Q", NAME_END), []).append(h[:, -1])
     return Features({k: np.stack(v) for k, v in sites.items()}, people)
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from engram_data.contract import FIELDS
 from engram_localize.outputs import markdown_table, write_json
-from engram_localize.probe import NAME
+from engram_localize.probe import NAME, NAME_END
 
 # view -> (title, rows of the table it shows)
 VIEWS = {
@@ -18,7 +18,8 @@ VIEWS = {
         "P-probe just before the attribute (biography)",
         lambda f: (f.probe == "P") & (f.position == "before " + f.field),
     ),
-    "Q_name": ("Q-probe: the name alone", lambda f: f.probe == "Q"),
+    "Q_name": ("Q-probe: the name alone", lambda f: (f.probe == "Q") & (f.position == NAME)),
+    "Q_end": ("Q-probe: the name + end token (the paper's)", lambda f: (f.probe == "Q") & (f.position == NAME_END)),
 }
 
 
@@ -34,8 +35,9 @@ def heatmap(frame: pd.DataFrame, path: Path, label: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(VIEWS), figsize=(5.2 * len(VIEWS), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], VIEWS):
+    shown = views(frame)
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.2 * len(shown), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], shown):
         grid = view(frame, name)
         image = ax.imshow(grid.to_numpy(), vmin=0, vmax=1, cmap="viridis", aspect="auto", origin="lower")
         for (i, j), value in pd.DataFrame(grid.to_numpy()).stack().items():
@@ -52,11 +54,16 @@ def heatmap(frame: pd.DataFrame, path: Path, label: str) -> None:
     plt.close(fig)
 
 
+def views(frame: pd.DataFrame) -> list[str]:
+    """The views this frame has rows for (no ``Q_end`` where the tokenizer has no end token)."""
+    return [name for name in VIEWS if VIEWS[name][1](frame).any()]
+
+
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Per view and field at the last layer: accuracy beside its three floors."""
     last = frame.layer.max()
     out = []
-    for name in VIEWS:
+    for name in views(frame):
         rows = frame[VIEWS[name][1](frame) & (frame.layer == last)].set_index("field")
         for field in FIELDS:
             r = rows.loc[field]
@@ -76,7 +83,8 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def decodable_at_name(frame: pd.DataFrame, margin: float = 0.2) -> list[str]:
-    """Fields whose Q-probe (the name alone), at its best layer, beats every floor by ``margin``."""
+    """Fields whose Q-probe (the name, alone or with the end token), at its best layer and site,
+    beats every floor by ``margin``."""
     q = frame[(frame.probe == "Q") & frame.accuracy.notna()]
     best = q.loc[q.groupby("field").accuracy.idxmax()].set_index("field")
     floor = best[["shuffled", "untrained", "majority"]].max(axis=1)
@@ -100,7 +108,8 @@ def write(rows: list[dict], folder: Path, model: str) -> pd.DataFrame:
         "",
         markdown_table(summary(frame), ".3f"),
         "",
-        f"Attributes decodable from the name alone (Q-probe, best layer, at least 0.2 above every floor): "
+        f"Attributes decodable from the name (Q-probe, alone or with the end token; best layer, at least 0.2 "
+        "above every floor): "
         f"{', '.join(decodable) or 'none'}.",
         "",
         "![probe heatmap](probe.png)",

@@ -9,9 +9,10 @@ import os
 import shutil
 from pathlib import Path
 
+from engram_data.run_files import BEST_PREFIX
 from engram_plugin.resume import SCORES_FILE
 
-BEST_PREFIX = "best_model_qa_"
+__all__ = ["BEST_PREFIX", "best_dirs", "hf_tracks_the_best", "link_best", "save_best"]
 
 
 def best_dirs(output_dir: str | Path) -> list[Path]:

@@ -475,13 +475,13 @@ RUN_CASES = [
     (
         "unknown variant",
         ["train-all", "--models", "tiny", "--variant", "bioX"],
-        "invalid choice: 'bioX' (choose from 'bioS', 'bioS_fullname', 'bioS_permute', 'bioS_multi5', 'bioS_multi5_permutes', 'bioS_multi5_permutes_fullname')",
+        "invalid choice: 'bioX' (choose from 'bioS', 'bioS_fullname', 'bioS_single_permute1', 'bioS_single_permute5', 'bioS_multi5', 'bioS_multi5_permutes', 'bioS_multi5_permutes_fullname')",
     ),
     ("unknown command", ["trian"], "argument command: invalid choice: 'trian'"),
     (
         "reproduce an unknown variant",
         ["reproduce", "--variants", "bioS,bioX"],
-        "unknown variant bioX; choose from bioS, bioS_fullname, bioS_permute, bioS_multi5, bioS_multi5_permutes, bioS_multi5_permutes_fullname",
+        "unknown variant bioX; choose from bioS, bioS_fullname, bioS_single_permute1, bioS_single_permute5, bioS_multi5, bioS_multi5_permutes, bioS_multi5_permutes_fullname",
     ),
     (
         "reproduce an unknown protocol",
@@ -489,6 +489,12 @@ RUN_CASES = [
         "unknown protocol qa; choose from mixed, bio_then_qa",
     ),
     ("reproduce no variant", ["reproduce", "--variants", ","], "unknown variant ','"),
+    (
+        "reproduce a QA share of 1",
+        ["reproduce", "--qa-share", "1"],
+        "--qa-share 1.0 is not in [0, 1); the paper's is 0.8",
+    ),
+    ("reproduce an unknown scale", ["reproduce", "--scale", "huge"], "argument --scale: invalid choice: 'huge'"),
     (
         "reproduce over foreign outputs",
         ["reproduce", "--data-dir", "{ws}/d", "--outputs", "{ws}/outs"],

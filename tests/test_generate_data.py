@@ -443,7 +443,7 @@ def test_an_empty_split_is_warned_about_in_one_line(tmp_path, fraction, empty):
 
 # -- the paper's ablation variants, gender drawn on its own, the authors' field lists
 
-ABLATION = ("bioS_permute", "bioS_multi5", "bioS_multi5_permutes_fullname")
+ABLATION = ("bioS_single_permute1", "bioS_single_permute5", "bioS_multi5", "bioS_multi5_permutes_fullname")
 
 
 @pytest.fixture(scope="module")
@@ -480,10 +480,23 @@ def test_each_ablation_variant_has_its_augmentations_and_only_those(ablation):
     orders = Counter()
     for p in people:
         values = [p[f] for f in FIELDS]
-        one = p["bioS_permute"]  # one biography, its own order, the name once at the start
+        one = p["bioS_single_permute1"]  # one biography, its own order, the name once at the start
         assert isinstance(one, str) and one.startswith(p["name"]) and one.count(p["name"]) == 1
         assert all(v in one for v in values)
         orders[tuple(sorted(FIELDS, key=lambda f: one.index(" " + p[f])))] += 1
+        five = p["bioS_single_permute5"]  # one biography's sentences in five different orders
+        assert len(five) == 5 and len({tuple(sorted(FIELDS, key=lambda f: b.index(" " + p[f]))) for b in five}) == 5
+        # The same sentences: past the first (which names the person), the words are the same
+        # multiset in each; one template per field, so the sorted later sentences match where
+        # the same field stands first.
+        assert all(b.startswith(p["name"]) and b.count(p["name"]) == 1 and all(v in b for v in values) for b in five)
+        by_first = {}
+        for b in five:
+            # The value stated first (of two starting together, e.g. "Corning" in "Corning, NY", the longer)
+            first = min(FIELDS, key=lambda f: (b.index(" " + p[f]), -len(p[f])))
+            rest = b[b.index(". ", b.index(p[first]) + len(p[first])) + 2 :]  # past the first sentence
+            by_first.setdefault(first, set()).add(tuple(sorted(x.rstrip(".") for x in rest.split(". "))))
+        assert all(len(s) == 1 for s in by_first.values()), by_first
         multi = p["bioS_multi5"]  # five reworded biographies, all in the fixed order
         assert len(multi) == 5 and len(set(multi)) == 5
         for bio in multi:
@@ -495,6 +508,16 @@ def test_each_ablation_variant_has_its_augmentations_and_only_those(ablation):
     assert orders[FIELDS] < len(people) / 10 and len(orders) > len(people) / 2  # shuffled: 1/720 each
     rows = [r["text"] for r in read_jsonl(ablation / "train/bioS_multi5.jsonl")]
     assert sorted(rows) == sorted(b for p in people for b in p["bioS_multi5"])  # each once, interleaved
+
+
+def test_the_old_name_of_single_permute1_still_asks_for_it_and_gives_the_same_texts(ablation, tmp_path):
+    """Data version 2.6 renamed bioS_permute to the paper's single + permute1: the old name is an
+    alias, and its texts are those that name gave before (its own seeded stream kept)."""
+    out = tmp_path / "old"
+    args = ("--num-people", str(NUM_PEOPLE), "--seed", str(SEED), "--variants", "bioS_permute", "--out", str(out))
+    assert run_generate(*args).returncode == 0
+    assert filecmp.cmp(out / "train/bioS_single_permute1.jsonl", ablation / "train/bioS_single_permute1.jsonl", False)
+    assert json.loads((out / "manifest.json").read_text())["variants"] == ["bioS_single_permute1"]
 
 
 def test_gender_independent_of_the_name_draws_pronouns_on_their_own(tmp_path):

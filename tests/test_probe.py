@@ -99,8 +99,9 @@ def test_an_untrained_model_and_shuffled_labels_sit_at_chance(untrained_probe):
         for column in ("accuracy", "shuffled", "untrained"):
             worst = (rows[column] - 1 / VALUES).abs().max()
             assert worst <= CHANCE_MARGIN, (name, column, worst)
-    assert "decodable from the name alone (Q-probe, best layer, at least 0.2 above every floor): none" in (
-        (untrained_probe[0] / "probe.md").read_text()
+    assert (
+        "decodable from the name (Q-probe, alone or with the end token; best layer, at least 0.2 above every floor): none"
+        in ((untrained_probe[0] / "probe.md").read_text())
     )
     assert (untrained_probe[0] / "probe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -108,7 +109,8 @@ def test_an_untrained_model_and_shuffled_labels_sit_at_chance(untrained_probe):
 def test_a_rerun_is_byte_identical(untrained_probe):
     for name in ("probe.json", "probe.csv", "probe.md"):
         assert (untrained_probe[0] / name).read_bytes() == (untrained_probe[1] / name).read_bytes(), name
-    assert len(json.loads((untrained_probe[0] / "probe.json").read_text())) == 8 * 3 * len(FIELDS)
+    # Sites: P at the name and before each of 6 values, Q at the name and at the name + end token.
+    assert len(json.loads((untrained_probe[0] / "probe.json").read_text())) == 9 * 3 * len(FIELDS)
 
 
 def test_bad_input_is_one_line(few_values, tiny_llama, tmp_path):

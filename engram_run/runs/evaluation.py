@@ -91,6 +91,36 @@ def merge_lora(config: Path, model_dir: Path, log: Path) -> Path:
     return merged
 
 
+def saves_modules(model_dir: Path) -> bool:
+    """An adapter that trains whole modules beside its low-rank ones (``lora_modules_to_save``,
+    e.g. the embeddings): lm-eval's hf model loads it with peft and then re-ties the
+    embeddings, which fails (transformers: "attribute 'weight' already exists"), so it is
+    scored merged."""
+    config = Path(model_dir) / "adapter_config.json"
+    return config.exists() and bool(json.loads(config.read_text()).get("modules_to_save"))
+
+
+def merge_adapter(adapter_dir: Path, base_model: str, out: Path) -> Path:
+    """The adapter in ``adapter_dir`` merged into ``base_model`` (peft's merge_and_unload),
+    saved with the adapter's tokenizer in ``out`` (replaced only if ours); returns ``out``."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    launch.remove_own(out)
+    base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    tmp = out.with_name(out.name + ".tmp")
+    launch.remove_own(tmp)
+    launch.claim(tmp)
+    merged.save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(
+        adapter_dir if (Path(adapter_dir) / "tokenizer_config.json").exists() else base_model
+    ).save_pretrained(tmp)
+    tmp.rename(out)
+    return out
+
+
 def evaluate(
     model_args: str,
     data_dir: str | Path,

@@ -79,7 +79,9 @@ def eval_all(
         cfg = load_recipe(run.config)
         base = cfg["base_model"]
         model_dir = run.model_dir
-        if merge and (model_dir / "adapter_config.json").exists():
+        if evaluation.saves_modules(model_dir) and not merge:  # lm-eval cannot load it as an adapter
+            model_dir = evaluation.merge_adapter(model_dir, base, run.dir / "merged-for-eval")
+        elif merge and (model_dir / "adapter_config.json").exists():
             try:
                 model_dir = evaluation.merge_lora(run.config, run.model_dir, run.dir / "merge.log")
             except RunError as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engram_data.contract import VARIANTS
+from engram_data.contract import VARIANT_ALIASES, VARIANTS
 from engram_data.errors import number
 from engram_run.runs.settings import DEFAULT_VARIANT
 from engram_run.studies.capacity import CapacitySettings, study
@@ -16,18 +16,19 @@ from engram_run.studies.floors import TASKS as FLOOR_TASKS
 from engram_run.studies.floors import FloorsSettings, floors
 from engram_run.studies.localize import STEPS, LocalizeSettings, endpoints, localize
 from engram_run.studies.probes import ProbeSettings, probes
-from engram_run.studies.reproduce import PROTOCOLS, ReproduceSettings, reproduce
+from engram_run.studies.reproduce import PROTOCOLS, SCALES, at_scale, reproduce
 from engram_run.studies.reversal import ARMS, ReversalSettings, reversal
 
 STUDY_COMMANDS = ("reproduce", "reversal", "probe", "capacity", "localize", "floors", "finetune-study")
 
 
-def known_list(known: tuple[str, ...], what: str):
+def known_list(known: tuple[str, ...], what: str, aliases: dict[str, str] | None = None):
     """An argparse type: ``a,b`` of ``known`` names (text variants, protocols), each once, in
-    ``known``'s order; an unknown or empty one is argparse's one-line error."""
+    ``known``'s order (``aliases``: older names of some); an unknown or empty one is argparse's
+    one-line error."""
 
     def parse(text: str) -> tuple[str, ...]:
-        names = [n.strip() for n in text.split(",") if n.strip()]
+        names = [(aliases or {}).get(n.strip(), n.strip()) for n in text.split(",") if n.strip()]
         unknown = [n for n in names if n not in known]
         if unknown or not names:
             raise argparse.ArgumentTypeError(
@@ -62,6 +63,29 @@ SETTING_TYPES = {
 }
 
 
+# make reproduce's sizes (each defaults to its --scale's).
+REPRODUCE_TYPES = {
+    "people": number(int, 8),
+    "hidden": number(int, 16),
+    "layers": number(int, 1),
+    "vocab_size": number(int, 300),
+    "sequence_len": number(int, 32),
+    "micro_batch": number(int, 1),
+    "steps": number(int, 1),
+    "learning_rate": number(float, 0, low_open=True),
+    "weight_decay": number(float, 0),
+    "qa_share": number(float, 0),
+    "qa_steps": number(int, 1),
+    "qa_learning_rate": number(float, 0, low_open=True),
+    "qa_lora_rank": number(int, 1),
+    "qa_micro_batch": number(int, 1),
+    "seed": number(int, 0),
+    "data_dir": Path,
+    "outputs": Path,
+    "results": Path,
+}
+
+
 # The options every study that builds and trains a tiny model has, and where it writes.
 TINY_MODEL_FIELDS = ("hidden", "layers", "vocab_size", "learning_rate", "micro_batch")
 PATH_FIELDS = ("data_dir", "outputs", "results")
@@ -76,32 +100,27 @@ def add_settings(parser, defaults, fields: tuple[str, ...], **types) -> None:
 
 
 def add_study_parsers(sub) -> None:
-    rp = sub.add_parser("reproduce", help="Physics of LM 3.1's two findings: every text variant, one budget")
-    rdefaults = ReproduceSettings()
-    rp.add_argument("--model", default=rdefaults.model, help="tiny (a CPU, from scratch) or a recipe: llama1b, ...")
-    add_settings(
-        rp,
-        rdefaults,
-        (
-            "people",
-            "multi5_epochs",
-            "qa_epochs",
-            *TINY_MODEL_FIELDS,
-            *PATH_FIELDS,
-        ),
+    rp = sub.add_parser("reproduce", help="Physics of LM 3.1 in the paper's protocol: every variant, one step budget")
+    rp.add_argument(
+        "--scale", choices=tuple(SCALES), default="default", help="the sizes: ci, default, reference, paper"
     )
+    rp.add_argument("--model", default=None, help="tiny (a model from scratch) or a full recipe: llama1b, ...")
+    # Every size defaults to the scale's (docs/reproduce.md lists them); an option given wins.
+    for field, kind in REPRODUCE_TYPES.items():
+        rp.add_argument(f"--{field.replace('_', '-')}", type=kind, default=None)
+    rp.add_argument("--qa-finetune", choices=("lora", "full"), default=None, help="the QA fine-tune (default: lora)")
     rp.add_argument(
         "--variants",
-        type=known_list(VARIANTS, "variant"),
-        default=rdefaults.variants,
-        help=f"comma-separated, from {','.join(VARIANTS)} (default: all)",
+        type=known_list(VARIANTS, "variant", VARIANT_ALIASES),
+        default=None,
+        help=f"comma-separated, from {','.join(VARIANTS)} (default: the scale's)",
     )
     rp.add_argument(
         "--protocols",
         type=known_list(PROTOCOLS, "protocol"),
-        default=rdefaults.protocols,
+        default=None,
         help="comma-separated: mixed (biographies + QA in one run), bio_then_qa (biographies, then a "
-        "QA fine-tune); default: both",
+        "QA fine-tune); default: the scale's",
     )
     rv = sub.add_parser("reversal", help="reversal remedies on one budget: reverse recall of heldout and train people")
     vdefaults = ReversalSettings()
@@ -134,7 +153,7 @@ def add_study_parsers(sub) -> None:
             *PATH_FIELDS,
         ),
     )
-    pb.add_argument("--variants", type=known_list(VARIANTS, "variant"), default=pdefaults.variants)
+    pb.add_argument("--variants", type=known_list(VARIANTS, "variant", VARIANT_ALIASES), default=pdefaults.variants)
     ca = sub.add_parser("capacity", help="knowledge capacity of tiny models of a few sizes (Physics of LM 3.3)")
     cdefaults = CapacitySettings()
 
@@ -232,11 +251,13 @@ def study_command(args) -> int:
             args.variant if args.model != "demo" else "bioS",
         )
         print(f"localization: {localize(base, tuned, data, out, settings)}")
+    elif args.command == "reproduce":
+        given = {k: v for k, v in vars(args).items() if v is not None and k not in ("command", "scale")}
+        reproduce(at_scale(args.scale, **given))
     else:
         settings, job = {
             "floors": (FloorsSettings, floors),
             "finetune-study": (FinetuneSettings, finetune_study),
-            "reproduce": (ReproduceSettings, reproduce),
             "reversal": (ReversalSettings, reversal),
             "probe": (ProbeSettings, probes),
         }[args.command]

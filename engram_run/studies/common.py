@@ -73,6 +73,8 @@ def lm_eval_row(
     ({name: (task, metric)}), scored into ``out`` (``limit``: lm-eval's --limit, per subtask);
     RunError naming the log if it fails."""
     tasks = tuple(dict.fromkeys(task for task, _ in scores.values()))
+    if evaluation.saves_modules(model_dir):  # an adapter with the embeddings trained: scored merged
+        model_dir = base_model = evaluation.merge_adapter(model_dir, base_model, out.with_name(out.name + "-merged"))
     if not evaluation.evaluate(model_args(model_dir, base_model), data_dir, out, tasks, limit):
         raise RunError(f"evaluation of {label} failed; see {out / 'eval.log'}")
     data = evaluation.read_results(evaluation.latest_results(out))

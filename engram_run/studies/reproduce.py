@@ -1,147 +1,182 @@
-"""``make reproduce``: Physics of Language Models 3.1 at miniature scale, under both of the
-paper's training protocols and with its extraction metric.
+"""``make reproduce``: Physics of Language Models 3.1 (Allen-Zhu and Li, arXiv:2309.14316 v3)
+in the paper's protocol, scaled down in people, model, batch and steps (reproduce_config.py
+says each choice; ``SCALE=ci|default|reference|paper``).
 
-One population (train and heldout people) and one initial model, trained on each text
-variant (``engram_data.contract.VARIANTS``: bioS_v1's three and the ablation of
-multiplicity, permutation and full names) on the same budget of biography passes (a
-single-biography variant gets as many more epochs as its text is shorter):
+One population (half of it with trained QA) and one initial model, trained on each text
+variant (the paper's: single, single + permute1, single + permute5, multi5, multi5 + permute,
+with and without full names) for the same number of optimizer steps, under both protocols:
 
-- ``mixed``: biographies of everyone mixed with the QA of train people, in one run.
-- ``bio_then_qa``: biographies of everyone alone (the same epochs), then a second Axolotl run
-  from those weights on the QA of train people only (the paper's BIO pretrain + QA finetune).
+- ``mixed``: the biographies of everyone and the QA of train people (``qa_share`` of the text)
+  in one run.
+- ``bio_then_qa``: the biographies alone; the memorization gate (next-token accuracy on the
+  attribute tokens of the QA-heldout people's biographies, ``engram_eval.memorization``);
+  then a second Axolotl run from those weights on the QA of train people only: LoRA on the
+  query and value projections plus the embeddings (the paper's QA fine-tune).
 
-Each final model is scored by lm-eval on the trained QA (train people; four-option and
-exact match), on extraction (heldout people, whose QA never trained: exact match of a greedy
-generation, the paper's metric, and four-option) and on reversal (the name from birth date
-and city), beside its untrained score (the plugin's step 0).
+Each final model (the best checkpoint by trained-QA recall) is scored by lm-eval on the
+trained QA, on extraction (heldout people, whose QA never trained: exact match of a greedy
+generation, the paper's metric, and four-option) and on reversal, beside its untrained score
+(the plugin's step 0) and the paper's own figure for the same cell.
 
-    RESULTS/reproduce.json   {protocol: {variant: {epochs, scores, stderr, questions, untrained}}}
-    RESULTS/reproduce.md     one table per protocol, the paper's figure for the same cell beside
+    RESULTS/reproduce.json   {protocol: {variant: {steps, scores, stderr, questions, memorization, ...}}}
+    RESULTS/reproduce.md     one table per protocol, the paper's figure beside each cell
     RESULTS/reproduce.png    grouped bars per protocol, chance lines
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
-from engram_data.contract import MANIFEST, VARIANTS, read_manifest, train_file
-from engram_data.run_files import RECALL_HISTORY
+from engram_data.contract import MANIFEST, QA_TRAIN, read_manifest, train_file
+from engram_data.run_files import BEST_PREFIX, RECALL_HISTORY
 from engram_run.reports.report import untrained_recall
 from engram_run.runs import launch
 from engram_run.runs.recipes import RunError, write_config
-from engram_run.studies.common import REFERENCE, budget_epochs, lm_eval_row, timer, variant_config
+from engram_run.studies.common import lm_eval_row, timer
+from engram_run.studies.reproduce_config import (
+    PROTOCOLS,
+    SCALES,
+    ReproduceSettings,
+    at_scale,
+    qa_repeats,
+    run_config,
+    write_repeated_qa,
+)
 from engram_run.studies.reproduce_report import SCORES, write_results
 
-PROTOCOLS = ("mixed", "bio_then_qa")
-
-
-@dataclass(frozen=True)
-class ReproduceSettings:
-    model: str = "tiny"  # tiny: a local model from scratch on a CPU; else a recipe (llama1b, ...)
-    people: int = 60
-    multi5_epochs: int = 12  # the others get the same budget
-    qa_epochs: int = 40  # bio_then_qa: the QA fine-tune's epochs (at 60 people, 10 memorized a third of it)
-    hidden: int = 128
-    layers: int = 4
-    vocab_size: int = 2048
-    learning_rate: float = 2e-3
-    micro_batch: int = 8  # packed rows of 256 tokens
-    variants: tuple[str, ...] = VARIANTS
-    protocols: tuple[str, ...] = PROTOCOLS
-    data_dir: Path = Path("data/reproduce")
-    outputs: Path = Path("outputs/reproduce")
-    results: Path = Path("results/reproduce")
+__all__ = ["PROTOCOLS", "SCALES", "ReproduceSettings", "at_scale", "reproduce"]
 
 
 def check_data(s: ReproduceSettings) -> None:
     if not (s.data_dir / MANIFEST).exists():
         raise RunError(f"{s.data_dir} has no dataset; run `make data DATA_DIR={s.data_dir}` first")
-    missing = [v for v in {*s.variants, REFERENCE} if not train_file(s.data_dir, v).exists()]
+    missing = [v for v in (*s.variants, QA_TRAIN) if not train_file(s.data_dir, v).exists()]
     if missing:
         have = read_manifest(s.data_dir).get("variants", [])
         raise RunError(
             f"{s.data_dir} has no {', '.join(sorted(missing))} (it has {', '.join(have)}); regenerate it "
-            f"with `python generate_data.py --variants {','.join(VARIANTS)} --out {s.data_dir} --overwrite`"
+            f"with `python generate_data.py --variants {','.join(s.variants)} --out {s.data_dir} --overwrite`"
         )
 
 
-def reproduce(s: ReproduceSettings) -> Path:
-    step = timer("reproduce")
-
+def check(s: ReproduceSettings) -> None:
+    """Everything that can be refused before anything is written."""
     unknown = [p for p in s.protocols if p not in PROTOCOLS]
     if unknown or not s.protocols:
         raise RunError(f"unknown protocol {', '.join(unknown) or '(none)'}; choose from {', '.join(PROTOCOLS)}")
-    if s.model != "tiny":  # an unknown model, or an adapter for a second run, fails before anything is written
-        if "bio_then_qa" in s.protocols and variant_config(s, None, 1, None, s.outputs).get("adapter"):
+    if s.qa_finetune not in ("lora", "full"):
+        raise RunError(f"unknown --qa-finetune {s.qa_finetune}; choose lora or full")
+    if not 0 <= s.qa_share < 1:
+        raise RunError(f"--qa-share {s.qa_share} is not in [0, 1); the paper's is 0.8")
+    if s.model != "tiny" and "bio_then_qa" in s.protocols:
+        probe = run_config(s, "bio", s.variants[0], None, s.outputs / "model")
+        if probe.get("adapter"):
             raise RunError(
                 f"bio_then_qa fine-tunes the first run's weights: {s.model} trains an adapter; "
                 "use a full recipe (e.g. llama1b) or --protocols mixed"
             )
     if s.outputs.exists() and not (s.outputs / launch.MARKER).exists():
         raise RunError(f"{s.outputs} exists and was not written by reproduce; move it away or pass --outputs")
+
+
+def reproduce(s: ReproduceSettings) -> Path:
+    step = timer("reproduce")
+    check(s)
     if s.model == "tiny":
         step(f"generating {s.people} people into {s.data_dir}")
-        launch.generate_data(s.data_dir, s.people, seed=0, variants=tuple(dict.fromkeys([*s.variants, REFERENCE])))
+        launch.generate_data(s.data_dir, s.people, seed=s.seed, variants=s.variants)
     check_data(s)
     launch.remove_own(s.outputs)
     launch.claim(s.outputs)
     init = None
     if s.model == "tiny":
-        step(f"building one random Llama (hidden {s.hidden}, {s.layers} layers) for every variant")
+        step(f"building one random Llama (hidden {s.hidden}, {s.layers} layers, {s.heads} heads) for every variant")
         init = launch.build_model(
             s.data_dir,
             s.outputs / "init",
             s.outputs / "build.log",
             hidden=s.hidden,
             layers=s.layers,
+            heads=s.heads,
             vocab_size=s.vocab_size,
-            seed=0,
+            seed=s.seed,
         )
-    epochs = budget_epochs(s.data_dir, s.multi5_epochs, s.variants)
     rows: dict[str, dict] = {}
     for protocol in s.protocols:
         rows[protocol] = {}
         for variant in s.variants:
+            label = f"{protocol}/{variant}"
             where = launch.claim(launch.claim(s.outputs / protocol) / variant)
-            texts = "bio+qa" if protocol == "mixed" else "bio"
-            first = train_run(
-                s,
-                where if protocol == "mixed" else where / "bio",
-                variant,
-                epochs[variant],
-                init,
-                texts,
-                step,
-                f"{protocol}/{variant}",
-            )
+            row: dict = {"steps": s.steps}
+            if protocol == "mixed":
+                repeats = qa_repeats(s, variant)
+                extra = write_repeated_qa(s, where, repeats)
+                first = train_run(s, where / "run", "mixed", variant, init, step, label, extra)
+                row["qa_repeats"] = repeats
+            else:
+                first = train_run(s, where / "bio", "bio", variant, init, step, label)
+            row["memorization"] = memorization(s, first, variant, step, label)
             final = first
             if protocol == "bio_then_qa":
-                final = train_run(s, where / "qa", None, s.qa_epochs, first, "qa", step, f"{protocol}/{variant}")
-            base = str(init or variant_config(s, variant, 1, None, final)["base_model"])  # for adapters
-            rows[protocol][variant] = score(s, final, base, where / "lm_eval", step, f"{protocol}/{variant}")
-            rows[protocol][variant] |= {"epochs": epochs[variant], "untrained": untrained_recall(history(first))}
-            if protocol == "bio_then_qa":
-                rows[protocol][variant]["qa_epochs"] = s.qa_epochs
+                final = train_run(s, where / "qa", "qa", None, first, step, label)
+                row["qa_steps"] = s.qa_steps
+                row["qa_finetune"] = s.qa_finetune
+            scored = best_checkpoint(final)
+            base = str(
+                first if protocol == "bio_then_qa" else init or run_config(s, "bio", variant, None, final)["base_model"]
+            )
+            row |= score(s, scored, base, where / "lm_eval", step, label)
+            row |= {"scored": str(scored), "untrained": untrained_recall(history(first))}
+            rows[protocol][variant] = row
     path = write_results(rows, s)
     step(f"done: {path}")
     return path
 
 
-def train_run(s, folder: Path, variant, epochs: int, init, texts: str, step, label: str) -> Path:
+def train_run(s, folder: Path, stage: str, variant, init, step, label: str, extra: Path | None = None) -> Path:
     """One ``axolotl train`` in ``folder`` (config.yml, train.log, model/); the model folder."""
-    cfg = variant_config(s, variant, epochs, init, folder / "model", texts)
+    cfg = run_config(s, stage, variant, init, folder / "model", extra)
     config = write_config(cfg, launch.claim(folder) / "config.yml")
-    what = {"bio+qa": "biographies + QA of train people", "bio": "biographies", "qa": "QA of train people"}[texts]
-    step(f"{label}: axolotl train on {what}, {epochs} epochs (log: {folder / 'train.log'})")
+    what = {
+        "mixed": f"biographies + QA of train people ({s.qa_share:.0%} of the text)",
+        "bio": "biographies",
+        "qa": f"QA of train people ({s.qa_finetune})",
+    }[stage]
+    steps = s.qa_steps if stage == "qa" else s.steps
+    step(f"{label}: axolotl train on {what}, {steps} steps (log: {folder / 'train.log'})")
     if not launch.train(config, folder / "model", folder / "train.log"):
         raise RunError(f"training {label} failed; see {folder / 'train.log'}")
     return folder / "model"
 
 
+def best_checkpoint(model_dir: Path) -> Path:
+    """The checkpoint with the best trained-QA recall (the plugin's best_model_qa_* link), else
+    the final model."""
+    best = sorted(model_dir.glob(f"{BEST_PREFIX}*"))
+    return best[-1].resolve() if best else model_dir
+
+
 def history(model_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (model_dir / RECALL_HISTORY).read_text().splitlines()]
+
+
+def memorization(s, model_dir: Path, variant: str, step, label: str) -> dict:
+    """The gate: next-token accuracy on the attribute tokens of the QA-heldout people's
+    biographies, which the run trained on."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engram_eval.memorization import AttributeAccuracy
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    result = AttributeAccuracy(s.data_dir, tok, variant, split="heldout").evaluate(model)
+    verdict = "memorized" if result["memorized"] else "NOT memorized"
+    step(
+        f"{label}: attribute-token accuracy on heldout people's biographies {result['attribute_token_accuracy']:.4f} ({verdict})"
+    )
+    return result
 
 
 def score(s, model_dir: Path, base_model: str, out: Path, step, label: str) -> dict:

@@ -25,21 +25,26 @@ COLUMNS = {
     "heldout": "heldout (four-option)",
     "reverse": "reverse (four-option)",
 }
-# The paper's heldout extraction (exact match of generated answers) for the same protocol and
-# variant, as Physics of LM 3.1 (Allen-Zhu and Li, arXiv:2309.14316) states it in its text.
-# Cells marked "not transcribed" are in the paper's ablation figures, not copied here.
-NOT_GIVEN = "in the paper's ablation figures; not transcribed here"
+# The paper's heldout extraction (exact match of the generated answer, on the people whose QA
+# never trained) for the same protocol and variant, as Physics of LM 3.1 (Allen-Zhu and Li,
+# arXiv:2309.14316 v3) states it in its text; at its scale: 100,000 people, GPT-2 small's
+# shape, 80,000 steps of batch 96. A cell it gives no figure for says so.
+ARXIV = "arXiv:2309.14316 v3"
+NOT_GIVEN = "no figure in the paper's text"
 PAPER = {
-    ("bio_then_qa", "bioS"): "near 10% (BIO pretrain + QA finetune, one biography per person)",
-    ("bio_then_qa", "bioS_multi5_permutes"): "above 90% (multi5 + permute)",
-    ("bio_then_qa", "bioS_multi5_permutes_fullname"): "above 90% (multi5 + permute + fullname)",
-    ("mixed", "bioS"): "high even with one biography per person (mixed training); value not transcribed here",
+    ("mixed", "bioS"): "86.6%",
+    ("bio_then_qa", "bioS"): "9.7%",
+    ("bio_then_qa", "bioS_single_permute1"): "4.4% (one permutation hurts)",
+    ("bio_then_qa", "bioS_single_permute5"): "70%",
+    ("bio_then_qa", "bioS_multi5"): "41%",
+    ("bio_then_qa", "bioS_multi5_permutes"): "96.6%",
 }
 REVERSAL = "Reversal: at chance for every variant and protocol (Physics of LM 3.2, Allen-Zhu and Li, arXiv:2309.14402)."
 PROTOCOL_TEXT = {
-    "mixed": "**Mixed training**: biographies of every person and the QA of train people in one run.",
+    "mixed": "**Mixed training**: biographies of every person and the QA of train people in one run "
+    "(the QA {share} of the text).",
     "bio_then_qa": "**BIO pretrain, then QA fine-tune**: biographies of every person alone, then a second run "
-    "from those weights on the QA of train people only.",
+    "from those weights on the QA of train people only ({qa}).",
 }
 
 
@@ -47,37 +52,61 @@ def paper(protocol: str, variant: str) -> str:
     return PAPER.get((protocol, variant), NOT_GIVEN)
 
 
+def memorized(r: dict) -> str:
+    m = r.get("memorization")
+    if not m:
+        return ""
+    return f"{m['attribute_token_accuracy']:.3f}" + ("" if m["memorized"] else " (not memorized)")
+
+
 def markdown(rows: dict, s) -> str:
     lines = [
-        "# Physics of LM 3.1 at miniature scale",
+        "# Physics of LM 3.1 in the paper's protocol, scaled down",
         "",
-        f"{s.people} people (half of them heldout), model `{s.model}`, every variant on the same budget of "
-        "biography passes. lm-eval's scores ± its standard error. *Trained QA*: train people, whose QA pairs "
-        "were trained (memorization); *heldout extraction*: people whose QA never trained, scored as the paper "
-        "scores it (greedy generation, exact match; chance near 0) and as four-option accuracy (chance 0.25, "
-        "partial knowledge counts); *untrained*: the same model before training (four-option, train people).",
+        f"Scale `{s.scale}`: {s.people} people (half of them heldout), model `{s.model}`"
+        + (f" ({s.layers} layers x {s.hidden}, {s.heads} heads of 64)" if s.model == "tiny" else "")
+        + f", every variant {s.steps} optimizer steps of {s.micro_batch} packed rows of {s.sequence_len} tokens; "
+        f"warmup {s.warmup_ratio:.2%} of the steps, cosine to {s.min_lr_ratio:g} of the peak {s.learning_rate:g}, "
+        f"weight decay {s.weight_decay:g}; seed {s.seed}. lm-eval's scores ± its standard error, on the best "
+        "checkpoint by trained-QA recall. *Trained QA*: train people, whose QA pairs were trained (memorization); "
+        "*heldout extraction*: people whose QA never trained, scored as the paper scores it (greedy generation, "
+        "exact match; chance near 0) and as four-option accuracy (chance 0.25); *memorized*: next-token accuracy "
+        "on the attribute tokens of the heldout people's biographies after the biography run (the paper "
+        "pretrains to above 0.99; below it the run is marked not memorized and its extraction is not the "
+        "paper's quantity); *untrained*: the same model before training (four-option, train people). "
+        f"*Paper*: its heldout extraction for the same cell, as its text states it ({ARXIV}; 100,000 people, "
+        "GPT-2 small, 80,000 steps).",
     ]
     for protocol, by_variant in rows.items():
+        text = PROTOCOL_TEXT[protocol].format(
+            share=f"{s.qa_share:.0%}",
+            qa=f"{s.qa_finetune}"
+            + (f" rank {s.qa_lora_rank} on q/v + the embeddings" if s.qa_finetune == "lora" else "")
+            + f", {s.qa_steps} steps, peak {s.qa_learning_rate:g}",
+        )
         lines += [
             "",
             f"## {protocol}",
             "",
-            PROTOCOL_TEXT[protocol],
+            text,
             "",
-            "| variant | epochs | " + " | ".join(COLUMNS.values()) + " | untrained | paper: heldout extraction |",
-            "| --- | ---: | " + " | ".join("---:" for _ in COLUMNS) + " | ---: | --- |",
+            "| variant | steps | memorized | "
+            + " | ".join(COLUMNS.values())
+            + " | untrained | paper: heldout extraction |",
+            "| --- | ---: | ---: | " + " | ".join("---:" for _ in COLUMNS) + " | ---: | --- |",
         ]
         for v, r in by_variant.items():
-            epochs = f"{r['epochs']}" + (f" + {r['qa_epochs']} QA" if "qa_epochs" in r else "")
+            steps = f"{r['steps']}" + (f" + {r['qa_steps']} QA" if "qa_steps" in r else "")
             cells = [f"{r['scores'][k]:.3f} ± {r['stderr'][k]:.3f}" for k in COLUMNS]
             untrained = "" if r["untrained"] is None else f"{r['untrained']:.3f}"
-            lines.append(f"| `{v}` | {epochs} | {' | '.join(cells)} | {untrained} | {paper(protocol, v)} |")
-        if {"bioS", "bioS_multi5_permutes"} <= set(by_variant):
-            gap = (
-                by_variant["bioS_multi5_permutes"]["scores"]["heldout_exact"]
-                - by_variant["bioS"]["scores"]["heldout_exact"]
+            lines.append(
+                f"| `{v}` | {steps} | {memorized(r)} | {' | '.join(cells)} | {untrained} | {paper(protocol, v)} |"
             )
-            lines += ["", f"Extraction gained by multi5 + permutation (exact match): {gap:+.3f}."]
+        if {"bioS", "bioS_multi5_permutes"} <= set(by_variant):
+            a, b = by_variant["bioS_multi5_permutes"], by_variant["bioS"]
+            gap = a["scores"]["heldout_exact"] - b["scores"]["heldout_exact"]
+            err = (a["stderr"]["heldout_exact"] ** 2 + b["stderr"]["heldout_exact"] ** 2) ** 0.5
+            lines += ["", f"Extraction gained by multi5 + permute over bioS (exact match): {gap:+.3f} ± {err:.3f}."]
     n = next(iter(next(iter(rows.values())).values()))["questions"]
     lines += [
         "",
