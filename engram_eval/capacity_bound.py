@@ -13,8 +13,9 @@ included), averaged over the people. Each term is floored at zero (a model that 
 than a guess stores nothing). N0 and S0 are the generator's pools: first x middle x last
 names (per gender with ``--gender by-name``); S0 = birth dates (12 x 28 x 200) x cities x
 universities x majors x employers (x 2 genders when gender is independent of the name; the
-company city follows the employer). The paper's "2 bits per parameter" holds when the data
-has more bits than the model has parameters and each fact was seen about 1,000 times.
+company city follows the employer). The paper's "2 bits per parameter" is the peak over its
+models (counted with the vocabulary rows the data uses), when the data has more bits than the
+model has parameters and each fact was seen about 1,000 times.
 
 :mod:`engram_eval.capacity_qa` measures another quantity: bits extractable through QA prompts.
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 
 from engram_data.contract import FIELDS, MANIFEST, PEOPLE, read_jsonl
-from engram_eval.params import parameter_counts
+from engram_eval.params import parameter_counts, used_vocabulary_params
 
 BIRTH_DATES = 12 * 28 * 200  # the generator's months x days x years
 ATTRIBUTE_POOLS = ("birth_city", "university", "major", "employer")
@@ -80,6 +81,15 @@ class BoundEvaluator:
         self.people = [p for p in people if split == "all" or p["split"] == split][:limit]
         self.tokenizer, self.batch_size = tokenizer, batch_size
         self.items = []
+        # The vocabulary the data uses: every token of every person's biographies of the variant.
+        self.used_tokens = len(
+            {
+                t
+                for p in people
+                for text in ([p[variant]] if isinstance(p[variant], str) else p[variant])
+                for t in tokenizer(text, add_special_tokens=True)["input_ids"]
+            }
+        )
         for p in self.people:
             text = p[variant] if isinstance(p[variant], str) else p[variant][0]
             name, values = spans(p, text, self.pools["gender_is_a_fact"])
@@ -127,6 +137,7 @@ class BoundEvaluator:
         name_bits = n * max(0.0, math.log2(n0 - n) - p1 / math.log(2))
         value_bits = n * max(0.0, math.log2(s0) - p2 / math.log(2))
         params, non_embedding = parameter_counts(model)
+        used_params = used_vocabulary_params(model, self.used_tokens)
         bits = name_bits + value_bits
         most = n * (math.log2(n0 - n) + math.log2(s0))
         return {
@@ -145,6 +156,9 @@ class BoundEvaluator:
             "params": params,
             "non_embedding_params": non_embedding,
             "bits_per_param": bits / params,
+            "used_tokens": self.used_tokens,
+            "params_used_vocabulary": used_params,
+            "bits_per_param_used_vocabulary": bits / used_params,
             "bits_per_non_embedding_param": bits / max(non_embedding, 1),
         }
 
@@ -164,9 +178,11 @@ def bound_markdown(result: dict, model: str, variant: str) -> str:
             f"| attributes: N log2(S0 / e^p2) | {r['value_loss_nats']:.2f} | {r['value_bits']:.1f} |",
             "",
             f"**{r['bits']:.1f} of {r['max_bits']:.1f} bits ({r['share']:.1%})**; {r['params']:,} parameters: "
-            f"{r['bits_per_param']:.5f} bits per parameter, {r['bits_per_non_embedding_param']:.5f} per non-embedding "
-            "parameter (Physics of LM 3.3: about 2 when the data holds more bits than the model has parameters and "
-            "each fact was seen ~1,000 times).",
+            f"{r['bits_per_param']:.5f} bits per parameter, {r['bits_per_param_used_vocabulary']:.5f} counting only the "
+            f"{r['used_tokens']:,} vocabulary rows the data uses ({r['params_used_vocabulary']:,} parameters, as Physics "
+            f"of LM 3.3 counts them), {r['bits_per_non_embedding_param']:.5f} per non-embedding parameter. Physics of "
+            "LM 3.3's 2 bits per parameter is the peak over its models, reached when the data holds more bits than the "
+            "model has parameters and each fact was seen ~1,000 times.",
             "",
         ]
     )

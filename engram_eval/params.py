@@ -1,5 +1,6 @@
 """Parameter counts as a capacity measure divides by them: tied tensors once, ZeRO-3
-placeholders and packed 4-bit weights at the size the model defines."""
+placeholders and packed 4-bit weights at the size the model defines; and, as Physics of LM 3.3
+counts them, with only the rows of the embeddings and head that the data's tokens use."""
 
 from __future__ import annotations
 
@@ -24,3 +25,18 @@ def parameter_counts(model) -> tuple[int, int]:
     embedding = {id(m.weight) for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}
     outside = sum(numel(p) for p in model.parameters() if id(p) in embedding)
     return total, total - outside
+
+
+def used_vocabulary_params(model, used_tokens: int) -> int:
+    """All parameters (tied ones once), the input embeddings and the output head counted for
+    ``used_tokens`` rows only: the rows of tokens the data never uses store none of its
+    knowledge (Physics of LM 3.3 counts a model's parameters so)."""
+    total, _ = parameter_counts(model)
+    seen, unused = set(), 0
+    for m in (model.get_input_embeddings(), model.get_output_embeddings()):
+        if m is None or id(m.weight) in seen or m.weight.dim() != 2:
+            continue
+        seen.add(id(m.weight))
+        rows, width = m.weight.shape
+        unused += max(0, rows - used_tokens) * width
+    return total - unused

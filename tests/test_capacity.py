@@ -201,6 +201,23 @@ def test_the_bound_of_a_knowing_scorer_is_the_datas_bits_and_of_a_uniform_one_ze
     assert untrained["bits"] == 0.0 and untrained["value_loss_nats"] > math.log(bound.pools["S0"])
 
 
+def test_the_bound_counts_parameters_with_the_vocabulary_the_data_uses(bound, tiny_llama, bios_dir):
+    """As Physics of LM 3.3 counts them: embedding (and head) rows of tokens the data never
+    uses are left out; the tiny Llama ties its head to its embeddings, so they count once."""
+    from transformers import AutoModelForCausalLM
+
+    from engram_data.contract import read_jsonl
+    from engram_eval.params import used_vocabulary_params
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    used = {t for p in read_jsonl(bios_dir / "people.jsonl") for t in bound.tokenizer(p["bioS"])["input_ids"]}
+    assert bound.used_tokens == len(used) < model.config.vocab_size
+    result = bound.evaluate(model)
+    rows, width = model.get_input_embeddings().weight.shape
+    assert result["params_used_vocabulary"] == result["params"] - (rows - len(used)) * width
+    assert used_vocabulary_params(model, rows) == result["params"]  # every row used: every parameter
+
+
 @pytest.mark.slow
 def test_a_model_trained_on_the_biographies_stores_bits_by_the_bound(bound, tiny_llama, bios_dir):
     from transformers import AutoModelForCausalLM

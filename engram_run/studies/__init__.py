@@ -2,7 +2,8 @@
 
     common            what the studies share: the step timer, budgets, an arm's recipe, lm-eval rows
     cli               the command lines of reproduce, reversal, probe, capacity, localize, floors, finetune-study
-    reproduce         make reproduce: Physics of LM 3.1's protocols on every text variant
+    reproduce         make reproduce: Physics of LM 3.1's protocols on every text variant, the gate
+    reproduce_config  its scales (ci, default, reference, paper) and each run's config in the paper's protocol
     reproduce_report  its tables (the paper's figure beside each cell) and plot
     reversal          make reversal: what makes reverse questions answerable
     reversal_report   its table and plot
@@ -18,5 +19,5 @@
     corpus_report     the documents study's tables and plot
     corpus_cli        the documents commands: corpus-train, pick-base, corpus-study
 
-A study imports :mod:`common` and its own ``*_report`` module, never another study.
+A study imports :mod:`common` and its own ``*_report`` (and ``*_config``) modules, never another study.
 """

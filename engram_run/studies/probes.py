@@ -4,7 +4,7 @@ paper's linear probes (Physics of LM 3.1, section 5) at miniature scale.
 One population in the probes' regime (``--values-per-field``: every value held by many
 people, as the paper's 100k people over a few hundred values), one initial model, trained
 on ``bioS`` and on ``bioS_multi5_permutes`` (each mixed with the QA of train people, on
-reproduce's budget of biography passes). Each model gets lm-eval's heldout extraction
+one budget of biography passes, `common.budget_epochs`). Each model gets lm-eval's heldout extraction
 (exact match, and four-option) and ``engram-localize probe``: P-probes on the biography it
 trained on and Q-probes on the name alone, per layer x attribute, with their floors.
 
@@ -116,7 +116,7 @@ def write_results(rows: dict, probe_dirs: dict[str, Path], s: ProbeSettings) -> 
             "# Probes: why multi5 + permutation makes knowledge extractable",
             "",
             f"{s.people} people (half heldout), {s.values_per_field} values per attribute, a random "
-            f"{s.hidden}-wide {s.layers}-layer Llama per variant, mixed training on reproduce's budget. "
+            f"{s.hidden}-wide {s.layers}-layer Llama per variant, mixed training on one budget of biography passes. "
             "*Q-probe*: a linear probe on the hidden state of the name alone, trained on train people, "
             "scored on heldout people; best layer. *Decodable*: at least 0.2 above the shuffled-label, "
             "untrained-model and majority floors.",
