@@ -19,6 +19,8 @@ def test_recall_line():
     }
     assert recall_line(entry, 12) == "epoch 4/12   recall 0.71  heldout 0.55  reverse 0.24"
     assert recall_line({"step": 0, "epoch": 0, "eval_engram_qa_acc_overall": 0.25}, 12) == "untrained    recall 0.25"
+    # A run that max_steps ends (make reproduce's step budget) counts steps, not its nominal epochs.
+    assert recall_line({**entry, "step": 500}, 100000, 2500).startswith("step 500/2500  recall 0.71")
 
 
 def test_training_watch_reads_progress_and_prints_each_new_evaluation_once(tmp_path, capsys):

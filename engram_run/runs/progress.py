@@ -27,13 +27,15 @@ def _epoch(epoch: float) -> str:
     return f"{epoch:.0f}" if abs(epoch - round(epoch)) < 0.05 else f"{epoch:.1f}"
 
 
-def recall_line(entry: dict, epochs: float | None) -> str:
-    """``epoch 4/12  recall 0.71  heldout 0.55  reverse 0.24`` (``untrained`` at step 0)."""
-    when = (
-        "untrained"
-        if entry["step"] == 0
-        else f"epoch {_epoch(entry.get('epoch') or 0)}" + (f"/{epochs:.0f}" if epochs else "")
-    )
+def recall_line(entry: dict, epochs: float | None, max_steps: int | None = None) -> str:
+    """``epoch 4/12  recall 0.71  heldout 0.55  reverse 0.24`` (``untrained`` at step 0);
+    ``step 500/2500 ...`` for a run that ``max_steps`` ends before its epochs."""
+    if entry["step"] == 0:
+        when = "untrained"
+    elif max_steps:
+        when = f"step {entry['step']}/{max_steps}"
+    else:
+        when = f"epoch {_epoch(entry.get('epoch') or 0)}" + (f"/{epochs:.0f}" if epochs else "")
     parts = [f"{when:<11}", f"recall {entry['eval_engram_qa_acc_overall']:.2f}"]
     for key, name in (("eval_engram_heldout_acc_overall", "heldout"), ("eval_engram_reverse_acc", "reverse")):
         if key in entry:
@@ -52,7 +54,7 @@ class TrainingWatch:
     """The training bar from ``progress`` (steps), the recall lines from ``history``."""
 
     def __init__(self, progress: Path, history: Path, enabled: bool = True):
-        self.progress, self.history, self.shown, self.epochs = progress, history, 0, None
+        self.progress, self.history, self.shown, self.epochs, self.max_steps = progress, history, 0, None, None
         self.bar = tqdm(desc="train", unit="step", disable=not enabled, dynamic_ncols=True, file=sys.stdout)
 
     def poll(self) -> None:
@@ -61,12 +63,17 @@ class TrainingWatch:
             self.epochs = p.get("epochs")
             self.bar.total = p["max_steps"]
             self.bar.n = p["step"]
-            self.bar.set_postfix_str(f"epoch {p.get('epoch') or 0:.1f}/{self.epochs:.0f}", refresh=False)
+            # max_steps ends the run long before its epochs (make reproduce: one step budget)
+            if self.epochs and p["step"] and p.get("epoch"):
+                if self.epochs > 2 * p["epoch"] / p["step"] * p["max_steps"]:
+                    self.max_steps = p["max_steps"]
+            if not self.max_steps:
+                self.bar.set_postfix_str(f"epoch {p.get('epoch') or 0:.1f}/{self.epochs:.0f}", refresh=False)
             self.bar.refresh()
         lines = self.history.read_text().splitlines() if self.history.exists() else []
         for line in lines[self.shown :]:
             try:
-                self.bar.write(recall_line(json.loads(line), self.epochs), file=sys.stdout)
+                self.bar.write(recall_line(json.loads(line), self.epochs, self.max_steps), file=sys.stdout)
             except (ValueError, KeyError):
                 break  # a line being written: read it next time
             self.shown += 1

@@ -154,7 +154,7 @@ def best_checkpoint(model_dir: Path) -> Path:
     """The checkpoint with the best trained-QA recall (the plugin's best_model_qa_* link), else
     the final model."""
     best = sorted(model_dir.glob(f"{BEST_PREFIX}*"))
-    return best[-1].resolve() if best else model_dir
+    return best[-1] if best else model_dir
 
 
 def history(model_dir: Path) -> list[dict]:
