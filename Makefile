@@ -232,7 +232,7 @@ compare: install ## base vs fine-tuned MODEL: COMPARE=tiny|openllm|leaderboard|b
 		$(if $(LIMIT),--limit $(LIMIT)) $(if $(CHAT),--apply-chat-template --fewshot-as-multiturn) \
 		$(if $(HF_HUB_LOG_ARGS),--hf-hub-log-args "$(HF_HUB_LOG_ARGS)")
 
-reproduce: install ## Physics of LM 3.1 in the paper's protocol, scaled down: every variant on one step budget, both protocols (SCALE=ci|default|reference|paper; the default estimated at ~20 min on 2 cores, reference 51 min measured); MODEL=llama1b on GPUs (make data DATA_VARIANTS=all first)
+reproduce: install ## Physics of LM 3.1 in the paper's protocol, scaled down: every variant on one step budget, both protocols (SCALE=ci|default|reference|paper; the default estimated at ~20 min on 2 cores, reference 27 to 51 min a seed, measured); MODEL=llama1b on GPUs (make data DATA_VARIANTS=all first)
 	$(PIPELINE) reproduce $(if $(SCALE),--scale $(SCALE)) $(if $(filter-out tiny,$(MODEL)),--model $(MODEL) --data-dir $(DATA_DIR) --people $(NUM_PEOPLE)) \
 		$(if $(PROTOCOLS),--protocols $(PROTOCOLS)) $(if $(REPRODUCE_VARIANTS),--variants $(REPRODUCE_VARIANTS)) $(REPRODUCE_ARGS)
 
