@@ -76,6 +76,7 @@ def test_every_variant_gets_the_papers_schedule_for_the_same_steps_and_no_valida
         ["embed_tokens"],
     )
     assert (qa["max_steps"], qa["weight_decay"], qa["learning_rate"], qa["sample_packing"]) == (400, 0.01, 3e-3, False)
+    assert (qa["warmup_steps"], qa["lr_scheduler"], qa["cosine_min_lr_ratio"]) == (0, "cosine", 0.1)  # appendix D
     validate(qa)
     full = run_config(ReproduceSettings(data_dir=bios_dir, qa_finetune="full"), "qa", None, tmp_path, tmp_path / "m")
     assert "adapter" not in full

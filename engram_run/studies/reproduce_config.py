@@ -12,8 +12,8 @@ section 2 and appendices B-D), scaled down in people, model size, batch and step
   paper's 80% of sequences), by repeating the QA file.
 - **QA fine-tune** (``bio_then_qa``'s second run): LoRA on the query and value projections
   (rank ``qa_lora_rank``; the paper: 8 to 16) with the embeddings updated in full
-  (``lora_modules_to_save``; the paper: rank 128 on them), weight decay 0.01, cosine to a
-  tenth; ``qa_finetune: full`` updates every weight instead.
+  (``lora_modules_to_save``; the paper: rank 128 on them), weight decay 0.01, no warmup,
+  cosine to a tenth (the paper's appendix D); ``qa_finetune: full`` updates every weight instead.
 
 The tokenizer is a BPE trained on the data (the paper's GPT-2 tokenizer is not available
 offline); the model a Llama with rotary embeddings and 64-wide heads, as the paper's
@@ -103,7 +103,7 @@ SCALES: dict[str, dict] = {
         "variants": ("bioS", "bioS_multi5_permutes"),
         "protocols": ("bio_then_qa",),
     },
-    # The paper's N, model (GPT-2 small's 12 x 768) and steps, for a GPU.
+    # The paper's N, model (GPT-2 small's 12 x 768), steps and QA fine-tune (50,000 x 48), for a GPU.
     "paper": {
         "people": 100000,
         "hidden": 768,
@@ -149,8 +149,9 @@ def write_repeated_qa(s: ReproduceSettings, folder: Path, repeats: int) -> Path:
     return path
 
 
-def schedule(s: ReproduceSettings, steps: int, learning_rate: float, weight_decay: float) -> dict:
-    """Warmup for the paper's share of ``steps``, cosine to ``min_lr_ratio`` of the peak."""
+def schedule(s: ReproduceSettings, steps: int, learning_rate: float, weight_decay: float, warmup: bool = True) -> dict:
+    """Warmup for the paper's share of ``steps`` (pretraining; the paper's QA fine-tune has
+    none: ``warmup=False``), cosine to ``min_lr_ratio`` of the peak."""
     return {
         "max_steps": steps,
         "num_epochs": 100000,  # max_steps ends the run; Axolotl caps its step count by the epochs
@@ -158,7 +159,7 @@ def schedule(s: ReproduceSettings, steps: int, learning_rate: float, weight_deca
         "lr_scheduler": "cosine",
         "cosine_min_lr_ratio": s.min_lr_ratio,
         # Axolotl reads warmup_ratio against its epoch count: the steps, exactly.
-        "warmup_steps": max(1, round(s.warmup_ratio * steps)),
+        "warmup_steps": max(1, round(s.warmup_ratio * steps)) if warmup else 0,
         "weight_decay": weight_decay,
         "adam_epsilon": s.adam_epsilon,
         "optimizer": "adamw_torch",
@@ -190,7 +191,7 @@ def run_config(
         cfg |= {"micro_batch_size": s.micro_batch, "sequence_len": s.sequence_len, "gradient_accumulation_steps": 1}
     if stage == "qa":
         cfg["datasets"] = [qa]
-        cfg |= schedule(s, s.qa_steps, s.qa_learning_rate, s.qa_weight_decay)
+        cfg |= schedule(s, s.qa_steps, s.qa_learning_rate, s.qa_weight_decay, warmup=False)
         # One QA pair per row, qa_micro_batch of them per step (the paper's batch 48).
         cfg |= {"micro_batch_size": s.qa_micro_batch, "sample_packing": False, "gradient_accumulation_steps": 1}
         if s.qa_finetune == "lora":
