@@ -116,7 +116,7 @@ def test_distractors_are_values_of_other_people_of_the_same_split(population_5k)
             assert all(c in values for c in row["choices"]), row
             assert len(set(row["choices"])) == 4 and row["choices"][row["label"]] == row["answer"]
     manifest = json.loads((population_5k / "manifest.json").read_text())
-    assert manifest["generator_version"] == "2.5" and manifest["options"] == PROTOCOL
+    assert manifest["generator_version"] == "2.6" and manifest["options"] == PROTOCOL
     for name in QA_FILES:
         assert manifest["files"][f"qa/{name}.jsonl"]["options_exact"] == {"heldout": True, "train": True}
 

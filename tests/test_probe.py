@@ -172,6 +172,7 @@ def test_make_probe_end_to_end_at_a_tiny_size(tmp_path):
     assert set(row["q_probe_best"]) == set(FIELDS) and set(row["decodable_at_name"]) <= set(FIELDS)
     assert "| `bioS_multi5_permutes` | 2 |" in (out / "probes.md").read_text()
     frame = pd.read_csv(out / "bioS_multi5_permutes" / "probe" / "probe.csv")
-    assert len(frame) == 8 * 2 * len(FIELDS) and set(frame.scored) == {30}  # 4 values: every one seen in training
+    # 9 sites (P at the name and before 6 values, Q at the name and at the name + end token) x 2 layers
+    assert len(frame) == 9 * 2 * len(FIELDS) and set(frame.scored) == {30}  # 4 values: every one seen in training
     manifest = json.loads((tmp_path / "data" / "probe" / "manifest.json").read_text())
     assert manifest["args"]["values_per_field"] == 4

@@ -38,7 +38,7 @@ def test_asking_for_the_remedies_leaves_every_other_file_as_it_was(bios_dir, rem
     assert (sorted(match), mismatch, errors) == (theirs, [], [])
     rows = [{k: v for k, v in p.items() if k not in REVERSAL_VARIANTS} for p in read_jsonl(remedies / "people.jsonl")]
     assert rows == read_jsonl(bios_dir / "people.jsonl")
-    assert json.loads((remedies / "manifest.json").read_text())["generator_version"] == "2.5"
+    assert json.loads((remedies / "manifest.json").read_text())["generator_version"] == "2.6"
 
 
 def test_value_first_states_every_value_before_the_full_name(remedies):
