@@ -17,6 +17,7 @@ from helpers.common import cli_env
 
 from engram_data.contract import DEFAULT_VARIANTS, QA_TRAIN, read_jsonl, train_file
 from engram_run.runs.recipes import validate
+from engram_run.studies.common import text_size
 from engram_run.studies.reproduce_config import (
     PAPER_WARMUP,
     SCALES,
@@ -24,7 +25,6 @@ from engram_run.studies.reproduce_config import (
     at_scale,
     qa_repeats,
     run_config,
-    text_size,
     write_repeated_qa,
 )
 
@@ -39,11 +39,10 @@ def test_the_budget_of_text_passes_is_the_same_characters_for_every_variant(bios
     """The studies that still train by epochs (probe, reversal) give each variant the epochs
     nearest to the same characters of text."""
     from engram_run.studies.common import budget_epochs
-    from engram_run.studies.common import text_size as size_of
 
     epochs = budget_epochs(bios_dir, 12, DEFAULT_VARIANTS)
-    qa = size_of(train_file(bios_dir, QA_TRAIN))
-    size = {v: size_of(train_file(bios_dir, v)) + qa for v in DEFAULT_VARIANTS}
+    qa = text_size(train_file(bios_dir, QA_TRAIN))
+    size = {v: text_size(train_file(bios_dir, v)) + qa for v in DEFAULT_VARIANTS}
     assert epochs["bioS_multi5_permutes"] == 12 and epochs["bioS"] > 24
     for v in DEFAULT_VARIANTS:
         assert abs(epochs[v] * size[v] - 12 * size["bioS_multi5_permutes"]) <= size[v] / 2, (v, epochs)

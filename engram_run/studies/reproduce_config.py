@@ -22,12 +22,12 @@ GPT-2 shape with rotary embeddings.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from engram_data.contract import QA_TRAIN, VARIANTS, train_file
 from engram_run.runs.recipes import RECIPES_DIR, RunError, derive_config, recipe_path
+from engram_run.studies.common import text_size
 
 PROTOCOLS = ("mixed", "bio_then_qa")
 # The paper's variants (docs/data.md), one biography to five permuted reworded ones.
@@ -129,10 +129,6 @@ def at_scale(scale: str, **given) -> ReproduceSettings:
     return replace(
         ReproduceSettings(), scale=scale, **{**SCALES[scale], **{k: v for k, v in given.items() if k in known}}
     )
-
-
-def text_size(path: Path) -> int:
-    return sum(len(json.loads(line)["text"]) for line in path.read_text("utf-8").splitlines())
 
 
 def qa_repeats(s: ReproduceSettings, variant: str) -> int:
